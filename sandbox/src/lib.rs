@@ -1,0 +1,68 @@
+//! reprod-sandbox: runs one build step in a fresh, hardened Docker container and reports what happened.
+//!
+//! This crate is reprod's trust boundary. It knows nothing of provenance: it is handed an image pinned by
+//! digest, a command, an environment and a job workspace, and it guarantees the isolation policy documented
+//! on [`Policy`]. Every guarantee that can be read back from the engine is read back ([`verify`]) before the
+//! container is started, so a daemon that silently ignores a limit fails the step instead of weakening it.
+
+mod image;
+mod log;
+mod policy;
+mod run;
+mod verify;
+
+pub use image::{ImageRefError, PinnedImage};
+pub use log::CapturedLog;
+pub use policy::{Policy, ALLOWED_CAPABILITIES, LABEL_JOB, LABEL_MANAGED, LABEL_OWNER};
+pub use run::{Sandbox, StepMount, StepOutcome, StepSpec, Termination};
+
+/// Why a step could not be run (as opposed to a step that ran and failed, which is a [`StepOutcome`]).
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    /// The Docker engine cannot be reached: an infrastructure failure, never a verdict on the artifact.
+    #[error("the Docker engine at {endpoint} does not answer ({detail}); start dockerd (scripts/setup.sh does) or set DOCKER_HOST")]
+    DockerUnavailable { endpoint: String, detail: String },
+    /// The step image is not pinned by digest; reprod never runs a mutable tag.
+    #[error(transparent)]
+    UnpinnedImage(#[from] ImageRefError),
+    /// The pinned image could not be pulled (unknown digest, unreachable or refusing registry).
+    #[error("image {image} cannot be pulled: {detail}")]
+    ImageUnavailable { image: String, detail: String },
+    /// A mount asked for a host path outside the job workspace.
+    #[error(
+        "mount {host} is outside the job workspace {workspace}: only the workspace may be mounted"
+    )]
+    MountOutsideWorkspace { host: String, workspace: String },
+    /// The engine accepted the container but one of the isolation settings did not take effect.
+    #[error("the Docker engine did not apply the isolation policy: {0}; refusing to run the step")]
+    PolicyNotApplied(String),
+    /// Any other engine error while creating, running or removing a container.
+    #[error("Docker engine error while {action}: {source}")]
+    Docker {
+        action: &'static str,
+        #[source]
+        source: bollard::errors::Error,
+    },
+    /// Local I/O on the workspace failed.
+    #[error("{action} {path}: {source}")]
+    Io {
+        action: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl SandboxError {
+    /// True when the failure says nothing about the artifact (engine down, engine error), so the job should be
+    /// retried rather than given a verdict.
+    pub fn is_infrastructure(&self) -> bool {
+        matches!(
+            self,
+            SandboxError::DockerUnavailable { .. }
+                | SandboxError::Docker { .. }
+                | SandboxError::PolicyNotApplied(_)
+                | SandboxError::Io { .. }
+        )
+    }
+}

@@ -1,0 +1,544 @@
+//! Running one step: pull by digest, create with the policy, verify, attach, start, wait (or kill), remove.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use bollard::models::{ContainerCreateBody, HostConfig, HostConfigLogConfig, Mount, MountType};
+use bollard::query_parameters::{
+    AttachContainerOptionsBuilder, CreateContainerOptionsBuilder, CreateImageOptionsBuilder,
+    KillContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
+    WaitContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+
+use crate::log::{CapturedLog, LogBuffer};
+use crate::{
+    verify, PinnedImage, Policy, SandboxError, ALLOWED_CAPABILITIES, LABEL_JOB, LABEL_MANAGED,
+    LABEL_OWNER,
+};
+
+/// A directory of the job workspace made visible to the step.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepMount {
+    /// Path relative to the workspace root (no `..`, no absolute paths).
+    pub workspace_subdir: PathBuf,
+    /// Absolute path inside the container.
+    pub container_path: String,
+    pub read_only: bool,
+}
+
+/// One step to run.
+#[derive(Debug, Clone)]
+pub struct StepSpec {
+    /// Job identifier, recorded as a container label.
+    pub job_id: String,
+    /// Human name of the step (for logs and the container name).
+    pub name: String,
+    pub image: PinnedImage,
+    /// Replaces the image's entrypoint when set.
+    pub entrypoint: Option<Vec<String>>,
+    /// Arguments (the image's `CMD` when `None`).
+    pub args: Option<Vec<String>>,
+    /// Environment, in the order given.
+    pub env: Vec<(String, String)>,
+    pub working_dir: Option<String>,
+    /// The job workspace root: the only host directory whose subdirectories may be mounted.
+    pub workspace: PathBuf,
+    pub mounts: Vec<StepMount>,
+}
+
+/// How a step's container ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Termination {
+    /// The main process exited by itself (any exit code).
+    Exited,
+    /// The wall-clock limit was reached and the container was killed with SIGKILL.
+    TimedOut,
+    /// The kernel's OOM killer ended a process because the memory limit was reached.
+    OutOfMemory,
+}
+
+/// What happened when a step ran.
+#[derive(Debug, Clone)]
+pub struct StepOutcome {
+    pub exit_code: i64,
+    pub termination: Termination,
+    pub log: CapturedLog,
+    pub duration: Duration,
+    /// The engine's image id (`sha256:` of the config) the container ran.
+    pub image_id: String,
+}
+
+impl StepOutcome {
+    /// True when the step exited 0 on its own.
+    pub fn succeeded(&self) -> bool {
+        self.termination == Termination::Exited && self.exit_code == 0
+    }
+}
+
+/// A connection to the Docker engine plus the policy every step gets.
+#[derive(Clone)]
+pub struct Sandbox {
+    docker: Docker,
+    policy: Policy,
+    endpoint: String,
+}
+
+fn docker_err(action: &'static str) -> impl FnOnce(bollard::errors::Error) -> SandboxError {
+    move |source| SandboxError::Docker { action, source }
+}
+
+impl Sandbox {
+    /// Connects to the engine (`DOCKER_HOST` or the local socket) and negotiates the API version.
+    pub async fn connect(policy: Policy) -> Result<Self, SandboxError> {
+        let endpoint =
+            std::env::var("DOCKER_HOST").unwrap_or_else(|_| "unix:///var/run/docker.sock".into());
+        let unavailable = |detail: String| SandboxError::DockerUnavailable {
+            endpoint: endpoint.clone(),
+            detail,
+        };
+        let docker =
+            Docker::connect_with_local_defaults().map_err(|e| unavailable(e.to_string()))?;
+        let docker = docker
+            .negotiate_version()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        docker
+            .ping()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        Ok(Sandbox {
+            docker,
+            policy,
+            endpoint,
+        })
+    }
+
+    pub fn policy(&self) -> &Policy {
+        &self.policy
+    }
+
+    /// The engine endpoint this sandbox talks to.
+    pub fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Removes every container reprod left behind (after a crash), optionally only one job's.
+    /// Returns how many were removed.
+    pub async fn sweep(&self, job_id: Option<&str>) -> Result<usize, SandboxError> {
+        let mut label = vec![format!("{LABEL_MANAGED}=true")];
+        if let Some(job) = job_id {
+            label.push(format!("{LABEL_JOB}={job}"));
+        }
+        let filters = HashMap::from([("label".to_string(), label)]);
+        let found = self
+            .docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(docker_err("listing leftover containers"))?;
+        let mut removed = 0;
+        for c in found {
+            if let Some(id) = c.id {
+                self.remove(&id).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Removes containers whose owning reprod process no longer runs (a crash or `kill -9` left them);
+    /// containers of live reprod processes are left alone. Returns how many were removed.
+    pub async fn sweep_orphans(&self) -> Result<usize, SandboxError> {
+        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_MANAGED}=true")])]);
+        let found = self
+            .docker
+            .list_containers(Some(
+                ListContainersOptionsBuilder::default()
+                    .all(true)
+                    .filters(&filters)
+                    .build(),
+            ))
+            .await
+            .map_err(docker_err("listing leftover containers"))?;
+        let mut removed = 0;
+        for c in found {
+            let owner = c
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(LABEL_OWNER))
+                .map(String::as_str);
+            if owner.is_some_and(owner_alive) {
+                continue;
+            }
+            if let Some(id) = c.id {
+                self.remove(&id).await?;
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Makes sure the pinned image is present, pulling it by digest if not. Returns the engine's image id.
+    pub async fn ensure_image(&self, image: &PinnedImage) -> Result<String, SandboxError> {
+        let reference = image.to_string();
+        if let Ok(found) = self.docker.inspect_image(&reference).await {
+            return Ok(found.id.unwrap_or_default());
+        }
+        tracing::info!(image = %reference, "pulling image by digest");
+        let options = CreateImageOptionsBuilder::default()
+            .from_image(&reference)
+            .build();
+        let mut pull = self.docker.create_image(Some(options), None, None);
+        while let Some(progress) = pull.next().await {
+            if let Err(e) = progress {
+                return Err(match e {
+                    bollard::errors::Error::DockerStreamError { error } => {
+                        SandboxError::ImageUnavailable {
+                            image: reference,
+                            detail: error,
+                        }
+                    }
+                    bollard::errors::Error::DockerResponseServerError {
+                        status_code,
+                        message,
+                    } if status_code < 500
+                        || message.contains("manifest")
+                        || message.contains("pull") =>
+                    {
+                        SandboxError::ImageUnavailable {
+                            image: reference,
+                            detail: message,
+                        }
+                    }
+                    other => SandboxError::Docker {
+                        action: "pulling an image",
+                        source: other,
+                    },
+                });
+            }
+        }
+        let found = self.docker.inspect_image(&reference).await.map_err(|e| {
+            SandboxError::ImageUnavailable {
+                image: reference.clone(),
+                detail: format!("pulled, but the engine cannot find it by digest afterwards: {e}"),
+            }
+        })?;
+        Ok(found.id.unwrap_or_default())
+    }
+
+    /// Runs one step to completion under the policy. The container is removed whatever happens.
+    pub async fn run_step(&self, spec: &StepSpec) -> Result<StepOutcome, SandboxError> {
+        let image_id = self.ensure_image(&spec.image).await?;
+        let workspace = canonical(&spec.workspace)?;
+        let mounts = spec
+            .mounts
+            .iter()
+            .map(|m| resolve_mount(&workspace, m))
+            .collect::<Result<Vec<_>, _>>()?;
+        let body = self.container_body(spec, mounts);
+        let created = self
+            .docker
+            .create_container(
+                Some(
+                    CreateContainerOptionsBuilder::default()
+                        .name(&container_name(spec))
+                        .build(),
+                ),
+                body,
+            )
+            .await
+            .map_err(docker_err("creating the step container"))?;
+        let id = created.id;
+        let mut guard = RemoveOnDrop {
+            docker: self.docker.clone(),
+            id: Some(id.clone()),
+        };
+        let result = self.run_created(&id, spec, &workspace).await;
+        guard.id = None;
+        let removed = self.remove(&id).await;
+        let mut outcome = result?;
+        removed?;
+        outcome.image_id = image_id;
+        Ok(outcome)
+    }
+
+    fn container_body(&self, spec: &StepSpec, mounts: Vec<Mount>) -> ContainerCreateBody {
+        let p = &self.policy;
+        let labels = HashMap::from([
+            (LABEL_MANAGED.to_string(), "true".to_string()),
+            (LABEL_JOB.to_string(), spec.job_id.clone()),
+            (LABEL_OWNER.to_string(), owner_token()),
+        ]);
+        let host_config = HostConfig {
+            network_mode: Some("none".into()),
+            privileged: Some(false),
+            cap_drop: Some(vec!["ALL".into()]),
+            cap_add: Some(ALLOWED_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
+            security_opt: Some(vec!["no-new-privileges".into()]),
+            memory: Some(p.memory_bytes),
+            memory_swap: Some(p.memory_bytes),
+            nano_cpus: Some(p.nano_cpus),
+            pids_limit: Some(p.pids_limit),
+            ipc_mode: Some("private".into()),
+            mounts: Some(mounts),
+            readonly_rootfs: Some(false),
+            publish_all_ports: Some(false),
+            // Output is read through attach; nothing is written to the engine's disk.
+            log_config: Some(HostConfigLogConfig {
+                typ: Some("none".into()),
+                config: None,
+            }),
+            ..Default::default()
+        };
+        ContainerCreateBody {
+            image: Some(spec.image.to_string()),
+            entrypoint: spec.entrypoint.clone(),
+            cmd: spec.args.clone(),
+            env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
+            working_dir: spec.working_dir.clone(),
+            hostname: Some(p.hostname.clone()),
+            labels: Some(labels),
+            network_disabled: Some(true),
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            tty: Some(false),
+            open_stdin: Some(false),
+            host_config: Some(host_config),
+            ..Default::default()
+        }
+    }
+
+    async fn run_created(
+        &self,
+        id: &str,
+        spec: &StepSpec,
+        workspace: &Path,
+    ) -> Result<StepOutcome, SandboxError> {
+        let inspected = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(docker_err("inspecting the step container"))?;
+        verify::policy_applied(&inspected, &self.policy, workspace)?;
+
+        let attach = self
+            .docker
+            .attach_container(
+                id,
+                Some(
+                    AttachContainerOptionsBuilder::default()
+                        .stdout(true)
+                        .stderr(true)
+                        .stream(true)
+                        .logs(false)
+                        .build(),
+                ),
+            )
+            .await
+            .map_err(docker_err("attaching to the step container"))?;
+        let limit = self.policy.log_limit_bytes;
+        let reader = tokio::spawn(async move {
+            let mut buf = LogBuffer::new(limit);
+            let mut output = attach.output;
+            while let Some(Ok(chunk)) = output.next().await {
+                buf.push(&chunk.into_bytes());
+            }
+            buf
+        });
+
+        let started = Instant::now();
+        self.docker
+            .start_container(id, None)
+            .await
+            .map_err(docker_err("starting the step container"))?;
+        tracing::debug!(step = %spec.name, container = %id, "step started");
+
+        let wait = self.wait(id);
+        let mut timed_out = false;
+        if tokio::time::timeout(self.policy.step_timeout, wait)
+            .await
+            .is_err()
+        {
+            timed_out = true;
+            tracing::warn!(step = %spec.name, limit = ?self.policy.step_timeout, "step hit its wall-clock limit; sending SIGKILL");
+            let kill = KillContainerOptionsBuilder::default()
+                .signal("SIGKILL")
+                .build();
+            if let Err(e) = self.docker.kill_container(id, Some(kill)).await {
+                tracing::warn!(error = %e, "SIGKILL failed (the container may have just exited)");
+            }
+            self.wait(id).await;
+        }
+        let duration = started.elapsed();
+
+        // The attach stream ends when the container exits; bound the wait in case the engine keeps it open.
+        let log = match tokio::time::timeout(Duration::from_secs(10), reader).await {
+            Ok(Ok(buf)) => buf.finish(),
+            _ => CapturedLog {
+                text: "[reprod: the log stream did not close after the container exited]\n".into(),
+                ..Default::default()
+            },
+        };
+
+        let state = self
+            .docker
+            .inspect_container(id, None)
+            .await
+            .map_err(docker_err("reading the step's exit state"))?
+            .state
+            .unwrap_or_default();
+        let exit_code = state.exit_code.unwrap_or(-1);
+        let termination = if timed_out {
+            Termination::TimedOut
+        } else if state.oom_killed == Some(true) {
+            Termination::OutOfMemory
+        } else {
+            Termination::Exited
+        };
+        Ok(StepOutcome {
+            exit_code,
+            termination,
+            log,
+            duration,
+            image_id: String::new(),
+        })
+    }
+
+    /// Waits until the container is no longer running; the exit code is read from inspect afterwards.
+    async fn wait(&self, id: &str) {
+        let options = WaitContainerOptionsBuilder::default()
+            .condition("not-running")
+            .build();
+        let mut stream = self.docker.wait_container(id, Some(options));
+        // Non-zero exits arrive as errors from bollard; either way the container has stopped.
+        let _ = stream.next().await;
+    }
+
+    async fn remove(&self, id: &str) -> Result<(), SandboxError> {
+        let options = RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .v(true)
+            .build();
+        match self.docker.remove_container(id, Some(options)).await {
+            Ok(()) => Ok(()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(()),
+            Err(e) => Err(SandboxError::Docker {
+                action: "removing the step container",
+                source: e,
+            }),
+        }
+    }
+}
+
+/// Removes the container if the step future is dropped half-way (cancellation, panic).
+struct RemoveOnDrop {
+    docker: Docker,
+    id: Option<String>,
+}
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if let (Some(id), Ok(handle)) = (self.id.take(), tokio::runtime::Handle::try_current()) {
+            let docker = self.docker.clone();
+            handle.spawn(async move {
+                let options = RemoveContainerOptionsBuilder::default()
+                    .force(true)
+                    .v(true)
+                    .build();
+                let _ = docker.remove_container(&id, Some(options)).await;
+            });
+        }
+    }
+}
+
+/// `<pid>:<start time in clock ticks>` of this process: unique on this host even across pid reuse.
+fn owner_token() -> String {
+    let pid = std::process::id();
+    format!("{pid}:{}", process_start_time(pid).unwrap_or_default())
+}
+
+fn process_start_time(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Field 22; the command name (field 2) may hold spaces, so count from its closing parenthesis.
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)
+        .map(str::to_string)
+}
+
+fn owner_alive(token: &str) -> bool {
+    let Some((pid, start)) = token.split_once(':') else {
+        return false;
+    };
+    pid.parse::<u32>()
+        .ok()
+        .and_then(process_start_time)
+        .is_some_and(|s| s == start)
+}
+
+fn container_name(spec: &StepSpec) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                    c
+                } else {
+                    '-'
+                }
+            })
+            .take(40)
+            .collect()
+    };
+    format!("reprod-{}-{}", clean(&spec.job_id), clean(&spec.name))
+}
+
+fn canonical(path: &Path) -> Result<PathBuf, SandboxError> {
+    std::fs::canonicalize(path).map_err(|source| SandboxError::Io {
+        action: "resolving the job workspace",
+        path: path.display().to_string(),
+        source,
+    })
+}
+
+/// Resolves a workspace mount to an absolute host path and proves it stays inside the workspace
+/// (symlinks included).
+fn resolve_mount(workspace: &Path, m: &StepMount) -> Result<Mount, SandboxError> {
+    let outside = || SandboxError::MountOutsideWorkspace {
+        host: m.workspace_subdir.display().to_string(),
+        workspace: workspace.display().to_string(),
+    };
+    if m.workspace_subdir.is_absolute()
+        || m.workspace_subdir
+            .components()
+            .any(|c| matches!(c, std::path::Component::ParentDir))
+    {
+        return Err(outside());
+    }
+    let host = canonical(&workspace.join(&m.workspace_subdir))?;
+    if !host.starts_with(workspace) {
+        return Err(outside());
+    }
+    if !m.container_path.starts_with('/') {
+        return Err(SandboxError::PolicyNotApplied(format!(
+            "mount target {:?} is not an absolute container path",
+            m.container_path
+        )));
+    }
+    Ok(Mount {
+        typ: Some(MountType::BIND),
+        source: Some(host.display().to_string()),
+        target: Some(m.container_path.clone()),
+        read_only: Some(m.read_only),
+        ..Default::default()
+    })
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Idempotent machine set-up for reprod: installs what is missing from Debian and starts what is not running
+# (dockerd, and a docker-registry bound to 127.0.0.1), waiting until each answers. Safe to run again and again.
+#
+# Environment:
+#   REPROD_REGISTRY   host:port of the local registry (default 127.0.0.1:5000; must be on 127.0.0.0/8)
+#   REPROD_STATE_DIR  where the registry keeps its blobs and the services their logs (default /var/lib/reprod-dev)
+set -euo pipefail
+
+REGISTRY="${REPROD_REGISTRY:-127.0.0.1:5000}"
+STATE_DIR="${REPROD_STATE_DIR:-/var/lib/reprod-dev}"
+PACKAGES=(docker.io docker-registry busybox-static skopeo umoci git curl jq ca-certificates)
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
+
+case "$REGISTRY" in 127.*:*|localhost:*) ;; *) die "REPROD_REGISTRY=$REGISTRY: the test registry must listen on 127.0.0.0/8" ;; esac
+[ "$(id -u)" = 0 ] || die "run as root: it installs Debian packages and starts dockerd"
+
+install_missing() {
+  local missing=()
+  for p in "${PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ ${#missing[@]} -eq 0 ]; then log "packages present"; return; fi
+  log "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  # The package's own service scripts would try to start daemons through an init system this machine may not
+  # have; this script starts them itself, so block that during the install.
+  printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  rm -f /usr/sbin/policy-rc.d
+}
+
+wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
+  local secs=$1 what=$2; shift 2
+  for _ in $(seq 1 $((secs * 5))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.2; done
+  return 1
+}
+
+start_dockerd() {
+  if docker version >/dev/null 2>&1; then log "dockerd answers"; return; fi
+  mkdir -p "$STATE_DIR"
+  log "starting dockerd (log: $STATE_DIR/dockerd.log)"
+  setsid nohup dockerd >"$STATE_DIR/dockerd.log" 2>&1 </dev/null &
+  wait_for 90 dockerd docker version || { tail -n 30 "$STATE_DIR/dockerd.log" >&2; die "dockerd did not answer within 90 s"; }
+  log "dockerd answers"
+}
+
+start_registry() {
+  if curl -fsS "http://$REGISTRY/v2/" >/dev/null 2>&1; then log "registry answers on $REGISTRY"; return; fi
+  mkdir -p "$STATE_DIR/registry"
+  cat >"$STATE_DIR/registry.yml" <<YAML
+version: 0.1
+log:
+  level: warn
+storage:
+  filesystem:
+    rootdirectory: $STATE_DIR/registry
+  delete:
+    enabled: true
+http:
+  addr: $REGISTRY
+YAML
+  log "starting docker-registry on $REGISTRY (log: $STATE_DIR/registry.log)"
+  setsid nohup docker-registry serve "$STATE_DIR/registry.yml" >"$STATE_DIR/registry.log" 2>&1 </dev/null &
+  wait_for 30 registry curl -fsS "http://$REGISTRY/v2/" || { tail -n 30 "$STATE_DIR/registry.log" >&2; die "registry did not answer on $REGISTRY within 30 s"; }
+  log "registry answers on $REGISTRY"
+}
+
+install_missing
+start_dockerd
+start_registry

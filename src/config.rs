@@ -1,0 +1,265 @@
+//! Configuration: one TOML file plus `REPROD_*` environment overrides; every option has a default that
+//! serves a single machine.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::source::SourceConfig;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where reprod keeps its state (git mirrors, job workspaces).
+    pub data_dir: PathBuf,
+    /// Largest provenance document accepted, in bytes.
+    pub max_document_bytes: usize,
+    pub source: SourceConfig,
+    pub sandbox: SandboxConfig,
+    pub images: ImagesConfig,
+}
+
+/// Limits for the build containers (see `reprod_sandbox::Policy` for what is always enforced).
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    pub memory_bytes: i64,
+    pub cpus: f64,
+    pub pids_limit: i64,
+    pub step_timeout_secs: u64,
+    pub job_timeout_secs: u64,
+    pub log_limit_bytes: usize,
+    pub hostname: String,
+}
+
+/// Registry rewrites for step images (the digest never changes), longest prefix first.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImagesConfig {
+    pub mirrors: BTreeMap<String, String>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("reprod-data"),
+            max_document_bytes: crate::provenance::json::DEFAULT_MAX_BYTES,
+            source: SourceConfig::default(),
+            sandbox: SandboxConfig::default(),
+            images: ImagesConfig::default(),
+        }
+    }
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        let p = reprod_sandbox::Policy::default();
+        SandboxConfig {
+            memory_bytes: p.memory_bytes,
+            cpus: p.nano_cpus as f64 / 1e9,
+            pids_limit: p.pids_limit,
+            step_timeout_secs: p.step_timeout.as_secs(),
+            job_timeout_secs: 3 * 3600,
+            log_limit_bytes: p.log_limit_bytes,
+            hostname: p.hostname,
+        }
+    }
+}
+
+/// Why a configuration cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {path}: {source}")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config file {path}: {message}")]
+    Parse { path: String, message: String },
+    #[error("environment variable {name}={value:?}: {message}")]
+    Env {
+        name: String,
+        value: String,
+        message: String,
+    },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Loads `path` (if given), applies `REPROD_*` overrides from `env`, validates, and resolves defaults
+    /// that depend on other options.
+    pub fn load(
+        path: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table = match path {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                    path: p.display().to_string(),
+                    source,
+                })?;
+                text.parse::<toml::Table>()
+                    .map_err(|e| ConfigError::Parse {
+                        path: p.display().to_string(),
+                        message: e.to_string(),
+                    })?
+            }
+            None => toml::Table::new(),
+        };
+        let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
+        for (name, value) in env {
+            let Some(rest) = name.strip_prefix("REPROD_") else {
+                continue;
+            };
+            if let Some(path) = leaf_path(&defaults, &rest.to_ascii_lowercase()) {
+                let parsed = format!("v = {value}")
+                    .parse::<toml::Table>()
+                    .ok()
+                    .and_then(|mut t| t.remove("v"))
+                    .unwrap_or_else(|| toml::Value::String(value.clone()));
+                set_path(&mut table, &path, parsed).map_err(|message| ConfigError::Env {
+                    name: name.clone(),
+                    value: value.clone(),
+                    message,
+                })?;
+            }
+        }
+        let source = path.map_or("(defaults and environment)".to_string(), |p| {
+            p.display().to_string()
+        });
+        let mut config: Config =
+            toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| ConfigError::Parse {
+                    path: source,
+                    message: e.to_string(),
+                })?;
+        if config.source.cache_dir.as_os_str().is_empty() {
+            config.source.cache_dir = config.data_dir.join("git");
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.sandbox;
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_string()));
+        if s.memory_bytes < 6 << 20 {
+            return bad("sandbox.memory_bytes must be at least 6 MiB (Docker's minimum)");
+        }
+        if !(s.cpus > 0.0 && s.cpus <= 1024.0) {
+            return bad("sandbox.cpus must be above 0 and at most 1024");
+        }
+        if s.pids_limit < 8 {
+            return bad("sandbox.pids_limit must be at least 8");
+        }
+        if s.step_timeout_secs == 0 || s.job_timeout_secs == 0 {
+            return bad("sandbox.step_timeout_secs and sandbox.job_timeout_secs must be positive");
+        }
+        if s.log_limit_bytes < 1024 {
+            return bad("sandbox.log_limit_bytes must be at least 1024");
+        }
+        if self.max_document_bytes == 0 {
+            return bad("max_document_bytes must be positive");
+        }
+        Ok(())
+    }
+
+    /// The sandbox policy these settings describe.
+    pub fn policy(&self) -> reprod_sandbox::Policy {
+        let s = &self.sandbox;
+        reprod_sandbox::Policy {
+            memory_bytes: s.memory_bytes,
+            nano_cpus: (s.cpus * 1e9) as i64,
+            pids_limit: s.pids_limit,
+            step_timeout: Duration::from_secs(s.step_timeout_secs),
+            log_limit_bytes: s.log_limit_bytes,
+            hostname: s.hostname.clone(),
+        }
+    }
+}
+
+/// Finds the dotted path of a leaf option whose `_`-joined name is `flat` (e.g. `source_allow_file`).
+fn leaf_path(table: &toml::Table, flat: &str) -> Option<Vec<String>> {
+    for (key, value) in table {
+        if flat == key && !value.is_table() {
+            return Some(vec![key.clone()]);
+        }
+        if let (Some(rest), toml::Value::Table(inner)) =
+            (flat.strip_prefix(&format!("{key}_")), value)
+        {
+            if let Some(mut tail) = leaf_path(inner, rest) {
+                tail.insert(0, key.clone());
+                return Some(tail);
+            }
+        }
+    }
+    None
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    match path {
+        [] => Err("empty option path".into()),
+        [leaf] => {
+            table.insert(leaf.clone(), value);
+            Ok(())
+        }
+        [head, rest @ ..] => {
+            let entry = table
+                .entry(head.clone())
+                .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+            match entry {
+                toml::Value::Table(inner) => set_path(inner, rest, value),
+                _ => Err(format!("`{head}` is not a table in the config file")),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_serve_one_machine() {
+        let c = Config::load(None, Vec::new()).unwrap();
+        assert_eq!(c.source.cache_dir, PathBuf::from("reprod-data/git"));
+        assert!(!c.source.allow_file);
+        assert_eq!(c.policy().nano_cpus, 2_000_000_000);
+    }
+
+    #[test]
+    fn env_overrides_nested_options() {
+        let env = vec![
+            ("REPROD_SOURCE_ALLOW_FILE".to_string(), "true".to_string()),
+            (
+                "REPROD_SANDBOX_STEP_TIMEOUT_SECS".to_string(),
+                "7".to_string(),
+            ),
+            ("REPROD_DATA_DIR".to_string(), "/tmp/x".to_string()),
+            ("UNRELATED".to_string(), "1".to_string()),
+        ];
+        let c = Config::load(None, env).unwrap();
+        assert!(c.source.allow_file);
+        assert_eq!(c.sandbox.step_timeout_secs, 7);
+        assert_eq!(c.data_dir, PathBuf::from("/tmp/x"));
+        assert_eq!(c.source.cache_dir, PathBuf::from("/tmp/x/git"));
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let env = vec![("REPROD_SANDBOX_PIDS_LIMIT".to_string(), "lots".to_string())];
+        let err = Config::load(None, env).unwrap_err().to_string();
+        assert!(err.contains("pids_limit"), "{err}");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[sandbox]\nmemroy_bytes = 1\n").unwrap();
+        let err = Config::load(Some(&p), Vec::new()).unwrap_err().to_string();
+        assert!(err.contains("memroy_bytes"), "{err}");
+    }
+}

@@ -1,0 +1,12 @@
+//! reprod: an independent rebuilder for container images.
+//!
+//! Takes a provenance document ("image X with digest D was built from commit C by steps S in builder images
+//! B"), reruns S on C inside hardened containers, and says whether D comes out bit for bit. See DESIGN.md
+//! for the flow; each module here owns one stage of it.
+
+pub mod config;
+pub mod oci;
+pub mod provenance;
+pub mod rebuild;
+pub mod source;
+pub mod verdict;

@@ -1,0 +1,129 @@
+//! The `reprod` command.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+
+use reprod::config::Config;
+use reprod::rebuild::{self, RebuildOptions};
+
+/// Exit code when no verdict could be reached (bad input, infrastructure down).
+const EXIT_ERROR: u8 = 2;
+
+#[derive(Parser)]
+#[command(
+    name = "reprod",
+    version,
+    about = "Independent rebuilder for container images: reruns recorded provenance and compares digests"
+)]
+struct Cli {
+    /// TOML configuration file (REPROD_* environment variables override it).
+    #[arg(long, global = true, env = "REPROD_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format on stderr (the level comes from RUST_LOG, default `warn`).
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Rebuild from one provenance document and print the verdict.
+    ///
+    /// Exit status: 0 reproducible; 1 any other verdict (unreproducible, build-failed, unrebuildable,
+    /// rejected); 2 no verdict could be reached (unreadable input, Docker down, ...).
+    Rebuild {
+        /// The provenance document: a bare in-toto statement or a DSSE envelope.
+        provenance: PathBuf,
+        /// Print the verdict as JSON on stdout.
+        #[arg(long)]
+        json: bool,
+        /// Keep the job directory (workspace, results, scripts) and print its path.
+        #[arg(long)]
+        keep_workspace: bool,
+    },
+    /// Print the effective configuration (file + environment + defaults) as TOML.
+    Config,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match run(cli) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_ERROR)
+        }
+    }
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<u8> {
+    let config = Config::load(cli.config.as_deref(), std::env::vars())
+        .context("loading the configuration")?;
+    match cli.command {
+        Command::Config => {
+            print!(
+                "{}",
+                toml::to_string_pretty(&config).context("rendering the configuration")?
+            );
+            Ok(0)
+        }
+        Command::Rebuild {
+            provenance,
+            json,
+            keep_workspace,
+        } => {
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let bytes = rebuild::read_provenance(&provenance, config.max_document_bytes)?;
+            let on_terminal = std::io::stderr().is_terminal();
+            let progress = move |line: &str| {
+                if on_terminal {
+                    eprintln!("reprod: {line}");
+                } else {
+                    tracing::info!("{line}");
+                }
+            };
+            let opts = RebuildOptions {
+                origin: provenance.display().to_string(),
+                keep_workspace,
+                progress: &progress,
+            };
+            let verdict = runtime.block_on(rebuild::rebuild(&config, &bytes, &opts))?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&verdict).context("rendering the verdict")?
+                );
+            } else {
+                print!("{}", verdict.human());
+            }
+            Ok(verdict.exit_code() as u8)
+        }
+    }
+}

@@ -1,0 +1,30 @@
+//! Finding and digesting build outputs: OCI image layouts, OCI / `docker save` tarballs, plain files.
+//!
+//! Every digest reported is computed here from the bytes on disk; the digests a layout's `index.json` or a
+//! manifest *claims* are only used to find blobs, and a blob whose bytes disagree with its name is reported.
+
+mod collect;
+mod digest;
+mod layout;
+
+pub use collect::{collect, Outputs, RebuiltFile};
+pub use digest::{sha256_bytes, sha256_file, sha256_reader};
+pub use layout::{read_archive, read_layout, ImageKind, RebuiltImage, TopEntry};
+
+/// Media types whose blobs are indexes (descend into them).
+pub(crate) fn is_index_media_type(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        "application/vnd.oci.image.index.v1+json"
+            | "application/vnd.docker.distribution.manifest.list.v2+json"
+    )
+}
+
+/// Media types whose blobs are image manifests.
+pub(crate) fn is_manifest_media_type(media_type: &str) -> bool {
+    matches!(
+        media_type,
+        "application/vnd.oci.image.manifest.v1+json"
+            | "application/vnd.docker.distribution.manifest.v2+json"
+    )
+}

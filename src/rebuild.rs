@@ -1,0 +1,561 @@
+//! One rebuild, end to end: provenance → recipe → checkout → steps in the sandbox → outputs → verdict.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reprod_sandbox::{PinnedImage, Sandbox, SandboxError, StepMount, StepSpec, Termination};
+
+use crate::config::Config;
+use crate::oci::{self, Outputs};
+use crate::provenance::{
+    self, tekton, Container, ParseError, Recipe, Statement, Unrebuildable, UnrebuildableReason,
+};
+use crate::source::{self, SourceError};
+use crate::verdict::{ProvenanceInfo, Status, StepReport, SubjectResult, Verdict};
+
+/// Lines of a failed step's log carried in the verdict.
+const LOG_TAIL_LINES: usize = 40;
+/// Largest Tekton result read back from the workspace.
+const MAX_RESULT_BYTES: u64 = 64 << 10;
+
+/// Failures that prevent any verdict (the input is unusable, or the infrastructure is down).
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error("cannot read provenance {path}: {source}; check the path and permissions")]
+    Read {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("provenance {path} is {size} bytes, over the {limit}-byte limit (max_document_bytes)")]
+    TooLarge {
+        path: String,
+        size: u64,
+        limit: usize,
+    },
+    #[error("provenance {path} cannot be parsed: {source}")]
+    Parse {
+        path: String,
+        #[source]
+        source: ParseError,
+    },
+    #[error("infrastructure failure (not a verdict on the artifact; retry once fixed): {0}")]
+    Infrastructure(String),
+}
+
+/// Receives progress lines for a human watching.
+pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+/// Reads a provenance file with the size cap applied before the bytes are held.
+pub fn read_provenance(path: &Path, limit: usize) -> Result<Vec<u8>, RebuildError> {
+    let display = path.display().to_string();
+    let read_err = |source| RebuildError::Read {
+        path: display.clone(),
+        source,
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() > limit {
+        let size = std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len());
+        return Err(RebuildError::TooLarge {
+            path: display,
+            size,
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Options of one rebuild.
+pub struct RebuildOptions<'a> {
+    /// Where the document came from (a path or a URL), for the verdict.
+    pub origin: String,
+    /// Keep the job directory (workspace, results, scripts) for inspection.
+    pub keep_workspace: bool,
+    pub progress: Progress<'a>,
+}
+
+/// Rebuilds from provenance bytes. Returns a verdict whenever one can honestly be given.
+pub async fn rebuild(
+    config: &Config,
+    bytes: &[u8],
+    opts: &RebuildOptions<'_>,
+) -> Result<Verdict, RebuildError> {
+    let started = Instant::now();
+    let (container, statement) = provenance::container::decode(bytes, config.max_document_bytes)
+        .map_err(|source| RebuildError::Parse {
+            path: opts.origin.clone(),
+            source,
+        })?;
+    let mut verdict = Verdict {
+        status: Status::Unrebuildable,
+        reason: None,
+        detail: String::new(),
+        provenance: ProvenanceInfo {
+            origin: opts.origin.clone(),
+            sha256: oci::sha256_bytes(bytes)["sha256:".len()..].to_string(),
+            signature: container.signature_note(),
+            container: container.clone(),
+            predicate_type: statement.predicate_type.clone(),
+        },
+        source: None,
+        fetched_url: None,
+        subjects: subjects_unmatched(&statement),
+        steps: Vec::new(),
+        outputs: None,
+        claimed_results: BTreeMap::new(),
+        reprod_version: env!("CARGO_PKG_VERSION"),
+        duration_ms: 0,
+    };
+    if matches!(container, Container::DsseEnvelope { .. }) {
+        (opts.progress)(
+            "warning: the envelope's signatures are not verified by this build of reprod",
+        );
+    }
+    let outcome = match provenance::normalize(&statement).and_then(|r| r.check().map(|()| r)) {
+        Err(unrebuildable) => Err(unrebuildable),
+        Ok(recipe) => {
+            verdict.source = recipe.source.clone();
+            run(config, &recipe, &mut verdict, opts).await?
+        }
+    };
+    if let Err(u) = outcome {
+        verdict.status = Status::Unrebuildable;
+        verdict.reason = Some(u.reason.to_string());
+        verdict.detail = u.detail;
+    }
+    verdict.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(verdict)
+}
+
+fn subjects_unmatched(statement: &Statement) -> Vec<SubjectResult> {
+    statement
+        .subjects
+        .iter()
+        .map(|s| SubjectResult {
+            name: s.name.clone(),
+            digest: s.sha256().unwrap_or_else(|| {
+                s.digests
+                    .iter()
+                    .next()
+                    .map_or_else(|| "(none)".into(), |(alg, hex)| format!("{alg}:{hex}"))
+            }),
+            matched: false,
+            rebuilt_digest: None,
+        })
+        .collect()
+}
+
+/// The directories of one job. Everything a step can see lives under `root`.
+struct JobDirs {
+    root: PathBuf,
+}
+
+impl JobDirs {
+    const WORKSPACE: &'static str = "workspace";
+    const RESULTS: &'static str = "results";
+    const HOME: &'static str = "home";
+    const SCRIPTS: &'static str = "scripts";
+
+    fn create(data_dir: &Path, job_id: &str) -> std::io::Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        let root = data_dir.join("jobs").join(job_id);
+        std::fs::create_dir_all(&root)?;
+        for sub in [Self::WORKSPACE, Self::RESULTS, Self::HOME, Self::SCRIPTS] {
+            let p = root.join(sub);
+            std::fs::create_dir_all(&p)?;
+            // Steps may run as any user the image chooses; like Tekton's emptyDir volumes, these are writable.
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777))?;
+        }
+        Ok(JobDirs { root })
+    }
+
+    fn path(&self, sub: &str) -> PathBuf {
+        self.root.join(sub)
+    }
+
+    fn mounts() -> Vec<StepMount> {
+        let m = |sub: &str, at: &str, read_only: bool| StepMount {
+            workspace_subdir: PathBuf::from(sub),
+            container_path: at.to_string(),
+            read_only,
+        };
+        vec![
+            m(Self::WORKSPACE, tekton::WORKSPACE_ROOT, false),
+            m(Self::RESULTS, tekton::RESULTS_DIR, false),
+            m(Self::HOME, tekton::HOME_DIR, false),
+            m(Self::SCRIPTS, tekton::SCRIPTS_DIR, true),
+        ]
+    }
+}
+
+/// Runs checkout, steps and comparison. The outer `Err` is infrastructure; the inner one an unrebuildable.
+async fn run(
+    config: &Config,
+    recipe: &Recipe,
+    verdict: &mut Verdict,
+    opts: &RebuildOptions<'_>,
+) -> Result<Result<(), Unrebuildable>, RebuildError> {
+    let infra = |e: &dyn std::fmt::Display| RebuildError::Infrastructure(e.to_string());
+    let sandbox = Sandbox::connect(config.policy())
+        .await
+        .map_err(|e| infra(&e))?;
+    match sandbox.sweep_orphans().await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            removed = n,
+            "removed containers left by a reprod process that no longer runs"
+        ),
+        Err(e) => return Err(infra(&e)),
+    }
+
+    let job_id = format!(
+        "{}-{}-{}",
+        &verdict.provenance.sha256[..12],
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    );
+    let dirs = JobDirs::create(&config.data_dir, &job_id).map_err(|e| {
+        infra(&format!(
+            "cannot create the job directory under {}: {e}",
+            config.data_dir.join("jobs").display()
+        ))
+    })?;
+    let result = run_in(config, recipe, verdict, opts, &sandbox, &job_id, &dirs).await;
+    if opts.keep_workspace {
+        (opts.progress)(&format!("kept the job directory: {}", dirs.root.display()));
+    } else if let Err(e) = remove_job_dir(&dirs.root).await {
+        tracing::warn!(path = %dirs.root.display(), error = %e, "could not remove the job directory");
+    }
+    result
+}
+
+async fn remove_job_dir(root: &Path) -> std::io::Result<()> {
+    let root = root.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::remove_dir_all(root))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+async fn run_in(
+    config: &Config,
+    recipe: &Recipe,
+    verdict: &mut Verdict,
+    opts: &RebuildOptions<'_>,
+    sandbox: &Sandbox,
+    job_id: &str,
+    dirs: &JobDirs,
+) -> Result<Result<(), Unrebuildable>, RebuildError> {
+    let Some(src) = recipe.source.clone() else {
+        return Ok(Err(Unrebuildable::new(
+            UnrebuildableReason::NoSource,
+            "no source",
+        )));
+    };
+    (opts.progress)(&format!("fetching {} at {}", src.uri, src.commit));
+    let source_config = config.source.clone();
+    let dest = dirs.path(JobDirs::WORKSPACE).join(tekton::SOURCE_WORKSPACE);
+    let checkout = tokio::task::spawn_blocking(move || {
+        source::checkout(&source_config, &src.uri, &src.commit, &dest)
+    })
+    .await
+    .map_err(|e| RebuildError::Infrastructure(format!("checkout task failed: {e}")))?;
+    match checkout {
+        Ok(c) => verdict.fetched_url = Some(c.fetched_url),
+        Err(e) => return source_failure(e),
+    }
+
+    let deadline = Duration::from_secs(config.sandbox.job_timeout_secs);
+    let steps = run_steps(config, recipe, verdict, opts, sandbox, job_id, dirs);
+    let finished = match tokio::time::timeout(deadline, steps).await {
+        Ok(r) => r?,
+        Err(_) => {
+            verdict.status = Status::BuildFailed;
+            verdict.reason = Some("job-timed-out".into());
+            verdict.detail = format!(
+                "the job exceeded its {}s wall-clock limit",
+                deadline.as_secs()
+            );
+            return Ok(Ok(()));
+        }
+    };
+    if let Err(u) = finished {
+        return Ok(Err(u));
+    }
+    if verdict.status == Status::BuildFailed {
+        return Ok(Ok(()));
+    }
+
+    (opts.progress)("collecting outputs");
+    let root = dirs.path(JobDirs::WORKSPACE);
+    let outputs = tokio::task::spawn_blocking(move || oci::collect(&root))
+        .await
+        .map_err(|e| RebuildError::Infrastructure(format!("output scan failed: {e}")))?;
+    verdict.claimed_results = read_results(&dirs.path(JobDirs::RESULTS));
+    compare(recipe, &outputs, verdict);
+    verdict.outputs = Some(outputs);
+    Ok(Ok(()))
+}
+
+fn source_failure(e: SourceError) -> Result<Result<(), Unrebuildable>, RebuildError> {
+    let reason = match &e {
+        SourceError::DisallowedScheme { .. } => UnrebuildableReason::DisallowedSourceScheme,
+        SourceError::CommitNotFound { .. } | SourceError::BadCommit(_) => {
+            UnrebuildableReason::CommitNotFound
+        }
+        SourceError::Fetch { .. } => UnrebuildableReason::SourceUnavailable,
+        SourceError::HeadMismatch { .. } | SourceError::Git { .. } | SourceError::Io { .. } => {
+            return Err(RebuildError::Infrastructure(format!("checkout: {e}")))
+        }
+    };
+    Ok(Err(Unrebuildable::new(reason, e.to_string())))
+}
+
+/// Runs the steps in order; stops at the first that does not succeed (recording a build-failed verdict).
+async fn run_steps(
+    config: &Config,
+    recipe: &Recipe,
+    verdict: &mut Verdict,
+    opts: &RebuildOptions<'_>,
+    sandbox: &Sandbox,
+    job_id: &str,
+    dirs: &JobDirs,
+) -> Result<Result<(), Unrebuildable>, RebuildError> {
+    let total = recipe.steps.len();
+    for (i, step) in recipe.steps.iter().enumerate() {
+        let recorded = PinnedImage::parse(&step.image)
+            .map_err(|e| RebuildError::Infrastructure(e.to_string()))?;
+        let image = mirror_image(config, &recorded)?;
+        let (entrypoint, args) = match (&step.script, &step.command) {
+            (Some(script), _) => {
+                let file = format!("{i:02}-{}", sanitize(&step.name));
+                write_script(&dirs.path(JobDirs::SCRIPTS).join(&file), script).map_err(|e| {
+                    RebuildError::Infrastructure(format!("writing the step script: {e}"))
+                })?;
+                (
+                    Some(vec![format!("{}/{file}", tekton::SCRIPTS_DIR)]),
+                    Some(step.args.clone()),
+                )
+            }
+            (None, Some(cmd)) => (Some(vec![cmd.clone()]), Some(step.args.clone())),
+            (None, None) => (None, (!step.args.is_empty()).then(|| step.args.clone())),
+        };
+        let mut env = vec![("HOME".to_string(), tekton::HOME_DIR.to_string())];
+        env.extend(step.env.iter().cloned());
+        let spec = StepSpec {
+            job_id: job_id.to_string(),
+            name: step.name.clone(),
+            image: image.clone(),
+            entrypoint,
+            args,
+            env,
+            working_dir: step.working_dir.clone(),
+            workspace: dirs.root.clone(),
+            mounts: JobDirs::mounts(),
+        };
+        (opts.progress)(&format!(
+            "step {}/{total} {}: running in {image}",
+            i + 1,
+            step.name
+        ));
+        let outcome = match sandbox.run_step(&spec).await {
+            Ok(o) => o,
+            Err(SandboxError::ImageUnavailable { image, detail }) => {
+                return Ok(Err(Unrebuildable::new(
+                    UnrebuildableReason::ImageUnavailable,
+                    format!(
+                        "step {:?}: image {image} cannot be pulled: {detail}",
+                        step.name
+                    ),
+                )))
+            }
+            Err(SandboxError::UnpinnedImage(e)) => {
+                return Ok(Err(Unrebuildable::new(
+                    UnrebuildableReason::UnpinnedImage,
+                    e.to_string(),
+                )))
+            }
+            Err(e) => return Err(RebuildError::Infrastructure(e.to_string())),
+        };
+        let termination = match outcome.termination {
+            Termination::Exited => "exited",
+            Termination::TimedOut => "timed-out",
+            Termination::OutOfMemory => "out-of-memory",
+        };
+        (opts.progress)(&format!(
+            "step {}/{total} {}: {termination}, exit {} after {:.1}s",
+            i + 1,
+            step.name,
+            outcome.exit_code,
+            outcome.duration.as_secs_f64()
+        ));
+        verdict.steps.push(StepReport {
+            name: step.name.clone(),
+            image: step.image.clone(),
+            pulled_image: image.to_string(),
+            exit_code: outcome.exit_code,
+            termination,
+            duration_ms: outcome.duration.as_millis() as u64,
+            log_bytes: outcome.log.total_bytes,
+            log_truncated: outcome.log.truncated(),
+            log_tail: outcome.log.tail_lines(LOG_TAIL_LINES),
+        });
+        if !outcome.succeeded() {
+            verdict.status = Status::BuildFailed;
+            let (reason, what) = match outcome.termination {
+                Termination::TimedOut => (
+                    "step-timed-out",
+                    format!(
+                        "was killed at the {}s step limit",
+                        config.sandbox.step_timeout_secs
+                    ),
+                ),
+                Termination::OutOfMemory => (
+                    "step-out-of-memory",
+                    format!(
+                        "was killed at the {}-byte memory limit",
+                        config.sandbox.memory_bytes
+                    ),
+                ),
+                Termination::Exited => (
+                    "step-failed",
+                    format!("exited with code {}", outcome.exit_code),
+                ),
+            };
+            verdict.reason = Some(reason.into());
+            verdict.detail = format!("step {}/{total} {:?} {what}", i + 1, step.name);
+            return Ok(Ok(()));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Applies the image mirror map (longest prefix); the digest is kept.
+fn mirror_image(config: &Config, image: &PinnedImage) -> Result<PinnedImage, RebuildError> {
+    let repo = image.repository();
+    let Some((prefix, to)) = config
+        .images
+        .mirrors
+        .iter()
+        .filter(|(p, _)| repo.starts_with(p.as_str()))
+        .max_by_key(|(p, _)| p.len())
+    else {
+        return Ok(image.clone());
+    };
+    image
+        .with_repository(&format!("{to}{}", &repo[prefix.len()..]))
+        .map_err(|e| RebuildError::Infrastructure(format!("images.mirrors entry {prefix:?}: {e}")))
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(60)
+        .collect()
+}
+
+fn write_script(path: &Path, script: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, script)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o555))
+}
+
+/// Tekton results the build wrote (claims, not evidence), each bounded.
+fn read_results(dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Ok(meta) = e.path().symlink_metadata() else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        let mut text = String::new();
+        if let Ok(f) = std::fs::File::open(e.path()) {
+            let _ = f.take(MAX_RESULT_BYTES).read_to_string(&mut text);
+        }
+        out.insert(e.file_name().to_string_lossy().into_owned(), text);
+    }
+    out
+}
+
+/// Matches subjects against the outputs and sets the verdict status.
+fn compare(recipe: &Recipe, outputs: &Outputs, verdict: &mut Verdict) {
+    for subject in &mut verdict.subjects {
+        if !subject.digest.starts_with("sha256:") {
+            continue;
+        }
+        subject.matched = outputs.contains(&subject.digest);
+        subject.rebuilt_digest = if subject.matched {
+            Some(subject.digest.clone())
+        } else {
+            counterpart(&subject.name, outputs)
+        };
+    }
+    let compared: Vec<_> = verdict
+        .subjects
+        .iter()
+        .filter(|s| s.digest.starts_with("sha256:"))
+        .collect();
+    let differing: Vec<_> = compared.iter().filter(|s| !s.matched).collect();
+    if differing.is_empty() {
+        verdict.status = Status::Reproducible;
+        verdict.reason = None;
+        verdict.detail = format!(
+            "all {} distinct sha256 subject digest(s) were rebuilt bit for bit",
+            recipe.distinct_sha256().len()
+        );
+    } else {
+        verdict.status = Status::Unreproducible;
+        verdict.reason = Some("digest-mismatch".into());
+        let first = differing[0];
+        verdict.detail = format!(
+            "{} of {} subject(s) differ; first: {} expected {}, rebuilt {}",
+            differing.len(),
+            compared.len(),
+            first.name,
+            first.digest,
+            first
+                .rebuilt_digest
+                .as_deref()
+                .unwrap_or("(nothing corresponding)")
+        );
+    }
+}
+
+/// The rebuilt image a subject name corresponds to: by `ref.name` annotation, else the only image built.
+fn counterpart(name: &str, outputs: &Outputs) -> Option<String> {
+    let tag = name
+        .rsplit_once(':')
+        .map(|(_, t)| t)
+        .filter(|t| !t.contains('/'));
+    let by_name = outputs.images.iter().flat_map(|i| &i.entries).find(|e| {
+        e.ref_name
+            .as_deref()
+            .is_some_and(|r| r == name || Some(r) == tag || name.ends_with(&format!("/{r}")))
+    });
+    if let Some(e) = by_name {
+        return Some(e.digest.clone());
+    }
+    let all: Vec<_> = outputs.images.iter().flat_map(|i| &i.entries).collect();
+    match all.as_slice() {
+        [only] => Some(only.digest.clone()),
+        _ => None,
+    }
+}

@@ -1,0 +1,308 @@
+//! Source checkout: a bare mirror per repository (reused across jobs), then a checkout of the exact commit.
+//!
+//! git2 is blocking: call these functions from `spawn_blocking`.
+
+use std::path::{Path, PathBuf};
+
+use git2::{FetchOptions, Oid, Repository};
+use serde::Deserialize;
+
+/// How repositories may be reached.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Eq)]
+#[serde(default, deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Directory holding the bare mirrors (empty: `<data_dir>/git`).
+    pub cache_dir: PathBuf,
+    /// Allow `file://` URLs and local paths (tests and air-gapped mirrors); off by default.
+    pub allow_file: bool,
+    /// Prefix rewrites applied to repository URLs before anything else, longest prefix first
+    /// (e.g. `"https://github.com/" = "https://git.internal/mirror/github/"`).
+    pub mirrors: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for SourceConfig {
+    fn default() -> Self {
+        SourceConfig {
+            cache_dir: PathBuf::new(),
+            allow_file: false,
+            mirrors: Default::default(),
+        }
+    }
+}
+
+/// Schemes reprod fetches from; `file` additionally needs [`SourceConfig::allow_file`].
+pub const ALLOWED_SCHEMES: &[&str] = &["https", "git", "ssh"];
+
+/// Why a source could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error("repository URL {url:?} uses scheme {scheme:?}, which is not allowed (allowed: https, git, ssh{file}); {hint}",
+        file = if *.allow_file { ", file" } else { "" },
+        hint = if scheme == "file" { "set `source.allow_file = true` to use local repositories" } else { "map it to an allowed URL with `source.mirrors`" })]
+    DisallowedScheme {
+        url: String,
+        scheme: String,
+        allow_file: bool,
+    },
+    #[error("recorded commit {0:?} is not a full hex object id (40 or 64 hex digits)")]
+    BadCommit(String),
+    #[error("fetching {url}: {detail}")]
+    Fetch { url: String, detail: String },
+    #[error("repository {url} does not contain commit {commit}")]
+    CommitNotFound { url: String, commit: String },
+    #[error("checked out HEAD is {head}, not the recorded commit {commit}")]
+    HeadMismatch { head: String, commit: String },
+    #[error("git error in {path}: {source}")]
+    Git {
+        path: String,
+        #[source]
+        source: git2::Error,
+    },
+    #[error("{path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// A successful checkout.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Checkout {
+    /// The URL actually fetched (after mirror rewrites).
+    pub fetched_url: String,
+    pub commit: String,
+}
+
+/// Normalizes a provenance URI to a fetchable URL: strips SPDX-style `git+` and a trailing `@ref`.
+pub fn normalize_uri(uri: &str) -> String {
+    let uri = uri.trim().strip_prefix("git+").unwrap_or(uri.trim());
+    if let Some(scheme_end) = uri.find("://") {
+        let path_start = uri[scheme_end + 3..].find('/').map(|i| i + scheme_end + 3);
+        if let Some(ps) = path_start {
+            if let Some(at) = uri[ps..].rfind('@') {
+                return uri[..ps + at].to_string();
+            }
+        }
+    }
+    uri.to_string()
+}
+
+/// Applies the longest matching mirror prefix.
+pub fn rewrite(config: &SourceConfig, url: &str) -> String {
+    config
+        .mirrors
+        .iter()
+        .filter(|(prefix, _)| url.starts_with(prefix.as_str()))
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map_or_else(
+            || url.to_string(),
+            |(prefix, to)| format!("{to}{}", &url[prefix.len()..]),
+        )
+}
+
+/// The scheme of a URL: `ssh` for scp-like `user@host:path`, `file` for local paths.
+pub fn scheme(url: &str) -> String {
+    if let Some(i) = url.find("://") {
+        return url[..i].to_ascii_lowercase();
+    }
+    let scp_like = url
+        .split_once(':')
+        .is_some_and(|(host, _)| !host.contains('/') && host.len() > 1);
+    if scp_like {
+        "ssh".into()
+    } else {
+        "file".into()
+    }
+}
+
+/// Checks the scheme of the (rewritten) URL against the allow-list.
+pub fn check_scheme(config: &SourceConfig, url: &str) -> Result<(), SourceError> {
+    let scheme = scheme(url);
+    let ok = ALLOWED_SCHEMES.contains(&scheme.as_str()) || (scheme == "file" && config.allow_file);
+    if ok {
+        Ok(())
+    } else {
+        Err(SourceError::DisallowedScheme {
+            url: url.to_string(),
+            scheme,
+            allow_file: config.allow_file,
+        })
+    }
+}
+
+fn git_err(path: &Path) -> impl FnOnce(git2::Error) -> SourceError + '_ {
+    move |source| SourceError::Git {
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// Fetches `commit` of `uri` into the mirror cache and checks it out into `dest` (created; must not exist).
+pub fn checkout(
+    config: &SourceConfig,
+    uri: &str,
+    commit: &str,
+    dest: &Path,
+) -> Result<Checkout, SourceError> {
+    let url = rewrite(config, &normalize_uri(uri));
+    check_scheme(config, &url)?;
+    let valid_len = commit.len() == 40 || commit.len() == 64;
+    if !valid_len || !commit.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(SourceError::BadCommit(commit.to_string()));
+    }
+    let oid = Oid::from_str(commit).map_err(|_| SourceError::BadCommit(commit.to_string()))?;
+
+    let mirror = mirror_for(config, &url)?;
+    let want_ref = format!("refs/reprod/want/{commit}");
+    ensure_commit(&mirror, &url, oid, commit, &want_ref)?;
+
+    // The job's repository fetches that one ref from the local mirror: no network, only what is needed.
+    std::fs::create_dir_all(dest).map_err(|source| SourceError::Io {
+        path: dest.display().to_string(),
+        source,
+    })?;
+    let repo = Repository::init(dest).map_err(git_err(dest))?;
+    let mirror_path = mirror.path().display().to_string();
+    let mut remote = repo.remote_anonymous(&mirror_path).map_err(git_err(dest))?;
+    remote
+        .fetch(&[format!("+{want_ref}:refs/reprod/checkout")], None, None)
+        .map_err(git_err(dest))?;
+    let object = repo.find_object(oid, None).map_err(git_err(dest))?;
+    repo.checkout_tree(&object, Some(git2::build::CheckoutBuilder::new().force()))
+        .map_err(git_err(dest))?;
+    repo.set_head_detached(oid).map_err(git_err(dest))?;
+
+    let head = repo
+        .head()
+        .map_err(git_err(dest))?
+        .peel_to_commit()
+        .map_err(git_err(dest))?
+        .id();
+    if head != oid {
+        return Err(SourceError::HeadMismatch {
+            head: head.to_string(),
+            commit: commit.to_string(),
+        });
+    }
+    Ok(Checkout {
+        fetched_url: url,
+        commit: head.to_string(),
+    })
+}
+
+/// Opens (or creates) the bare mirror for a URL.
+fn mirror_for(config: &SourceConfig, url: &str) -> Result<Repository, SourceError> {
+    let key = crate::oci::sha256_bytes(url.as_bytes());
+    let path = config
+        .cache_dir
+        .join(format!("{}.git", &key["sha256:".len()..][..24]));
+    if path.exists() {
+        return Repository::open_bare(&path).map_err(git_err(&path));
+    }
+    std::fs::create_dir_all(&config.cache_dir).map_err(|source| SourceError::Io {
+        path: config.cache_dir.display().to_string(),
+        source,
+    })?;
+    Repository::init_bare(&path).map_err(git_err(&path))
+}
+
+/// Makes sure the mirror has the commit (fetching branches and tags, then the object itself if the server
+/// allows it) and pins it under `want_ref`.
+fn ensure_commit(
+    mirror: &Repository,
+    url: &str,
+    oid: Oid,
+    commit: &str,
+    want_ref: &str,
+) -> Result<(), SourceError> {
+    let has = |repo: &Repository| repo.find_commit(oid).is_ok();
+    if !has(mirror) {
+        let mut remote = mirror
+            .remote_anonymous(url)
+            .map_err(git_err(mirror.path()))?;
+        let mut options = FetchOptions::new();
+        options.download_tags(git2::AutotagOption::All);
+        remote
+            .fetch(
+                &["+refs/heads/*:refs/heads/*", "+refs/tags/*:refs/tags/*"],
+                Some(&mut options),
+                None,
+            )
+            .map_err(|e| SourceError::Fetch {
+                url: url.to_string(),
+                detail: e.message().to_string(),
+            })?;
+        if !has(mirror) {
+            // Servers with uploadpack.allowReachableSHA1InWant serve unadvertised commits; others refuse.
+            let _ = remote.fetch(&[commit], None, None);
+        }
+        if !has(mirror) {
+            return Err(SourceError::CommitNotFound {
+                url: url.to_string(),
+                commit: commit.to_string(),
+            });
+        }
+    }
+    mirror
+        .reference(want_ref, oid, true, "reprod: pin recorded commit")
+        .map_err(git_err(mirror.path()))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalizes_spdx_and_ref_suffix() {
+        assert_eq!(
+            normalize_uri("git+https://github.com/a/b@refs/heads/main"),
+            "https://github.com/a/b"
+        );
+        assert_eq!(
+            normalize_uri("git+https://github.com/a/b.git"),
+            "https://github.com/a/b.git"
+        );
+        assert_eq!(
+            normalize_uri("https://user@host/a/b"),
+            "https://user@host/a/b"
+        );
+        assert_eq!(
+            normalize_uri("git@github.com:a/b.git"),
+            "git@github.com:a/b.git"
+        );
+    }
+
+    #[test]
+    fn schemes_and_allow_list() {
+        let mut cfg = SourceConfig::default();
+        assert_eq!(scheme("git@github.com:a/b"), "ssh");
+        assert_eq!(scheme("/srv/repo"), "file");
+        assert_eq!(scheme("FILE:///srv/repo"), "file");
+        assert!(check_scheme(&cfg, "https://x/y").is_ok());
+        assert!(matches!(
+            check_scheme(&cfg, "http://x/y"),
+            Err(SourceError::DisallowedScheme { .. })
+        ));
+        let err = check_scheme(&cfg, "file:///srv/r").unwrap_err();
+        assert!(err.to_string().contains("allow_file"), "{err}");
+        cfg.allow_file = true;
+        assert!(check_scheme(&cfg, "file:///srv/r").is_ok());
+    }
+
+    #[test]
+    fn longest_mirror_prefix_wins() {
+        let mut cfg = SourceConfig::default();
+        cfg.mirrors
+            .insert("https://github.com/".into(), "file:///m/gh/".into());
+        cfg.mirrors
+            .insert("https://github.com/org/".into(), "file:///m/org/".into());
+        assert_eq!(rewrite(&cfg, "https://github.com/org/x"), "file:///m/org/x");
+        assert_eq!(rewrite(&cfg, "https://github.com/y/x"), "file:///m/gh/y/x");
+        assert_eq!(
+            rewrite(&cfg, "https://gitlab.com/y"),
+            "https://gitlab.com/y"
+        );
+    }
+}
