@@ -367,13 +367,10 @@ async fn run_steps(
         ));
         let outcome = match sandbox.run_step(&spec).await {
             Ok(o) => o,
-            Err(SandboxError::ImageUnavailable { image, detail }) => {
+            Err(e @ SandboxError::ImageUnavailable { .. }) => {
                 return Ok(Err(Unrebuildable::new(
                     UnrebuildableReason::ImageUnavailable,
-                    format!(
-                        "step {:?}: image {image} cannot be pulled: {detail}",
-                        step.name
-                    ),
+                    format!("step {:?}: {e}", step.name),
                 )))
             }
             Err(SandboxError::UnpinnedImage(e)) => {

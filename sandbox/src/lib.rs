@@ -26,7 +26,7 @@ pub enum SandboxError {
     #[error(transparent)]
     UnpinnedImage(#[from] ImageRefError),
     /// The pinned image could not be pulled (unknown digest, unreachable or refusing registry).
-    #[error("image {image} cannot be pulled: {detail}")]
+    #[error("image {image} cannot be pulled: {detail}; check that its registry is reachable from dockerd, or map it with an image mirror")]
     ImageUnavailable { image: String, detail: String },
     /// A mount asked for a host path outside the job workspace.
     #[error(

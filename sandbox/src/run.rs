@@ -205,13 +205,8 @@ impl Sandbox {
                             detail: error,
                         }
                     }
-                    bollard::errors::Error::DockerResponseServerError {
-                        status_code,
-                        message,
-                    } if status_code < 500
-                        || message.contains("manifest")
-                        || message.contains("pull") =>
-                    {
+                    // The engine answered: the image (or its registry) is what cannot be had.
+                    bollard::errors::Error::DockerResponseServerError { message, .. } => {
                         SandboxError::ImageUnavailable {
                             image: reference,
                             detail: message,

@@ -1,0 +1,251 @@
+//! Shared fixtures for the integration tests: the real builder image in the local registry, real git
+//! repositories, provenance documents, and the real `reprod` binary.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::{json, Value};
+
+pub fn project_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn corpus(rel: &str) -> PathBuf {
+    project_root().join("../shared/corpus/provenance").join(rel)
+}
+
+/// Runs a command and returns stdout, failing the test with stderr if it fails.
+pub fn sh(cmd: &mut Command) -> String {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("spawning {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The busybox builder image, built from Debian's busybox-static and pushed to the local registry once per
+/// test process; pinned by digest.
+pub fn builder_image() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        sh(&mut Command::new(
+            project_root().join("scripts/builder-image.sh"),
+        ))
+        .trim()
+        .to_string()
+    })
+}
+
+/// A git repository (bare, reached through `file://`) holding the example project plus extra files.
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+    pub url: String,
+    pub commit: String,
+}
+
+impl Repo {
+    /// The `examples/hello` project, committed with a fixed author and date.
+    pub fn hello() -> Repo {
+        let dir = tempfile::tempdir().unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        for f in ["build.sh", "hello.txt", "README.md"] {
+            std::fs::copy(project_root().join("examples/hello").join(f), src.join(f)).unwrap();
+        }
+        let git = |args: &[&str], cwd: &Path| {
+            sh(Command::new("git")
+                .args(args)
+                .current_dir(cwd)
+                .env("GIT_AUTHOR_NAME", "t")
+                .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+                .env("GIT_AUTHOR_DATE", "2000-01-01T00:00:00Z")
+                .env("GIT_COMMITTER_NAME", "t")
+                .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+                .env("GIT_COMMITTER_DATE", "2000-01-01T00:00:00Z"))
+        };
+        git(&["init", "-q", "-b", "main"], &src);
+        git(&["add", "-A"], &src);
+        git(&["commit", "-q", "-m", "hello"], &src);
+        let bare = dir.path().join("hello.git");
+        git(
+            &[
+                "clone",
+                "-q",
+                "--bare",
+                src.to_str().unwrap(),
+                bare.to_str().unwrap(),
+            ],
+            dir.path(),
+        );
+        let commit = git(&["rev-parse", "main"], &bare).trim().to_string();
+        Repo {
+            url: format!("file://{}", bare.display()),
+            commit,
+            dir,
+        }
+    }
+
+    /// Runs `script` once with plain `docker run` on a checkout (the "original build"), and returns the
+    /// digests of `out/hello`, `out/hello-debug` and `out/hello.txt` as skopeo and sha256sum see them.
+    pub fn reference_build(&self, script: &str) -> [String; 3] {
+        let checkout = self.dir.path().join("reference");
+        let _ = std::fs::remove_dir_all(&checkout);
+        sh(Command::new("git").args(["clone", "-q", &self.url, checkout.to_str().unwrap()]));
+        sh(Command::new("git")
+            .args(["checkout", "-q", &self.commit])
+            .current_dir(&checkout));
+        let scripts = self.dir.path().join("scripts");
+        std::fs::create_dir_all(&scripts).unwrap();
+        std::fs::write(scripts.join("run"), script).unwrap();
+        sh(Command::new("docker").args([
+            "run",
+            "--rm",
+            "--network",
+            "none",
+            "-v",
+            &format!("{}:/workspace/source", checkout.display()),
+            "-v",
+            &format!("{}:/tekton/scripts:ro", scripts.display()),
+            builder_image(),
+            "/bin/sh",
+            "/tekton/scripts/run",
+        ]));
+        let skopeo = |dir: &str| {
+            sh(Command::new("skopeo").args([
+                "inspect",
+                "--format",
+                "{{.Digest}}",
+                &format!("oci:{}", checkout.join("out").join(dir).display()),
+            ]))
+            .trim()
+            .to_string()
+        };
+        let file = sh(Command::new("sha256sum").arg(checkout.join("out/hello.txt")));
+        [
+            skopeo("hello"),
+            skopeo("hello-debug"),
+            format!("sha256:{}", file.split_whitespace().next().unwrap()),
+        ]
+    }
+}
+
+pub fn subject(name: &str, digest: &str) -> Value {
+    json!({"name": name, "digest": {"sha256": digest.trim_start_matches("sha256:")}})
+}
+
+/// Tekton Chains provenance (the distroless seed's format) with one script step.
+pub fn chains_provenance(
+    subjects: Vec<Value>,
+    script: &str,
+    image: &str,
+    repo_url: &str,
+    commit: &str,
+) -> Value {
+    json!({
+        "_type": "https://in-toto.io/Statement/v0.1",
+        "predicateType": "https://tekton.dev/chains/provenance",
+        "subject": subjects,
+        "predicate": {
+            "invocation": {"parameters": [], "recipe_uri": "task://test", "builder.id": "test"},
+            "recipe": {"steps": [{
+                "entryPoint": script,
+                "arguments": null,
+                "environment": {"container": "build", "image": image},
+                "annotations": null
+            }]},
+            "materials": [{"uri": repo_url, "digest": {"revision": commit}}]
+        }
+    })
+}
+
+/// The standard build script of the hello example.
+pub const HELLO_SCRIPT: &str = "#!/bin/sh\nset -e\ncd $(workspaces.source.path)\n./build.sh\n";
+
+/// A scratch data directory plus environment for running the real binary.
+pub struct Reprod {
+    pub data: tempfile::TempDir,
+    pub env: Vec<(String, String)>,
+}
+
+impl Default for Reprod {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Reprod {
+    pub fn new() -> Self {
+        let data = tempfile::tempdir().unwrap();
+        let env = vec![
+            ("REPROD_DATA_DIR".into(), data.path().display().to_string()),
+            ("REPROD_SOURCE_ALLOW_FILE".into(), "true".into()),
+            ("RUST_BACKTRACE".into(), "0".into()),
+        ];
+        Reprod { data, env }
+    }
+
+    pub fn with(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reprod"));
+        cmd.args(args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd.output().expect("running reprod")
+    }
+
+    /// Writes the provenance and runs `reprod rebuild --json`; returns (exit code, verdict JSON, stderr).
+    pub fn rebuild(&self, provenance: &Value) -> (i32, Value, String) {
+        let path = self.data.path().join("provenance.json");
+        std::fs::write(&path, serde_json::to_vec_pretty(provenance).unwrap()).unwrap();
+        self.rebuild_file(&path)
+    }
+
+    pub fn rebuild_file(&self, path: &Path) -> (i32, Value, String) {
+        let out = self.run(&["rebuild", "--json", path.to_str().unwrap()]);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!stderr.contains("panicked"), "reprod panicked: {stderr}");
+        let verdict = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (out.status.code().unwrap_or(-1), verdict, stderr)
+    }
+}
+
+/// Containers carrying reprod's label whose owning reprod process has exited: what a run left behind.
+/// (Containers of reprod processes still running belong to concurrent tests.)
+pub fn orphan_containers() -> Vec<String> {
+    let out = sh(Command::new("docker").args([
+        "ps",
+        "-a",
+        "--filter",
+        "label=dev.reprod.managed=true",
+        "--format",
+        "{{.ID}} {{.Label \"dev.reprod.owner\"}}",
+    ]));
+    out.lines()
+        .filter(|line| {
+            let owner = line.split_whitespace().nth(1).unwrap_or("");
+            let pid = owner.split(':').next().unwrap_or("");
+            pid.is_empty() || !Path::new(&format!("/proc/{pid}")).exists()
+        })
+        .map(str::to_string)
+        .collect()
+}
+
+/// The step report of the verdict's last step.
+pub fn last_step(verdict: &Value) -> &Value {
+    verdict["steps"]
+        .as_array()
+        .and_then(|s| s.last())
+        .expect("a step report")
+}

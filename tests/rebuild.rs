@@ -1,0 +1,276 @@
+//! `reprod rebuild` end to end: real Docker engine, real local registry, real git repositories.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn subjects_of(v: &Value) -> &Vec<Value> {
+    v["subjects"].as_array().expect("subjects array")
+}
+
+#[test]
+fn deterministic_build_with_repeated_subjects_is_reproducible() {
+    let repo = Repo::hello();
+    let [hello, debug, file] = repo
+        .reference_build(&HELLO_SCRIPT.replace("$(workspaces.source.path)", "/workspace/source"));
+    let subjects = vec![
+        subject("example.invalid/hello", &hello),
+        subject("example.invalid/hello:v1", &hello),
+        subject("mirror.example.invalid/hello", &hello),
+        subject("example.invalid/hello-debug", &debug),
+        subject("example.invalid/hello-debug:v1", &debug),
+        subject("example.invalid/hello", &hello),
+        subject("hello.txt", &file),
+    ];
+    let prov = chains_provenance(
+        subjects,
+        HELLO_SCRIPT,
+        builder_image(),
+        &repo.url,
+        &repo.commit,
+    );
+    let (code, v, stderr) = Reprod::new().rebuild(&prov);
+    assert_eq!(v["status"], "reproducible", "{v:#}\n{stderr}");
+    assert_eq!(code, 0);
+    assert!(v["reason"].is_null());
+    let subs = subjects_of(&v);
+    assert_eq!(subs.len(), 7);
+    for s in subs {
+        assert_eq!(s["matched"], true, "{s}");
+        assert_eq!(s["rebuilt_digest"], s["digest"]);
+    }
+    let mut distinct: Vec<_> = subs.iter().map(|s| s["digest"].as_str().unwrap()).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 3);
+    assert_eq!(v["source"]["commit"], repo.commit.as_str());
+    assert_eq!(last_step(&v)["exit_code"], 0);
+    assert!(
+        orphan_containers().is_empty(),
+        "left behind: {:?}",
+        orphan_containers()
+    );
+}
+
+#[test]
+fn build_that_embeds_time_and_randomness_is_unreproducible() {
+    let repo = Repo::hello();
+    let script = "#!/bin/sh\nset -e\ncd /workspace/source\n./build.sh \"built $(date +%s%N) $$ $(head -c 8 /dev/urandom | od -An -tx1)\"\n";
+    let [hello, _, file] = repo.reference_build(script);
+    let prov = chains_provenance(
+        vec![
+            subject("example.invalid/hello", &hello),
+            subject("hello.txt", &file),
+        ],
+        script,
+        builder_image(),
+        &repo.url,
+        &repo.commit,
+    );
+    let (code, v, stderr) = Reprod::new().rebuild(&prov);
+    assert_eq!(v["status"], "unreproducible", "{v:#}\n{stderr}");
+    assert_eq!(code, 1);
+    assert_eq!(v["reason"], "digest-mismatch");
+    let image = &subjects_of(&v)[0];
+    assert_eq!(image["name"], "example.invalid/hello");
+    assert_eq!(image["digest"], hello.as_str());
+    assert_eq!(image["matched"], false);
+    let rebuilt = image["rebuilt_digest"]
+        .as_str()
+        .expect("the rebuilt digest is named");
+    assert!(
+        rebuilt.starts_with("sha256:") && rebuilt.len() == 71 && rebuilt != hello,
+        "{rebuilt}"
+    );
+    assert!(
+        v["detail"].as_str().unwrap().contains(&hello),
+        "{}",
+        v["detail"]
+    );
+}
+
+#[test]
+fn failing_step_is_build_failed_with_exit_code_and_log_tail() {
+    let repo = Repo::hello();
+    let script = "#!/bin/sh\necho compiling hello\necho 'hello.c:3: error: expected ; before }' >&2\nexit 3\n";
+    let prov = chains_provenance(
+        vec![subject(
+            "example.invalid/hello",
+            &format!("sha256:{}", "a".repeat(64)),
+        )],
+        script,
+        builder_image(),
+        &repo.url,
+        &repo.commit,
+    );
+    let (code, v, _) = Reprod::new().rebuild(&prov);
+    assert_eq!(v["status"], "build-failed", "{v:#}");
+    assert_eq!(code, 1);
+    assert_eq!(v["reason"], "step-failed");
+    let step = last_step(&v);
+    assert_eq!(step["exit_code"], 3);
+    assert_eq!(step["termination"], "exited");
+    let tail = step["log_tail"].as_str().unwrap();
+    assert!(
+        tail.contains("compiling hello") && tail.contains("expected ; before }"),
+        "{tail}"
+    );
+}
+
+#[test]
+fn human_output_names_the_verdict_and_differing_subject() {
+    let repo = Repo::hello();
+    let bogus = format!("sha256:{}", "b".repeat(64));
+    let prov = chains_provenance(
+        vec![subject("example.invalid/hello", &bogus)],
+        HELLO_SCRIPT,
+        builder_image(),
+        &repo.url,
+        &repo.commit,
+    );
+    let r = Reprod::new();
+    let path = r.data.path().join("p.json");
+    std::fs::write(&path, serde_json::to_vec(&prov).unwrap()).unwrap();
+    let out = r.run(&["rebuild", path.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text.starts_with("verdict: unreproducible\n"), "{text}");
+    assert!(
+        text.contains(&format!("DIFF example.invalid/hello {bogus}")),
+        "{text}"
+    );
+    assert!(text.contains("rebuilt: sha256:"), "{text}");
+}
+
+#[test]
+fn tag_only_step_image_is_unrebuildable_unpinned_image() {
+    let repo = Repo::hello();
+    let prov = chains_provenance(
+        vec![subject("x", &format!("sha256:{}", "c".repeat(64)))],
+        HELLO_SCRIPT,
+        "127.0.0.1:5000/reprod/busybox:latest",
+        &repo.url,
+        &repo.commit,
+    );
+    let (code, v, _) = Reprod::new().rebuild(&prov);
+    assert_eq!(v["status"], "unrebuildable", "{v:#}");
+    assert_eq!(v["reason"], "unpinned-image");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("not pinned by digest"),
+        "{}",
+        v["detail"]
+    );
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn commit_missing_from_repository_is_unrebuildable() {
+    let repo = Repo::hello();
+    let missing = "0123456789abcdef0123456789abcdef01234567";
+    let prov = chains_provenance(
+        vec![subject("x", &format!("sha256:{}", "d".repeat(64)))],
+        HELLO_SCRIPT,
+        builder_image(),
+        &repo.url,
+        missing,
+    );
+    let (code, v, _) = Reprod::new().rebuild(&prov);
+    assert_eq!(v["status"], "unrebuildable", "{v:#}");
+    assert_eq!(v["reason"], "commit-not-found");
+    assert!(v["detail"].as_str().unwrap().contains(missing));
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn unreachable_registry_makes_the_image_unavailable() {
+    let repo = Repo::hello();
+    let digest = builder_image().rsplit_once('@').unwrap().1;
+    // Nothing listens on this loopback port: the pull fails, which is not a verdict on the build itself.
+    let image = format!("127.0.0.1:5999/reprod/busybox@{digest}");
+    let prov = chains_provenance(
+        vec![subject("x", &format!("sha256:{}", "e".repeat(64)))],
+        HELLO_SCRIPT,
+        &image,
+        &repo.url,
+        &repo.commit,
+    );
+    let (code, v, stderr) = Reprod::new().rebuild(&prov);
+    assert_eq!(v["status"], "unrebuildable", "{v:#}\n{stderr}");
+    assert_eq!(v["reason"], "image-unavailable");
+    assert!(
+        v["detail"].as_str().unwrap().contains("127.0.0.1:5999"),
+        "{}",
+        v["detail"]
+    );
+    assert_eq!(code, 1);
+}
+
+#[test]
+fn image_mirror_map_rewrites_the_registry_but_keeps_the_digest() {
+    let repo = Repo::hello();
+    let [hello, _, _] = repo
+        .reference_build(&HELLO_SCRIPT.replace("$(workspaces.source.path)", "/workspace/source"));
+    let digest = builder_image().rsplit_once('@').unwrap().1;
+    let recorded = format!("docker.io/reprod/busybox@{digest}");
+    let prov = chains_provenance(
+        vec![subject("hello", &hello)],
+        HELLO_SCRIPT,
+        &recorded,
+        &repo.url,
+        &repo.commit,
+    );
+    let r = Reprod::new();
+    let config = r.data.path().join("reprod.toml");
+    std::fs::write(
+        &config,
+        "[images.mirrors]\n\"docker.io/\" = \"127.0.0.1:5000/\"\n",
+    )
+    .unwrap();
+    let r = r.with("REPROD_CONFIG", config.to_str().unwrap());
+    let (code, v, stderr) = r.rebuild(&prov);
+    assert_eq!(v["status"], "reproducible", "{v:#}\n{stderr}");
+    assert_eq!(code, 0);
+    let step = last_step(&v);
+    assert_eq!(step["image"], recorded.as_str());
+    assert_eq!(step["pulled_image"], builder_image());
+}
+
+#[test]
+fn distroless_seed_parses_and_is_unrebuildable_with_a_precise_reason() {
+    // Keep the rebuild on this machine: github.com is mapped to a local path that does not exist.
+    let r = Reprod::new().with("REPROD_CONFIG", "");
+    let config = r.data.path().join("reprod.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nallow_file = true\n[source.mirrors]\n\"https://github.com/\" = \"file://{}/no-such-mirror/\"\n",
+            r.data.path().display()
+        ),
+    )
+    .unwrap();
+    let r = r.with("REPROD_CONFIG", config.to_str().unwrap());
+    let (code, v, stderr) = r.rebuild_file(&corpus("seed/distroless-provenance.json"));
+    assert_eq!(v["status"], "unrebuildable", "{v:#}\n{stderr}");
+    assert_eq!(v["reason"], "source-unavailable");
+    assert!(
+        v["detail"].as_str().unwrap().contains("no-such-mirror"),
+        "{}",
+        v["detail"]
+    );
+    let subs = subjects_of(&v);
+    assert_eq!(subs.len(), 30);
+    let mut distinct: Vec<_> = subs.iter().map(|s| s["digest"].as_str().unwrap()).collect();
+    distinct.sort_unstable();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 14);
+    assert_eq!(
+        v["source"]["commit"],
+        "976c1c9bc178ac0371d8888d69893145c3df09f0"
+    );
+    assert_eq!(v["provenance"]["container"]["kind"], "bare-statement");
+    assert_eq!(code, 1);
+}
