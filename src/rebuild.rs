@@ -109,6 +109,7 @@ pub async fn rebuild(
         steps: Vec::new(),
         outputs: None,
         claimed_results: BTreeMap::new(),
+        job_dir: None,
         reprod_version: env!("CARGO_PKG_VERSION"),
         duration_ms: 0,
     };
@@ -161,11 +162,14 @@ impl JobDirs {
     const RESULTS: &'static str = "results";
     const HOME: &'static str = "home";
     const SCRIPTS: &'static str = "scripts";
+    /// Full captured step logs; not mounted into any step.
+    const LOGS: &'static str = "logs";
 
     fn create(data_dir: &Path, job_id: &str) -> std::io::Result<Self> {
         use std::os::unix::fs::PermissionsExt;
         let root = data_dir.join("jobs").join(job_id);
         std::fs::create_dir_all(&root)?;
+        std::fs::create_dir_all(root.join(Self::LOGS))?;
         for sub in [Self::WORKSPACE, Self::RESULTS, Self::HOME, Self::SCRIPTS] {
             let p = root.join(sub);
             std::fs::create_dir_all(&p)?;
@@ -231,6 +235,7 @@ async fn run(
     let result = run_in(config, recipe, verdict, opts, &sandbox, &job_id, &dirs).await;
     if opts.keep_workspace {
         (opts.progress)(&format!("kept the job directory: {}", dirs.root.display()));
+        verdict.job_dir = Some(dirs.root.display().to_string());
     } else if let Err(e) = remove_job_dir(&dirs.root).await {
         tracing::warn!(path = %dirs.root.display(), error = %e, "could not remove the job directory");
     }
@@ -393,6 +398,12 @@ async fn run_steps(
             outcome.exit_code,
             outcome.duration.as_secs_f64()
         ));
+        let log_path = dirs
+            .path(JobDirs::LOGS)
+            .join(format!("{i:02}-{}.log", sanitize(&step.name)));
+        if let Err(e) = std::fs::write(&log_path, &outcome.log.text) {
+            tracing::warn!(path = %log_path.display(), error = %e, "could not write the step log");
+        }
         verdict.steps.push(StepReport {
             name: step.name.clone(),
             image: step.image.clone(),

@@ -91,6 +91,9 @@ pub struct Verdict {
     pub outputs: Option<Outputs>,
     /// What the build claimed in its Tekton results (`IMAGES`, `IMAGE_DIGEST`, ...): reported, never evidence.
     pub claimed_results: BTreeMap<String, String>,
+    /// The job directory (workspace, results, scripts, `logs/` with each step's captured log), when kept
+    /// with `--keep-workspace`.
+    pub job_dir: Option<String>,
     pub reprod_version: &'static str,
     pub duration_ms: u64,
 }

@@ -207,13 +207,25 @@ impl Reprod {
 
     /// Writes the provenance and runs `reprod rebuild --json`; returns (exit code, verdict JSON, stderr).
     pub fn rebuild(&self, provenance: &Value) -> (i32, Value, String) {
+        self.rebuild_with(provenance, &[])
+    }
+
+    /// Like [`Reprod::rebuild`], with extra `rebuild` flags.
+    pub fn rebuild_with(&self, provenance: &Value, flags: &[&str]) -> (i32, Value, String) {
         let path = self.data.path().join("provenance.json");
         std::fs::write(&path, serde_json::to_vec_pretty(provenance).unwrap()).unwrap();
-        self.rebuild_file(&path)
+        self.rebuild_file_with(&path, flags)
     }
 
     pub fn rebuild_file(&self, path: &Path) -> (i32, Value, String) {
-        let out = self.run(&["rebuild", "--json", path.to_str().unwrap()]);
+        self.rebuild_file_with(path, &[])
+    }
+
+    pub fn rebuild_file_with(&self, path: &Path, flags: &[&str]) -> (i32, Value, String) {
+        let mut args = vec!["rebuild", "--json"];
+        args.extend_from_slice(flags);
+        args.push(path.to_str().unwrap());
+        let out = self.run(&args);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(!stderr.contains("panicked"), "reprod panicked: {stderr}");
         let verdict = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
