@@ -72,12 +72,8 @@ impl Default for SandboxConfig {
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("config file {path}: {source}")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("config file {path}: {error}")]
+    Read { path: String, error: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: String, message: String },
     #[error("environment variable {name}={value:?}: {message}")]
@@ -99,9 +95,9 @@ impl Config {
     ) -> Result<Self, ConfigError> {
         let mut table = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+                let text = std::fs::read_to_string(p).map_err(|error| ConfigError::Read {
                     path: p.display().to_string(),
-                    source,
+                    error,
                 })?;
                 text.parse::<toml::Table>()
                     .map_err(|e| ConfigError::Parse {

@@ -23,24 +23,16 @@ const MAX_RESULT_BYTES: u64 = 64 << 10;
 /// Failures that prevent any verdict (the input is unusable, or the infrastructure is down).
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
-    #[error("cannot read provenance {path}: {source}; check the path and permissions")]
-    Read {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("cannot read provenance {path}: {error}; check the path and permissions")]
+    Read { path: String, error: std::io::Error },
     #[error("provenance {path} is {size} bytes, over the {limit}-byte limit (max_document_bytes)")]
     TooLarge {
         path: String,
         size: u64,
         limit: usize,
     },
-    #[error("provenance {path} cannot be parsed: {source}")]
-    Parse {
-        path: String,
-        #[source]
-        source: ParseError,
-    },
+    #[error("provenance {path} cannot be parsed: {error}")]
+    Parse { path: String, error: ParseError },
     #[error("infrastructure failure (not a verdict on the artifact; retry once fixed): {0}")]
     Infrastructure(String),
 }
@@ -51,9 +43,9 @@ pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
 /// Reads a provenance file with the size cap applied before the bytes are held.
 pub fn read_provenance(path: &Path, limit: usize) -> Result<Vec<u8>, RebuildError> {
     let display = path.display().to_string();
-    let read_err = |source| RebuildError::Read {
+    let read_err = |error| RebuildError::Read {
         path: display.clone(),
-        source,
+        error,
     };
     let file = std::fs::File::open(path).map_err(read_err)?;
     let mut bytes = Vec::new();
@@ -88,9 +80,9 @@ pub async fn rebuild(
 ) -> Result<Verdict, RebuildError> {
     let started = Instant::now();
     let (container, statement) = provenance::container::decode(bytes, config.max_document_bytes)
-        .map_err(|source| RebuildError::Parse {
+        .map_err(|error| RebuildError::Parse {
             path: opts.origin.clone(),
-            source,
+            error,
         })?;
     let mut verdict = Verdict {
         status: Status::Unrebuildable,

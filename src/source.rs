@@ -52,18 +52,10 @@ pub enum SourceError {
     CommitNotFound { url: String, commit: String },
     #[error("checked out HEAD is {head}, not the recorded commit {commit}")]
     HeadMismatch { head: String, commit: String },
-    #[error("git error in {path}: {source}")]
-    Git {
-        path: String,
-        #[source]
-        source: git2::Error,
-    },
-    #[error("{path}: {source}")]
-    Io {
-        path: String,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error("git error in {path}: {error}")]
+    Git { path: String, error: git2::Error },
+    #[error("{path}: {error}")]
+    Io { path: String, error: std::io::Error },
 }
 
 /// A successful checkout.
@@ -132,9 +124,9 @@ pub fn check_scheme(config: &SourceConfig, url: &str) -> Result<(), SourceError>
 }
 
 fn git_err(path: &Path) -> impl FnOnce(git2::Error) -> SourceError + '_ {
-    move |source| SourceError::Git {
+    move |error| SourceError::Git {
         path: path.display().to_string(),
-        source,
+        error,
     }
 }
 
@@ -158,9 +150,9 @@ pub fn checkout(
     ensure_commit(&mirror, &url, oid, commit, &want_ref)?;
 
     // The job's repository fetches that one ref from the local mirror: no network, only what is needed.
-    std::fs::create_dir_all(dest).map_err(|source| SourceError::Io {
+    std::fs::create_dir_all(dest).map_err(|error| SourceError::Io {
         path: dest.display().to_string(),
-        source,
+        error,
     })?;
     let repo = Repository::init(dest).map_err(git_err(dest))?;
     let mirror_path = mirror.path().display().to_string();
@@ -200,9 +192,9 @@ fn mirror_for(config: &SourceConfig, url: &str) -> Result<Repository, SourceErro
     if path.exists() {
         return Repository::open_bare(&path).map_err(git_err(&path));
     }
-    std::fs::create_dir_all(&config.cache_dir).map_err(|source| SourceError::Io {
+    std::fs::create_dir_all(&config.cache_dir).map_err(|error| SourceError::Io {
         path: config.cache_dir.display().to_string(),
-        source,
+        error,
     })?;
     Repository::init_bare(&path).map_err(git_err(&path))
 }

@@ -37,19 +37,17 @@ pub enum SandboxError {
     #[error("the Docker engine did not apply the isolation policy: {0}; refusing to run the step")]
     PolicyNotApplied(String),
     /// Any other engine error while creating, running or removing a container.
-    #[error("Docker engine error while {action}: {source}")]
+    #[error("Docker engine error while {action}: {error}")]
     Docker {
         action: &'static str,
-        #[source]
-        source: bollard::errors::Error,
+        error: bollard::errors::Error,
     },
     /// Local I/O on the workspace failed.
-    #[error("{action} {path}: {source}")]
+    #[error("{action} {path}: {error}")]
     Io {
         action: &'static str,
         path: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 

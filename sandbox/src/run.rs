@@ -87,7 +87,7 @@ pub struct Sandbox {
 }
 
 fn docker_err(action: &'static str) -> impl FnOnce(bollard::errors::Error) -> SandboxError {
-    move |source| SandboxError::Docker { action, source }
+    move |error| SandboxError::Docker { action, error }
 }
 
 impl Sandbox {
@@ -214,7 +214,7 @@ impl Sandbox {
                     }
                     other => SandboxError::Docker {
                         action: "pulling an image",
-                        source: other,
+                        error: other,
                     },
                 });
             }
@@ -428,7 +428,7 @@ impl Sandbox {
             }) => Ok(()),
             Err(e) => Err(SandboxError::Docker {
                 action: "removing the step container",
-                source: e,
+                error: e,
             }),
         }
     }
@@ -498,10 +498,10 @@ fn container_name(spec: &StepSpec) -> String {
 }
 
 fn canonical(path: &Path) -> Result<PathBuf, SandboxError> {
-    std::fs::canonicalize(path).map_err(|source| SandboxError::Io {
+    std::fs::canonicalize(path).map_err(|error| SandboxError::Io {
         action: "resolving the job workspace",
         path: path.display().to_string(),
-        source,
+        error,
     })
 }
 

@@ -92,10 +92,15 @@ impl Repo {
         }
     }
 
+    /// Where [`Repo::reference_build`] checks out and builds.
+    pub fn reference_checkout(&self) -> PathBuf {
+        self.dir.path().join("reference")
+    }
+
     /// Runs `script` once with plain `docker run` on a checkout (the "original build"), and returns the
     /// digests of `out/hello`, `out/hello-debug` and `out/hello.txt` as skopeo and sha256sum see them.
     pub fn reference_build(&self, script: &str) -> [String; 3] {
-        let checkout = self.dir.path().join("reference");
+        let checkout = self.reference_checkout();
         let _ = std::fs::remove_dir_all(&checkout);
         sh(Command::new("git").args(["clone", "-q", &self.url, checkout.to_str().unwrap()]));
         sh(Command::new("git")

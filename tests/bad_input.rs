@@ -1,0 +1,171 @@
+//! Bad input gets one clear message and a non-zero exit, never a panic or a backtrace.
+
+mod common;
+
+use common::*;
+
+fn assert_clean_error(out: &std::process::Output, needles: &[&str]) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "exit 2 for errors; stderr: {stderr}"
+    );
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("stack backtrace"),
+        "{stderr}"
+    );
+    for n in needles {
+        assert!(stderr.contains(n), "missing {n:?} in: {stderr}");
+    }
+    assert!(out.stdout.is_empty(), "nothing on stdout when no verdict");
+    stderr
+}
+
+#[test]
+fn no_break_space_indentation_is_named_with_line_and_column() {
+    let out = Reprod::new().run(&[
+        "rebuild",
+        corpus("seed/distroless-provenance.as-published.txt")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_clean_error(
+        &out,
+        &[
+            "NO-BREAK SPACE",
+            "U+00A0",
+            "line 3, column 1",
+            "replace it with plain spaces",
+        ],
+    );
+}
+
+#[test]
+fn missing_file() {
+    let out = Reprod::new().run(&["rebuild", "/nonexistent/provenance.json"]);
+    assert_clean_error(
+        &out,
+        &[
+            "cannot read provenance /nonexistent/provenance.json",
+            "No such file",
+        ],
+    );
+}
+
+#[test]
+fn unreadable_and_truncated_json() {
+    let r = Reprod::new();
+    let p = r.data.path().join("t.json");
+    std::fs::write(&p, "{\"predicateType\": \"x\", \"predicate\": {").unwrap();
+    let out = r.run(&["rebuild", p.to_str().unwrap()]);
+    assert_clean_error(&out, &["cannot be parsed", "line 1, column", "EOF"]);
+
+    std::fs::write(&p, b"\xff\xfe{}").unwrap();
+    let out = r.run(&["rebuild", p.to_str().unwrap()]);
+    assert_clean_error(&out, &["not UTF-8", "line 1, column 1"]);
+
+    let out = r.run(&[
+        "rebuild",
+        corpus("tektoncd-chains/e2e-golden-slsa-v1fmt-task-output-image.json.tmpl")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_clean_error(&out, &["cannot be parsed", "line "]);
+
+    let out = r.run(&[
+        "rebuild",
+        corpus("sigstore-python/slsa_predicate_v1_0.json")
+            .to_str()
+            .unwrap(),
+    ]);
+    assert_clean_error(&out, &["no `predicateType`"]);
+}
+
+#[test]
+fn huge_file_hits_the_size_cap() {
+    let r = Reprod::new().with("REPROD_MAX_DOCUMENT_BYTES", "1000");
+    let p = r.data.path().join("big.json");
+    std::fs::write(&p, format!("{{\"pad\": \"{}\"}}", "x".repeat(5000))).unwrap();
+    let out = r.run(&["rebuild", p.to_str().unwrap()]);
+    assert_clean_error(
+        &out,
+        &[
+            "5011 bytes",
+            "over the 1000-byte limit",
+            "max_document_bytes",
+        ],
+    );
+}
+
+#[test]
+fn absent_docker_daemon_is_an_infrastructure_error() {
+    let repo = Repo::hello();
+    let prov = chains_provenance(
+        vec![subject("x", &format!("sha256:{}", "1".repeat(64)))],
+        HELLO_SCRIPT,
+        builder_image(),
+        &repo.url,
+        &repo.commit,
+    );
+    let r = Reprod::new().with("DOCKER_HOST", "unix:///nonexistent/docker.sock");
+    let p = r.data.path().join("p.json");
+    std::fs::write(&p, serde_json::to_vec(&prov).unwrap()).unwrap();
+    let out = r.run(&["rebuild", p.to_str().unwrap()]);
+    assert_clean_error(
+        &out,
+        &[
+            "infrastructure failure",
+            "unix:///nonexistent/docker.sock",
+            "does not answer",
+            "start dockerd",
+        ],
+    );
+}
+
+#[test]
+fn disallowed_repository_schemes() {
+    let repo = Repo::hello();
+    let digest = format!("sha256:{}", "2".repeat(64));
+    let cases = [
+        (
+            "http://127.0.0.1:1/repo.git",
+            Reprod::new(),
+            "scheme \"http\"",
+        ),
+        (
+            repo.url.as_str(),
+            Reprod::new().with("REPROD_SOURCE_ALLOW_FILE", "false"),
+            "source.allow_file",
+        ),
+    ];
+    for (url, r, needle) in cases {
+        let prov = chains_provenance(
+            vec![subject("x", &digest)],
+            HELLO_SCRIPT,
+            builder_image(),
+            url,
+            &repo.commit,
+        );
+        let (code, v, _) = r.rebuild(&prov);
+        assert_eq!(code, 1);
+        assert_eq!(v["status"], "unrebuildable", "{v:#}");
+        assert_eq!(v["reason"], "disallowed-source-scheme");
+        assert!(
+            v["detail"].as_str().unwrap().contains(needle),
+            "{}",
+            v["detail"]
+        );
+    }
+}
+
+#[test]
+fn bad_config_is_named() {
+    let r = Reprod::new().with("REPROD_SANDBOX_CPUS", "0");
+    let out = r.run(&["rebuild", "/nonexistent"]);
+    assert_clean_error(&out, &["loading the configuration", "sandbox.cpus"]);
+    let r = Reprod::new().with("REPROD_CONFIG", "/nonexistent/reprod.toml");
+    let out = r.run(&["config"]);
+    assert_clean_error(&out, &["config file /nonexistent/reprod.toml"]);
+}
