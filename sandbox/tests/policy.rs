@@ -1,0 +1,210 @@
+//! The isolation policy, observed from inside a real container and from the engine.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use reprod_sandbox::{
+    PinnedImage, Policy, Sandbox, SandboxError, StepMount, StepSpec, Termination, LABEL_MANAGED,
+};
+
+fn builder() -> PinnedImage {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(root.join("scripts/builder-image.sh"))
+        .output()
+        .expect("builder-image.sh");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    PinnedImage::parse(String::from_utf8_lossy(&out.stdout).trim()).unwrap()
+}
+
+fn policy() -> Policy {
+    Policy {
+        memory_bytes: 96 << 20,
+        nano_cpus: 500_000_000,
+        pids_limit: 40,
+        step_timeout: Duration::from_secs(30),
+        log_limit_bytes: 1 << 16,
+        hostname: "reprod-test".into(),
+    }
+}
+
+fn spec(workspace: &std::path::Path, script: &str) -> StepSpec {
+    std::fs::create_dir_all(workspace.join("ws")).unwrap();
+    StepSpec {
+        job_id: format!("policy-test-{}", std::process::id()),
+        name: "probe".into(),
+        image: builder(),
+        entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
+        args: Some(vec![script.into()]),
+        env: vec![("A".into(), "1".into()), ("B".into(), "2".into())],
+        working_dir: Some("/workspace".into()),
+        workspace: workspace.to_path_buf(),
+        mounts: vec![StepMount {
+            workspace_subdir: "ws".into(),
+            container_path: "/workspace".into(),
+            read_only: false,
+        }],
+    }
+}
+
+#[tokio::test]
+async fn limits_and_privileges_take_effect_inside_the_container() {
+    let sandbox = Sandbox::connect(policy()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let script = "grep -E '^(CapEff|CapBnd|NoNewPrivs):' /proc/self/status; \
+                  echo mem=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max); \
+                  echo memsw=$(cat /sys/fs/cgroup/memory/memory.memsw.limit_in_bytes 2>/dev/null || echo n/a); \
+                  echo pids=$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max); \
+                  echo cpu=$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null)/$(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null); \
+                  echo host=$(hostname) pwd=$(pwd) env=$(env | grep -E '^(A|B)=' | tr '\\n' ,); \
+                  echo written > /workspace/out.txt";
+    let outcome = sandbox.run_step(&spec(dir.path(), script)).await.unwrap();
+    let log = &outcome.log.text;
+    assert!(outcome.succeeded(), "{log}");
+    // CHOWN, DAC_OVERRIDE, FOWNER, FSETID, SETGID, SETUID = bits 0, 1, 3, 4, 6, 7.
+    assert!(log.contains("CapEff:\t00000000000000db"), "{log}");
+    assert!(log.contains("CapBnd:\t00000000000000db"), "{log}");
+    assert!(log.contains("NoNewPrivs:\t1"), "{log}");
+    assert!(log.contains(&format!("mem={}", 96 << 20)), "{log}");
+    assert!(log.contains(&format!("pids={}", 40)), "{log}");
+    assert!(log.contains("cpu=50000/100000"), "{log}");
+    assert!(
+        log.contains("host=reprod-test pwd=/workspace env=A=1,B=2,"),
+        "{log}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("ws/out.txt")).unwrap(),
+        "written\n"
+    );
+    assert!(
+        outcome.image_id.starts_with("sha256:"),
+        "{}",
+        outcome.image_id
+    );
+}
+
+#[tokio::test]
+async fn exit_codes_and_timeouts_are_reported_and_containers_removed() {
+    let sandbox = Sandbox::connect(Policy {
+        step_timeout: Duration::from_secs(2),
+        ..policy()
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec(dir.path(), "echo out; echo err >&2; exit 42");
+    s.job_id = format!("exit-test-{}", std::process::id());
+    let outcome = sandbox.run_step(&s).await.unwrap();
+    assert_eq!(
+        (outcome.exit_code, outcome.termination),
+        (42, Termination::Exited)
+    );
+    assert!(outcome.log.text.contains("out\n") && outcome.log.text.contains("err\n"));
+
+    let mut s = spec(dir.path(), "trap '' TERM; sleep 60");
+    s.job_id = format!("timeout-test-{}", std::process::id());
+    let outcome = sandbox.run_step(&s).await.unwrap();
+    assert_eq!(outcome.termination, Termination::TimedOut);
+    assert!(
+        outcome.duration < Duration::from_secs(15),
+        "{:?}",
+        outcome.duration
+    );
+    let left = Command::new("docker")
+        .args([
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=dev.reprod.job={}", s.job_id),
+        ])
+        .output()
+        .unwrap();
+    assert!(left.stdout.is_empty(), "container not removed");
+}
+
+#[tokio::test]
+async fn mounts_outside_the_workspace_and_tags_are_refused() {
+    let sandbox = Sandbox::connect(policy()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec(dir.path(), "true");
+    s.mounts[0].workspace_subdir = "../../etc".into();
+    assert!(matches!(
+        sandbox.run_step(&s).await,
+        Err(SandboxError::MountOutsideWorkspace { .. })
+    ));
+
+    // A symlink inside the workspace that points out of it is caught too.
+    std::os::unix::fs::symlink("/etc", dir.path().join("escape")).unwrap();
+    let mut s = spec(dir.path(), "true");
+    s.mounts[0].workspace_subdir = "escape".into();
+    assert!(matches!(
+        sandbox.run_step(&s).await,
+        Err(SandboxError::MountOutsideWorkspace { .. })
+    ));
+
+    let err = PinnedImage::parse("127.0.0.1:5000/reprod/busybox:latest").unwrap_err();
+    assert!(err.to_string().contains("not pinned by digest"), "{err}");
+}
+
+#[tokio::test]
+async fn orphans_of_dead_processes_are_swept_and_live_ones_kept() {
+    let image = builder().to_string();
+    let sandbox = Sandbox::connect(policy()).await.unwrap();
+    // Make sure the image is present for `docker create`.
+    sandbox.ensure_image(&builder()).await.unwrap();
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let start = stat
+        .rsplit_once(')')
+        .unwrap()
+        .1
+        .split_whitespace()
+        .nth(19)
+        .unwrap()
+        .to_string();
+    let live_owner = format!("{}:{start}", std::process::id());
+    let create = |owner: &str| {
+        let out = Command::new("docker")
+            .args([
+                "create",
+                "--network",
+                "none",
+                "--label",
+                &format!("{LABEL_MANAGED}=true"),
+                "--label",
+                &format!("dev.reprod.owner={owner}"),
+                &image,
+                "sleep",
+                "60",
+            ])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    let orphan = create("4194300:1");
+    let live = create(&live_owner);
+    let removed = sandbox.sweep_orphans().await.unwrap();
+    assert!(removed >= 1);
+    let exists = |id: &str| {
+        Command::new("docker")
+            .args(["inspect", id])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(!exists(&orphan), "orphan swept");
+    assert!(exists(&live), "a live process's container is kept");
+    Command::new("docker")
+        .args(["rm", "-f", &live])
+        .output()
+        .unwrap();
+}
