@@ -9,7 +9,7 @@ set -euo pipefail
 
 REGISTRY="${REPROD_REGISTRY:-127.0.0.1:5000}"
 STATE_DIR="${REPROD_STATE_DIR:-/var/lib/reprod-dev}"
-PACKAGES=(docker.io docker-registry busybox-static skopeo umoci git curl jq ca-certificates)
+PACKAGES=(docker.io docker-registry busybox-static skopeo umoci git curl jq ca-certificates bc time)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
@@ -39,13 +39,28 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
   return 1
 }
 
+# True when PID is a live (not zombie) process.
+alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
+
 start_dockerd() {
   if docker version >/dev/null 2>&1; then log "dockerd answers"; return; fi
   mkdir -p "$STATE_DIR"
+  # A dockerd killed without cleanup leaves its pid file behind, and a new one refuses to start over it.
+  local pidfile=/var/run/docker.pid
+  if [ -f "$pidfile" ] && ! alive "$(cat "$pidfile")"; then
+    log "removing stale $pidfile"
+    rm -f "$pidfile"
+  fi
   log "starting dockerd (log: $STATE_DIR/dockerd.log)"
   setsid nohup dockerd >"$STATE_DIR/dockerd.log" 2>&1 </dev/null &
-  wait_for 90 dockerd docker version || { tail -n 30 "$STATE_DIR/dockerd.log" >&2; die "dockerd did not answer within 90 s"; }
-  log "dockerd answers"
+  local pid=$!
+  for _ in $(seq 1 450); do
+    docker version >/dev/null 2>&1 && { log "dockerd answers"; return; }
+    alive "$pid" || { tail -n 30 "$STATE_DIR/dockerd.log" >&2; die "dockerd exited during start-up (log above)"; }
+    sleep 0.2
+  done
+  tail -n 30 "$STATE_DIR/dockerd.log" >&2
+  die "dockerd did not answer within 90 s"
 }
 
 start_registry() {

@@ -52,6 +52,16 @@ enum Command {
         #[arg(long)]
         keep_workspace: bool,
     },
+    /// Scan a directory the way a rebuild scans its workspace, and print the outputs and digests found.
+    ///
+    /// Shows what reprod would compare subjects with: OCI layouts and tarballs with every index and manifest
+    /// digest, plain files with their sha256, and any blob that is missing or does not match its digest.
+    Scan {
+        dir: PathBuf,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the effective configuration (file + environment + defaults) as TOML.
     Config,
 }
@@ -90,6 +100,40 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 toml::to_string_pretty(&config).context("rendering the configuration")?
             );
             Ok(0)
+        }
+        Command::Scan { dir, json } => {
+            anyhow::ensure!(dir.is_dir(), "{} is not a directory", dir.display());
+            let outputs = reprod::oci::collect(&dir);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&outputs).context("rendering the outputs")?
+                );
+            } else {
+                for image in &outputs.images {
+                    for e in &image.entries {
+                        let name = e.ref_name.as_deref().unwrap_or("-");
+                        println!(
+                            "{}\t{}\t{}\t{name}",
+                            image.kind.as_str(),
+                            image.path,
+                            e.digest
+                        );
+                    }
+                    for p in &image.problems {
+                        println!("problem\t{}\t{p}", image.path);
+                    }
+                }
+                for f in &outputs.files {
+                    println!("file\t{}\t{}", f.path, f.digest);
+                }
+                for p in &outputs.problems {
+                    println!("problem\t-\t{p}");
+                }
+            }
+            let clean =
+                outputs.problems.is_empty() && outputs.images.iter().all(|i| i.problems.is_empty());
+            Ok(if clean { 0 } else { 1 })
         }
         Command::Rebuild {
             provenance,

@@ -29,6 +29,16 @@ pub enum ImageKind {
     DockerArchive,
 }
 
+impl ImageKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageKind::OciLayout => "oci-layout",
+            ImageKind::OciArchive => "oci-archive",
+            ImageKind::DockerArchive => "docker-archive",
+        }
+    }
+}
+
 /// An entry of the layout's `index.json`: what a push of this layout would publish.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TopEntry {
