@@ -180,6 +180,14 @@ impl Config {
     }
 }
 
+/// Rewrites `text` with the longest matching prefix of `map` (used by the git and the image mirror maps).
+pub fn rewrite_prefix(map: &BTreeMap<String, String>, text: &str) -> Option<String> {
+    map.iter()
+        .filter(|(prefix, _)| text.starts_with(prefix.as_str()))
+        .max_by_key(|(prefix, _)| prefix.len())
+        .map(|(prefix, to)| format!("{to}{}", &text[prefix.len()..]))
+}
+
 /// Finds the dotted path of a leaf option whose `_`-joined name is `flat` (e.g. `source_allow_file`).
 fn leaf_path(table: &toml::Table, flat: &str) -> Option<Vec<String>> {
     for (key, value) in table {

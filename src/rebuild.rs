@@ -224,7 +224,16 @@ async fn run(
             config.data_dir.join("jobs").display()
         ))
     })?;
-    let result = run_in(config, recipe, verdict, opts, &sandbox, &job_id, &dirs).await;
+    let job = Job {
+        config,
+        recipe,
+        opts,
+        sandbox: &sandbox,
+        id: job_id,
+        dirs,
+    };
+    let result = run_in(&job, verdict).await;
+    let dirs = job.dirs;
     if opts.keep_workspace {
         (opts.progress)(&format!("kept the job directory: {}", dirs.root.display()));
         verdict.job_dir = Some(dirs.root.display().to_string());
@@ -241,15 +250,27 @@ async fn remove_job_dir(root: &Path) -> std::io::Result<()> {
         .map_err(std::io::Error::other)?
 }
 
+/// Everything one running job needs.
+struct Job<'a> {
+    config: &'a Config,
+    recipe: &'a Recipe,
+    opts: &'a RebuildOptions<'a>,
+    sandbox: &'a Sandbox,
+    id: String,
+    dirs: JobDirs,
+}
+
 async fn run_in(
-    config: &Config,
-    recipe: &Recipe,
+    job: &Job<'_>,
     verdict: &mut Verdict,
-    opts: &RebuildOptions<'_>,
-    sandbox: &Sandbox,
-    job_id: &str,
-    dirs: &JobDirs,
 ) -> Result<Result<(), Unrebuildable>, RebuildError> {
+    let Job {
+        config,
+        recipe,
+        opts,
+        dirs,
+        ..
+    } = job;
     let Some(src) = recipe.source.clone() else {
         return Ok(Err(Unrebuildable::new(
             UnrebuildableReason::NoSource,
@@ -270,7 +291,7 @@ async fn run_in(
     }
 
     let deadline = Duration::from_secs(config.sandbox.job_timeout_secs);
-    let steps = run_steps(config, recipe, verdict, opts, sandbox, job_id, dirs);
+    let steps = run_steps(job, verdict);
     let finished = match tokio::time::timeout(deadline, steps).await {
         Ok(r) => r?,
         Err(_) => {
@@ -317,14 +338,17 @@ fn source_failure(e: SourceError) -> Result<Result<(), Unrebuildable>, RebuildEr
 
 /// Runs the steps in order; stops at the first that does not succeed (recording a build-failed verdict).
 async fn run_steps(
-    config: &Config,
-    recipe: &Recipe,
+    job: &Job<'_>,
     verdict: &mut Verdict,
-    opts: &RebuildOptions<'_>,
-    sandbox: &Sandbox,
-    job_id: &str,
-    dirs: &JobDirs,
 ) -> Result<Result<(), Unrebuildable>, RebuildError> {
+    let Job {
+        config,
+        recipe,
+        opts,
+        sandbox,
+        dirs,
+        ..
+    } = job;
     let total = recipe.steps.len();
     for (i, step) in recipe.steps.iter().enumerate() {
         let recorded = PinnedImage::parse(&step.image)
@@ -347,7 +371,7 @@ async fn run_steps(
         let mut env = vec![("HOME".to_string(), tekton::HOME_DIR.to_string())];
         env.extend(step.env.iter().cloned());
         let spec = StepSpec {
-            job_id: job_id.to_string(),
+            job_id: job.id.clone(),
             name: step.name.clone(),
             image: image.clone(),
             entrypoint,
@@ -439,19 +463,15 @@ async fn run_steps(
 
 /// Applies the image mirror map (longest prefix); the digest is kept.
 fn mirror_image(config: &Config, image: &PinnedImage) -> Result<PinnedImage, RebuildError> {
-    let repo = image.repository();
-    let Some((prefix, to)) = config
-        .images
-        .mirrors
-        .iter()
-        .filter(|(p, _)| repo.starts_with(p.as_str()))
-        .max_by_key(|(p, _)| p.len())
-    else {
-        return Ok(image.clone());
-    };
-    image
-        .with_repository(&format!("{to}{}", &repo[prefix.len()..]))
-        .map_err(|e| RebuildError::Infrastructure(format!("images.mirrors entry {prefix:?}: {e}")))
+    match crate::config::rewrite_prefix(&config.images.mirrors, image.repository()) {
+        None => Ok(image.clone()),
+        Some(repository) => image.with_repository(&repository).map_err(|e| {
+            RebuildError::Infrastructure(format!(
+                "images.mirrors rewrites {} badly: {e}",
+                image.repository()
+            ))
+        }),
+    }
 }
 
 fn sanitize(name: &str) -> String {

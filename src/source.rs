@@ -82,15 +82,7 @@ pub fn normalize_uri(uri: &str) -> String {
 
 /// Applies the longest matching mirror prefix.
 pub fn rewrite(config: &SourceConfig, url: &str) -> String {
-    config
-        .mirrors
-        .iter()
-        .filter(|(prefix, _)| url.starts_with(prefix.as_str()))
-        .max_by_key(|(prefix, _)| prefix.len())
-        .map_or_else(
-            || url.to_string(),
-            |(prefix, to)| format!("{to}{}", &url[prefix.len()..]),
-        )
+    crate::config::rewrite_prefix(&config.mirrors, url).unwrap_or_else(|| url.to_string())
 }
 
 /// The scheme of a URL: `ssh` for scp-like `user@host:path`, `file` for local paths.

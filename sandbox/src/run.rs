@@ -125,34 +125,6 @@ impl Sandbox {
         &self.endpoint
     }
 
-    /// Removes every container reprod left behind (after a crash), optionally only one job's.
-    /// Returns how many were removed.
-    pub async fn sweep(&self, job_id: Option<&str>) -> Result<usize, SandboxError> {
-        let mut label = vec![format!("{LABEL_MANAGED}=true")];
-        if let Some(job) = job_id {
-            label.push(format!("{LABEL_JOB}={job}"));
-        }
-        let filters = HashMap::from([("label".to_string(), label)]);
-        let found = self
-            .docker
-            .list_containers(Some(
-                ListContainersOptionsBuilder::default()
-                    .all(true)
-                    .filters(&filters)
-                    .build(),
-            ))
-            .await
-            .map_err(docker_err("listing leftover containers"))?;
-        let mut removed = 0;
-        for c in found {
-            if let Some(id) = c.id {
-                self.remove(&id).await?;
-                removed += 1;
-            }
-        }
-        Ok(removed)
-    }
-
     /// Removes containers whose owning reprod process no longer runs (a crash or `kill -9` left them);
     /// containers of live reprod processes are left alone. Returns how many were removed.
     pub async fn sweep_orphans(&self) -> Result<usize, SandboxError> {

@@ -1,0 +1,145 @@
+//! The first provenance formats, normalized from the real corpus.
+
+mod common;
+
+use common::corpus;
+use reprod::provenance::{self, container, Container, UnrebuildableReason};
+
+fn load(rel: &str) -> (Container, provenance::Statement) {
+    let bytes = std::fs::read(corpus(rel)).unwrap();
+    container::decode(&bytes, provenance::json::DEFAULT_MAX_BYTES).unwrap()
+}
+
+#[test]
+fn distroless_seed_chains_provenance() {
+    let (c, st) = load("seed/distroless-provenance.json");
+    assert_eq!(c, Container::BareStatement);
+    assert_eq!(st.statement_type, "distroless-provenance");
+    let r = provenance::normalize(&st).unwrap();
+    assert_eq!(r.subjects.len(), 30);
+    assert_eq!(r.distinct_sha256().len(), 14);
+    let src = r.source.as_ref().unwrap();
+    assert_eq!(
+        src.uri,
+        "https://github.com/GoogleContainerTools/distroless"
+    );
+    assert_eq!(src.commit, "976c1c9bc178ac0371d8888d69893145c3df09f0");
+    assert_eq!(r.builder_id.as_deref(), Some("tekton-chains"));
+    assert_eq!(r.parameters["MANIFEST_SUBSECTION"], "0");
+    assert_eq!(r.steps.len(), 1);
+    let step = &r.steps[0];
+    assert_eq!(step.name, "provenance");
+    assert_eq!(
+        step.image,
+        "docker.io/library/golang@sha256:cb1a7482cb5cfc52527c5cdea5159419292360087d5249e3fe5472f3477be642"
+    );
+    let script = step.script.as_deref().unwrap();
+    assert!(
+        script.contains("go run provenance/provenance.go images 0 > /tekton/results/IMAGES"),
+        "Tekton variables resolved: {script}"
+    );
+    assert!(
+        r.check().is_ok(),
+        "it has all a rebuild needs: {:?}",
+        r.check()
+    );
+}
+
+#[test]
+fn slsa_v02_tekton_build_config_steps() {
+    let (c, st) = load("danbev-learning-crypto/tekton-chains-taskrun-slsa-v0.2.dsse.json");
+    assert!(matches!(c, Container::DsseEnvelope { signatures: 1, .. }));
+    let r = provenance::normalize(&st).unwrap();
+    assert_eq!(r.steps.len(), 1);
+    assert_eq!(r.steps[0].name, "create-image");
+    assert_eq!(
+        r.steps[0].image,
+        "docker.io/library/busybox@sha256:b5d6fe0712636ceb7430189de28819e195e8966372edfc2d9409d79402a0dc16"
+    );
+    assert!(r.steps[0]
+        .script
+        .as_deref()
+        .unwrap()
+        .starts_with("#!/usr/bin/env sh\n"));
+    assert_eq!(
+        r.builder_id.as_deref(),
+        Some("https://tekton.dev/chains/v2")
+    );
+    // `subject` is null: there is nothing to compare a rebuild with.
+    let err = r.check().unwrap_err();
+    assert_eq!(err.reason, UnrebuildableReason::NoSha256Subject);
+}
+
+#[test]
+fn chains_spec_example_with_pipeline_resources_and_commands() {
+    let (_, st) = load("tektoncd-chains/PROVENANCE_SPEC.example.tekton-chains-provenance.json");
+    assert_eq!(st.statement_type, "", "empty _type");
+    assert_eq!(st.subjects.len(), 1, "a subject object, not an array");
+    let r = provenance::normalize(&st).unwrap();
+    assert_eq!(r.steps.len(), 3);
+    assert_eq!(
+        (r.steps[0].script.as_deref(), r.steps[0].command.as_deref()),
+        (None, None)
+    );
+    assert!(r.steps[1]
+        .script
+        .as_deref()
+        .unwrap()
+        .contains("cd /workspace/repo\n"));
+    assert!(r.steps[1]
+        .script
+        .as_deref()
+        .unwrap()
+        .contains("> /tekton/results/IMAGE_URL"));
+    assert_eq!(r.steps[2].command.as_deref(), Some("sh"));
+    assert!(r.steps[2].args[1].contains("> /tekton/results/IMAGE_DIGEST"));
+    assert_eq!(
+        r.source.as_ref().unwrap().commit,
+        "50c56a48cfb3a5a80fa36ed91c739bdac8381cbe"
+    );
+    assert!(r.check().is_ok());
+}
+
+#[test]
+fn other_families_are_unsupported_with_their_uri() {
+    for (rel, uri) in [
+        (
+            "slsa-spec/github-actions-workflow-v1-example.json",
+            "https://slsa.dev/provenance/v1?draft",
+        ),
+        (
+            "tektoncd-chains/intoto.md.example.in-toto-provenance-v0.1.json",
+            "https://in-toto.io/Provenance/v0.1",
+        ),
+    ] {
+        let (_, st) = load(rel);
+        let err = provenance::normalize(&st).unwrap_err();
+        match err.reason {
+            UnrebuildableReason::UnsupportedBuildType(got) => assert_eq!(got, uri, "{rel}"),
+            other => panic!("{rel}: {other}"),
+        }
+    }
+}
+
+#[test]
+fn every_corpus_document_decodes_or_fails_with_a_message() {
+    // No document may panic the decoder; each either yields a statement or a precise error.
+    let root = corpus("");
+    let mut stack = vec![root.clone()];
+    let mut seen = 0;
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            seen += 1;
+            let bytes = std::fs::read(&p).unwrap();
+            if let Err(err) = container::decode(&bytes, provenance::json::DEFAULT_MAX_BYTES) {
+                assert!(!err.to_string().is_empty(), "{}", p.display());
+            }
+        }
+    }
+    assert!(seen > 50, "corpus read: {seen} files");
+}
