@@ -233,6 +233,10 @@ async fn run(
         dirs,
     };
     let result = run_in(&job, verdict).await;
+    // A step cut short by the job deadline was dropped mid-flight; make sure its container is gone.
+    if let Err(e) = sandbox.remove_job_containers(&job.id).await {
+        tracing::warn!(job = %job.id, error = %e, "could not remove the job's containers");
+    }
     let dirs = job.dirs;
     if opts.keep_workspace {
         (opts.progress)(&format!("kept the job directory: {}", dirs.root.display()));

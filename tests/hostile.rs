@@ -199,3 +199,23 @@ fn no_host_path_but_the_workspace_is_visible() {
     assert!(disk_mounts.contains(&"/workspace".to_string()), "{log}");
     assert_eq!(last_step(&v)["exit_code"], 5);
 }
+
+#[test]
+fn job_deadline_stops_a_step_within_its_own_limit() {
+    let v = run_hostile(
+        "#!/bin/sh\necho long build\nsleep 60\n",
+        &[("REPROD_SANDBOX_JOB_TIMEOUT_SECS", "3")],
+    );
+    assert_eq!(v["status"], "build-failed", "{v:#}");
+    assert_eq!(v["reason"], "job-timed-out");
+    assert!(
+        v["detail"].as_str().unwrap().contains("3s"),
+        "{}",
+        v["detail"]
+    );
+    assert!(
+        v["duration_ms"].as_u64().unwrap() < 20_000,
+        "{}",
+        v["duration_ms"]
+    );
+}

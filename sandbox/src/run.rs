@@ -125,12 +125,50 @@ impl Sandbox {
         &self.endpoint
     }
 
-    /// Removes containers whose owning reprod process no longer runs (a crash or `kill -9` left them);
-    /// containers of live reprod processes are left alone. Returns how many were removed.
-    pub async fn sweep_orphans(&self) -> Result<usize, SandboxError> {
-        let filters = HashMap::from([("label".to_string(), vec![format!("{LABEL_MANAGED}=true")])]);
-        let found = self
-            .docker
+    /// Removes every container of one job, running or not (a job cut short by its deadline leaves its
+    /// current step's container behind). Returns how many were removed.
+    pub async fn remove_job_containers(&self, job_id: &str) -> Result<usize, SandboxError> {
+        let labels = vec![
+            format!("{LABEL_MANAGED}=true"),
+            format!("{LABEL_JOB}={job_id}"),
+        ];
+        let mut removed = 0;
+        // A cancelled step's own clean-up may be removing the container at the same moment (the engine then
+        // answers 409); poll until the engine lists none.
+        for _ in 0..40 {
+            let found = self.list_managed(labels.clone()).await?;
+            if found.is_empty() {
+                return Ok(removed);
+            }
+            for c in found {
+                if let Some(id) = c.id {
+                    match self.remove(&id).await {
+                        Ok(()) => removed += 1,
+                        Err(SandboxError::Docker {
+                            error:
+                                bollard::errors::Error::DockerResponseServerError {
+                                    status_code: 409,
+                                    ..
+                                },
+                            ..
+                        }) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        Err(SandboxError::LeftBehind {
+            job_id: job_id.to_string(),
+        })
+    }
+
+    async fn list_managed(
+        &self,
+        labels: Vec<String>,
+    ) -> Result<Vec<bollard::models::ContainerSummary>, SandboxError> {
+        let filters = HashMap::from([("label".to_string(), labels)]);
+        self.docker
             .list_containers(Some(
                 ListContainersOptionsBuilder::default()
                     .all(true)
@@ -138,7 +176,15 @@ impl Sandbox {
                     .build(),
             ))
             .await
-            .map_err(docker_err("listing leftover containers"))?;
+            .map_err(docker_err("listing reprod's containers"))
+    }
+
+    /// Removes containers whose owning reprod process no longer runs (a crash or `kill -9` left them);
+    /// containers of live reprod processes are left alone. Returns how many were removed.
+    pub async fn sweep_orphans(&self) -> Result<usize, SandboxError> {
+        let found = self
+            .list_managed(vec![format!("{LABEL_MANAGED}=true")])
+            .await?;
         let mut removed = 0;
         for c in found {
             let owner = c
