@@ -56,6 +56,7 @@ enum Command {
     ///
     /// Shows what reprod would compare subjects with: OCI layouts and tarballs with every index and manifest
     /// digest, plain files with their sha256, and any blob that is missing or does not match its digest.
+    /// Exit status 1 when a problem was found.
     Scan {
         dir: PathBuf,
         /// Print JSON instead of a table.

@@ -242,7 +242,7 @@ fn image_mirror_map_rewrites_the_registry_but_keeps_the_digest() {
 #[test]
 fn distroless_seed_parses_and_is_unrebuildable_with_a_precise_reason() {
     // Keep the rebuild on this machine: github.com is mapped to a local path that does not exist.
-    let r = Reprod::new().with("REPROD_CONFIG", "");
+    let r = Reprod::new();
     let config = r.data.path().join("reprod.toml");
     std::fs::write(
         &config,
