@@ -102,13 +102,7 @@ fn huge_file_hits_the_size_cap() {
 #[test]
 fn absent_docker_daemon_is_an_infrastructure_error() {
     let repo = Repo::hello();
-    let prov = chains_provenance(
-        vec![subject("x", &format!("sha256:{}", "1".repeat(64)))],
-        HELLO_SCRIPT,
-        builder_image(),
-        &repo.url,
-        &repo.commit,
-    );
+    let prov = repo.provenance(vec![subject("x", &unbuilt_digest('1'))], HELLO_SCRIPT);
     let r = Reprod::new().with("DOCKER_HOST", "unix:///nonexistent/docker.sock");
     let p = r.data.path().join("p.json");
     std::fs::write(&p, serde_json::to_vec(&prov).unwrap()).unwrap();
@@ -127,7 +121,7 @@ fn absent_docker_daemon_is_an_infrastructure_error() {
 #[test]
 fn disallowed_repository_schemes() {
     let repo = Repo::hello();
-    let digest = format!("sha256:{}", "2".repeat(64));
+    let digest = unbuilt_digest('2');
     let cases = [
         (
             "http://127.0.0.1:1/repo.git",

@@ -13,15 +13,9 @@ fn run_hostile(script: &str, extra_env: &[(&str, &str)]) -> Value {
 /// Like [`run_hostile`], with extra `rebuild` flags; also returns the data directory (kept alive).
 fn run_hostile_with(script: &str, extra_env: &[(&str, &str)], flags: &[&str]) -> (Value, Reprod) {
     let repo = Repo::hello();
-    let prov = chains_provenance(
-        vec![subject(
-            "example.invalid/hello",
-            &format!("sha256:{}", "f".repeat(64)),
-        )],
+    let prov = repo.provenance(
+        vec![subject("example.invalid/hello", &unbuilt_digest('f'))],
         script,
-        builder_image(),
-        &repo.url,
-        &repo.commit,
     );
     let mut r = Reprod::new()
         .with("REPROD_SANDBOX_PIDS_LIMIT", "64")

@@ -23,13 +23,7 @@ fn deterministic_build_with_repeated_subjects_is_reproducible() {
         subject("example.invalid/hello", &hello),
         subject("hello.txt", &file),
     ];
-    let prov = chains_provenance(
-        subjects,
-        HELLO_SCRIPT,
-        builder_image(),
-        &repo.url,
-        &repo.commit,
-    );
+    let prov = repo.provenance(subjects, HELLO_SCRIPT);
     let (code, v, stderr) = Reprod::new().rebuild(&prov);
     assert_eq!(v["status"], "reproducible", "{v:#}\n{stderr}");
     assert_eq!(code, 0);
@@ -58,15 +52,12 @@ fn build_that_embeds_time_and_randomness_is_unreproducible() {
     let repo = Repo::hello();
     let script = "#!/bin/sh\nset -e\ncd /workspace/source\n./build.sh \"built $(date +%s%N) $$ $(head -c 8 /dev/urandom | od -An -tx1)\"\n";
     let [hello, _, file] = repo.reference_build(script);
-    let prov = chains_provenance(
+    let prov = repo.provenance(
         vec![
             subject("example.invalid/hello", &hello),
             subject("hello.txt", &file),
         ],
         script,
-        builder_image(),
-        &repo.url,
-        &repo.commit,
     );
     let (code, v, stderr) = Reprod::new().rebuild(&prov);
     assert_eq!(v["status"], "unreproducible", "{v:#}\n{stderr}");
@@ -94,15 +85,9 @@ fn build_that_embeds_time_and_randomness_is_unreproducible() {
 fn failing_step_is_build_failed_with_exit_code_and_log_tail() {
     let repo = Repo::hello();
     let script = "#!/bin/sh\necho compiling hello\necho 'hello.c:3: error: expected ; before }' >&2\nexit 3\n";
-    let prov = chains_provenance(
-        vec![subject(
-            "example.invalid/hello",
-            &format!("sha256:{}", "a".repeat(64)),
-        )],
+    let prov = repo.provenance(
+        vec![subject("example.invalid/hello", &unbuilt_digest('a'))],
         script,
-        builder_image(),
-        &repo.url,
-        &repo.commit,
     );
     let (code, v, _) = Reprod::new().rebuild(&prov);
     assert_eq!(v["status"], "build-failed", "{v:#}");
@@ -121,14 +106,8 @@ fn failing_step_is_build_failed_with_exit_code_and_log_tail() {
 #[test]
 fn human_output_names_the_verdict_and_differing_subject() {
     let repo = Repo::hello();
-    let bogus = format!("sha256:{}", "b".repeat(64));
-    let prov = chains_provenance(
-        vec![subject("example.invalid/hello", &bogus)],
-        HELLO_SCRIPT,
-        builder_image(),
-        &repo.url,
-        &repo.commit,
-    );
+    let bogus = unbuilt_digest('b');
+    let prov = repo.provenance(vec![subject("example.invalid/hello", &bogus)], HELLO_SCRIPT);
     let r = Reprod::new();
     let path = r.data.path().join("p.json");
     std::fs::write(&path, serde_json::to_vec(&prov).unwrap()).unwrap();
@@ -147,7 +126,7 @@ fn human_output_names_the_verdict_and_differing_subject() {
 fn tag_only_step_image_is_unrebuildable_unpinned_image() {
     let repo = Repo::hello();
     let prov = chains_provenance(
-        vec![subject("x", &format!("sha256:{}", "c".repeat(64)))],
+        vec![subject("x", &unbuilt_digest('c'))],
         HELLO_SCRIPT,
         "127.0.0.1:5000/reprod/busybox:latest",
         &repo.url,
@@ -172,7 +151,7 @@ fn commit_missing_from_repository_is_unrebuildable() {
     let repo = Repo::hello();
     let missing = "0123456789abcdef0123456789abcdef01234567";
     let prov = chains_provenance(
-        vec![subject("x", &format!("sha256:{}", "d".repeat(64)))],
+        vec![subject("x", &unbuilt_digest('d'))],
         HELLO_SCRIPT,
         builder_image(),
         &repo.url,
@@ -192,7 +171,7 @@ fn unreachable_registry_makes_the_image_unavailable() {
     // Nothing listens on this loopback port: the pull fails, which is not a verdict on the build itself.
     let image = format!("127.0.0.1:5999/reprod/busybox@{digest}");
     let prov = chains_provenance(
-        vec![subject("x", &format!("sha256:{}", "e".repeat(64)))],
+        vec![subject("x", &unbuilt_digest('e'))],
         HELLO_SCRIPT,
         &image,
         &repo.url,

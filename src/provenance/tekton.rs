@@ -206,7 +206,7 @@ fn git_ref(uri: &str, digest: &Value) -> Option<SourceRef> {
     if uri.starts_with("oci://") || uri.starts_with("pkg:") {
         return None;
     }
-    let commit = ["sha1", "revision", "gitCommit", "sha256"]
+    let commit = ["sha1", "revision", "gitCommit"]
         .iter()
         .find_map(|k| digest.get(*k)?.as_str())?;
     Some(SourceRef {

@@ -92,6 +92,11 @@ impl Repo {
         }
     }
 
+    /// Tekton Chains provenance for one script step of this repository in the builder image.
+    pub fn provenance(&self, subjects: Vec<Value>, script: &str) -> Value {
+        chains_provenance(subjects, script, builder_image(), &self.url, &self.commit)
+    }
+
     /// Where [`Repo::reference_build`] checks out and builds.
     pub fn reference_checkout(&self) -> PathBuf {
         self.dir.path().join("reference")
@@ -139,6 +144,11 @@ impl Repo {
             format!("sha256:{}", file.split_whitespace().next().unwrap()),
         ]
     }
+}
+
+/// A well-formed sha256 digest that no build produces: `sha256:` and 64 copies of `c`.
+pub fn unbuilt_digest(c: char) -> String {
+    format!("sha256:{}", c.to_string().repeat(64))
 }
 
 pub fn subject(name: &str, digest: &str) -> Value {
