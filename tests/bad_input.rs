@@ -163,3 +163,29 @@ fn bad_config_is_named() {
     let out = r.run(&["config"]);
     assert_clean_error(&out, &["config file /nonexistent/reprod.toml"]);
 }
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let r = Reprod::new().with("RUST_LOG", "info");
+    let path = corpus("danbev-learning-crypto/tekton-chains-taskrun-slsa-v0.2.dsse.json");
+    let out = r.run(&[
+        "--log-format",
+        "json",
+        "rebuild",
+        "--json",
+        path.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "unrebuildable: no subject");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<_> = stderr.lines().collect();
+    assert!(
+        !lines.is_empty(),
+        "progress is logged when stderr is not a terminal"
+    );
+    for line in lines {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        assert!(v["fields"]["message"].is_string(), "{line}");
+    }
+    assert!(stderr.contains("signatures are not verified"), "{stderr}");
+}

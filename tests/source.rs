@@ -1,0 +1,99 @@
+//! Source checkout through the mirror cache, with real git repositories.
+
+mod common;
+
+use std::process::Command;
+
+use common::*;
+use reprod::source::{self, SourceConfig, SourceError};
+
+fn config(cache: &std::path::Path) -> SourceConfig {
+    SourceConfig {
+        cache_dir: cache.to_path_buf(),
+        allow_file: true,
+        mirrors: Default::default(),
+    }
+}
+
+fn head_of(dir: &std::path::Path) -> String {
+    sh(Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(dir))
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn checkout_is_exact_and_the_mirror_is_reused() {
+    let repo = Repo::hello();
+    let scratch = tempfile::tempdir().unwrap();
+    let cfg = config(&scratch.path().join("cache"));
+    let first = source::checkout(&cfg, &repo.url, &repo.commit, &scratch.path().join("a")).unwrap();
+    assert_eq!(first.commit, repo.commit);
+    assert_eq!(head_of(&scratch.path().join("a")), repo.commit);
+    let build = std::fs::read(scratch.path().join("a/build.sh")).unwrap();
+    assert_eq!(
+        build,
+        std::fs::read(project_root().join("examples/hello/build.sh")).unwrap()
+    );
+
+    // With the origin gone, a second job is served from the mirror alone.
+    std::fs::remove_dir_all(repo.dir.path().join("hello.git")).unwrap();
+    let second =
+        source::checkout(&cfg, &repo.url, &repo.commit, &scratch.path().join("b")).unwrap();
+    assert_eq!(second.commit, repo.commit);
+    assert_eq!(head_of(&scratch.path().join("b")), repo.commit);
+    assert_eq!(
+        std::fs::read_dir(scratch.path().join("cache"))
+            .unwrap()
+            .count(),
+        1,
+        "one mirror"
+    );
+}
+
+#[test]
+fn spdx_style_uri_and_mirror_map_reach_the_same_repository() {
+    let repo = Repo::hello();
+    let scratch = tempfile::tempdir().unwrap();
+    let mut cfg = config(&scratch.path().join("cache"));
+    let bare = repo.dir.path().join("hello.git");
+    cfg.mirrors.insert(
+        "https://git.example.invalid/".into(),
+        format!("file://{}/", repo.dir.path().display()),
+    );
+    // What SLSA v1 writes: git+https://host/path@refs/heads/main
+    let got = source::checkout(
+        &cfg,
+        "git+https://git.example.invalid/hello.git@refs/heads/main",
+        &repo.commit,
+        &scratch.path().join("w"),
+    )
+    .unwrap();
+    assert_eq!(got.fetched_url, format!("file://{}", bare.display()));
+    assert_eq!(head_of(&scratch.path().join("w")), repo.commit);
+}
+
+#[test]
+fn unknown_commit_unreachable_repository_and_malformed_commit() {
+    let repo = Repo::hello();
+    let scratch = tempfile::tempdir().unwrap();
+    let cfg = config(&scratch.path().join("cache"));
+    let missing = "89abcdef0123456789abcdef0123456789abcdef";
+    let err = source::checkout(&cfg, &repo.url, missing, &scratch.path().join("x")).unwrap_err();
+    assert!(matches!(err, SourceError::CommitNotFound { .. }), "{err}");
+    assert!(err.to_string().contains(missing));
+
+    let err = source::checkout(
+        &cfg,
+        "file:///nonexistent/repo.git",
+        &repo.commit,
+        &scratch.path().join("y"),
+    )
+    .unwrap_err();
+    assert!(matches!(err, SourceError::Fetch { .. }), "{err}");
+    assert!(err.to_string().contains("/nonexistent/repo.git"), "{err}");
+
+    let err = source::checkout(&cfg, &repo.url, "main", &scratch.path().join("z")).unwrap_err();
+    assert!(matches!(err, SourceError::BadCommit(_)), "{err}");
+}
