@@ -5,6 +5,7 @@
 //! for the flow; each module here owns one stage of it.
 
 pub mod config;
+pub mod diff;
 pub mod oci;
 pub mod provenance;
 pub mod rebuild;

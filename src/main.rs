@@ -52,6 +52,23 @@ enum Command {
         #[arg(long)]
         keep_workspace: bool,
     },
+    /// Compare two images and explain every difference, classified.
+    ///
+    /// A and B are OCI layout directories, OCI archives (tarballs of a layout) or `docker save` archives.
+    /// Exit status: 0 identical; 1 different; 2 error.
+    Diff {
+        a: PathBuf,
+        b: PathBuf,
+        /// Print the report as JSON (schema `https://reprod.dev/diff/v1`).
+        #[arg(long)]
+        json: bool,
+        /// Differences printed in text mode (the JSON has all).
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Decompressed bytes allowed per layer; a decompression bomb stops here.
+        #[arg(long, default_value_t = 64 << 30)]
+        max_layer_bytes: u64,
+    },
     /// Scan a directory the way a rebuild scans its workspace, and print the outputs and digests found.
     ///
     /// Shows what reprod would compare subjects with: OCI layouts and tarballs with every index and manifest
@@ -101,6 +118,25 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 toml::to_string_pretty(&config).context("rendering the configuration")?
             );
             Ok(0)
+        }
+        Command::Diff {
+            a,
+            b,
+            json,
+            limit,
+            max_layer_bytes,
+        } => {
+            let report = reprod::diff::diff(&a, &b, &reprod::diff::DiffOptions { max_layer_bytes })
+                .context("comparing the images")?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&report).context("rendering the report")?
+                );
+            } else {
+                print!("{}", report.human(limit));
+            }
+            Ok(report.exit_code())
         }
         Command::Scan { dir, json } => {
             anyhow::ensure!(dir.is_dir(), "{} is not a directory", dir.display());

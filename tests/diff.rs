@@ -1,0 +1,352 @@
+//! `reprod diff`: image pairs built to differ in exactly one known way each report exactly that difference,
+//! correctly classified, and nothing else.
+
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+
+use reprod::diff::{self, Class, DiffOptions, DiffReport};
+use serde_json::json;
+
+#[derive(Clone)]
+enum Kind {
+    File(&'static [u8]),
+    Symlink(&'static str),
+}
+
+#[derive(Clone)]
+struct FileSpec {
+    path: &'static str,
+    kind: Kind,
+    mode: u32,
+    uid: u64,
+    mtime: u64,
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Comp {
+    None,
+    Gzip,
+    Zstd,
+}
+
+#[derive(Clone)]
+struct ImageSpec {
+    files: Vec<FileSpec>,
+    compression: Comp,
+    label: &'static str,
+    history: &'static str,
+    created: &'static str,
+}
+
+fn base() -> ImageSpec {
+    let file = |path, content, mode| FileSpec {
+        path,
+        kind: Kind::File(content),
+        mode,
+        uid: 0,
+        mtime: 946_684_800,
+    };
+    ImageSpec {
+        files: vec![
+            file("app/hello.txt", b"hello\nworld\nthird line\n", 0o644),
+            file("app/run.sh", b"#!/bin/sh\necho hi\n", 0o755),
+            file("app/b.txt", b"bee\n", 0o644),
+            FileSpec {
+                path: "app/link",
+                kind: Kind::Symlink("hello.txt"),
+                mode: 0o777,
+                uid: 0,
+                mtime: 946_684_800,
+            },
+        ],
+        compression: Comp::None,
+        label: "1.0",
+        history: "COPY app /app",
+        created: "2000-01-01T00:00:00Z",
+    }
+}
+
+fn sha(bytes: &[u8]) -> String {
+    reprod::oci::sha256_bytes(bytes)
+}
+
+fn put_blob(dir: &Path, bytes: &[u8]) -> (String, usize) {
+    let d = sha(bytes);
+    std::fs::write(dir.join("blobs/sha256").join(&d[7..]), bytes).unwrap();
+    (d, bytes.len())
+}
+
+/// Writes an OCI layout for `spec` and returns its manifest digest.
+fn write_layout(dir: &Path, spec: &ImageSpec) -> String {
+    std::fs::create_dir_all(dir.join("blobs/sha256")).unwrap();
+    let mut tar = tar::Builder::new(Vec::new());
+    for f in &spec.files {
+        let mut h = tar::Header::new_ustar();
+        h.set_mode(f.mode);
+        h.set_uid(f.uid);
+        h.set_gid(0);
+        h.set_mtime(f.mtime);
+        match f.kind {
+            Kind::File(content) if f.path.contains("..") => {
+                // The tar crate refuses to write `..`; hostile archives have it, so write the name by hand.
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(content.len() as u64);
+                h.as_old_mut().name[..f.path.len()].copy_from_slice(f.path.as_bytes());
+                h.set_cksum();
+                tar.append(&h, content).unwrap();
+            }
+            Kind::File(content) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(content.len() as u64);
+                h.set_cksum();
+                tar.append_data(&mut h, f.path, content).unwrap();
+            }
+            Kind::Symlink(target) => {
+                h.set_entry_type(tar::EntryType::Symlink);
+                h.set_size(0);
+                tar.append_link(&mut h, f.path, target).unwrap();
+            }
+        }
+    }
+    let layer_tar = tar.into_inner().unwrap();
+    let diff_id = sha(&layer_tar);
+    let (layer_bytes, media_type) = match spec.compression {
+        Comp::None => (layer_tar, "application/vnd.oci.image.layer.v1.tar"),
+        Comp::Gzip => {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            gz.write_all(&layer_tar).unwrap();
+            (
+                gz.finish().unwrap(),
+                "application/vnd.oci.image.layer.v1.tar+gzip",
+            )
+        }
+        Comp::Zstd => (
+            zstd::encode_all(&layer_tar[..], 3).unwrap(),
+            "application/vnd.oci.image.layer.v1.tar+zstd",
+        ),
+    };
+    let (layer, layer_size) = put_blob(dir, &layer_bytes);
+    let config = json!({
+        "architecture": "amd64", "os": "linux", "created": spec.created,
+        "config": {"Cmd": ["/app/run.sh"], "Labels": {"version": spec.label}},
+        "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+        "history": [{"created": spec.created, "created_by": spec.history}]
+    });
+    let (config, config_size) = put_blob(dir, &serde_json::to_vec(&config).unwrap());
+    let manifest = json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_size},
+        "layers": [{"mediaType": media_type, "digest": layer, "size": layer_size}]
+    });
+    let (manifest, manifest_size) = put_blob(dir, &serde_json::to_vec(&manifest).unwrap());
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    let index = json!({"schemaVersion": 2, "manifests": [
+        {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": manifest, "size": manifest_size}
+    ]});
+    std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    manifest
+}
+
+/// Diffs `base()` against `variant(base())`.
+fn pair(variant: impl FnOnce(&mut ImageSpec)) -> DiffReport {
+    let scratch = tempfile::tempdir().unwrap();
+    let (a, b) = (scratch.path().join("a"), scratch.path().join("b"));
+    write_layout(&a, &base());
+    let mut spec = base();
+    variant(&mut spec);
+    write_layout(&b, &spec);
+    diff::diff(&a, &b, &DiffOptions::default()).unwrap()
+}
+
+/// Asserts the report holds exactly one difference of `class` on `field` at a location ending in `at`.
+fn only(report: &DiffReport, class: Class, field: &str, at: &str) {
+    assert_eq!(report.differences.len(), 1, "{:#?}", report.differences);
+    let d = &report.differences[0];
+    assert_eq!((d.class, d.field.as_str()), (class, field), "{d:#?}");
+    assert!(d.location.ends_with(at), "{d:#?}");
+    assert!(!report.identical);
+    assert_eq!(report.summary.len(), 1);
+}
+
+#[test]
+fn identical_images() {
+    let r = pair(|_| {});
+    assert!(r.identical, "{:#?}", r.differences);
+    assert!(r.differences.is_empty());
+    assert_eq!(r.exit_code(), 0);
+}
+
+#[test]
+fn file_content_with_a_unified_diff() {
+    let r = pair(|s| s.files[0].kind = Kind::File(b"hello\nWORLD\nthird line\n"));
+    only(&r, Class::Content, "content", "layer 0 app/hello.txt");
+    let text = r.differences[0].text_diff.as_deref().expect("a text diff");
+    assert!(text.contains("-world\n+WORLD"), "{text}");
+    assert!(!r.equivalent_after_normalization);
+}
+
+#[test]
+fn a_timestamp() {
+    let r = pair(|s| s.files[1].mtime += 3600);
+    only(&r, Class::Timestamp, "mtime", "app/run.sh");
+    assert!(r.equivalent_after_normalization);
+    assert_eq!(r.normalizations, vec![Class::Timestamp]);
+    assert!(
+        r.human(10).contains("only timestamps differ: 1"),
+        "{}",
+        r.human(10)
+    );
+}
+
+#[test]
+fn file_order() {
+    let r = pair(|s| s.files.swap(1, 2));
+    only(&r, Class::Order, "file order", "layer 0");
+    assert!(r.equivalent_after_normalization);
+}
+
+#[test]
+fn a_mode() {
+    let r = pair(|s| s.files[2].mode = 0o600);
+    only(&r, Class::Metadata, "mode", "app/b.txt");
+    assert_eq!(r.differences[0].a.as_deref(), Some("644"));
+    assert_eq!(r.differences[0].b.as_deref(), Some("600"));
+}
+
+#[test]
+fn a_uid() {
+    let r = pair(|s| s.files[0].uid = 1000);
+    only(&r, Class::Metadata, "uid", "app/hello.txt");
+}
+
+#[test]
+fn a_symlink_target() {
+    let r = pair(|s| s.files[3].kind = Kind::Symlink("run.sh"));
+    only(&r, Class::Content, "link target", "app/link");
+    assert_eq!(r.differences[0].b.as_deref(), Some("run.sh"));
+}
+
+#[test]
+fn an_added_and_a_removed_file() {
+    let r = pair(|s| s.files[2].path = "app/c.txt");
+    assert_eq!(r.differences.len(), 2, "{:#?}", r.differences);
+    let removed = r
+        .differences
+        .iter()
+        .find(|d| d.location.ends_with("app/b.txt"))
+        .unwrap();
+    let added = r
+        .differences
+        .iter()
+        .find(|d| d.location.ends_with("app/c.txt"))
+        .unwrap();
+    assert_eq!(
+        (removed.class, removed.field.as_str(), removed.b.as_deref()),
+        (Class::Content, "presence", None)
+    );
+    assert_eq!(
+        (added.class, added.a.as_deref(), added.b.as_deref()),
+        (Class::Content, None, Some("file"))
+    );
+}
+
+#[test]
+fn layer_compression() {
+    for comp in [Comp::Gzip, Comp::Zstd] {
+        let r = pair(|s| s.compression = comp);
+        only(&r, Class::Compression, "compression", "layer 0");
+        assert!(r.equivalent_after_normalization);
+    }
+}
+
+#[test]
+fn a_config_label() {
+    let r = pair(|s| s.label = "1.1");
+    only(&r, Class::Config, "config.Labels.version", "config");
+}
+
+#[test]
+fn history_only() {
+    let r = pair(|s| s.history = "COPY ./app /app # rebuilt");
+    only(&r, Class::History, "history[0].created_by", "config");
+}
+
+#[test]
+fn cli_exit_codes_json_schema_and_archives() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (a, b) = (scratch.path().join("a"), scratch.path().join("b"));
+    write_layout(&a, &base());
+    let mut spec = base();
+    spec.files[1].mtime += 1;
+    spec.created = "2001-01-01T00:00:00Z";
+    write_layout(&b, &spec);
+    let r = common::Reprod::new();
+    let out = r.run(&["diff", "--json", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["schema"], diff::SCHEMA);
+    assert_eq!(v["summary"]["timestamp"], 3, "{v:#}");
+    assert_eq!(v["equivalent_after_normalization"], true);
+
+    // A tarball of a layout is the same image as the layout.
+    let tarball = scratch.path().join("a.tar");
+    common::sh(std::process::Command::new("tar").args([
+        "-C",
+        a.to_str().unwrap(),
+        "-cf",
+        tarball.to_str().unwrap(),
+        ".",
+    ]));
+    let out = r.run(&["diff", a.to_str().unwrap(), tarball.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("identical: "));
+
+    let out = r.run(&["diff", a.to_str().unwrap(), "/nonexistent"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent: No such file"));
+}
+
+#[test]
+fn hostile_layers_are_reported_not_extracted() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (a, b) = (scratch.path().join("a"), scratch.path().join("b"));
+    write_layout(&a, &base());
+    let mut spec = base();
+    spec.files[2].path = "app/../../escape.txt";
+    write_layout(&b, &spec);
+    let r = diff::diff(&a, &b, &DiffOptions::default()).unwrap();
+    assert!(
+        r.problems
+            .iter()
+            .any(|p| p.contains("escape.txt") && p.contains("never extracted")),
+        "{:?}",
+        r.problems
+    );
+    assert!(!scratch.path().join("escape.txt").exists() && !Path::new("/escape.txt").exists());
+
+    // A layer cut short: a precise error naming the layer.
+    let manifest_digest = write_layout(&b, &base());
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(b.join("blobs/sha256").join(&manifest_digest[7..])).unwrap(),
+    )
+    .unwrap();
+    let layer = manifest["layers"][0]["digest"].as_str().unwrap();
+    let path = b.join("blobs/sha256").join(&layer[7..]);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..700]).unwrap();
+    let mut spec = base();
+    spec.files[0].mtime = 1;
+    let c = scratch.path().join("c");
+    write_layout(&c, &spec);
+    let err = diff::diff(&c, &b, &DiffOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains(&layer[7..]), "{err}");
+}
