@@ -350,3 +350,102 @@ fn hostile_layers_are_reported_not_extracted() {
         .to_string();
     assert!(err.contains(&layer[7..]), "{err}");
 }
+
+/// The layer blob of a single-layer layout written by [`write_layout`].
+fn layer_blob(dir: &Path, manifest_digest: &str) -> std::path::PathBuf {
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(dir.join("blobs/sha256").join(&manifest_digest[7..])).unwrap(),
+    )
+    .unwrap();
+    dir.join("blobs/sha256")
+        .join(&m["layers"][0]["digest"].as_str().unwrap()[7..])
+}
+
+/// Paths diffoscope reports as differing in two tarballs: members with their own diff, and members whose
+/// line in the file listing changed.
+fn diffoscope_paths(a: &Path, b: &Path, scratch: &Path) -> std::collections::BTreeSet<String> {
+    let out = scratch.join("diffoscope.json");
+    let status = std::process::Command::new("diffoscope")
+        .args([
+            "--json",
+            out.to_str().unwrap(),
+            a.to_str().unwrap(),
+            b.to_str().unwrap(),
+        ])
+        .output()
+        .expect("diffoscope (installed by scripts/setup.sh)");
+    assert!(
+        status.status.code() == Some(1),
+        "diffoscope finds a difference: {status:?}"
+    );
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(out).unwrap()).unwrap();
+    let mut paths = std::collections::BTreeSet::new();
+    fn walk(n: &serde_json::Value, paths: &mut std::collections::BTreeSet<String>) {
+        let name = n["source1"].as_str().unwrap_or_default();
+        let udiff = n["unified_diff"].as_str().unwrap_or_default();
+        if name == "file list" {
+            for line in udiff.lines().filter(|l| {
+                l.starts_with(['-', '+']) && !l.starts_with("---") && !l.starts_with("+++")
+            }) {
+                // `-rw-r--r--   0   0   0   12 1970-01-01 00:16:40.000000 app/hello.txt[ -> target]`
+                let tokens: Vec<&str> = line.split_whitespace().collect();
+                if let Some(i) = tokens
+                    .iter()
+                    .position(|t| t.len() >= 8 && t.as_bytes()[2] == b':')
+                {
+                    let rest = tokens[i + 1..].join(" ");
+                    paths.insert(rest.split(" -> ").next().unwrap().to_string());
+                }
+            }
+        } else if !name.is_empty() && !name.starts_with('/') && name != "metadata" {
+            paths.insert(name.to_string());
+        }
+        for c in n["details"].as_array().into_iter().flatten() {
+            walk(c, paths);
+        }
+    }
+    walk(&v, &mut paths);
+    paths
+}
+
+#[test]
+fn every_file_diffoscope_reports_reprod_reports_too() {
+    let variants: Vec<(&str, Box<dyn Fn(&mut ImageSpec)>)> = vec![
+        (
+            "content",
+            Box::new(|s| s.files[0].kind = Kind::File(b"other\n")),
+        ),
+        ("timestamp", Box::new(|s| s.files[1].mtime += 7)),
+        ("order", Box::new(|s| s.files.swap(0, 2))),
+        ("mode", Box::new(|s| s.files[2].mode = 0o600)),
+        ("uid", Box::new(|s| s.files[0].uid = 1000)),
+        (
+            "symlink",
+            Box::new(|s| s.files[3].kind = Kind::Symlink("run.sh")),
+        ),
+        ("added+removed", Box::new(|s| s.files[2].path = "app/c.txt")),
+    ];
+    for (what, variant) in variants {
+        let scratch = tempfile::tempdir().unwrap();
+        let (a, b) = (scratch.path().join("a"), scratch.path().join("b"));
+        let ma = write_layout(&a, &base());
+        let mut spec = base();
+        variant(&mut spec);
+        let mb = write_layout(&b, &spec);
+        let report = diff::diff(&a, &b, &DiffOptions::default()).unwrap();
+        let theirs = diffoscope_paths(&layer_blob(&a, &ma), &layer_blob(&b, &mb), scratch.path());
+        assert!(!theirs.is_empty(), "{what}: diffoscope reported nothing");
+        let order_reported = report.differences.iter().any(|d| d.class == Class::Order);
+        for path in &theirs {
+            let ours = report
+                .differences
+                .iter()
+                .any(|d| d.location.ends_with(&format!(" {path}")));
+            assert!(
+                ours || order_reported,
+                "{what}: diffoscope reports {path}, reprod does not: {:#?}",
+                report.differences
+            );
+        }
+    }
+}
