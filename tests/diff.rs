@@ -449,3 +449,27 @@ fn every_file_diffoscope_reports_reprod_reports_too() {
         }
     }
 }
+
+#[test]
+fn a_manifest_naming_paths_outside_the_image_is_refused() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (a, b) = (scratch.path().join("a"), scratch.path().join("b"));
+    for dir in [&a, &b] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
+    std::fs::write(
+        a.join("manifest.json"),
+        r#"[{"Config":"c.json","Layers":[]}]"#,
+    )
+    .unwrap();
+    std::fs::write(a.join("c.json"), r#"{"os":"linux"}"#).unwrap();
+    std::fs::write(
+        b.join("manifest.json"),
+        r#"[{"Config":"../../../../etc/passwd","Layers":[]}]"#,
+    )
+    .unwrap();
+    let err = diff::diff(&a, &b, &DiffOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("outside the image directory"), "{err}");
+}

@@ -227,8 +227,20 @@ impl Comparer<'_> {
 
     fn layer(&mut self, loc: &str, name_a: &str, name_b: &str) -> Result<(), DiffError> {
         let cap = self.opts.max_layer_bytes;
-        let la = list(self.a, name_a, cap)?;
-        let lb = list(self.b, name_b, cap)?;
+        // The two layers are independent streams: read them on two cores.
+        let (la, lb) = std::thread::scope(|scope| {
+            let a = scope.spawn(|| list(self.a, name_a, cap));
+            let lb = list(self.b, name_b, cap);
+            let la = a.join().unwrap_or_else(|_| {
+                Err(DiffError::Layer {
+                    image: self.a.display.clone(),
+                    name: name_a.to_string(),
+                    problem: "the reading thread panicked".into(),
+                })
+            });
+            (la, lb)
+        });
+        let (la, lb) = (la?, lb?);
         for (side, l) in [("a", &la), ("b", &lb)] {
             for p in &l.unsafe_paths {
                 self.problems.push(format!(

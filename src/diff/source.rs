@@ -60,11 +60,17 @@ pub struct ImageSource {
     pub images: Vec<PlatformImage>,
 }
 
+/// `blobs/<alg>/<hex>`; a digest that is not plain lowercase alphanumerics maps to a name that never exists.
 fn blob_name(d: &Descriptor) -> String {
     let digest = d.digest().to_string();
+    let plain = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    };
     match digest.split_once(':') {
-        Some((alg, hex)) => format!("blobs/{alg}/{hex}"),
-        None => format!("blobs/{digest}"),
+        Some((alg, hex)) if plain(alg) && plain(hex) => format!("blobs/{alg}/{hex}"),
+        _ => "blobs/(malformed digest)".to_string(),
     }
 }
 
@@ -140,7 +146,15 @@ impl ImageSource {
         };
         match &self.root {
             Root::Dir(dir) => {
-                let path = dir.join(name);
+                let relative = Path::new(name);
+                let escapes = relative.is_absolute()
+                    || relative
+                        .components()
+                        .any(|c| matches!(c, std::path::Component::ParentDir));
+                if escapes {
+                    return Err(missing("names a path outside the image directory".into()));
+                }
+                let path = dir.join(relative);
                 let meta = std::fs::symlink_metadata(&path).map_err(|e| missing(e.to_string()))?;
                 if !meta.is_file() {
                     return Err(missing("not a regular file".into()));
