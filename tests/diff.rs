@@ -410,7 +410,8 @@ fn diffoscope_paths(a: &Path, b: &Path, scratch: &Path) -> std::collections::BTr
 
 #[test]
 fn every_file_diffoscope_reports_reprod_reports_too() {
-    let variants: Vec<(&str, Box<dyn Fn(&mut ImageSpec)>)> = vec![
+    type Variant = Box<dyn Fn(&mut ImageSpec)>;
+    let variants: Vec<(&str, Variant)> = vec![
         (
             "content",
             Box::new(|s| s.files[0].kind = Kind::File(b"other\n")),
