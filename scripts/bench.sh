@@ -105,7 +105,7 @@ def layout(path, variant):
     open(f"{path}/oci-layout", "w").write('{"imageLayoutVersion":"1.0.0"}')
     open(f"{path}/index.json", "w").write(json.dumps({"schemaVersion": 2, "manifests": [
         {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": "sha256:" + md, "size": ms}]}))
-    print(f"{path}/blobs/sha256/{ld}")
+
 layout(sys.argv[1], False); layout(sys.argv[2], True)
 PY
 layer_a=$(ls -S "$work"/diffa/blobs/sha256/* | head -1); layer_b=$(ls -S "$work"/diffb/blobs/sha256/* | head -1)

@@ -140,6 +140,7 @@ fn subjects_unmatched(statement: &Statement) -> Vec<SubjectResult> {
             }),
             matched: false,
             rebuilt_digest: None,
+            rebuilt_path: None,
         })
         .collect()
 }
@@ -526,11 +527,12 @@ fn compare(recipe: &Recipe, outputs: &Outputs, verdict: &mut Verdict) {
             continue;
         }
         subject.matched = outputs.contains(&subject.digest);
-        subject.rebuilt_digest = if subject.matched {
-            Some(subject.digest.clone())
-        } else {
-            counterpart(&subject.name, outputs)
-        };
+        if subject.matched {
+            subject.rebuilt_digest = Some(subject.digest.clone());
+        } else if let Some((digest, path)) = counterpart(&subject.name, outputs) {
+            subject.rebuilt_digest = Some(digest);
+            subject.rebuilt_path = Some(path);
+        }
     }
     let compared: Vec<_> = verdict
         .subjects
@@ -563,23 +565,31 @@ fn compare(recipe: &Recipe, outputs: &Outputs, verdict: &mut Verdict) {
     }
 }
 
-/// The rebuilt image a subject name corresponds to: by `ref.name` annotation, else the only image built.
-fn counterpart(name: &str, outputs: &Outputs) -> Option<String> {
-    let tag = name
-        .rsplit_once(':')
-        .map(|(_, t)| t)
-        .filter(|t| !t.contains('/'));
-    let by_name = outputs.images.iter().flat_map(|i| &i.entries).find(|e| {
-        e.ref_name
-            .as_deref()
-            .is_some_and(|r| r == name || Some(r) == tag || name.ends_with(&format!("/{r}")))
+/// The rebuilt image a subject name corresponds to (digest, path in the workspace): by the
+/// `org.opencontainers.image.ref.name` annotation (full name, tag, or last path component), else the only
+/// image built.
+fn counterpart(name: &str, outputs: &Outputs) -> Option<(String, String)> {
+    let (repo, tag) = match name.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => (r, Some(t)),
+        _ => (name, None),
+    };
+    let entries = || {
+        outputs
+            .images
+            .iter()
+            .flat_map(|i| i.entries.iter().map(move |e| (i, e)))
+    };
+    let by_name = entries().find(|(_, e)| {
+        e.ref_name.as_deref().is_some_and(|r| {
+            r == name || r == repo || Some(r) == tag || repo.ends_with(&format!("/{r}"))
+        })
     });
-    if let Some(e) = by_name {
-        return Some(e.digest.clone());
-    }
-    let all: Vec<_> = outputs.images.iter().flat_map(|i| &i.entries).collect();
-    match all.as_slice() {
-        [only] => Some(only.digest.clone()),
-        _ => None,
-    }
+    let found = by_name.or_else(|| {
+        let mut all = entries();
+        match (all.next(), all.next()) {
+            (Some(only), None) => Some(only),
+            _ => None,
+        }
+    });
+    found.map(|(image, e)| (e.digest.clone(), image.path.clone()))
 }

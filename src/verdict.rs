@@ -44,6 +44,8 @@ pub struct SubjectResult {
     pub matched: bool,
     /// The rebuilt image or file this subject corresponds to, when one can be told apart.
     pub rebuilt_digest: Option<String>,
+    /// Where that rebuilt image is, relative to the job workspace (for `reprod diff`), when it differs.
+    pub rebuilt_path: Option<String>,
 }
 
 /// One step as it ran.
@@ -171,6 +173,9 @@ impl Verdict {
                 match &sub.rebuilt_digest {
                     Some(d) => {
                         let _ = write!(s, "\n         rebuilt: {d}");
+                        if let Some(p) = &sub.rebuilt_path {
+                            let _ = write!(s, " (workspace/{p})");
+                        }
                     }
                     None if self.outputs.is_some() => {
                         let _ = write!(s, "\n         rebuilt: (no corresponding output)");
@@ -179,6 +184,13 @@ impl Verdict {
                 }
             }
             s.push('\n');
+        }
+        if self.status == Status::Unreproducible {
+            let _ = writeln!(
+                s,
+                "to see why: rerun with --keep-workspace, then `reprod diff ORIGINAL <job_dir>/workspace/<path>` \
+                 with the original image as an OCI layout (e.g. `skopeo copy docker://NAME@DIGEST oci:ORIGINAL`)"
+            );
         }
         if !self.claimed_results.is_empty() {
             let _ = writeln!(s, "claimed by the build (not evidence):");

@@ -51,10 +51,11 @@ fn deterministic_build_with_repeated_subjects_is_reproducible() {
 fn build_that_embeds_time_and_randomness_is_unreproducible() {
     let repo = Repo::hello();
     let script = "#!/bin/sh\nset -e\ncd /workspace/source\n./build.sh \"built $(date +%s%N) $$ $(head -c 8 /dev/urandom | od -An -tx1)\"\n";
-    let [hello, _, file] = repo.reference_build(script);
+    let [hello, debug, file] = repo.reference_build(script);
     let prov = repo.provenance(
         vec![
             subject("example.invalid/hello", &hello),
+            subject("example.invalid/hello-debug:v1", &debug),
             subject("hello.txt", &file),
         ],
         script,
