@@ -10,4 +10,5 @@ pub mod oci;
 pub mod provenance;
 pub mod rebuild;
 pub mod source;
+pub mod vary;
 pub mod verdict;

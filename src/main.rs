@@ -48,9 +48,15 @@ enum Command {
         /// Print the verdict as JSON on stdout.
         #[arg(long)]
         json: bool,
-        /// Keep the job directory (workspace, results, scripts) and print its path.
+        /// Keep the job directory (workspace, results, scripts) and print its path; with --vary, keep
+        /// every build's.
         #[arg(long)]
         keep_workspace: bool,
+        /// Rebuild again under environment variations (clock, SOURCE_DATE_EPOCH, build path, hostname,
+        /// timezone, locale, umask, user id, CPU count, environment order) and name the variation that
+        /// changes the output. Exit status: 0 no variation changes it, 1 one does, 2 error.
+        #[arg(long)]
+        vary: bool,
     },
     /// Compare two images and explain every difference, classified.
     ///
@@ -176,6 +182,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             provenance,
             json,
             keep_workspace,
+            vary,
         } => {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
@@ -190,10 +197,30 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     tracing::info!("{line}");
                 }
             };
+            if vary {
+                let origin = provenance.display().to_string();
+                let report = runtime.block_on(reprod::vary::vary(
+                    &config,
+                    &bytes,
+                    &origin,
+                    &progress,
+                    keep_workspace,
+                ))?;
+                if json {
+                    println!(
+                        "{}",
+                        serde_json::to_string_pretty(&report).context("rendering the report")?
+                    );
+                } else {
+                    print!("{}", report.human());
+                }
+                return Ok(report.exit_code());
+            }
             let opts = RebuildOptions {
                 origin: provenance.display().to_string(),
                 keep_workspace,
                 progress: &progress,
+                variations: Default::default(),
             };
             let verdict = runtime.block_on(rebuild::rebuild(&config, &bytes, &opts))?;
             if json {

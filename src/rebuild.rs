@@ -13,6 +13,7 @@ use crate::provenance::{
     self, tekton, Container, ParseError, Recipe, Statement, Unrebuildable, UnrebuildableReason,
 };
 use crate::source::{self, SourceError};
+use crate::vary::Variation;
 use crate::verdict::{ProvenanceInfo, Status, StepReport, SubjectResult, Verdict};
 
 /// Lines of a failed step's log carried in the verdict.
@@ -70,6 +71,8 @@ pub struct RebuildOptions<'a> {
     /// Keep the job directory (workspace, results, scripts) for inspection.
     pub keep_workspace: bool,
     pub progress: Progress<'a>,
+    /// Environment variations to apply to every step (empty for a faithful rebuild).
+    pub variations: std::collections::BTreeSet<crate::vary::Variation>,
 }
 
 /// Rebuilds from provenance bytes. Returns a verdict whenever one can honestly be given.
@@ -176,14 +179,14 @@ impl JobDirs {
         self.root.join(sub)
     }
 
-    fn mounts() -> Vec<StepMount> {
+    fn mounts(workspace_at: &str) -> Vec<StepMount> {
         let m = |sub: &str, at: &str, read_only: bool| StepMount {
             workspace_subdir: PathBuf::from(sub),
             container_path: at.to_string(),
             read_only,
         };
         vec![
-            m(Self::WORKSPACE, tekton::WORKSPACE_ROOT, false),
+            m(Self::WORKSPACE, workspace_at, false),
             m(Self::RESULTS, tekton::RESULTS_DIR, false),
             m(Self::HOME, tekton::HOME_DIR, false),
             m(Self::SCRIPTS, tekton::SCRIPTS_DIR, true),
@@ -359,32 +362,55 @@ async fn run_steps(
         let recorded = PinnedImage::parse(&step.image)
             .map_err(|e| RebuildError::Infrastructure(e.to_string()))?;
         let image = mirror_image(config, &recorded)?;
+        // Under the build-path variation the workspace moves, and the step's own texts with it.
+        let workspace_at = if opts.variations.contains(&Variation::BuildPath) {
+            crate::vary::VARIED_WORKSPACE
+        } else {
+            tekton::WORKSPACE_ROOT
+        };
+        let place =
+            |text: &str| crate::vary::move_workspace(text, tekton::WORKSPACE_ROOT, workspace_at);
+        let step_args: Vec<String> = step.args.iter().map(|a| place(a)).collect();
         let (entrypoint, args) = match (&step.script, &step.command) {
             (Some(script), _) => {
                 let file = format!("{i:02}-{}", sanitize(&step.name));
-                write_script(&dirs.path(JobDirs::SCRIPTS).join(&file), script).map_err(|e| {
-                    RebuildError::Infrastructure(format!("writing the step script: {e}"))
-                })?;
+                write_script(&dirs.path(JobDirs::SCRIPTS).join(&file), &place(script)).map_err(
+                    |e| RebuildError::Infrastructure(format!("writing the step script: {e}")),
+                )?;
                 (
                     Some(vec![format!("{}/{file}", tekton::SCRIPTS_DIR)]),
-                    Some(step.args.clone()),
+                    Some(step_args),
                 )
             }
-            (None, Some(cmd)) => (Some(vec![cmd.clone()]), Some(step.args.clone())),
-            (None, None) => (None, (!step.args.is_empty()).then(|| step.args.clone())),
+            (None, Some(cmd)) => (Some(vec![place(cmd)]), Some(step_args)),
+            (None, None) => (None, (!step_args.is_empty()).then_some(step_args)),
         };
         let mut env = vec![("HOME".to_string(), tekton::HOME_DIR.to_string())];
         env.extend(step.env.iter().cloned());
+        let mut launch = crate::vary::Launch {
+            env,
+            entrypoint,
+            args,
+            hostname: None,
+            domainname: None,
+            user: None,
+            cpuset_cpus: None,
+        };
+        crate::vary::apply(&opts.variations, &mut launch);
         let spec = StepSpec {
             job_id: job.id.clone(),
             name: step.name.clone(),
             image: image.clone(),
-            entrypoint,
-            args,
-            env,
-            working_dir: step.working_dir.clone(),
+            entrypoint: launch.entrypoint,
+            args: launch.args,
+            env: launch.env,
+            working_dir: step.working_dir.as_deref().map(place),
             workspace: dirs.root.clone(),
-            mounts: JobDirs::mounts(),
+            mounts: JobDirs::mounts(workspace_at),
+            hostname: launch.hostname,
+            domainname: launch.domainname,
+            user: launch.user,
+            cpuset_cpus: launch.cpuset_cpus,
         };
         (opts.progress)(&format!(
             "step {}/{total} {}: running in {image}",

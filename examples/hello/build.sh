@@ -13,8 +13,10 @@ rm -rf out
 mkdir -p out
 
 # A fixed mtime, owner and mode for every file, and an explicit file order: nothing depends on the clock,
-# the user or the directory order.
+# the user or the directory order. The date is read in UTC: `touch -d` uses the local zone otherwise, and
+# `reprod rebuild --vary` caught exactly that (the timezone changed the layer's mtimes).
 EPOCH='2000-01-01 00:00:00'
+export TZ=UTC0
 
 sha() { sha256sum "$1" | cut -d' ' -f1; }
 size() { wc -c <"$1" | tr -d ' '; }

@@ -47,6 +47,13 @@ pub struct StepSpec {
     /// The job workspace root: the only host directory whose subdirectories may be mounted.
     pub workspace: PathBuf,
     pub mounts: Vec<StepMount>,
+    /// Overrides the policy's fixed hostname (environment-variation builds).
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    /// `uid[:gid]` to run as instead of the image's user.
+    pub user: Option<String>,
+    /// CPUs the step may run on (`0`, `0-1`), which is what `nproc` reports.
+    pub cpuset_cpus: Option<String>,
 }
 
 /// How a step's container ended.
@@ -300,6 +307,7 @@ impl Sandbox {
             nano_cpus: Some(p.nano_cpus),
             pids_limit: Some(p.pids_limit),
             ipc_mode: Some("private".into()),
+            cpuset_cpus: spec.cpuset_cpus.clone(),
             mounts: Some(mounts),
             readonly_rootfs: Some(false),
             publish_all_ports: Some(false),
@@ -316,7 +324,9 @@ impl Sandbox {
             cmd: spec.args.clone(),
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             working_dir: spec.working_dir.clone(),
-            hostname: Some(p.hostname.clone()),
+            hostname: Some(spec.hostname.clone().unwrap_or_else(|| p.hostname.clone())),
+            domainname: spec.domainname.clone(),
+            user: spec.user.clone(),
             labels: Some(labels),
             network_disabled: Some(true),
             attach_stdout: Some(true),

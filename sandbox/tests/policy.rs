@@ -48,6 +48,10 @@ fn spec(workspace: &std::path::Path, script: &str) -> StepSpec {
             container_path: "/workspace".into(),
             read_only: false,
         }],
+        hostname: None,
+        domainname: None,
+        user: None,
+        cpuset_cpus: None,
     }
 }
 

@@ -1,0 +1,425 @@
+//! `reprod rebuild --vary`: rebuild under environment variations and name the one that changes the output.
+//!
+//! Like reprotest's auto-build, but for container builds: a control build, a second control build a little
+//! later (the clock is the one thing that changes), a build with every variation, then one build per
+//! variation to find the culprit (and pairs, when no single variation explains the difference).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::diff::{self, DiffOptions, DiffReport};
+use crate::oci::Outputs;
+use crate::rebuild::{self, RebuildError, RebuildOptions};
+use crate::verdict::{Status, Verdict};
+
+/// One property of the build environment that a build should not depend on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Variation {
+    /// `SOURCE_DATE_EPOCH` set to another value.
+    SourceDateEpoch,
+    /// The job workspace mounted at another path (`/workspace` → [`VARIED_WORKSPACE`], in the step's
+    /// script, command and arguments too).
+    BuildPath,
+    /// Another hostname and a domain name.
+    Hostname,
+    /// `TZ` set to a far-away zone.
+    Timezone,
+    /// `LANG` and `LC_ALL` set to a non-English locale.
+    Locale,
+    /// umask 0002 instead of the engine's 0022 (steps with an explicit entrypoint, via `/bin/sh`).
+    Umask,
+    /// Run as uid:gid 1000:1000 instead of the image's user.
+    UserId,
+    /// One CPU instead of all (what `nproc` reports).
+    CpuCount,
+    /// The environment variables in reverse order.
+    EnvOrder,
+}
+
+impl Variation {
+    pub const ALL: [Variation; 9] = [
+        Variation::SourceDateEpoch,
+        Variation::BuildPath,
+        Variation::Hostname,
+        Variation::Timezone,
+        Variation::Locale,
+        Variation::Umask,
+        Variation::UserId,
+        Variation::CpuCount,
+        Variation::EnvOrder,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Variation::SourceDateEpoch => "source-date-epoch",
+            Variation::BuildPath => "build-path",
+            Variation::Hostname => "hostname",
+            Variation::Timezone => "timezone",
+            Variation::Locale => "locale",
+            Variation::Umask => "umask",
+            Variation::UserId => "user-id",
+            Variation::CpuCount => "cpu-count",
+            Variation::EnvOrder => "env-order",
+        }
+    }
+}
+
+/// Where the workspace is mounted under the build-path variation.
+pub const VARIED_WORKSPACE: &str = "/build/varied-path/workspace";
+
+/// The launch parameters of one step that variations may change.
+pub struct Launch {
+    pub env: Vec<(String, String)>,
+    pub entrypoint: Option<Vec<String>>,
+    pub args: Option<Vec<String>>,
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    pub user: Option<String>,
+    pub cpuset_cpus: Option<String>,
+}
+
+/// Replaces the workspace root in a step's text (whole path components only).
+pub fn move_workspace(text: &str, from: &str, to: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(from) {
+        let after = &rest[i + from.len()..];
+        let boundary = after
+            .chars()
+            .next()
+            .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '-'));
+        out.push_str(&rest[..i]);
+        out.push_str(if boundary { to } else { from });
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Applies the variations (other than the build path, which the caller applies to texts and mounts).
+pub fn apply(variations: &BTreeSet<Variation>, launch: &mut Launch) {
+    let set = |env: &mut Vec<(String, String)>, key: &str, value: &str| {
+        env.retain(|(k, _)| k != key);
+        env.push((key.to_string(), value.to_string()));
+    };
+    for v in variations {
+        match v {
+            Variation::SourceDateEpoch => {
+                let current = launch
+                    .env
+                    .iter()
+                    .find(|(k, _)| k == "SOURCE_DATE_EPOCH")
+                    .and_then(|(_, v)| v.parse::<u64>().ok());
+                let varied = current.map_or(1_234_567_890, |c| c + 86_400 * 397);
+                set(&mut launch.env, "SOURCE_DATE_EPOCH", &varied.to_string());
+            }
+            Variation::Hostname => {
+                launch.hostname = Some("reprod-varied-host".into());
+                launch.domainname = Some("varied.example.invalid".into());
+            }
+            Variation::Timezone => set(&mut launch.env, "TZ", "XYZ-13:45"),
+            Variation::Locale => {
+                set(&mut launch.env, "LANG", "fr_CH.UTF-8");
+                set(&mut launch.env, "LC_ALL", "fr_CH.UTF-8");
+            }
+            Variation::Umask => {
+                if let Some(entry) = launch.entrypoint.take() {
+                    let mut args = entry;
+                    args.extend(launch.args.take().unwrap_or_default());
+                    launch.entrypoint = Some(vec![
+                        "/bin/sh".into(),
+                        "-c".into(),
+                        "umask 0002 && exec \"$@\"".into(),
+                        "reprod-umask".into(),
+                    ]);
+                    launch.args = Some(args);
+                }
+            }
+            Variation::UserId => launch.user = Some("1000:1000".into()),
+            Variation::CpuCount => launch.cpuset_cpus = Some("0".into()),
+            Variation::EnvOrder => launch.env.reverse(),
+            Variation::BuildPath => {}
+        }
+    }
+}
+
+/// One build of the search.
+#[derive(Debug, Clone, Serialize)]
+pub struct VaryBuild {
+    /// `control`, `control-again`, `all`, or the variations applied.
+    pub label: String,
+    pub variations: Vec<Variation>,
+    pub status: Status,
+    /// Outputs whose digest differs from the control build's (workspace-relative paths).
+    pub differing: Vec<String>,
+    pub job_dir: Option<String>,
+}
+
+/// What the search found.
+#[derive(Debug, Clone, Serialize)]
+pub struct VaryReport {
+    /// The control build's verdict against the recorded digests.
+    pub control: Verdict,
+    pub builds: Vec<VaryBuild>,
+    /// True when every varied build gave the control build's outputs.
+    pub stable: bool,
+    /// Each culprit: one variation, or a pair; `clock` is reported as `["clock"]`.
+    pub culprits: Vec<Vec<String>>,
+    /// Variations under which the build fails outright (not a difference in output, but worth knowing).
+    pub breaks: Vec<String>,
+    /// The diff between the control build and the first culprit's build, for the first differing image.
+    pub diff: Option<DiffReport>,
+}
+
+impl VaryReport {
+    /// 0 when no variation changes the outputs, 1 otherwise.
+    pub fn exit_code(&self) -> u8 {
+        u8::from(!self.stable)
+    }
+
+    pub fn human(&self) -> String {
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(
+            s,
+            "control build: {} against the recorded digests",
+            self.control.status.as_str()
+        );
+        for b in &self.builds {
+            let what = if b.status == Status::BuildFailed {
+                "build failed".to_string()
+            } else if b.differing.is_empty() {
+                "same outputs".to_string()
+            } else {
+                format!("differs: {}", b.differing.join(", "))
+            };
+            let _ = writeln!(s, "  {:<28} {what}", b.label);
+        }
+        if self.stable {
+            let _ = writeln!(s, "stable: no variation changed the outputs");
+        }
+        for c in &self.culprits {
+            let _ = writeln!(s, "culprit: {}", c.join(" + "));
+        }
+        if !self.breaks.is_empty() {
+            let _ = writeln!(s, "the build fails under: {}", self.breaks.join(", "));
+        }
+        if !self.stable && self.culprits.is_empty() {
+            let _ = writeln!(s, "no single variation or pair explains the difference");
+        }
+        if let Some(d) = &self.diff {
+            let _ = write!(s, "{}", d.human(20));
+        }
+        s
+    }
+}
+
+/// Paths and digests of the outputs, for comparing two builds.
+fn fingerprint(outputs: &Outputs) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    for image in &outputs.images {
+        let digests: Vec<_> = image.entries.iter().map(|e| e.digest.as_str()).collect();
+        map.insert(image.path.clone(), digests.join(","));
+    }
+    for f in &outputs.files {
+        map.entry(f.path.clone())
+            .or_insert_with(|| f.digest.clone());
+    }
+    map
+}
+
+fn differing(control: &BTreeMap<String, String>, other: &BTreeMap<String, String>) -> Vec<String> {
+    let keys: BTreeSet<&String> = control.keys().chain(other.keys()).collect();
+    keys.into_iter()
+        .filter(|k| control.get(*k) != other.get(*k))
+        .cloned()
+        .collect()
+}
+
+struct Built {
+    verdict: Verdict,
+    fingerprint: BTreeMap<String, String>,
+    job_dir: Option<PathBuf>,
+}
+
+async fn build(
+    config: &Config,
+    bytes: &[u8],
+    origin: &str,
+    progress: rebuild::Progress<'_>,
+    variations: &BTreeSet<Variation>,
+) -> Result<Built, RebuildError> {
+    let opts = RebuildOptions {
+        origin: origin.to_string(),
+        keep_workspace: true,
+        progress,
+        variations: variations.clone(),
+    };
+    let verdict = rebuild::rebuild(config, bytes, &opts).await?;
+    let fingerprint = verdict
+        .outputs
+        .as_ref()
+        .map(fingerprint)
+        .unwrap_or_default();
+    let job_dir = verdict.job_dir.clone().map(PathBuf::from);
+    Ok(Built {
+        verdict,
+        fingerprint,
+        job_dir,
+    })
+}
+
+/// Runs the search. `keep` keeps every build's job directory; otherwise they are removed at the end.
+pub async fn vary(
+    config: &Config,
+    bytes: &[u8],
+    origin: &str,
+    progress: rebuild::Progress<'_>,
+    keep: bool,
+) -> Result<VaryReport, RebuildError> {
+    let none = BTreeSet::new();
+    progress("vary: control build");
+    let control = build(config, bytes, origin, progress, &none).await?;
+    let mut report = VaryReport {
+        control: control.verdict.clone(),
+        builds: Vec::new(),
+        stable: true,
+        culprits: Vec::new(),
+        breaks: Vec::new(),
+        diff: None,
+    };
+    let mut dirs: Vec<PathBuf> = control.job_dir.iter().cloned().collect();
+    if control.verdict.outputs.is_none() {
+        // Nothing was built (unrebuildable, failed): there is nothing to vary.
+        report.stable = control.verdict.status != Status::BuildFailed;
+        cleanup(&dirs, keep).await;
+        return Ok(report);
+    }
+
+    let record = |report: &mut VaryReport, label: String, vars: &[Variation], b: &Built| {
+        let diff = differing(&control.fingerprint, &b.fingerprint);
+        report.builds.push(VaryBuild {
+            label,
+            variations: vars.to_vec(),
+            status: b.verdict.status,
+            differing: if b.verdict.outputs.is_some() {
+                diff.clone()
+            } else {
+                Vec::new()
+            },
+            job_dir: b.job_dir.as_ref().map(|p| p.display().to_string()),
+        });
+        if b.verdict.outputs.is_none() {
+            None
+        } else {
+            Some(diff)
+        }
+    };
+
+    // Time passes: with everything else equal, a difference is the clock's (or randomness's).
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    progress("vary: control build again, a second later");
+    let again = build(config, bytes, origin, progress, &none).await?;
+    dirs.extend(again.job_dir.iter().cloned());
+    if let Some(d) = record(&mut report, "control-again".into(), &[], &again) {
+        if !d.is_empty() {
+            report.stable = false;
+            report.culprits.push(vec!["clock".into()]);
+            report.diff = first_image_diff(&control, &again, &d);
+            cleanup(&dirs, keep).await;
+            return Ok(report);
+        }
+    }
+
+    let all: BTreeSet<Variation> = Variation::ALL.into_iter().collect();
+    progress("vary: build with every variation");
+    let everything = build(config, bytes, origin, progress, &all).await?;
+    dirs.extend(everything.job_dir.iter().cloned());
+    let all_vec: Vec<Variation> = all.iter().copied().collect();
+    if record(&mut report, "all variations".into(), &all_vec, &everything)
+        .is_some_and(|d| d.is_empty())
+    {
+        cleanup(&dirs, keep).await;
+        return Ok(report);
+    }
+
+    // Something differs, or the build broke: one variation at a time.
+    let mut harmless = Vec::new();
+    for v in Variation::ALL {
+        progress(&format!("vary: build with {} varied", v.name()));
+        let b = build(config, bytes, origin, progress, &BTreeSet::from([v])).await?;
+        dirs.extend(b.job_dir.iter().cloned());
+        match record(&mut report, v.name().into(), &[v], &b) {
+            None => report.breaks.push(v.name().into()),
+            Some(d) if !d.is_empty() => {
+                if report.diff.is_none() {
+                    report.diff = first_image_diff(&control, &b, &d);
+                }
+                report.culprits.push(vec![v.name().into()]);
+            }
+            Some(_) => harmless.push(v),
+        }
+    }
+    if !report.culprits.is_empty() {
+        report.stable = false;
+    } else if !report.breaks.is_empty() {
+        // The all-variations build may have differed only because it broke: retry without the breakers.
+        let rest: BTreeSet<Variation> = harmless.iter().copied().collect();
+        progress("vary: build with every variation that does not break the build");
+        let b = build(config, bytes, origin, progress, &rest).await?;
+        dirs.extend(b.job_dir.iter().cloned());
+        let label = "all but the breaking".to_string();
+        report.stable = record(&mut report, label, &harmless, &b).is_some_and(|d| d.is_empty());
+    } else {
+        report.stable = false;
+    }
+    if !report.stable && report.culprits.is_empty() {
+        // No single variation: try the pairs of those that built fine on their own.
+        'pairs: for (i, &x) in harmless.iter().enumerate() {
+            for &y in &harmless[i + 1..] {
+                let label = format!("{} + {}", x.name(), y.name());
+                progress(&format!("vary: build with {label} varied"));
+                let b = build(config, bytes, origin, progress, &BTreeSet::from([x, y])).await?;
+                dirs.extend(b.job_dir.iter().cloned());
+                if let Some(d) = record(&mut report, label, &[x, y], &b) {
+                    if !d.is_empty() {
+                        report.diff = first_image_diff(&control, &b, &d);
+                        report.culprits.push(vec![x.name().into(), y.name().into()]);
+                        break 'pairs;
+                    }
+                }
+            }
+        }
+    }
+    cleanup(&dirs, keep).await;
+    Ok(report)
+}
+
+/// Diffs the first differing output that is an image between two kept builds.
+fn first_image_diff(a: &Built, b: &Built, differing: &[String]) -> Option<DiffReport> {
+    let (da, db) = (a.job_dir.as_ref()?, b.job_dir.as_ref()?);
+    let images = &a.verdict.outputs.as_ref()?.images;
+    let path = differing
+        .iter()
+        .find(|p| images.iter().any(|i| &&i.path == p))?;
+    let at = |dir: &Path| dir.join("workspace").join(path);
+    diff::diff(&at(da), &at(db), &DiffOptions::default()).ok()
+}
+
+async fn cleanup(dirs: &[PathBuf], keep: bool) {
+    if keep {
+        return;
+    }
+    let dirs = dirs.to_vec();
+    let _ = tokio::task::spawn_blocking(move || {
+        for d in dirs {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    })
+    .await;
+}

@@ -1,0 +1,82 @@
+//! `reprod rebuild --vary` names the environment property a nondeterministic build depends on.
+
+mod common;
+
+use common::*;
+use serde_json::Value;
+
+fn vary(script: &str) -> (i32, Value) {
+    let repo = Repo::hello();
+    let prov = repo.provenance(
+        vec![subject("example.invalid/hello", &unbuilt_digest('9'))],
+        script,
+    );
+    let (code, v, stderr) = Reprod::new().rebuild_with(&prov, &["--vary"]);
+    assert!(v.is_object(), "no report: {stderr}");
+    assert!(
+        orphan_containers().is_empty(),
+        "left behind: {:?}",
+        orphan_containers()
+    );
+    (code, v)
+}
+
+fn culprits(v: &Value) -> Vec<String> {
+    v["culprits"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            c.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_str().unwrap())
+                .collect::<Vec<_>>()
+                .join("+")
+        })
+        .collect()
+}
+
+#[test]
+fn a_build_that_embeds_the_clock_is_blamed_on_the_clock() {
+    let (code, v) = vary(
+        "#!/bin/sh\nset -e\ncd $(workspaces.source.path)\n./build.sh \"built at $(date +%s)\"\n",
+    );
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(culprits(&v), vec!["clock"], "{v:#}");
+    assert_eq!(v["stable"], false);
+    let diff = &v["diff"];
+    assert!(
+        diff["differences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["location"].as_str().unwrap().ends_with("hello.txt")),
+        "the diff shows the file that changed: {diff:#}"
+    );
+}
+
+#[test]
+fn a_build_that_embeds_its_path_is_blamed_on_the_build_path() {
+    let (code, v) =
+        vary("#!/bin/sh\nset -e\ncd $(workspaces.source.path)\n./build.sh \"built in $(pwd)\"\n");
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(culprits(&v), vec!["build-path"], "{v:#}");
+    let text = v["diff"]["differences"][0]["text_diff"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        text.contains("+built in /build/varied-path/workspace/source"),
+        "{v:#}"
+    );
+}
+
+#[test]
+fn a_deterministic_build_is_stable_under_every_variation() {
+    let (code, v) = vary(HELLO_SCRIPT);
+    assert_eq!(v["stable"], true, "{v:#}");
+    assert_eq!(code, 0);
+    assert!(culprits(&v).is_empty());
+    // The example chowns its files to root, so it cannot build as another user: reported, not blamed.
+    assert_eq!(v["breaks"], serde_json::json!(["user-id"]), "{v:#}");
+}
