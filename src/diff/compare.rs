@@ -472,8 +472,7 @@ impl Comparer<'_> {
 fn json(src: &ImageSource, name: &str) -> Result<Value, DiffError> {
     serde_json::from_slice(&src.read_small(name)?).map_err(|e| DiffError::Blob {
         image: src.display.clone(),
-        name: name.to_string(),
-        problem: format!("config is not JSON: {e}"),
+        problem: format!("{name}: config is not JSON: {e}"),
     })
 }
 

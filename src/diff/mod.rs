@@ -124,12 +124,8 @@ impl Default for DiffOptions {
 pub enum DiffError {
     #[error("{path}: {problem}")]
     Open { path: String, problem: String },
-    #[error("{image}: blob {name}: {problem}")]
-    Blob {
-        image: String,
-        name: String,
-        problem: String,
-    },
+    #[error("{image}: {problem}")]
+    Blob { image: String, problem: String },
     #[error("{image}: layer {name}: {problem}")]
     Layer {
         image: String,

@@ -1,29 +1,18 @@
-//! Reading an image from an OCI layout directory, an OCI archive or a `docker save` archive, with random
-//! access to blobs and without unpacking anything to disk.
+//! The images (one per platform) of an OCI layout, OCI archive or `docker save` archive, read through
+//! [`BlobStore`].
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{Read, Seek, SeekFrom};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::Path;
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 
 use super::DiffError;
-use crate::oci::{is_index_media_type, is_manifest_media_type};
+use crate::oci::{is_index_media_type, is_manifest_media_type, BlobStore};
 
 /// JSON documents (index, manifest, config) larger than this are refused.
 const MAX_JSON: u64 = 16 << 20;
 const MAX_INDEX_DEPTH: usize = 8;
-
-/// Where the bytes are.
-enum Root {
-    Dir(PathBuf),
-    /// Entry name → (offset of the data in the tarball, size).
-    Tar {
-        path: PathBuf,
-        entries: HashMap<String, (u64, u64)>,
-    },
-}
 
 /// One image (one platform) of a source.
 #[derive(Debug, Clone)]
@@ -54,24 +43,14 @@ pub struct LayerRef {
 /// An opened image source.
 pub struct ImageSource {
     pub display: String,
-    root: Root,
+    store: BlobStore,
     /// Annotations of the top-level index, for the annotation comparison.
     pub index_annotations: Vec<(String, String)>,
     pub images: Vec<PlatformImage>,
 }
 
-/// `blobs/<alg>/<hex>`; a digest that is not plain lowercase alphanumerics maps to a name that never exists.
 fn blob_name(d: &Descriptor) -> String {
-    let digest = d.digest().to_string();
-    let plain = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
-    };
-    match digest.split_once(':') {
-        Some((alg, hex)) if plain(alg) && plain(hex) => format!("blobs/{alg}/{hex}"),
-        _ => "blobs/(malformed digest)".to_string(),
-    }
+    crate::oci::blob_name(d.digest().as_ref())
 }
 
 fn sorted(map: Option<&HashMap<String, String>>) -> Vec<(String, String)> {
@@ -88,28 +67,17 @@ impl ImageSource {
     /// Opens `path`: a layout directory, or a tarball of one (or a `docker save` archive).
     pub fn open(path: &Path) -> Result<Self, DiffError> {
         let display = path.display().to_string();
-        let meta = std::fs::metadata(path).map_err(|e| DiffError::Open {
+        let store = BlobStore::open(path).map_err(|problem| DiffError::Open {
             path: display.clone(),
-            problem: e.to_string(),
+            problem,
         })?;
-        let root = if meta.is_dir() {
-            Root::Dir(path.to_path_buf())
-        } else {
-            Root::Tar {
-                path: path.to_path_buf(),
-                entries: index_tar(path).map_err(|problem| DiffError::Open {
-                    path: display.clone(),
-                    problem,
-                })?,
-            }
-        };
         let mut source = ImageSource {
             display,
-            root,
+            store,
             index_annotations: Vec::new(),
             images: Vec::new(),
         };
-        if source.exists("index.json") {
+        if source.store.exists("index.json") {
             let index: ImageIndex = source.json("index.json")?;
             source.index_annotations = sorted(index.annotations().as_ref());
             let mut images = Vec::new();
@@ -117,7 +85,7 @@ impl ImageSource {
                 source.collect(d, 0, &mut images)?;
             }
             source.images = images;
-        } else if source.exists("manifest.json") {
+        } else if source.store.exists("manifest.json") {
             source.images = source.docker_archive()?;
         } else {
             return Err(DiffError::Open {
@@ -130,80 +98,30 @@ impl ImageSource {
         Ok(source)
     }
 
-    fn exists(&self, name: &str) -> bool {
-        match &self.root {
-            Root::Dir(dir) => dir.join(name).is_file(),
-            Root::Tar { entries, .. } => entries.contains_key(name),
-        }
-    }
-
     /// Opens a blob for streaming.
     pub fn open_blob(&self, name: &str) -> Result<(Box<dyn Read + Send>, u64), DiffError> {
-        let missing = |problem: String| DiffError::Blob {
-            image: self.display.clone(),
-            name: name.to_string(),
-            problem,
-        };
-        match &self.root {
-            Root::Dir(dir) => {
-                let relative = Path::new(name);
-                let escapes = relative.is_absolute()
-                    || relative
-                        .components()
-                        .any(|c| matches!(c, std::path::Component::ParentDir));
-                if escapes {
-                    return Err(missing("names a path outside the image directory".into()));
-                }
-                let path = dir.join(relative);
-                let meta = std::fs::symlink_metadata(&path).map_err(|e| missing(e.to_string()))?;
-                if !meta.is_file() {
-                    return Err(missing("not a regular file".into()));
-                }
-                let f = File::open(&path).map_err(|e| missing(e.to_string()))?;
-                Ok((Box::new(f), meta.len()))
-            }
-            Root::Tar { path, entries } => {
-                let &(offset, size) = entries
-                    .get(name)
-                    .ok_or_else(|| missing("not in the archive".into()))?;
-                let mut f = File::open(path).map_err(|e| missing(e.to_string()))?;
-                f.seek(SeekFrom::Start(offset))
-                    .map_err(|e| missing(e.to_string()))?;
-                Ok((Box::new(f.take(size)), size))
-            }
-        }
+        self.store
+            .open_blob(name)
+            .map_err(|problem| self.blob_error(problem))
     }
 
     /// Reads a small JSON document whole.
     pub fn read_small(&self, name: &str) -> Result<Vec<u8>, DiffError> {
-        let (reader, size) = self.open_blob(name)?;
-        if size > MAX_JSON {
-            return Err(DiffError::Blob {
-                image: self.display.clone(),
-                name: name.to_string(),
-                problem: format!(
-                    "{size} bytes is over the {MAX_JSON}-byte limit for a JSON document"
-                ),
-            });
+        self.store
+            .read_small(name, MAX_JSON)
+            .map_err(|problem| self.blob_error(problem))
+    }
+
+    fn blob_error(&self, problem: String) -> DiffError {
+        DiffError::Blob {
+            image: self.display.clone(),
+            problem,
         }
-        let mut bytes = Vec::with_capacity(size as usize);
-        reader
-            .take(MAX_JSON)
-            .read_to_end(&mut bytes)
-            .map_err(|e| DiffError::Blob {
-                image: self.display.clone(),
-                name: name.to_string(),
-                problem: e.to_string(),
-            })?;
-        Ok(bytes)
     }
 
     fn json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, DiffError> {
-        serde_json::from_slice(&self.read_small(name)?).map_err(|e| DiffError::Blob {
-            image: self.display.clone(),
-            name: name.to_string(),
-            problem: format!("not the expected JSON document: {e}"),
-        })
+        serde_json::from_slice(&self.read_small(name)?)
+            .map_err(|e| self.blob_error(format!("{name}: not the expected JSON document: {e}")))
     }
 
     fn collect(
@@ -216,11 +134,9 @@ impl ImageSource {
         let name = blob_name(d);
         if is_index_media_type(&media_type) {
             if depth >= MAX_INDEX_DEPTH {
-                return Err(DiffError::Blob {
-                    image: self.display.clone(),
-                    name,
-                    problem: format!("indexes nested deeper than {MAX_INDEX_DEPTH}"),
-                });
+                return Err(self.blob_error(format!(
+                    "{name}: indexes nested deeper than {MAX_INDEX_DEPTH}"
+                )));
             }
             let nested: ImageIndex = self.json(&name)?;
             for child in nested.manifests() {
@@ -297,28 +213,4 @@ impl ImageSource {
             })
             .collect())
     }
-}
-
-/// Maps each regular file of a tarball to its data offset and size (one pass, nothing kept in memory).
-fn index_tar(path: &Path) -> Result<HashMap<String, (u64, u64)>, String> {
-    let file = File::open(path).map_err(|e| e.to_string())?;
-    let mut archive = tar::Archive::new(file);
-    let mut out = HashMap::new();
-    for entry in archive
-        .entries()
-        .map_err(|e| format!("not a readable tar: {e}"))?
-    {
-        let entry = entry.map_err(|e| format!("corrupt tar: {e}"))?;
-        if !entry.header().entry_type().is_file() {
-            continue;
-        }
-        let name = entry
-            .path()
-            .map_err(|e| format!("bad entry name: {e}"))?
-            .to_string_lossy()
-            .trim_start_matches("./")
-            .to_string();
-        out.insert(name, (entry.raw_file_position(), entry.size()));
-    }
-    Ok(out)
 }

@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::{read_archive, read_layout, sha256_file, RebuiltImage};
+use super::{read_image, sha256_file, RebuiltImage};
 
 /// Stop scanning after this many directory entries (a build that writes more is reported, not followed).
 const MAX_ENTRIES: usize = 500_000;
@@ -44,8 +44,9 @@ pub fn collect(root: &Path) -> Outputs {
     while let Some(dir) = stack.pop() {
         let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).display().to_string();
         if dir.join("oci-layout").is_file() && dir.join("index.json").is_file() {
-            match read_layout(&dir, &rel(&dir)) {
-                Ok(image) => out.images.push(image),
+            match read_image(&dir, &rel(&dir)) {
+                Ok(Some(image)) => out.images.push(image),
+                Ok(None) => {}
                 Err(e) => out.problems.push(e),
             }
             continue;
@@ -96,7 +97,7 @@ fn file(path: &Path, rel: &str, size: u64, out: &mut Outputs) {
         }
     }
     if looks_like_tar(path) {
-        match read_archive(path, rel) {
+        match read_image(path, rel) {
             Ok(Some(image)) => out.images.push(image),
             Ok(None) => {}
             Err(e) => out.problems.push(e),

@@ -1,15 +1,14 @@
 //! OCI image layouts, as directories or tarballs, and `docker save` archives.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::Path;
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
 use serde::Serialize;
 
-use super::{
-    is_index_media_type, is_manifest_media_type, sha256_bytes, sha256_file, sha256_reader,
-};
+use super::store::{blob_name, BlobStore};
+use super::{is_index_media_type, is_manifest_media_type, sha256_bytes, sha256_reader};
 
 /// JSON blobs (indexes, manifests) larger than this are refused rather than read into memory.
 const MAX_JSON_BLOB: u64 = 4 << 20;
@@ -68,114 +67,44 @@ struct Blob {
     bytes: Option<Vec<u8>>,
 }
 
-/// Reads an OCI layout directory.
-pub fn read_layout(dir: &Path, display_path: &str) -> Result<RebuiltImage, String> {
-    let index = std::fs::read(dir.join("index.json"))
-        .map_err(|e| format!("{display_path}/index.json: {e}"))?;
-    let get = |digest: &str, want_bytes: bool| -> Result<Blob, String> {
-        let (alg, hex) = digest
-            .split_once(':')
-            .ok_or_else(|| format!("malformed digest {digest:?}"))?;
-        if alg != "sha256" || hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(format!("unsupported or malformed digest {digest:?}"));
-        }
-        let path = dir.join("blobs").join(alg).join(hex);
-        let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("blob {digest}: {e}"))?;
-        if !meta.is_file() {
-            return Err(format!("blob {digest} is not a regular file"));
-        }
-        if want_bytes && meta.len() <= MAX_JSON_BLOB {
-            let bytes = std::fs::read(&path).map_err(|e| format!("blob {digest}: {e}"))?;
-            Ok(Blob {
-                computed: sha256_bytes(&bytes),
-                bytes: Some(bytes),
-            })
-        } else {
-            let computed = sha256_file(&path).map_err(|e| format!("blob {digest}: {e}"))?;
-            Ok(Blob {
-                computed,
-                bytes: None,
-            })
-        }
-    };
-    Ok(walk(display_path, ImageKind::OciLayout, &index, get))
-}
-
-/// Reads a tarball: an OCI layout archive, or a legacy `docker save` archive. `Ok(None)` when the tarball is
-/// neither (it is then just a file).
-pub fn read_archive(path: &Path, display_path: &str) -> Result<Option<RebuiltImage>, String> {
-    let file = std::fs::File::open(path).map_err(|e| format!("{display_path}: {e}"))?;
-    let mut archive = tar::Archive::new(file);
-    let mut blobs: HashMap<String, Blob> = HashMap::new();
-    let mut index_json = None;
-    let mut docker_manifest = None;
-    let mut has_layout_marker = false;
-    let entries = archive
-        .entries()
-        .map_err(|e| format!("{display_path}: not a readable tar: {e}"))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| format!("{display_path}: corrupt tar entry: {e}"))?;
-        if !entry.header().entry_type().is_file() {
-            continue;
-        }
-        let name = entry
-            .path()
-            .map_err(|e| format!("{display_path}: bad entry name: {e}"))?
-            .to_string_lossy()
-            .trim_start_matches("./")
-            .to_string();
-        let size = entry.size();
-        let small = size <= MAX_JSON_BLOB;
-        match name.as_str() {
-            "oci-layout" => has_layout_marker = true,
-            "index.json" | "manifest.json" if small => {
+/// Reads an image from an OCI layout directory or a tarball (OCI archive or legacy `docker save`).
+/// `Ok(None)` when `path` is neither (a tarball is then just a file).
+pub fn read_image(path: &Path, display_path: &str) -> Result<Option<RebuiltImage>, String> {
+    let store = BlobStore::open(path)?;
+    let at = |e: String| format!("{display_path}/{e}");
+    if store.exists("oci-layout") && store.exists("index.json") {
+        let index = store.read_small("index.json", MAX_JSON_BLOB).map_err(at)?;
+        let get = |digest: &str, want_bytes: bool| -> Result<Blob, String> {
+            let fail = |e: String| format!("blob {digest}: {e}");
+            let (mut reader, size) = store.open_blob(&blob_name(digest)).map_err(fail)?;
+            if want_bytes && size <= MAX_JSON_BLOB {
                 let mut bytes = Vec::with_capacity(size as usize);
-                entry
+                reader
                     .read_to_end(&mut bytes)
-                    .map_err(|e| format!("{display_path}/{name}: {e}"))?;
-                if name == "index.json" {
-                    index_json = Some(bytes);
-                } else {
-                    docker_manifest = Some(bytes);
-                }
-            }
-            _ if name.starts_with("blobs/sha256/") => {
-                let key = format!("sha256:{}", &name["blobs/sha256/".len()..]);
-                let blob = if small {
-                    let mut bytes = Vec::with_capacity(size as usize);
-                    entry
-                        .read_to_end(&mut bytes)
-                        .map_err(|e| format!("{display_path}/{name}: {e}"))?;
-                    Blob {
-                        computed: sha256_bytes(&bytes),
-                        bytes: Some(bytes),
-                    }
-                } else {
-                    let (computed, _) = sha256_reader(&mut entry)
-                        .map_err(|e| format!("{display_path}/{name}: {e}"))?;
-                    Blob {
-                        computed,
-                        bytes: None,
-                    }
-                };
-                blobs.insert(key, blob);
-            }
-            _ => {}
-        }
-    }
-    if let (true, Some(index)) = (has_layout_marker, index_json.as_ref()) {
-        let get = |digest: &str, _want: bool| -> Result<Blob, String> {
-            blobs
-                .get(digest)
-                .map(|b| Blob {
-                    computed: b.computed.clone(),
-                    bytes: b.bytes.clone(),
+                    .map_err(|e| fail(e.to_string()))?;
+                Ok(Blob {
+                    computed: sha256_bytes(&bytes),
+                    bytes: Some(bytes),
                 })
-                .ok_or_else(|| format!("blob {digest} is not in the archive"))
+            } else {
+                let (computed, _) = sha256_reader(reader).map_err(|e| fail(e.to_string()))?;
+                Ok(Blob {
+                    computed,
+                    bytes: None,
+                })
+            }
         };
-        return Ok(Some(walk(display_path, ImageKind::OciArchive, index, get)));
+        let kind = if store.is_archive() {
+            ImageKind::OciArchive
+        } else {
+            ImageKind::OciLayout
+        };
+        return Ok(Some(walk(display_path, kind, &index, get)));
     }
-    if let Some(manifest) = docker_manifest {
+    if store.is_archive() && store.exists("manifest.json") {
+        let manifest = store
+            .read_small("manifest.json", MAX_JSON_BLOB)
+            .map_err(at)?;
         return Ok(Some(docker_archive(display_path, &manifest)));
     }
     Ok(None)

@@ -6,10 +6,12 @@
 mod collect;
 mod digest;
 mod layout;
+mod store;
 
 pub use collect::{collect, Outputs, RebuiltFile};
 pub use digest::{sha256_bytes, sha256_file, sha256_reader};
-pub use layout::{read_archive, read_layout, ImageKind, RebuiltImage, TopEntry};
+pub use layout::{read_image, ImageKind, RebuiltImage, TopEntry};
+pub use store::{blob_name, BlobStore};
 
 /// Media types whose blobs are indexes (descend into them).
 pub(crate) fn is_index_media_type(media_type: &str) -> bool {
