@@ -54,7 +54,8 @@ enum Command {
         keep_workspace: bool,
         /// Rebuild again under environment variations (clock, SOURCE_DATE_EPOCH, build path, hostname,
         /// timezone, locale, umask, user id, CPU count, environment order) and name the variation that
-        /// changes the output. Exit status: 0 no variation changes it, 1 one does, 2 error.
+        /// changes the output. Exit status: 0 no variation changes it, 1 one does, 2 error (including a
+        /// control build that produced nothing to compare).
         #[arg(long)]
         vary: bool,
     },

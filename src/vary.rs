@@ -177,9 +177,14 @@ pub struct VaryReport {
 }
 
 impl VaryReport {
-    /// 0 when no variation changes the outputs, 1 otherwise.
+    /// 0 when no variation changes the outputs, 1 when one does, 2 when the control build produced no
+    /// outputs to compare (it failed, or the provenance is unrebuildable).
     pub fn exit_code(&self) -> u8 {
-        u8::from(!self.stable)
+        if self.control.outputs.is_none() {
+            2
+        } else {
+            u8::from(!self.stable)
+        }
     }
 
     pub fn human(&self) -> String {
@@ -190,6 +195,14 @@ impl VaryReport {
             "control build: {} against the recorded digests",
             self.control.status.as_str()
         );
+        if self.control.outputs.is_none() {
+            let _ = writeln!(
+                s,
+                "nothing to vary: the control build produced no outputs ({})",
+                self.control.detail
+            );
+            return s;
+        }
         for b in &self.builds {
             let what = if b.status == Status::BuildFailed {
                 "build failed".to_string()
@@ -296,7 +309,7 @@ pub async fn vary(
     let mut dirs: Vec<PathBuf> = control.job_dir.iter().cloned().collect();
     if control.verdict.outputs.is_none() {
         // Nothing was built (unrebuildable, failed): there is nothing to vary.
-        report.stable = control.verdict.status != Status::BuildFailed;
+        report.stable = false;
         cleanup(&dirs, keep).await;
         return Ok(report);
     }

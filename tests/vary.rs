@@ -80,3 +80,22 @@ fn a_deterministic_build_is_stable_under_every_variation() {
     // The example chowns its files to root, so it cannot build as another user: reported, not blamed.
     assert_eq!(v["breaks"], serde_json::json!(["user-id"]), "{v:#}");
 }
+
+#[test]
+fn nothing_to_vary_when_the_control_build_fails() {
+    let repo = Repo::hello();
+    let prov = repo.provenance(
+        vec![subject("x", &unbuilt_digest('8'))],
+        "#!/bin/sh\nexit 3\n",
+    );
+    let r = Reprod::new();
+    let path = r.data.path().join("p.json");
+    std::fs::write(&path, serde_json::to_vec(&prov).unwrap()).unwrap();
+    let out = r.run(&["rebuild", "--vary", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("control build: build-failed") && text.contains("nothing to vary"),
+        "{text}"
+    );
+}
