@@ -35,11 +35,22 @@ pub struct SandboxConfig {
     pub hostname: String,
 }
 
-/// Registry rewrites for step images (the digest never changes), longest prefix first.
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize, PartialEq)]
+/// Images: registry rewrites for step images and originals (the digest never changes), longest prefix
+/// first; and whether an unreproducible subject's original image is fetched to explain the difference.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImagesConfig {
     pub mirrors: BTreeMap<String, String>,
+    pub fetch_originals: bool,
+}
+
+impl Default for ImagesConfig {
+    fn default() -> Self {
+        ImagesConfig {
+            mirrors: BTreeMap::new(),
+            fetch_originals: true,
+        }
+    }
 }
 
 impl Default for Config {

@@ -61,11 +61,12 @@ enum Command {
     },
     /// Compare two images and explain every difference, classified.
     ///
-    /// A and B are OCI layout directories, OCI archives (tarballs of a layout) or `docker save` archives.
+    /// A and B are OCI layout directories, OCI archives (tarballs of a layout), `docker save` archives, or
+    /// registry references `docker://NAME@sha256:<hex>` (fetched with skopeo, digests verified).
     /// Exit status: 0 identical; 1 different; 2 error.
     Diff {
-        a: PathBuf,
-        b: PathBuf,
+        a: String,
+        b: String,
         /// Print the report as JSON (schema `https://reprod.dev/diff/v1`).
         #[arg(long)]
         json: bool,
@@ -133,8 +134,21 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             limit,
             max_layer_bytes,
         } => {
-            let report = reprod::diff::diff(&a, &b, &reprod::diff::DiffOptions { max_layer_bytes })
-                .context("comparing the images")?;
+            let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+            let local = |arg: &str, side: &str| -> anyhow::Result<PathBuf> {
+                if !arg.starts_with("docker://") {
+                    return Ok(PathBuf::from(arg));
+                }
+                let dest = scratch.path().join(side);
+                reprod::oci::fetch(arg, &dest)?;
+                Ok(dest)
+            };
+            let (pa, pb) = (local(&a, "a")?, local(&b, "b")?);
+            let mut report =
+                reprod::diff::diff(&pa, &pb, &reprod::diff::DiffOptions { max_layer_bytes })
+                    .context("comparing the images")?;
+            report.a = a;
+            report.b = b;
             if json {
                 println!(
                     "{}",

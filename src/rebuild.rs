@@ -14,7 +14,7 @@ use crate::provenance::{
 };
 use crate::source::{self, SourceError};
 use crate::vary::Variation;
-use crate::verdict::{ProvenanceInfo, Status, StepReport, SubjectResult, Verdict};
+use crate::verdict::{Explanation, ProvenanceInfo, Status, StepReport, SubjectResult, Verdict};
 
 /// Lines of a failed step's log carried in the verdict.
 const LOG_TAIL_LINES: usize = 40;
@@ -144,6 +144,7 @@ fn subjects_unmatched(statement: &Statement) -> Vec<SubjectResult> {
             matched: false,
             rebuilt_digest: None,
             rebuilt_path: None,
+            explanation: None,
         })
         .collect()
 }
@@ -327,7 +328,90 @@ async fn run_in(
     verdict.claimed_results = read_results(&dirs.path(JobDirs::RESULTS));
     compare(recipe, &outputs, verdict);
     verdict.outputs = Some(outputs);
+    if config.images.fetch_originals && verdict.status == Status::Unreproducible {
+        explain(job, verdict).await;
+    }
     Ok(Ok(()))
+}
+
+/// Differences shown in a verdict's explanation (the job directory's `diffs/` has them all).
+const EXPLANATION_DIFFERENCES: usize = 10;
+
+/// Fetches each differing subject's original image by digest and diffs it against its rebuild.
+async fn explain(job: &Job<'_>, verdict: &mut Verdict) {
+    let mut done: BTreeMap<(String, String), Explanation> = BTreeMap::new();
+    for subject in verdict.subjects.iter_mut().filter(|s| !s.matched) {
+        let Some(path) = subject.rebuilt_path.clone() else {
+            continue;
+        };
+        let key = (subject.digest.clone(), path.clone());
+        if let Some(x) = done.get(&key) {
+            subject.explanation = Some(x.clone());
+            continue;
+        }
+        let repository = match subject.name.rsplit_once(':') {
+            Some((r, t)) if !t.contains('/') => r,
+            _ => subject.name.as_str(),
+        };
+        let repository = crate::config::rewrite_prefix(&job.config.images.mirrors, repository)
+            .unwrap_or_else(|| repository.to_string());
+        let original = format!("{repository}@{}", subject.digest);
+        (job.opts.progress)(&format!(
+            "explaining {}: fetching the original {original}",
+            subject.name
+        ));
+        let n = done.len();
+        let original_dir = job.dirs.root.join("originals").join(n.to_string());
+        let rebuilt = job.dirs.path(JobDirs::WORKSPACE).join(&path);
+        let report_path = job.dirs.root.join("diffs").join(format!("{n}.json"));
+        let reference = original.clone();
+        let result =
+            tokio::task::spawn_blocking(move || -> Result<crate::diff::DiffReport, String> {
+                crate::oci::fetch(&reference, &original_dir).map_err(|e| e.to_string())?;
+                let report = crate::diff::diff(
+                    &original_dir,
+                    &rebuilt,
+                    &crate::diff::DiffOptions::default(),
+                )
+                .map_err(|e| e.to_string())?;
+                if let Some(dir) = report_path.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                let _ = std::fs::write(
+                    &report_path,
+                    serde_json::to_vec_pretty(&report).unwrap_or_default(),
+                );
+                Ok(report)
+            })
+            .await
+            .unwrap_or_else(|e| Err(format!("the comparison task failed: {e}")));
+        let x = match result {
+            Ok(r) => Explanation {
+                original,
+                error: None,
+                summary: r.summary,
+                equivalent_after_normalization: r.equivalent_after_normalization,
+                normalizations: r.normalizations,
+                total_differences: r.differences.len(),
+                first_differences: r
+                    .differences
+                    .into_iter()
+                    .take(EXPLANATION_DIFFERENCES)
+                    .collect(),
+            },
+            Err(error) => Explanation {
+                original,
+                error: Some(error),
+                summary: BTreeMap::new(),
+                equivalent_after_normalization: false,
+                normalizations: Vec::new(),
+                total_differences: 0,
+                first_differences: Vec::new(),
+            },
+        };
+        subject.explanation = Some(x.clone());
+        done.insert(key, x);
+    }
 }
 
 fn source_failure(e: SourceError) -> Result<Result<(), Unrebuildable>, RebuildError> {
@@ -595,6 +679,14 @@ fn compare(recipe: &Recipe, outputs: &Outputs, verdict: &mut Verdict) {
 /// `org.opencontainers.image.ref.name` annotation (full name, tag, or last path component), else the only
 /// image built.
 fn counterpart(name: &str, outputs: &Outputs) -> Option<(String, String)> {
+    // A subject named like an output file is a file subject, not an image.
+    if outputs
+        .files
+        .iter()
+        .any(|f| f.path == name || f.path.ends_with(&format!("/{name}")))
+    {
+        return None;
+    }
     let (repo, tag) = match name.rsplit_once(':') {
         Some((r, t)) if !t.contains('/') => (r, Some(t)),
         _ => (name, None),

@@ -267,6 +267,10 @@ async fn build(
     progress: rebuild::Progress<'_>,
     variations: &BTreeSet<Variation>,
 ) -> Result<Built, RebuildError> {
+    // The builds are compared with each other; fetching the originals would explain nothing here.
+    let mut config = config.clone();
+    config.images.fetch_originals = false;
+    let config = &config;
     let opts = RebuildOptions {
         origin: origin.to_string(),
         keep_workspace: true,

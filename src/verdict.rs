@@ -46,6 +46,59 @@ pub struct SubjectResult {
     pub rebuilt_digest: Option<String>,
     /// Where that rebuilt image is, relative to the job workspace (for `reprod diff`), when it differs.
     pub rebuilt_path: Option<String>,
+    /// Why it differs: the original image, fetched by digest, compared with the rebuilt one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<Explanation>,
+}
+
+/// The diff between an unreproducible subject's original image and its rebuild, in short.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Explanation {
+    /// The reference fetched (`name@sha256:…`, after registry mirror rewrites).
+    pub original: String,
+    /// Why no comparison could be made (the original could not be fetched, or not be read).
+    pub error: Option<String>,
+    pub summary: BTreeMap<crate::diff::Class, usize>,
+    pub equivalent_after_normalization: bool,
+    pub normalizations: Vec<crate::diff::Class>,
+    pub total_differences: usize,
+    /// The first differences (the whole report is in the job directory's `diffs/`).
+    pub first_differences: Vec<crate::diff::Difference>,
+}
+
+impl Explanation {
+    /// One line for the human summary.
+    pub fn line(&self) -> String {
+        if let Some(e) = &self.error {
+            return format!("not explained: {e}");
+        }
+        let counts: Vec<String> = self
+            .summary
+            .iter()
+            .map(|(c, n)| {
+                format!(
+                    "{}: {n}",
+                    serde_json::to_value(c)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_default()
+                )
+            })
+            .collect();
+        let mut line = format!(
+            "{} difference(s) from {} ({})",
+            self.total_differences,
+            self.original,
+            counts.join(", ")
+        );
+        if self.equivalent_after_normalization {
+            line.push_str("; equivalent after normalization");
+        }
+        if let Some(d) = self.first_differences.first() {
+            line.push_str(&format!("; first: {} {}", d.location, d.field));
+        }
+        line
+    }
 }
 
 /// One step as it ran.
@@ -176,6 +229,9 @@ impl Verdict {
                         if let Some(p) = &sub.rebuilt_path {
                             let _ = write!(s, " (workspace/{p})");
                         }
+                        if let Some(x) = &sub.explanation {
+                            let _ = write!(s, "\n         why: {}", x.line());
+                        }
                     }
                     None if self.outputs.is_some() => {
                         let _ = write!(s, "\n         rebuilt: (no corresponding output)");
@@ -185,7 +241,11 @@ impl Verdict {
             }
             s.push('\n');
         }
-        if self.status == Status::Unreproducible {
+        let unexplained = self
+            .subjects
+            .iter()
+            .any(|x| !x.matched && x.explanation.as_ref().is_none_or(|e| e.error.is_some()));
+        if self.status == Status::Unreproducible && unexplained {
             let _ = writeln!(
                 s,
                 "to see why: rerun with --keep-workspace, then `reprod diff ORIGINAL <job_dir>/workspace/<path>` \

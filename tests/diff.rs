@@ -474,3 +474,59 @@ fn a_manifest_naming_paths_outside_the_image_is_refused() {
         .to_string();
     assert!(err.contains("outside the image directory"), "{err}");
 }
+
+#[test]
+fn registry_references_are_fetched_verified_and_compared() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (a, b) = (scratch.path().join("a"), scratch.path().join("b"));
+    let da = write_layout(&a, &base());
+    let mut spec = base();
+    spec.label = "2.0";
+    let db = write_layout(&b, &spec);
+    let repo = format!("127.0.0.1:5000/reprod-diff-{}", std::process::id());
+    for (dir, tag) in [(&a, "a"), (&b, "b")] {
+        common::sh(std::process::Command::new("skopeo").args([
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--preserve-digests",
+            &format!("oci:{}", dir.display()),
+            &format!("docker://{repo}:{tag}"),
+        ]));
+    }
+    let r = common::Reprod::new();
+    let (ra, rb) = (
+        format!("docker://{repo}@{da}"),
+        format!("docker://{repo}@{db}"),
+    );
+    let out = r.run(&["diff", "--json", &ra, &rb]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["a"], ra.as_str());
+    assert_eq!(v["summary"], json!({"config": 1}), "{v:#}");
+    assert_eq!(v["differences"][0]["field"], "config.Labels.version");
+    // The registry image and the local layout it came from are the same image.
+    let out = r.run(&["diff", &ra, a.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+
+    let out = r.run(&[
+        "diff",
+        &format!("docker://{repo}@sha256:{}", "0".repeat(64)),
+        &ra,
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("manifest unknown"), "{stderr}");
+    let out = r.run(&["diff", "docker://x@sha256:abc", &ra]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a registry reference"));
+}

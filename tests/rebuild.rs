@@ -254,3 +254,71 @@ fn distroless_seed_parses_and_is_unrebuildable_with_a_precise_reason() {
     assert_eq!(v["provenance"]["container"]["kind"], "bare-statement");
     assert_eq!(code, 1);
 }
+
+#[test]
+fn an_unreproducible_image_is_explained_by_diffing_the_original_from_the_registry() {
+    let repo = Repo::hello();
+    let script = "#!/bin/sh\nset -e\ncd /workspace/source\n./build.sh \"built with $(head -c 8 /dev/urandom | od -An -tx1)\"\n";
+    let [hello, _, _] = repo.reference_build(script);
+    // Publish the original build, as the build system would have.
+    // The rebuilt layout is annotated `hello`: the repository's last component pairs them.
+    let name = format!("127.0.0.1:5000/reprod-test-{}/hello", std::process::id());
+    sh(std::process::Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        "--preserve-digests",
+        &format!(
+            "oci:{}",
+            repo.reference_checkout().join("out/hello").display()
+        ),
+        &format!("docker://{name}:v1"),
+    ]));
+    let prov = repo.provenance(vec![subject(&format!("{name}:v1"), &hello)], script);
+    let (code, v, stderr) = Reprod::new()
+        .with("REPROD_IMAGES_FETCH_ORIGINALS", "true")
+        .rebuild(&prov);
+    assert_eq!(code, 1, "{v:#}\n{stderr}");
+    assert_eq!(v["status"], "unreproducible");
+    let x = &subjects_of(&v)[0]["explanation"];
+    assert!(x["error"].is_null(), "{x:#}");
+    assert_eq!(x["original"], format!("{name}@{hello}"));
+    assert_eq!(x["summary"], serde_json::json!({"content": 1}), "{x:#}");
+    let first = &x["first_differences"][0];
+    assert!(
+        first["location"]
+            .as_str()
+            .unwrap()
+            .ends_with("layer 0 hello.txt"),
+        "{first:#}"
+    );
+    assert!(
+        first["text_diff"]
+            .as_str()
+            .unwrap()
+            .contains("+built with "),
+        "{first:#}"
+    );
+}
+
+#[test]
+fn an_original_that_cannot_be_fetched_is_said_plainly() {
+    let repo = Repo::hello();
+    let bogus = unbuilt_digest('7');
+    let prov = repo.provenance(
+        vec![subject(
+            "127.0.0.1:5000/reprod-test/never-pushed/hello",
+            &bogus,
+        )],
+        HELLO_SCRIPT,
+    );
+    let (code, v, _) = Reprod::new()
+        .with("REPROD_IMAGES_FETCH_ORIGINALS", "true")
+        .rebuild(&prov);
+    assert_eq!(code, 1);
+    let x = &subjects_of(&v)[0]["explanation"];
+    assert!(
+        x["error"].as_str().unwrap().contains("never-pushed"),
+        "{x:#}"
+    );
+}

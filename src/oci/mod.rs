@@ -5,11 +5,13 @@
 
 mod collect;
 mod digest;
+mod fetch;
 mod layout;
 mod store;
 
 pub use collect::{collect, Outputs, RebuiltFile};
 pub use digest::{sha256_bytes, sha256_file, sha256_reader};
+pub use fetch::{fetch, parse_reference, FetchError};
 pub use layout::{read_image, ImageKind, RebuiltImage, TopEntry};
 pub use store::{blob_name, BlobStore};
 
