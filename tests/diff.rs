@@ -530,3 +530,67 @@ fn registry_references_are_fetched_verified_and_compared() {
     let out = r.run(&["diff", "docker://x@sha256:abc", &ra]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not a registry reference"));
 }
+
+#[test]
+fn a_manifest_or_config_that_does_not_match_its_digest_is_an_error() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (a, b) = (scratch.path().join("a"), scratch.path().join("b"));
+    write_layout(&a, &base());
+    let mut spec = base();
+    spec.label = "tampered";
+    let manifest = write_layout(&b, &spec);
+    let m: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(b.join("blobs/sha256").join(&manifest[7..])).unwrap(),
+    )
+    .unwrap();
+    let config = m["config"]["digest"].as_str().unwrap().to_string();
+    let path = b.join("blobs/sha256").join(&config[7..]);
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("tampered", "tampereD");
+    std::fs::write(&path, text).unwrap();
+    let err = diff::diff(&a, &b, &DiffOptions::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("does not match its digest {config}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn multi_platform_indexes_are_compared_platform_by_platform() {
+    let scratch = tempfile::tempdir().unwrap();
+    let write_multi = |dir: &Path, arm_label: &'static str| {
+        // Two single-platform layouts merged into one layout whose index names both platforms.
+        let amd = write_layout(dir, &base());
+        let mut arm_spec = base();
+        arm_spec.label = arm_label;
+        arm_spec.files[0].kind = Kind::File(b"arm build\n");
+        let arm = write_layout(dir, &arm_spec);
+        let size = |d: &str| {
+            std::fs::metadata(dir.join("blobs/sha256").join(&d[7..]))
+                .unwrap()
+                .len()
+        };
+        let index = json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json", "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": amd, "size": size(&amd),
+             "platform": {"os": "linux", "architecture": "amd64"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": arm, "size": size(&arm),
+             "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}}
+        ]});
+        std::fs::write(dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    };
+    let (a, b) = (scratch.path().join("a"), scratch.path().join("b"));
+    write_multi(&a, "1.0");
+    write_multi(&b, "1.0-arm");
+    let r = diff::diff(&a, &b, &DiffOptions::default()).unwrap();
+    assert_eq!(
+        r.differences.len(),
+        1,
+        "only the arm64 image differs: {:#?}",
+        r.differences
+    );
+    assert_eq!(r.differences[0].location, "linux/arm64/v8 config");
+    assert_eq!(r.differences[0].field, "config.Labels.version");
+}

@@ -96,8 +96,8 @@ impl Comparer<'_> {
             ));
         }
         if ia.config.digest.is_none() || ia.config.digest != ib.config.digest {
-            let ca: Value = json(self.a, &ia.config.name)?;
-            let cb: Value = json(self.b, &ib.config.name)?;
+            let ca: Value = self.a.json(&ia.config.name, ia.config.digest.as_deref())?;
+            let cb: Value = self.b.json(&ib.config.name, ib.config.digest.as_deref())?;
             self.config(&loc, &ca, &cb);
         }
         let n = ia.layers.len().max(ib.layers.len());
@@ -467,13 +467,6 @@ impl Comparer<'_> {
         }
         Ok(())
     }
-}
-
-fn json(src: &ImageSource, name: &str) -> Result<Value, DiffError> {
-    serde_json::from_slice(&src.read_small(name)?).map_err(|e| DiffError::Blob {
-        image: src.display.clone(),
-        problem: format!("{name}: config is not JSON: {e}"),
-    })
 }
 
 fn list(src: &ImageSource, name: &str, cap: u64) -> Result<Listing, DiffError> {

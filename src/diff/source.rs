@@ -78,7 +78,7 @@ impl ImageSource {
             images: Vec::new(),
         };
         if source.store.exists("index.json") {
-            let index: ImageIndex = source.json("index.json")?;
+            let index: ImageIndex = source.json("index.json", None)?;
             source.index_annotations = sorted(index.annotations().as_ref());
             let mut images = Vec::new();
             for d in index.manifests() {
@@ -119,8 +119,27 @@ impl ImageSource {
         }
     }
 
-    fn json<T: serde::de::DeserializeOwned>(&self, name: &str) -> Result<T, DiffError> {
-        serde_json::from_slice(&self.read_small(name)?)
+    /// Reads a small document whole and, when its digest is known, proves the bytes match it.
+    pub fn read_verified(&self, name: &str, digest: Option<&str>) -> Result<Vec<u8>, DiffError> {
+        let bytes = self.read_small(name)?;
+        if let Some(expected) = digest {
+            let found = crate::oci::sha256_bytes(&bytes);
+            if found != expected {
+                return Err(self.blob_error(format!(
+                    "{name} does not match its digest {expected}: its bytes hash to {found}"
+                )));
+            }
+        }
+        Ok(bytes)
+    }
+
+    /// Reads, verifies and parses a JSON document.
+    pub fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+        digest: Option<&str>,
+    ) -> Result<T, DiffError> {
+        serde_json::from_slice(&self.read_verified(name, digest)?)
             .map_err(|e| self.blob_error(format!("{name}: not the expected JSON document: {e}")))
     }
 
@@ -138,12 +157,12 @@ impl ImageSource {
                     "{name}: indexes nested deeper than {MAX_INDEX_DEPTH}"
                 )));
             }
-            let nested: ImageIndex = self.json(&name)?;
+            let nested: ImageIndex = self.json(&name, Some(d.digest().as_ref()))?;
             for child in nested.manifests() {
                 self.collect(child, depth + 1, out)?;
             }
         } else if is_manifest_media_type(&media_type) {
-            let manifest: ImageManifest = self.json(&name)?;
+            let manifest: ImageManifest = self.json(&name, Some(d.digest().as_ref()))?;
             let platform = d.platform().as_ref().map_or_else(
                 || "default".to_string(),
                 |p| {
@@ -188,7 +207,7 @@ impl ImageSource {
             #[serde(rename = "Layers", default)]
             layers: Vec<String>,
         }
-        let entries: Vec<Entry> = self.json("manifest.json")?;
+        let entries: Vec<Entry> = self.json("manifest.json", None)?;
         Ok(entries
             .into_iter()
             .map(|e| PlatformImage {
