@@ -76,6 +76,10 @@ enum Command {
         /// Decompressed bytes allowed per layer; a decompression bomb stops here.
         #[arg(long, default_value_t = 64 << 30)]
         max_layer_bytes: u64,
+        /// Also hash every layer blob read and refuse one that does not match its digest (indexes,
+        /// manifests and configs are always checked). Costs a second hash of the compressed bytes.
+        #[arg(long)]
+        verify_layers: bool,
     },
     /// Scan a directory the way a rebuild scans its workspace, and print the outputs and digests found.
     ///
@@ -133,6 +137,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             json,
             limit,
             max_layer_bytes,
+            verify_layers,
         } => {
             let scratch = tempfile::tempdir().context("creating a scratch directory")?;
             let local = |arg: &str, side: &str| -> anyhow::Result<PathBuf> {
@@ -144,9 +149,15 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 Ok(dest)
             };
             let (pa, pb) = (local(&a, "a")?, local(&b, "b")?);
-            let mut report =
-                reprod::diff::diff(&pa, &pb, &reprod::diff::DiffOptions { max_layer_bytes })
-                    .context("comparing the images")?;
+            let mut report = reprod::diff::diff(
+                &pa,
+                &pb,
+                &reprod::diff::DiffOptions {
+                    max_layer_bytes,
+                    verify_layers,
+                },
+            )
+            .context("comparing the images")?;
             report.a = a;
             report.b = b;
             if json {

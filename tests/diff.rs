@@ -594,3 +594,36 @@ fn multi_platform_indexes_are_compared_platform_by_platform() {
     assert_eq!(r.differences[0].location, "linux/arm64/v8 config");
     assert_eq!(r.differences[0].field, "config.Labels.version");
 }
+
+#[test]
+fn a_layer_that_does_not_match_its_digest_is_refused_with_verify_layers() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (a, b) = (scratch.path().join("a"), scratch.path().join("b"));
+    write_layout(&a, &base());
+    let mut spec = base();
+    spec.files[0].mtime += 1;
+    let manifest = write_layout(&b, &spec);
+    let layer = layer_blob(&b, &manifest);
+    let mut bytes = std::fs::read(&layer).unwrap();
+    // Inside a file's content: still a well-formed tar, only the bytes differ from the digest.
+    let at = bytes.windows(5).position(|w| w == b"world").unwrap();
+    bytes[at] ^= 0x20;
+    std::fs::write(&layer, &bytes).unwrap();
+    let hex = layer.file_name().unwrap().to_str().unwrap().to_string();
+
+    let lenient = diff::diff(&a, &b, &DiffOptions::default()).unwrap();
+    assert!(!lenient.identical, "the bytes are compared as they are");
+    let strict = DiffOptions {
+        verify_layers: true,
+        ..DiffOptions::default()
+    };
+    let err = diff::diff(&a, &b, &strict).unwrap_err().to_string();
+    assert!(
+        err.contains(&hex) && err.contains("does not match its digest"),
+        "{err}"
+    );
+    // An intact pair passes the strict check.
+    let c = scratch.path().join("c");
+    write_layout(&c, &spec);
+    assert!(!diff::diff(&a, &c, &strict).unwrap().identical);
+}

@@ -5,7 +5,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde_json::Value;
 
 use super::layer::{self, Entry, Listing};
-use super::source::{ImageSource, PlatformImage};
+use super::source::{BlobRef, ImageSource, PlatformImage};
 use super::{Class, DiffError, DiffOptions, Difference};
 
 /// Collects differences for one pair of sources.
@@ -108,7 +108,7 @@ impl Comparer<'_> {
                     if la.blob.digest.is_some() && la.blob.digest == lb.blob.digest {
                         continue;
                     }
-                    self.layer(&where_, &la.blob.name, &lb.blob.name)?;
+                    self.layer(&where_, &la.blob, &lb.blob)?;
                 }
                 (Some(la), None) => self.out.push(diff(
                     Class::Content,
@@ -225,12 +225,18 @@ impl Comparer<'_> {
         }
     }
 
-    fn layer(&mut self, loc: &str, name_a: &str, name_b: &str) -> Result<(), DiffError> {
+    fn layer(&mut self, loc: &str, blob_a: &BlobRef, blob_b: &BlobRef) -> Result<(), DiffError> {
+        let (name_a, name_b) = (blob_a.name.as_str(), blob_b.name.as_str());
+        let verify = self.opts.verify_layers;
+        let (da, db) = (
+            blob_a.digest.as_deref().filter(|_| verify),
+            blob_b.digest.as_deref().filter(|_| verify),
+        );
         let cap = self.opts.max_layer_bytes;
         // The two layers are independent streams: read them on two cores.
         let (la, lb) = std::thread::scope(|scope| {
-            let a = scope.spawn(|| list(self.a, name_a, cap));
-            let lb = list(self.b, name_b, cap);
+            let a = scope.spawn(|| list(self.a, name_a, da, cap));
+            let lb = list(self.b, name_b, db, cap);
             let la = a.join().unwrap_or_else(|_| {
                 Err(DiffError::Layer {
                     image: self.a.display.clone(),
@@ -469,13 +475,59 @@ impl Comparer<'_> {
     }
 }
 
-fn list(src: &ImageSource, name: &str, cap: u64) -> Result<Listing, DiffError> {
-    let (reader, _) = src.open_blob(name)?;
-    layer::list(reader, cap).map_err(|e| DiffError::Layer {
+/// Lists a layer; with `digest`, also hashes the blob as read (to its end) and proves it matches.
+fn list(
+    src: &ImageSource,
+    name: &str,
+    digest: Option<&str>,
+    cap: u64,
+) -> Result<Listing, DiffError> {
+    let layer_error = |problem: String| DiffError::Layer {
         image: src.display.clone(),
         name: name.to_string(),
-        problem: e.to_string(),
-    })
+        problem,
+    };
+    let (reader, _) = src.open_blob(name)?;
+    let Some(expected) = digest else {
+        return layer::list(reader, cap).map_err(|e| layer_error(e.to_string()));
+    };
+    let hashed = std::sync::Arc::new(std::sync::Mutex::new(sha2::Sha256::default()));
+    let reader = Box::new(HashingReader {
+        inner: reader,
+        hasher: hashed.clone(),
+    });
+    let listing = layer::list_draining(reader, cap).map_err(|e| layer_error(e.to_string()))?;
+    let found = {
+        use sha2::Digest as _;
+        let hasher = hashed
+            .lock()
+            .map_err(|_| layer_error("hasher poisoned".into()))?
+            .clone();
+        format!("sha256:{}", hex::encode(hasher.finalize()))
+    };
+    if found != expected {
+        return Err(layer_error(format!(
+            "does not match its digest {expected}: its bytes hash to {found}"
+        )));
+    }
+    Ok(listing)
+}
+
+/// Hashes the compressed bytes of a blob on their way to the decompressor.
+struct HashingReader {
+    inner: Box<dyn std::io::Read + Send>,
+    hasher: std::sync::Arc<std::sync::Mutex<sha2::Sha256>>,
+}
+
+impl std::io::Read for HashingReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        use sha2::Digest as _;
+        let n = self.inner.read(buf)?;
+        if let Ok(mut h) = self.hasher.lock() {
+            h.update(&buf[..n]);
+        }
+        Ok(n)
+    }
 }
 
 fn texts(

@@ -162,6 +162,16 @@ fn normalize(raw: &str) -> (String, bool) {
 
 /// Lists a layer.
 pub fn list(reader: Box<dyn Read + Send>, cap: u64) -> Result<Listing, LayerError> {
+    list_inner(reader, cap, false)
+}
+
+/// Lists a layer and then reads the blob to its end (padding, trailing blocks), so that a wrapper that
+/// hashes the blob sees every byte.
+pub fn list_draining(reader: Box<dyn Read + Send>, cap: u64) -> Result<Listing, LayerError> {
+    list_inner(reader, cap, true)
+}
+
+fn list_inner(reader: Box<dyn Read + Send>, cap: u64, drain: bool) -> Result<Listing, LayerError> {
     let (compression, stream) = decompress(reader, cap)?;
     let mut archive = tar::Archive::new(stream);
     let mut entries = Vec::new();
@@ -249,6 +259,10 @@ pub fn list(reader: Box<dyn Read + Send>, cap: u64) -> Result<Listing, LayerErro
             format,
             text,
         });
+    }
+    if drain {
+        std::io::copy(&mut archive.into_inner(), &mut std::io::sink())
+            .map_err(|e| map_io(e, cap))?;
     }
     Ok(Listing {
         compression,

@@ -109,12 +109,16 @@ pub struct DiffReport {
 pub struct DiffOptions {
     /// Decompressed bytes allowed per layer (a gzip bomb stops here).
     pub max_layer_bytes: u64,
+    /// Hash every layer blob that is read and refuse one whose bytes do not match its digest (costs a
+    /// second hash of the compressed bytes; indexes, manifests and configs are always verified).
+    pub verify_layers: bool,
 }
 
 impl Default for DiffOptions {
     fn default() -> Self {
         DiffOptions {
             max_layer_bytes: 64 << 30,
+            verify_layers: false,
         }
     }
 }
