@@ -291,13 +291,27 @@ async fn build(
     })
 }
 
-/// Runs the search. `keep` keeps every build's job directory; otherwise they are removed at the end.
+/// Runs the search. `keep` keeps every build's job directory; otherwise they are removed at the end,
+/// also when the search stops on an infrastructure error.
 pub async fn vary(
     config: &Config,
     bytes: &[u8],
     origin: &str,
     progress: rebuild::Progress<'_>,
     keep: bool,
+) -> Result<VaryReport, RebuildError> {
+    let mut dirs = Vec::new();
+    let result = search(config, bytes, origin, progress, &mut dirs).await;
+    cleanup(&dirs, keep).await;
+    result
+}
+
+async fn search(
+    config: &Config,
+    bytes: &[u8],
+    origin: &str,
+    progress: rebuild::Progress<'_>,
+    dirs: &mut Vec<PathBuf>,
 ) -> Result<VaryReport, RebuildError> {
     let none = BTreeSet::new();
     progress("vary: control build");
@@ -310,11 +324,10 @@ pub async fn vary(
         breaks: Vec::new(),
         diff: None,
     };
-    let mut dirs: Vec<PathBuf> = control.job_dir.iter().cloned().collect();
+    dirs.extend(control.job_dir.iter().cloned());
     if control.verdict.outputs.is_none() {
         // Nothing was built (unrebuildable, failed): there is nothing to vary.
         report.stable = false;
-        cleanup(&dirs, keep).await;
         return Ok(report);
     }
 
@@ -348,7 +361,6 @@ pub async fn vary(
             report.stable = false;
             report.culprits.push(vec!["clock".into()]);
             report.diff = first_image_diff(&control, &again, &d);
-            cleanup(&dirs, keep).await;
             return Ok(report);
         }
     }
@@ -361,7 +373,6 @@ pub async fn vary(
     if record(&mut report, "all variations".into(), &all_vec, &everything)
         .is_some_and(|d| d.is_empty())
     {
-        cleanup(&dirs, keep).await;
         return Ok(report);
     }
 
@@ -413,7 +424,6 @@ pub async fn vary(
             }
         }
     }
-    cleanup(&dirs, keep).await;
     Ok(report)
 }
 
