@@ -1,0 +1,371 @@
+//! One rebuild, end to end: provenance → recipe → checkout → steps in the sandbox → outputs → verdict.
+
+mod matching;
+mod steps;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use reprod_sandbox::{Sandbox, StepMount};
+
+use crate::config::Config;
+use crate::oci;
+use crate::provenance::{
+    self, tekton, Container, ParseError, Recipe, Statement, Unrebuildable, UnrebuildableReason,
+};
+use crate::source::{self, SourceError};
+use crate::verdict::{ProvenanceInfo, Status, SubjectResult, Verdict};
+
+/// Largest Tekton result read back from the workspace.
+const MAX_RESULT_BYTES: u64 = 64 << 10;
+
+/// Failures that prevent any verdict (the input is unusable, or the infrastructure is down).
+#[derive(Debug, thiserror::Error)]
+pub enum RebuildError {
+    #[error("cannot read provenance {path}: {error}; check the path and permissions")]
+    Read { path: String, error: std::io::Error },
+    #[error("provenance {path} is {size} bytes, over the {limit}-byte limit (max_document_bytes)")]
+    TooLarge {
+        path: String,
+        size: u64,
+        limit: usize,
+    },
+    #[error("provenance {path} cannot be parsed: {error}")]
+    Parse { path: String, error: ParseError },
+    #[error("infrastructure failure (not a verdict on the artifact; retry once fixed): {0}")]
+    Infrastructure(String),
+}
+
+/// Receives progress lines for a human watching.
+pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
+
+/// Reads a provenance file with the size cap applied before the bytes are held.
+pub fn read_provenance(path: &Path, limit: usize) -> Result<Vec<u8>, RebuildError> {
+    let display = path.display().to_string();
+    let read_err = |error| RebuildError::Read {
+        path: display.clone(),
+        error,
+    };
+    let file = std::fs::File::open(path).map_err(read_err)?;
+    let mut bytes = Vec::new();
+    file.take(limit as u64 + 1)
+        .read_to_end(&mut bytes)
+        .map_err(read_err)?;
+    if bytes.len() > limit {
+        let size = std::fs::metadata(path).map_or(bytes.len() as u64, |m| m.len());
+        return Err(RebuildError::TooLarge {
+            path: display,
+            size,
+            limit,
+        });
+    }
+    Ok(bytes)
+}
+
+/// Options of one rebuild.
+pub struct RebuildOptions<'a> {
+    /// Where the document came from (a path or a URL), for the verdict.
+    pub origin: String,
+    /// Keep the job directory (workspace, results, scripts) for inspection.
+    pub keep_workspace: bool,
+    pub progress: Progress<'a>,
+    /// Environment variations to apply to every step (empty for a faithful rebuild).
+    pub variations: std::collections::BTreeSet<crate::vary::Variation>,
+}
+
+/// Rebuilds from provenance bytes. Returns a verdict whenever one can honestly be given.
+pub async fn rebuild(
+    config: &Config,
+    bytes: &[u8],
+    opts: &RebuildOptions<'_>,
+) -> Result<Verdict, RebuildError> {
+    let started = Instant::now();
+    let (container, statement) = provenance::container::decode(bytes, config.max_document_bytes)
+        .map_err(|error| RebuildError::Parse {
+            path: opts.origin.clone(),
+            error,
+        })?;
+    let mut verdict = Verdict {
+        status: Status::Unrebuildable,
+        reason: None,
+        detail: String::new(),
+        provenance: ProvenanceInfo {
+            origin: opts.origin.clone(),
+            sha256: oci::sha256_bytes(bytes)["sha256:".len()..].to_string(),
+            signature: container.signature_note(),
+            container: container.clone(),
+            predicate_type: statement.predicate_type.clone(),
+        },
+        source: None,
+        fetched_url: None,
+        subjects: subjects_unmatched(&statement),
+        steps: Vec::new(),
+        outputs: None,
+        claimed_results: BTreeMap::new(),
+        job_dir: None,
+        reprod_version: env!("CARGO_PKG_VERSION"),
+        duration_ms: 0,
+    };
+    if matches!(container, Container::DsseEnvelope { .. }) {
+        (opts.progress)(
+            "warning: the envelope's signatures are not verified by this build of reprod",
+        );
+    }
+    let outcome = match provenance::normalize(&statement).and_then(|r| r.check().map(|()| r)) {
+        Err(unrebuildable) => Err(unrebuildable),
+        Ok(recipe) => {
+            verdict.source = recipe.source.clone();
+            run(config, &recipe, &mut verdict, opts).await?
+        }
+    };
+    if let Err(u) = outcome {
+        verdict.status = Status::Unrebuildable;
+        verdict.reason = Some(u.reason.to_string());
+        verdict.detail = u.detail;
+    }
+    verdict.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(verdict)
+}
+
+fn subjects_unmatched(statement: &Statement) -> Vec<SubjectResult> {
+    statement
+        .subjects
+        .iter()
+        .map(|s| SubjectResult {
+            name: s.name.clone(),
+            digest: s.sha256().unwrap_or_else(|| {
+                s.digests
+                    .iter()
+                    .next()
+                    .map_or_else(|| "(none)".into(), |(alg, hex)| format!("{alg}:{hex}"))
+            }),
+            matched: false,
+            rebuilt_digest: None,
+            rebuilt_path: None,
+            explanation: None,
+        })
+        .collect()
+}
+
+/// The directories of one job. Everything a step can see lives under `root`.
+struct JobDirs {
+    root: PathBuf,
+}
+
+impl JobDirs {
+    const WORKSPACE: &'static str = "workspace";
+    const RESULTS: &'static str = "results";
+    const HOME: &'static str = "home";
+    const SCRIPTS: &'static str = "scripts";
+    /// Full captured step logs; not mounted into any step.
+    const LOGS: &'static str = "logs";
+
+    fn create(data_dir: &Path, job_id: &str) -> std::io::Result<Self> {
+        use std::os::unix::fs::PermissionsExt;
+        let root = data_dir.join("jobs").join(job_id);
+        std::fs::create_dir_all(&root)?;
+        std::fs::create_dir_all(root.join(Self::LOGS))?;
+        for sub in [Self::WORKSPACE, Self::RESULTS, Self::HOME, Self::SCRIPTS] {
+            let p = root.join(sub);
+            std::fs::create_dir_all(&p)?;
+            // Steps may run as any user the image chooses; like Tekton's emptyDir volumes, these are writable.
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777))?;
+        }
+        Ok(JobDirs { root })
+    }
+
+    fn path(&self, sub: &str) -> PathBuf {
+        self.root.join(sub)
+    }
+
+    fn mounts(workspace_at: &str) -> Vec<StepMount> {
+        let m = |sub: &str, at: &str, read_only: bool| StepMount {
+            workspace_subdir: PathBuf::from(sub),
+            container_path: at.to_string(),
+            read_only,
+        };
+        vec![
+            m(Self::WORKSPACE, workspace_at, false),
+            m(Self::RESULTS, tekton::RESULTS_DIR, false),
+            m(Self::HOME, tekton::HOME_DIR, false),
+            m(Self::SCRIPTS, tekton::SCRIPTS_DIR, true),
+        ]
+    }
+}
+
+/// Runs checkout, steps and comparison. The outer `Err` is infrastructure; the inner one an unrebuildable.
+async fn run(
+    config: &Config,
+    recipe: &Recipe,
+    verdict: &mut Verdict,
+    opts: &RebuildOptions<'_>,
+) -> Result<Result<(), Unrebuildable>, RebuildError> {
+    let infra = |e: &dyn std::fmt::Display| RebuildError::Infrastructure(e.to_string());
+    let sandbox = Sandbox::connect(config.policy())
+        .await
+        .map_err(|e| infra(&e))?;
+    match sandbox.sweep_orphans().await {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            removed = n,
+            "removed containers left by a reprod process that no longer runs"
+        ),
+        Err(e) => return Err(infra(&e)),
+    }
+
+    let job_id = format!(
+        "{}-{}-{}",
+        &verdict.provenance.sha256[..12],
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis())
+    );
+    let dirs = JobDirs::create(&config.data_dir, &job_id).map_err(|e| {
+        infra(&format!(
+            "cannot create the job directory under {}: {e}",
+            config.data_dir.join("jobs").display()
+        ))
+    })?;
+    let job = Job {
+        config,
+        recipe,
+        opts,
+        sandbox: &sandbox,
+        id: job_id,
+        dirs,
+    };
+    let result = run_in(&job, verdict).await;
+    // A step cut short by the job deadline was dropped mid-flight; make sure its container is gone.
+    if let Err(e) = sandbox.remove_job_containers(&job.id).await {
+        tracing::warn!(job = %job.id, error = %e, "could not remove the job's containers");
+    }
+    let dirs = job.dirs;
+    if opts.keep_workspace {
+        (opts.progress)(&format!("kept the job directory: {}", dirs.root.display()));
+        verdict.job_dir = Some(dirs.root.display().to_string());
+    } else if let Err(e) = remove_job_dir(&dirs.root).await {
+        tracing::warn!(path = %dirs.root.display(), error = %e, "could not remove the job directory");
+    }
+    result
+}
+
+async fn remove_job_dir(root: &Path) -> std::io::Result<()> {
+    let root = root.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::remove_dir_all(root))
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// Everything one running job needs.
+struct Job<'a> {
+    config: &'a Config,
+    recipe: &'a Recipe,
+    opts: &'a RebuildOptions<'a>,
+    sandbox: &'a Sandbox,
+    id: String,
+    dirs: JobDirs,
+}
+
+async fn run_in(
+    job: &Job<'_>,
+    verdict: &mut Verdict,
+) -> Result<Result<(), Unrebuildable>, RebuildError> {
+    let Job {
+        config,
+        recipe,
+        opts,
+        dirs,
+        ..
+    } = job;
+    let Some(src) = recipe.source.clone() else {
+        return Ok(Err(Unrebuildable::new(
+            UnrebuildableReason::NoSource,
+            "no source",
+        )));
+    };
+    (opts.progress)(&format!("fetching {} at {}", src.uri, src.commit));
+    let source_config = config.source.clone();
+    let dest = dirs.path(JobDirs::WORKSPACE).join(tekton::SOURCE_WORKSPACE);
+    let checkout = tokio::task::spawn_blocking(move || {
+        source::checkout(&source_config, &src.uri, &src.commit, &dest)
+    })
+    .await
+    .map_err(|e| RebuildError::Infrastructure(format!("checkout task failed: {e}")))?;
+    match checkout {
+        Ok(c) => verdict.fetched_url = Some(c.fetched_url),
+        Err(e) => return source_failure(e),
+    }
+
+    let deadline = Duration::from_secs(config.sandbox.job_timeout_secs);
+    let steps = steps::run_steps(job, verdict);
+    let finished = match tokio::time::timeout(deadline, steps).await {
+        Ok(r) => r?,
+        Err(_) => {
+            verdict.status = Status::BuildFailed;
+            verdict.reason = Some("job-timed-out".into());
+            verdict.detail = format!(
+                "the job exceeded its {}s wall-clock limit",
+                deadline.as_secs()
+            );
+            return Ok(Ok(()));
+        }
+    };
+    if let Err(u) = finished {
+        return Ok(Err(u));
+    }
+    if verdict.status == Status::BuildFailed {
+        return Ok(Ok(()));
+    }
+
+    (opts.progress)("collecting outputs");
+    let root = dirs.path(JobDirs::WORKSPACE);
+    let outputs = tokio::task::spawn_blocking(move || oci::collect(&root))
+        .await
+        .map_err(|e| RebuildError::Infrastructure(format!("output scan failed: {e}")))?;
+    verdict.claimed_results = read_results(&dirs.path(JobDirs::RESULTS));
+    matching::compare(recipe, &outputs, verdict);
+    verdict.outputs = Some(outputs);
+    if config.images.fetch_originals && verdict.status == Status::Unreproducible {
+        matching::explain(job, verdict).await;
+    }
+    Ok(Ok(()))
+}
+
+fn source_failure(e: SourceError) -> Result<Result<(), Unrebuildable>, RebuildError> {
+    let reason = match &e {
+        SourceError::DisallowedScheme { .. } => UnrebuildableReason::DisallowedSourceScheme,
+        SourceError::CommitNotFound { .. } | SourceError::BadCommit(_) => {
+            UnrebuildableReason::CommitNotFound
+        }
+        SourceError::Fetch { .. } => UnrebuildableReason::SourceUnavailable,
+        SourceError::HeadMismatch { .. } | SourceError::Git { .. } | SourceError::Io { .. } => {
+            return Err(RebuildError::Infrastructure(format!("checkout: {e}")))
+        }
+    };
+    Ok(Err(Unrebuildable::new(reason, e.to_string())))
+}
+
+/// Tekton results the build wrote (claims, not evidence), each bounded.
+fn read_results(dir: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return out;
+    };
+    for e in entries.flatten() {
+        let Ok(meta) = e.path().symlink_metadata() else {
+            continue;
+        };
+        if !meta.is_file() {
+            continue;
+        }
+        let mut text = String::new();
+        if let Ok(f) = std::fs::File::open(e.path()) {
+            let _ = f.take(MAX_RESULT_BYTES).read_to_string(&mut text);
+        }
+        out.insert(e.file_name().to_string_lossy().into_owned(), text);
+    }
+    out
+}

@@ -1,0 +1,194 @@
+//! Running the recorded steps, in order, in the sandbox.
+
+use std::path::Path;
+
+use reprod_sandbox::{PinnedImage, SandboxError, StepSpec, Termination};
+
+use super::{Job, JobDirs, RebuildError};
+use crate::config::Config;
+use crate::provenance::{tekton, Unrebuildable, UnrebuildableReason};
+use crate::vary::Variation;
+use crate::verdict::{Status, StepReport, Verdict};
+
+/// Lines of a failed step's log carried in the verdict.
+const LOG_TAIL_LINES: usize = 40;
+
+/// Runs the steps in order; stops at the first that does not succeed (recording a build-failed verdict).
+pub(super) async fn run_steps(
+    job: &Job<'_>,
+    verdict: &mut Verdict,
+) -> Result<Result<(), Unrebuildable>, RebuildError> {
+    let Job {
+        config,
+        recipe,
+        opts,
+        sandbox,
+        dirs,
+        ..
+    } = job;
+    let total = recipe.steps.len();
+    for (i, step) in recipe.steps.iter().enumerate() {
+        let recorded = PinnedImage::parse(&step.image)
+            .map_err(|e| RebuildError::Infrastructure(e.to_string()))?;
+        let image = mirror_image(config, &recorded)?;
+        // Under the build-path variation the workspace moves, and the step's own texts with it.
+        let workspace_at = if opts.variations.contains(&Variation::BuildPath) {
+            crate::vary::VARIED_WORKSPACE
+        } else {
+            tekton::WORKSPACE_ROOT
+        };
+        let place =
+            |text: &str| crate::vary::move_workspace(text, tekton::WORKSPACE_ROOT, workspace_at);
+        let step_args: Vec<String> = step.args.iter().map(|a| place(a)).collect();
+        let (entrypoint, args) = match (&step.script, &step.command) {
+            (Some(script), _) => {
+                let file = format!("{i:02}-{}", sanitize(&step.name));
+                write_script(&dirs.path(JobDirs::SCRIPTS).join(&file), &place(script)).map_err(
+                    |e| RebuildError::Infrastructure(format!("writing the step script: {e}")),
+                )?;
+                (
+                    Some(vec![format!("{}/{file}", tekton::SCRIPTS_DIR)]),
+                    Some(step_args),
+                )
+            }
+            (None, Some(cmd)) => (Some(vec![place(cmd)]), Some(step_args)),
+            (None, None) => (None, (!step_args.is_empty()).then_some(step_args)),
+        };
+        let mut env = vec![("HOME".to_string(), tekton::HOME_DIR.to_string())];
+        env.extend(step.env.iter().cloned());
+        let mut launch = crate::vary::Launch {
+            env,
+            entrypoint,
+            args,
+            hostname: None,
+            domainname: None,
+            user: None,
+            cpuset_cpus: None,
+        };
+        crate::vary::apply(&opts.variations, &mut launch);
+        let spec = StepSpec {
+            job_id: job.id.clone(),
+            name: step.name.clone(),
+            image: image.clone(),
+            entrypoint: launch.entrypoint,
+            args: launch.args,
+            env: launch.env,
+            working_dir: step.working_dir.as_deref().map(place),
+            workspace: dirs.root.clone(),
+            mounts: JobDirs::mounts(workspace_at),
+            hostname: launch.hostname,
+            domainname: launch.domainname,
+            user: launch.user,
+            cpuset_cpus: launch.cpuset_cpus,
+        };
+        (opts.progress)(&format!(
+            "step {}/{total} {}: running in {image}",
+            i + 1,
+            step.name
+        ));
+        let outcome = match sandbox.run_step(&spec).await {
+            Ok(o) => o,
+            Err(e @ SandboxError::ImageUnavailable { .. }) => {
+                return Ok(Err(Unrebuildable::new(
+                    UnrebuildableReason::ImageUnavailable,
+                    format!("step {:?}: {e}", step.name),
+                )))
+            }
+            Err(SandboxError::UnpinnedImage(e)) => {
+                return Ok(Err(Unrebuildable::new(
+                    UnrebuildableReason::UnpinnedImage,
+                    e.to_string(),
+                )))
+            }
+            Err(e) => return Err(RebuildError::Infrastructure(e.to_string())),
+        };
+        let termination = match outcome.termination {
+            Termination::Exited => "exited",
+            Termination::TimedOut => "timed-out",
+            Termination::OutOfMemory => "out-of-memory",
+        };
+        (opts.progress)(&format!(
+            "step {}/{total} {}: {termination}, exit {} after {:.1}s",
+            i + 1,
+            step.name,
+            outcome.exit_code,
+            outcome.duration.as_secs_f64()
+        ));
+        let log_path = dirs
+            .path(JobDirs::LOGS)
+            .join(format!("{i:02}-{}.log", sanitize(&step.name)));
+        if let Err(e) = std::fs::write(&log_path, &outcome.log.text) {
+            tracing::warn!(path = %log_path.display(), error = %e, "could not write the step log");
+        }
+        verdict.steps.push(StepReport {
+            name: step.name.clone(),
+            image: step.image.clone(),
+            pulled_image: image.to_string(),
+            exit_code: outcome.exit_code,
+            termination,
+            duration_ms: outcome.duration.as_millis() as u64,
+            log_bytes: outcome.log.total_bytes,
+            log_truncated: outcome.log.truncated(),
+            log_tail: outcome.log.tail_lines(LOG_TAIL_LINES),
+        });
+        if !outcome.succeeded() {
+            verdict.status = Status::BuildFailed;
+            let (reason, what) = match outcome.termination {
+                Termination::TimedOut => (
+                    "step-timed-out",
+                    format!(
+                        "was killed at the {}s step limit",
+                        config.sandbox.step_timeout_secs
+                    ),
+                ),
+                Termination::OutOfMemory => (
+                    "step-out-of-memory",
+                    format!(
+                        "was killed at the {}-byte memory limit",
+                        config.sandbox.memory_bytes
+                    ),
+                ),
+                Termination::Exited => (
+                    "step-failed",
+                    format!("exited with code {}", outcome.exit_code),
+                ),
+            };
+            verdict.reason = Some(reason.into());
+            verdict.detail = format!("step {}/{total} {:?} {what}", i + 1, step.name);
+            return Ok(Ok(()));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Applies the image mirror map (longest prefix); the digest is kept.
+fn mirror_image(config: &Config, image: &PinnedImage) -> Result<PinnedImage, RebuildError> {
+    match crate::config::rewrite_prefix(&config.images.mirrors, image.repository()) {
+        None => Ok(image.clone()),
+        Some(repository) => image.with_repository(&repository).map_err(|e| {
+            RebuildError::Infrastructure(format!(
+                "images.mirrors rewrites {} badly: {e}",
+                image.repository()
+            ))
+        }),
+    }
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(60)
+        .collect()
+}
+
+fn write_script(path: &Path, script: &str) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, script)?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o555))
+}
