@@ -75,15 +75,7 @@ impl Explanation {
         let counts: Vec<String> = self
             .summary
             .iter()
-            .map(|(c, n)| {
-                format!(
-                    "{}: {n}",
-                    serde_json::to_value(c)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_string))
-                        .unwrap_or_default()
-                )
-            })
+            .map(|(c, n)| format!("{}: {n}", c.as_str()))
             .collect();
         let mut line = format!(
             "{} difference(s) from {} ({})",

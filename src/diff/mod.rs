@@ -54,6 +54,21 @@ impl Class {
         )
     }
 
+    /// The name used in JSON (`content`, `timestamp`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Content => "content",
+            Class::Metadata => "metadata",
+            Class::Timestamp => "timestamp",
+            Class::Order => "order",
+            Class::Format => "format",
+            Class::Compression => "compression",
+            Class::Config => "config",
+            Class::History => "history",
+            Class::Annotation => "annotation",
+        }
+    }
+
     fn plural(self) -> &'static str {
         match self {
             Class::Content => "contents",
@@ -212,10 +227,7 @@ impl DiffReport {
             let _ = writeln!(
                 s,
                 "[{}] {}: {}: {} -> {}",
-                serde_json::to_value(d.class)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                d.class.as_str(),
                 d.location,
                 d.field,
                 show(&d.a),
@@ -238,5 +250,27 @@ impl DiffReport {
             let _ = writeln!(s, "note: {p}");
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Class;
+
+    #[test]
+    fn class_names_match_the_json_schema() {
+        for c in [
+            Class::Content,
+            Class::Metadata,
+            Class::Timestamp,
+            Class::Order,
+            Class::Format,
+            Class::Compression,
+            Class::Config,
+            Class::History,
+            Class::Annotation,
+        ] {
+            assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
+        }
     }
 }
