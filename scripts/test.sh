@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup.sh
+# The venv setup.sh fills with securesystemslib, for the DSSE cross-check.
+export REPROD_PYTHON="${REPROD_PYTHON:-${REPROD_STATE_DIR:-/var/lib/reprod-dev}/pyenv/bin/python}"
 echo "[test] cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "[test] cargo clippy" >&2

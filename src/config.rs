@@ -20,6 +20,8 @@ pub struct Config {
     pub source: SourceConfig,
     pub sandbox: SandboxConfig,
     pub images: ImagesConfig,
+    /// Which provenance signatures are believed.
+    pub trust: crate::trust::policy::TrustConfig,
 }
 
 /// Limits for the build containers (see `reprod_sandbox::Policy` for what is always enforced).
@@ -61,6 +63,7 @@ impl Default for Config {
             source: SourceConfig::default(),
             sandbox: SandboxConfig::default(),
             images: ImagesConfig::default(),
+            trust: crate::trust::policy::TrustConfig::default(),
         }
     }
 }

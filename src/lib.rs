@@ -6,9 +6,11 @@
 
 pub mod config;
 pub mod diff;
+pub mod examine;
 pub mod oci;
 pub mod provenance;
 pub mod rebuild;
 pub mod source;
+pub mod trust;
 pub mod vary;
 pub mod verdict;

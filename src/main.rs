@@ -30,6 +30,37 @@ struct Cli {
     command: Command,
 }
 
+/// Signature material given on the command line, added to the configuration's `[trust]`.
+#[derive(clap::Args)]
+struct TrustArgs {
+    /// A PEM public key to verify signatures with (repeatable).
+    #[arg(long = "key", value_name = "PEM")]
+    keys: Vec<PathBuf>,
+    /// A Sigstore trusted_root.json for keyless signatures (repeatable).
+    #[arg(long = "trusted-root", value_name = "JSON")]
+    trusted_roots: Vec<PathBuf>,
+    /// Require this certificate identity (subject alternative name) on keyless signatures.
+    #[arg(long)]
+    identity: Option<String>,
+    /// Require this OIDC issuer on keyless signatures.
+    #[arg(long)]
+    issuer: Option<String>,
+}
+
+impl TrustArgs {
+    fn material(&self, config: &Config) -> anyhow::Result<reprod::trust::TrustMaterial> {
+        let mut trust = config.trust.clone();
+        trust.keys.extend(self.keys.iter().cloned());
+        trust
+            .trusted_roots
+            .extend(self.trusted_roots.iter().cloned());
+        let mut material = trust.load_material().map_err(anyhow::Error::msg)?;
+        material.identity = self.identity.clone();
+        material.issuer = self.issuer.clone();
+        Ok(material)
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum LogFormat {
     Text,
@@ -43,8 +74,10 @@ enum Command {
     /// Exit status: 0 reproducible; 1 any other verdict (unreproducible, build-failed, unrebuildable,
     /// rejected); 2 no verdict could be reached (unreadable input, Docker down, ...).
     Rebuild {
-        /// The provenance document: a bare in-toto statement or a DSSE envelope.
+        /// The provenance document (any container `verify-provenance` reads).
         provenance: PathBuf,
+        #[command(flatten)]
+        trust: TrustArgs,
         /// Print the verdict as JSON on stdout.
         #[arg(long)]
         json: bool,
@@ -58,6 +91,22 @@ enum Command {
         /// control build that produced nothing to compare).
         #[arg(long)]
         vary: bool,
+    },
+    /// Find the statements in a provenance document, verify their signatures offline, and show the
+    /// normalized recipe of each.
+    ///
+    /// Reads bare in-toto statements, DSSE envelopes, JSON Lines of either, Sigstore bundles v0.1-v0.3,
+    /// Cloud Build `--show-provenance` output, npm attestation responses, cosign `.att` manifests (the DSSE
+    /// layer beside the file) and `rekor-cli get` output. Keys and roots from the configuration's `[trust]`
+    /// section are used too. Exit status: 0 every statement verified; 1 a signature is missing, fails or
+    /// cannot be checked offline; 2 the input cannot be read or parsed.
+    VerifyProvenance {
+        file: PathBuf,
+        #[command(flatten)]
+        trust: TrustArgs,
+        /// Print the findings as JSON.
+        #[arg(long)]
+        json: bool,
     },
     /// Compare two images and explain every difference, classified.
     ///
@@ -204,8 +253,41 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 outputs.problems.is_empty() && outputs.images.iter().all(|i| i.problems.is_empty());
             Ok(if clean { 0 } else { 1 })
         }
+        Command::VerifyProvenance { file, trust, json } => {
+            let material = trust.material(&config)?;
+            let bytes = rebuild::read_provenance(&file, config.max_document_bytes)?;
+            let blobs = reprod::provenance::container::DirBlobs {
+                dir: file.parent().map(PathBuf::from).unwrap_or_default(),
+                max_bytes: config.max_document_bytes,
+            };
+            let findings =
+                reprod::examine::examine(&bytes, config.max_document_bytes, &blobs, &material)
+                    .with_context(|| format!("{} cannot be parsed", file.display()))?;
+            if json {
+                let doc = serde_json::json!({
+                    "file": file.display().to_string(),
+                    "sha256": reprod::oci::sha256_bytes(&bytes),
+                    "findings": findings,
+                });
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&doc).context("rendering the findings")?
+                );
+            } else {
+                print!(
+                    "{}",
+                    reprod::examine::human(&file.display().to_string(), &findings)
+                );
+            }
+            Ok(if findings.iter().all(|f| f.verification.is_verified()) {
+                0
+            } else {
+                1
+            })
+        }
         Command::Rebuild {
             provenance,
+            trust,
             json,
             keep_workspace,
             vary,
@@ -214,24 +296,34 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 .enable_all()
                 .build()
                 .context("starting the async runtime")?;
+            let material = trust.material(&config)?;
+            let blobs = reprod::provenance::container::DirBlobs {
+                dir: provenance.parent().map(PathBuf::from).unwrap_or_default(),
+                max_bytes: config.max_document_bytes,
+            };
             let bytes = rebuild::read_provenance(&provenance, config.max_document_bytes)?;
             let on_terminal = std::io::stderr().is_terminal();
             let progress = move |line: &str| {
                 if on_terminal {
                     eprintln!("reprod: {line}");
+                } else if let Some(warning) = line.strip_prefix("warning: ") {
+                    // Warnings reach logs at the default level; progress stays at info.
+                    tracing::warn!("{warning}");
                 } else {
                     tracing::info!("{line}");
                 }
             };
+            let opts = RebuildOptions {
+                origin: provenance.display().to_string(),
+                keep_workspace,
+                progress: &progress,
+                variations: Default::default(),
+                material,
+                blobs: &blobs,
+            };
             if vary {
-                let origin = provenance.display().to_string();
-                let report = runtime.block_on(reprod::vary::vary(
-                    &config,
-                    &bytes,
-                    &origin,
-                    &progress,
-                    keep_workspace,
-                ))?;
+                let report =
+                    runtime.block_on(reprod::vary::vary(&config, &bytes, &opts, keep_workspace))?;
                 if json {
                     println!(
                         "{}",
@@ -242,12 +334,6 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 }
                 return Ok(report.exit_code());
             }
-            let opts = RebuildOptions {
-                origin: provenance.display().to_string(),
-                keep_workspace,
-                progress: &progress,
-                variations: Default::default(),
-            };
             let verdict = runtime.block_on(rebuild::rebuild(&config, &bytes, &opts))?;
             if json {
                 println!(

@@ -263,8 +263,7 @@ struct Built {
 async fn build(
     config: &Config,
     bytes: &[u8],
-    origin: &str,
-    progress: rebuild::Progress<'_>,
+    base: &RebuildOptions<'_>,
     variations: &BTreeSet<Variation>,
 ) -> Result<Built, RebuildError> {
     // The builds are compared with each other; fetching the originals would explain nothing here.
@@ -272,10 +271,9 @@ async fn build(
     config.images.fetch_originals = false;
     let config = &config;
     let opts = RebuildOptions {
-        origin: origin.to_string(),
         keep_workspace: true,
-        progress,
         variations: variations.clone(),
+        ..base.clone()
     };
     let verdict = rebuild::rebuild(config, bytes, &opts).await?;
     let fingerprint = verdict
@@ -296,12 +294,11 @@ async fn build(
 pub async fn vary(
     config: &Config,
     bytes: &[u8],
-    origin: &str,
-    progress: rebuild::Progress<'_>,
+    base: &RebuildOptions<'_>,
     keep: bool,
 ) -> Result<VaryReport, RebuildError> {
     let mut dirs = Vec::new();
-    let result = search(config, bytes, origin, progress, &mut dirs).await;
+    let result = search(config, bytes, base, &mut dirs).await;
     cleanup(&dirs, keep).await;
     result
 }
@@ -309,13 +306,13 @@ pub async fn vary(
 async fn search(
     config: &Config,
     bytes: &[u8],
-    origin: &str,
-    progress: rebuild::Progress<'_>,
+    base: &RebuildOptions<'_>,
     dirs: &mut Vec<PathBuf>,
 ) -> Result<VaryReport, RebuildError> {
+    let progress = base.progress;
     let none = BTreeSet::new();
     progress("vary: control build");
-    let control = build(config, bytes, origin, progress, &none).await?;
+    let control = build(config, bytes, base, &none).await?;
     let mut report = VaryReport {
         control: control.verdict.clone(),
         builds: Vec::new(),
@@ -354,7 +351,7 @@ async fn search(
     // Time passes: with everything else equal, a difference is the clock's (or randomness's).
     tokio::time::sleep(Duration::from_millis(1100)).await;
     progress("vary: control build again, a second later");
-    let again = build(config, bytes, origin, progress, &none).await?;
+    let again = build(config, bytes, base, &none).await?;
     dirs.extend(again.job_dir.iter().cloned());
     if let Some(d) = record(&mut report, "control-again".into(), &[], &again) {
         if !d.is_empty() {
@@ -367,7 +364,7 @@ async fn search(
 
     let all: BTreeSet<Variation> = Variation::ALL.into_iter().collect();
     progress("vary: build with every variation");
-    let everything = build(config, bytes, origin, progress, &all).await?;
+    let everything = build(config, bytes, base, &all).await?;
     dirs.extend(everything.job_dir.iter().cloned());
     let all_vec: Vec<Variation> = all.iter().copied().collect();
     if record(&mut report, "all variations".into(), &all_vec, &everything)
@@ -380,7 +377,7 @@ async fn search(
     let mut harmless = Vec::new();
     for v in Variation::ALL {
         progress(&format!("vary: build with {} varied", v.name()));
-        let b = build(config, bytes, origin, progress, &BTreeSet::from([v])).await?;
+        let b = build(config, bytes, base, &BTreeSet::from([v])).await?;
         dirs.extend(b.job_dir.iter().cloned());
         match record(&mut report, v.name().into(), &[v], &b) {
             None => report.breaks.push(v.name().into()),
@@ -399,7 +396,7 @@ async fn search(
         // The all-variations build may have differed only because it broke: retry without the breakers.
         let rest: BTreeSet<Variation> = harmless.iter().copied().collect();
         progress("vary: build with every variation that does not break the build");
-        let b = build(config, bytes, origin, progress, &rest).await?;
+        let b = build(config, bytes, base, &rest).await?;
         dirs.extend(b.job_dir.iter().cloned());
         let label = "all but the breaking".to_string();
         report.stable = record(&mut report, label, &harmless, &b).is_some_and(|d| d.is_empty());
@@ -412,7 +409,7 @@ async fn search(
             for &y in &harmless[i + 1..] {
                 let label = format!("{} + {}", x.name(), y.name());
                 progress(&format!("vary: build with {label} varied"));
-                let b = build(config, bytes, origin, progress, &BTreeSet::from([x, y])).await?;
+                let b = build(config, bytes, base, &BTreeSet::from([x, y])).await?;
                 dirs.extend(b.job_dir.iter().cloned());
                 if let Some(d) = record(&mut report, label, &[x, y], &b) {
                     if !d.is_empty() {

@@ -117,8 +117,9 @@ pub struct ProvenanceInfo {
     /// sha256 of the document's bytes exactly as received.
     pub sha256: String,
     pub container: Container,
-    /// What was (not) checked about signatures.
+    /// What was (not) checked about signatures, in one line.
     pub signature: String,
+    pub verification: crate::trust::Verification,
     pub predicate_type: String,
 }
 

@@ -153,6 +153,28 @@ fn depth_error(text: &str) -> Option<JsonError> {
     None
 }
 
+/// Decodes base64 as real producers write it: the standard or the URL-safe alphabet (GCB signs with the
+/// latter), padded or not. Whitespace around the text is ignored; inside it, it is an error.
+pub fn decode_base64(text: &str) -> Result<Vec<u8>, base64::DecodeError> {
+    use base64::alphabet;
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine;
+    // Non-zero trailing bits are accepted, as Go's and Python's decoders do: a signature is checked over
+    // the decoded bytes, so this changes no verdict, and refusing would turn a failed check into a
+    // parse error.
+    const CONFIG: GeneralPurposeConfig = GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true);
+    const STANDARD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, CONFIG);
+    const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, CONFIG);
+    let text = text.trim();
+    if text.contains(['-', '_']) {
+        URL_SAFE.decode(text)
+    } else {
+        STANDARD.decode(text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -52,6 +52,20 @@ pub enum BuildType {
     /// Tekton (Chains provenance or SLSA v0.2 `buildConfig.steps`): `/workspace/source`, `/tekton/results`,
     /// `/tekton/home`.
     Tekton { uri: String },
+    /// Google Cloud Build (SLSA v0.1 `recipe.arguments.steps`): `/workspace` as the working directory.
+    CloudBuild { uri: String },
+    /// The SLSA container-based builder: one command in a pinned builder image, run in the source tree.
+    ContainerBased { uri: String },
+}
+
+impl BuildType {
+    pub fn uri(&self) -> &str {
+        match self {
+            BuildType::Tekton { uri }
+            | BuildType::CloudBuild { uri }
+            | BuildType::ContainerBased { uri } => uri,
+        }
+    }
 }
 
 /// A provenance statement normalized into what a rebuild needs.
@@ -101,6 +115,13 @@ impl Recipe {
                 "the provenance records no build steps",
             ));
         }
+        if !matches!(self.build_type, BuildType::Tekton { .. }) {
+            return Err(Unrebuildable::new(
+                UnrebuildableReason::UnsupportedBuildType(self.build_type.uri().to_string()),
+                "the recipe was read, but reprod runs only Tekton's step conventions so far; \
+                 this family's workspace and entrypoint conventions are not implemented",
+            ));
+        }
         for step in &self.steps {
             if let Err(e) = reprod_sandbox::PinnedImage::parse(&step.image) {
                 return Err(Unrebuildable::new(
@@ -142,6 +163,10 @@ pub enum UnrebuildableReason {
     CommitNotFound,
     /// A step image could not be pulled by its digest.
     ImageUnavailable,
+    /// The statement is an attestation, but not of a build (a VSA, a signature claim, an SBOM…).
+    NotProvenance(String),
+    /// A code decided elsewhere (signature or statement checks), passed through as is.
+    Other(String),
 }
 
 impl fmt::Display for UnrebuildableReason {
@@ -157,6 +182,8 @@ impl fmt::Display for UnrebuildableReason {
             Self::SourceUnavailable => "source-unavailable",
             Self::CommitNotFound => "commit-not-found",
             Self::ImageUnavailable => "image-unavailable",
+            Self::NotProvenance(what) => return write!(f, "not-provenance: {what}"),
+            Self::Other(code) => code,
         })
     }
 }

@@ -166,7 +166,7 @@ fn step(
 
 /// Recorded parameters: Chains writes a list of `NAME={string VALUE []}` (Go's print of an ArrayOrString),
 /// SLSA v0.2 a map.
-fn parameters(value: Option<&Value>) -> BTreeMap<String, String> {
+pub(super) fn parameters(value: Option<&Value>) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     match value {
         Some(Value::Array(items)) => {
@@ -193,7 +193,7 @@ fn parameters(value: Option<&Value>) -> BTreeMap<String, String> {
 }
 
 /// The first material that names a git commit.
-fn git_material(materials: Option<&Value>) -> Option<SourceRef> {
+pub(super) fn git_material(materials: Option<&Value>) -> Option<SourceRef> {
     let Value::Array(items) = materials? else {
         return None;
     };
@@ -202,11 +202,11 @@ fn git_material(materials: Option<&Value>) -> Option<SourceRef> {
         .find_map(|m| git_ref(m.get("uri")?.as_str()?, m.get("digest")?))
 }
 
-fn git_ref(uri: &str, digest: &Value) -> Option<SourceRef> {
+pub(super) fn git_ref(uri: &str, digest: &Value) -> Option<SourceRef> {
     if uri.starts_with("oci://") || uri.starts_with("pkg:") {
         return None;
     }
-    let commit = ["sha1", "revision", "gitCommit"]
+    let commit = ["sha1", "revision", "gitCommit", "git_commit"]
         .iter()
         .find_map(|k| digest.get(*k)?.as_str())?;
     Some(SourceRef {

@@ -12,9 +12,7 @@ use reprod_sandbox::{Sandbox, StepMount};
 
 use crate::config::Config;
 use crate::oci;
-use crate::provenance::{
-    self, tekton, Container, ParseError, Recipe, Statement, Unrebuildable, UnrebuildableReason,
-};
+use crate::provenance::{tekton, ParseError, Recipe, Unrebuildable, UnrebuildableReason};
 use crate::source::{self, SourceError};
 use crate::verdict::{ProvenanceInfo, Status, SubjectResult, Verdict};
 
@@ -65,6 +63,7 @@ pub fn read_provenance(path: &Path, limit: usize) -> Result<Vec<u8>, RebuildErro
 }
 
 /// Options of one rebuild.
+#[derive(Clone)]
 pub struct RebuildOptions<'a> {
     /// Where the document came from (a path or a URL), for the verdict.
     pub origin: String,
@@ -73,6 +72,10 @@ pub struct RebuildOptions<'a> {
     pub progress: Progress<'a>,
     /// Environment variations to apply to every step (empty for a faithful rebuild).
     pub variations: std::collections::BTreeSet<crate::vary::Variation>,
+    /// Keys and trust roots signatures are checked against.
+    pub material: crate::trust::TrustMaterial,
+    /// Where containers that refer to blobs (cosign `.att` manifests) find them.
+    pub blobs: &'a (dyn crate::provenance::container::Blobs + Send + Sync),
 }
 
 /// Rebuilds from provenance bytes. Returns a verdict whenever one can honestly be given.
@@ -82,11 +85,31 @@ pub async fn rebuild(
     opts: &RebuildOptions<'_>,
 ) -> Result<Verdict, RebuildError> {
     let started = Instant::now();
-    let (container, statement) = provenance::container::decode(bytes, config.max_document_bytes)
-        .map_err(|error| RebuildError::Parse {
+    let findings =
+        crate::examine::examine(bytes, config.max_document_bytes, opts.blobs, &opts.material)
+            .map_err(|error| RebuildError::Parse {
+                path: opts.origin.clone(),
+                error,
+            })?;
+    // A document may hold several statements (JSON Lines, Cloud Build's list): the first that is
+    // provenance reprod can read is the one rebuilt.
+    let Some(finding) = findings
+        .iter()
+        .find(|f| f.recipe.is_some())
+        .or_else(|| findings.first())
+    else {
+        return Err(RebuildError::Parse {
             path: opts.origin.clone(),
-            error,
-        })?;
+            error: ParseError::NotAStatement("the document holds no statement".into()),
+        });
+    };
+    if findings.len() > 1 {
+        (opts.progress)(&format!(
+            "the document holds {} statements; rebuilding the one at {}",
+            findings.len(),
+            finding.at
+        ));
+    }
     let mut verdict = Verdict {
         status: Status::Unrebuildable,
         reason: None,
@@ -94,13 +117,14 @@ pub async fn rebuild(
         provenance: ProvenanceInfo {
             origin: opts.origin.clone(),
             sha256: oci::sha256_bytes(bytes)["sha256:".len()..].to_string(),
-            signature: container.signature_note(),
-            container: container.clone(),
-            predicate_type: statement.predicate_type.clone(),
+            signature: finding.verification.summary(),
+            verification: finding.verification.clone(),
+            container: finding.container.clone(),
+            predicate_type: finding.predicate_type.clone().unwrap_or_default(),
         },
         source: None,
         fetched_url: None,
-        subjects: subjects_unmatched(&statement),
+        subjects: subjects_unmatched(&finding.subjects),
         steps: Vec::new(),
         outputs: None,
         claimed_results: BTreeMap::new(),
@@ -108,17 +132,32 @@ pub async fn rebuild(
         reprod_version: env!("CARGO_PKG_VERSION"),
         duration_ms: 0,
     };
-    if matches!(container, Container::DsseEnvelope { .. }) {
-        (opts.progress)(
-            "warning: the envelope's signatures are not verified by this build of reprod",
-        );
+    if let Some(rejection) = judge(config, finding, &opts.material) {
+        verdict.status = Status::Rejected;
+        verdict.reason = Some(rejection.reason);
+        verdict.detail = rejection.detail;
+        verdict.duration_ms = started.elapsed().as_millis() as u64;
+        return Ok(verdict);
     }
-    let outcome = match provenance::normalize(&statement).and_then(|r| r.check().map(|()| r)) {
-        Err(unrebuildable) => Err(unrebuildable),
-        Ok(recipe) => {
+    if !finding.verification.is_verified() {
+        (opts.progress)(&format!(
+            "warning: {}; this verdict says nothing about who wrote the provenance",
+            finding.verification.summary()
+        ));
+    }
+    let outcome = match (&finding.recipe, &finding.unrebuildable) {
+        (Some(recipe), None) => {
             verdict.source = recipe.source.clone();
-            run(config, &recipe, &mut verdict, opts).await?
+            run(config, recipe, &mut verdict, opts).await?
         }
+        (_, Some(problem)) => Err(Unrebuildable::new(
+            UnrebuildableReason::Other(problem.reason.clone()),
+            problem.detail.clone(),
+        )),
+        (None, None) => Err(Unrebuildable::new(
+            UnrebuildableReason::Other("no-recipe".into()),
+            "the statement yields no recipe",
+        )),
     };
     if let Err(u) = outcome {
         verdict.status = Status::Unrebuildable;
@@ -129,9 +168,40 @@ pub async fn rebuild(
     Ok(verdict)
 }
 
-fn subjects_unmatched(statement: &Statement) -> Vec<SubjectResult> {
-    statement
-        .subjects
+/// Signature and policy: `Some` when the provenance must be refused before anything runs.
+fn judge(
+    config: &Config,
+    finding: &crate::examine::Finding,
+    material: &crate::trust::TrustMaterial,
+) -> Option<crate::examine::Problem> {
+    use crate::trust::Verification;
+    let refuse = |reason: &str, detail: String| {
+        Some(crate::examine::Problem {
+            reason: reason.to_string(),
+            detail,
+        })
+    };
+    match &finding.verification {
+        Verification::Failed { reason } => refuse("signature-failed", reason.clone()),
+        Verification::Unsigned { reason } if config.trust.require_signature => refuse(
+            "unsigned",
+            format!("{reason}; trust.require_signature is on"),
+        ),
+        Verification::Unverifiable { reason } if config.trust.require_signature => refuse(
+            "unverified",
+            format!("{reason}; trust.require_signature is on"),
+        ),
+        Verification::Verified { signers } => config
+            .trust
+            .admit(signers, &finding.subjects, finding.builder_id(), material)
+            .err()
+            .and_then(|e| refuse("policy", e)),
+        _ => None,
+    }
+}
+
+fn subjects_unmatched(subjects: &[crate::provenance::Subject]) -> Vec<SubjectResult> {
+    subjects
         .iter()
         .map(|s| SubjectResult {
             name: s.name.clone(),

@@ -1,0 +1,198 @@
+//! What a provenance document says and whether to believe it: containers split, every signature checked
+//! over the exact received bytes, and only then the statements read and normalized.
+
+use serde::Serialize;
+
+use crate::provenance::container::{self, Blobs, Item};
+use crate::provenance::{self, Container, ParseError, Recipe, Statement, Subject};
+use crate::trust::{self, TrustMaterial, Verification};
+
+/// One statement of a document, with its signature outcome and what reprod makes of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// Where it sits in the document.
+    pub at: String,
+    pub container: Container,
+    pub verification: Verification,
+    /// Absent when the statement was not read (a failed signature, or a signature over an artifact).
+    pub predicate_type: Option<String>,
+    pub subjects: Vec<Subject>,
+    /// The normalized recipe, when the family is understood (even if a rebuild would lack something).
+    pub recipe: Option<Recipe>,
+    /// Why this statement cannot be rebuilt (or was not read), as a reason code and a sentence.
+    pub unrebuildable: Option<Problem>,
+    #[serde(skip)]
+    pub statement: Option<Statement>,
+}
+
+/// A reason code and a sentence.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Problem {
+    pub reason: String,
+    pub detail: String,
+}
+
+impl Finding {
+    pub fn builder_id(&self) -> Option<&str> {
+        self.recipe.as_ref().and_then(|r| r.builder_id.as_deref())
+    }
+}
+
+/// Examines a document. `Err` only when no statement can be found at all.
+pub fn examine(
+    bytes: &[u8],
+    max_bytes: usize,
+    blobs: &dyn Blobs,
+    material: &TrustMaterial,
+) -> Result<Vec<Finding>, ParseError> {
+    let items = container::decode(bytes, max_bytes, blobs)?;
+    Ok(items
+        .iter()
+        .map(|item| finding(item, max_bytes, material))
+        .collect())
+}
+
+fn finding(item: &Item, max_bytes: usize, material: &TrustMaterial) -> Finding {
+    let mut f = Finding {
+        at: item.at.clone(),
+        container: item.container.clone(),
+        verification: trust::verify_item(item, material),
+        predicate_type: None,
+        subjects: Vec::new(),
+        recipe: None,
+        unrebuildable: None,
+        statement: None,
+    };
+    if let Verification::Failed { .. } = f.verification {
+        f.unrebuildable = Some(Problem {
+            reason: "signature-failed".into(),
+            detail: "the statement was not read: its signature did not verify".into(),
+        });
+        return f;
+    }
+    if let container::Signing::Bundle(b) = &item.signing {
+        if let crate::trust::bundle::Content::MessageSignature { sha256, .. } = &b.content {
+            f.unrebuildable = Some(Problem {
+                reason: "not-provenance: message-signature".into(),
+                detail: format!(
+                    "the bundle signs an artifact (sha256:{}), not an attestation: there is no statement to rebuild",
+                    hex::encode(sha256)
+                ),
+            });
+            return f;
+        }
+    }
+    let statement = match item.statement(max_bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            f.unrebuildable = Some(Problem {
+                reason: "invalid-statement".into(),
+                detail: e.to_string(),
+            });
+            return f;
+        }
+    };
+    if let (Some(digest), true) = (&item.attached_to, f.verification.is_verified()) {
+        if !statement
+            .subjects
+            .iter()
+            .any(|s| s.sha256().as_deref() == Some(digest.as_str()))
+        {
+            f.verification = Verification::Failed {
+                reason: format!(
+                    "the statement's subjects do not include {digest}, the image this provenance is attached to"
+                ),
+            };
+        }
+    }
+    f.predicate_type = Some(statement.predicate_type.clone());
+    f.subjects = statement.subjects.clone();
+    match provenance::normalize(&statement) {
+        Ok(recipe) => {
+            if let Err(u) = recipe.check() {
+                f.unrebuildable = Some(Problem {
+                    reason: u.reason.to_string(),
+                    detail: u.detail,
+                });
+            }
+            f.recipe = Some(recipe);
+        }
+        Err(u) => {
+            f.unrebuildable = Some(Problem {
+                reason: u.reason.to_string(),
+                detail: u.detail,
+            })
+        }
+    }
+    f.statement = Some(statement);
+    f
+}
+
+/// The findings for a human: one block per statement.
+pub fn human(origin: &str, findings: &[Finding]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(out, "{origin}: {} statement(s)", findings.len());
+    for (i, f) in findings.iter().enumerate() {
+        let _ = writeln!(out, "\n[{}] {} ({})", i + 1, f.at, f.container);
+        let _ = writeln!(out, "  signature: {}", f.verification.summary());
+        if let Some(pt) = &f.predicate_type {
+            let _ = writeln!(
+                out,
+                "  predicate: {}",
+                if pt.is_empty() { "(empty)" } else { pt }
+            );
+        }
+        for s in &f.subjects {
+            let digests: Vec<String> = s.digests.iter().map(|(a, h)| format!("{a}:{h}")).collect();
+            let name = if s.name.is_empty() {
+                "(unnamed)"
+            } else {
+                &s.name
+            };
+            let _ = writeln!(out, "  subject:   {name} {}", digests.join(" "));
+        }
+        if let Some(r) = &f.recipe {
+            let _ = writeln!(out, "  build:     {}", r.build_type.uri());
+            if let Some(b) = &r.builder_id {
+                let _ = writeln!(out, "  builder:   {b}");
+            }
+            match &r.source {
+                Some(src) => {
+                    let _ = writeln!(out, "  source:    {} @ {}", src.uri, src.commit);
+                }
+                None => {
+                    let _ = writeln!(out, "  source:    (none recorded)");
+                }
+            }
+            for st in &r.steps {
+                let _ = writeln!(out, "  step {}: {}", st.name, st.image);
+                if let Some(c) = &st.command {
+                    let _ = writeln!(out, "    command: {c} {}", st.args.join(" "));
+                } else if !st.args.is_empty() {
+                    let _ = writeln!(out, "    args: {}", st.args.join(" "));
+                }
+                if let Some(sc) = &st.script {
+                    let first = sc
+                        .lines()
+                        .find(|l| !l.starts_with("#!"))
+                        .unwrap_or_default();
+                    let _ = writeln!(
+                        out,
+                        "    script: {} line(s), first: {first}",
+                        sc.lines().count()
+                    );
+                }
+            }
+        }
+        match &f.unrebuildable {
+            Some(p) => {
+                let _ = writeln!(out, "  rebuild:   no: {}: {}", p.reason, p.detail);
+            }
+            None => {
+                let _ = writeln!(out, "  rebuild:   yes");
+            }
+        }
+    }
+    out
+}
