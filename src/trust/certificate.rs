@@ -23,6 +23,7 @@ pub const EKU_TIME_STAMPING: &str = "1.3.6.1.5.5.7.3.8";
 #[derive(Debug, Clone)]
 pub struct LeafCertificate {
     pub der: Vec<u8>,
+    x509: X509,
     /// The subject alternative name: a URI (workflow identity) or an e-mail address.
     pub identity: Option<String>,
     /// The OIDC issuer Fulcio recorded.
@@ -65,8 +66,11 @@ impl LeafCertificate {
                 issuer = std::str::from_utf8(value).ok().map(str::to_string);
             }
         }
+        let x509 = X509::from_der(der)
+            .map_err(|e| format!("not a DER X.509 certificate: {}", first_openssl_reason(&e)))?;
         Ok(LeafCertificate {
             der: der.to_vec(),
+            x509,
             identity,
             issuer,
             key,
@@ -99,26 +103,25 @@ impl LeafCertificate {
                 "the certificate's extended key usage does not include {required_eku}"
             ));
         }
-        verify_chain_der(&self.der, authority, unix_time)
+        verify_chain(&self.x509, &authority.chain, &authority.uri, unix_time)
     }
 }
 
-/// Verifies `leaf_der` against `authority`'s chain (last certificate = trust anchor) at `unix_time`.
-pub fn verify_chain_der(
-    leaf_der: &[u8],
-    authority: &Authority,
+/// Verifies `leaf` against `issuers` (intermediates, then the trust anchor last) at `unix_time`.
+pub fn verify_chain(
+    leaf: &X509,
+    issuers: &[X509],
+    authority: &str,
     unix_time: i64,
 ) -> Result<(), String> {
     let fail =
         |what: &str, e: openssl::error::ErrorStack| format!("{what}: {}", first_openssl_reason(&e));
-    let leaf = X509::from_der(leaf_der).map_err(|e| fail("leaf certificate", e))?;
-    let (anchor, intermediates) = authority
-        .chain
+    let (anchor, intermediates) = issuers
         .split_last()
         .ok_or("the authority has no certificates")?;
     let mut store = X509StoreBuilder::new().map_err(|e| fail("certificate store", e))?;
     store
-        .add_cert(X509::from_der(anchor).map_err(|e| fail("trust anchor", e))?)
+        .add_cert(anchor.clone())
         .map_err(|e| fail("trust anchor", e))?;
     let mut param =
         openssl::x509::verify::X509VerifyParam::new().map_err(|e| fail("verify parameters", e))?;
@@ -128,14 +131,14 @@ pub fn verify_chain_der(
         .map_err(|e| fail("verify parameters", e))?;
     let store = store.build();
     let mut chain = Stack::new().map_err(|e| fail("certificate chain", e))?;
-    for der in intermediates {
+    for cert in intermediates {
         chain
-            .push(X509::from_der(der).map_err(|e| fail("intermediate certificate", e))?)
+            .push(cert.clone())
             .map_err(|e| fail("certificate chain", e))?;
     }
     let mut ctx = X509StoreContext::new().map_err(|e| fail("verify context", e))?;
     let outcome = ctx
-        .init(&store, &leaf, &chain, |c| {
+        .init(&store, leaf, &chain, |c| {
             let ok = c.verify_cert()?;
             Ok((ok, c.error()))
         })
@@ -144,10 +147,10 @@ pub fn verify_chain_der(
         (true, _) => Ok(()),
         (false, error) => Err(format!(
             "does not chain to {} at {}: {}",
-            if authority.uri.is_empty() {
+            if authority.is_empty() {
                 "the trusted authority"
             } else {
-                &authority.uri
+                authority
             },
             format_unix(unix_time),
             error.error_string()

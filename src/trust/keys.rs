@@ -100,7 +100,15 @@ impl PublicKey {
                     }
                 }
             }
-            Id::RSA => KeyKind::Rsa(pkey.bits()),
+            // The bounds the sigstore crate's verifier enforces: below 2048 bits is breakable, above 8192 a
+            // denial of service.
+            Id::RSA if (2048..=8192).contains(&pkey.bits()) => KeyKind::Rsa(pkey.bits()),
+            Id::RSA => {
+                return Err(KeyError(format!(
+                    "{label}: a {}-bit RSA key; 2048 to 8192 bits are accepted",
+                    pkey.bits()
+                )))
+            }
             Id::ED25519 => KeyKind::Ed25519,
             other => return Err(KeyError(format!("{label}: unsupported key type {other:?}"))),
         };
@@ -121,23 +129,53 @@ impl PublicKey {
         &self.spki
     }
 
-    /// Verifies `signature` over `message` with the key's own hash (SHA-256 for P-256 and RSA, SHA-384 for
-    /// P-384, none for Ed25519). ECDSA signatures may be DER or the raw fixed-width `r||s` form.
+    /// Verifies `signature` over `message` with the key's own hash (SHA-256 for P-256 and RSA PKCS#1 v1.5,
+    /// SHA-384 for P-384, SHA-512 for P-521, none for Ed25519): the schemes of the `sigstore` crate's
+    /// [`CosignVerificationKey`], which classified the key. The check runs on the key OpenSSL decoded once at
+    /// load: `CosignVerificationKey::verify_signature` decodes the DER again on every call, and OpenSSL 3's
+    /// decoder cost more than the signature check itself (see `benches/verify.rs`). ECDSA signatures may be
+    /// DER or the raw fixed-width `r||s` form.
     pub fn verify(&self, signature: &[u8], message: &[u8]) -> bool {
-        if self
-            .key
-            .verify_signature(Signature::Raw(signature), message)
-            .is_ok()
-        {
+        if self.verify_as_given(signature, message) {
             return true;
         }
         match self.raw_ecdsa_to_der(signature) {
-            Some(der) => self
-                .key
-                .verify_signature(Signature::Raw(&der), message)
-                .is_ok(),
+            Some(der) => self.verify_as_given(&der, message),
             None => false,
         }
+    }
+
+    fn verify_as_given(&self, signature: &[u8], message: &[u8]) -> bool {
+        use openssl::hash::MessageDigest;
+        use openssl::sign::Verifier;
+        let verifier = match self.key {
+            CosignVerificationKey::ED25519(_) => Verifier::new_without_digest(&self.pkey),
+            CosignVerificationKey::ECDSA_P384_SHA384_ASN1(_) => {
+                Verifier::new(MessageDigest::sha384(), &self.pkey)
+            }
+            CosignVerificationKey::ECDSA_P521_SHA512_ASN1(_) => {
+                Verifier::new(MessageDigest::sha512(), &self.pkey)
+            }
+            CosignVerificationKey::RSA_PSS_SHA256(_) => {
+                return self
+                    .key
+                    .verify_signature(Signature::Raw(signature), message)
+                    .is_ok()
+            }
+            _ => Verifier::new(MessageDigest::sha256(), &self.pkey),
+        };
+        let Ok(mut verifier) = verifier else {
+            return false;
+        };
+        if let KeyKind::Rsa(_) = self.kind {
+            if verifier
+                .set_rsa_padding(openssl::rsa::Padding::PKCS1)
+                .is_err()
+            {
+                return false;
+            }
+        }
+        verifier.verify_oneshot(signature, message).unwrap_or(false)
     }
 
     /// Verifies `signature` over a message known only by its sha256 `digest` (ECDSA and RSA PKCS#1 only:

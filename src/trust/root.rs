@@ -23,8 +23,9 @@ impl Validity {
 #[derive(Debug, Clone)]
 pub struct Authority {
     pub uri: String,
-    /// DER certificates as listed: the issuing certificate first, the root last.
-    pub chain: Vec<Vec<u8>>,
+    /// The certificates as listed (the issuing certificate first, the root last), decoded once at load:
+    /// OpenSSL's decoder is the costliest part of a keyless verification.
+    pub chain: Vec<openssl::x509::X509>,
     pub valid: Validity,
 }
 
@@ -160,8 +161,14 @@ impl TrustedRoot {
                         .iter()
                         .enumerate()
                         .map(|(j, c)| {
-                            decode_base64(&c.raw_bytes)
-                                .map_err(|e| format!("{at}.certChain.certificates[{j}]: {e}"))
+                            let der = decode_base64(&c.raw_bytes)
+                                .map_err(|e| format!("{at}.certChain.certificates[{j}]: {e}"))?;
+                            openssl::x509::X509::from_der(&der).map_err(|e| {
+                                format!(
+                                    "{at}.certChain.certificates[{j}]: not a DER certificate: {}",
+                                    super::keys::first_openssl_reason(&e)
+                                )
+                            })
                         })
                         .collect::<Result<Vec<_>, String>>()?;
                     if chain.is_empty() {

@@ -5,7 +5,6 @@
 
 use openssl::cms::{CMSOptions, CmsContentInfo};
 use openssl::stack::Stack;
-use openssl::x509::X509;
 use sha2::{Digest, Sha256};
 use x509_cert::der::asn1::{AnyRef, ObjectIdentifier};
 use x509_cert::der::{Decode, Reader, SliceReader, Tag, Tagged};
@@ -53,13 +52,11 @@ pub fn verify(
 
 fn verify_with(token: &[u8], signature: &[u8], authority: &Authority) -> Result<i64, String> {
     let fail = |e: openssl::error::ErrorStack| super::keys::first_openssl_reason(&e);
-    let leaf_der = authority.chain.first().ok_or("empty chain")?;
+    let leaf_x509 = authority.chain.first().ok_or("empty chain")?;
     let mut cms = CmsContentInfo::from_der(token)
         .map_err(|e| format!("not a CMS SignedData token: {}", fail(e)))?;
     let mut signer = Stack::new().map_err(fail)?;
-    signer
-        .push(X509::from_der(leaf_der).map_err(fail)?)
-        .map_err(fail)?;
+    signer.push(leaf_x509.clone()).map_err(fail)?;
     let mut tst_info = Vec::new();
     // NOINTERN: the signer must be the authority's own certificate, not one the token brings along.
     cms.verify(
@@ -85,17 +82,12 @@ fn verify_with(token: &[u8], signature: &[u8], authority: &Authority) -> Result<
             certificate::format_unix(time)
         ));
     }
-    let leaf = LeafCertificate::from_der(leaf_der)?;
+    let leaf = LeafCertificate::from_der(&leaf_x509.to_der().map_err(fail)?)?;
     if !leaf.has_ext_key_usage(EKU_TIME_STAMPING) {
         return Err("the authority's certificate is not for time stamping".into());
     }
-    let issuers = Authority {
-        uri: authority.uri.clone(),
-        chain: authority.chain[1..].to_vec(),
-        valid: authority.valid,
-    };
-    if !issuers.chain.is_empty() {
-        certificate::verify_chain_der(leaf_der, &issuers, time)?;
+    if authority.chain.len() > 1 {
+        certificate::verify_chain(leaf_x509, &authority.chain[1..], &authority.uri, time)?;
     }
     Ok(time)
 }
