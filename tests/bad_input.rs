@@ -194,3 +194,80 @@ fn json_logs_are_one_object_per_line() {
     }
     assert!(stderr.contains("NOT verified"), "{stderr}");
 }
+
+/// Hostile containers: each gets one `error:` line naming what is wrong and where, exit 2, no panic.
+#[test]
+fn malformed_containers_are_named_precisely() {
+    let r = Reprod::new();
+    let dir = r.data.path();
+    let check = |name: &str, body: &str, needles: &[&str]| {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        let out = r.run(&["verify-provenance", path.to_str().unwrap()]);
+        assert_clean_error(&out, needles);
+    };
+    check(
+        "bad-sig.json",
+        r#"{"payloadType":"application/vnd.in-toto+json","payload":"e30=","signatures":[{"sig":"***"}]}"#,
+        &["document.signatures[0].sig: not valid base64"],
+    );
+    check(
+        "no-media-type.json",
+        r#"{"verificationMaterial":{},"dsseEnvelope":{}}"#,
+        &["Sigstore bundle without `mediaType`"],
+    );
+    check(
+        "bad-cert.json",
+        r#"{"mediaType":"application/vnd.dev.sigstore.bundle.v0.3+json","verificationMaterial":{"certificate":{"rawBytes":"AAAA"},"tlogEntries":[]},"dsseEnvelope":{"payload":"e30=","payloadType":"x","signatures":[]}}"#,
+        &[
+            "document.verificationMaterial.certificate",
+            "not a DER X.509 certificate",
+        ],
+    );
+    check(
+        "bad-line.jsonl",
+        "{\"payloadType\":\"x\",\"payload\":\"e30=\",\"signatures\":[]}\n{\"payloadType\": \n",
+        &["JSON Lines, line 2"],
+    );
+    check(
+        "att.json",
+        r#"{"schemaVersion":2,"layers":[{"mediaType":"application/vnd.dsse.envelope.v1+json","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000"}]}"#,
+        &["layers[0]", "is not available", "beside the manifest"],
+    );
+    check(
+        "deep.json",
+        &format!("{}{}", "[".repeat(100), "]".repeat(100)),
+        &["nested more than 64 levels deep"],
+    );
+    check(
+        "control.json",
+        "{\"payloadType\": \"\u{0}\"}",
+        &["line 1, column 18: control character"],
+    );
+}
+
+#[test]
+fn a_signed_payload_that_is_not_json_is_named_after_verification() {
+    // The payload is only parsed once its signature has been decided; an unsigned one still gets a
+    // precise message about where the bad JSON is.
+    let r = Reprod::new();
+    let path = r.data.path().join("env.json");
+    std::fs::write(
+        &path,
+        r#"{"payloadType":"application/vnd.in-toto+json","payload":"eyJhIjo=","signatures":[]}"#,
+    )
+    .unwrap();
+    let out = r.run(&["verify-provenance", "--json", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let f = &v["findings"][0];
+    assert_eq!(f["verification"]["status"], "unsigned");
+    assert_eq!(f["unrebuildable"]["reason"], "invalid-statement");
+    assert!(
+        f["unrebuildable"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("the payload is not JSON"),
+        "{f}"
+    );
+}
