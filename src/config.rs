@@ -22,6 +22,50 @@ pub struct Config {
     pub images: ImagesConfig,
     /// Which provenance signatures are believed.
     pub trust: crate::trust::policy::TrustConfig,
+    /// `reprod serve`.
+    pub server: ServerConfig,
+}
+
+/// The daemon: where it listens, how many rebuilds run at once, how leases and shutdown behave.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// HTTP address (loopback by default; put a TLS proxy in front to expose it).
+    pub listen: String,
+    /// Rebuilds run at once by this process.
+    pub workers: usize,
+    /// A lease's lifetime; workers heartbeat every third of it.
+    pub lease_secs: u64,
+    /// On SIGTERM/SIGINT, how long running rebuilds may finish before they are stopped and given back.
+    pub shutdown_grace_secs: u64,
+    /// Files dropped here are ingested (empty: `<data_dir>/inbox`).
+    pub inbox_dir: PathBuf,
+    pub poll_ms: u64,
+    /// Bearer tokens accepted by `POST /v1/provenance`; none configured means no HTTP submissions.
+    pub submit_tokens: Vec<String>,
+    /// Queue provenance whose signature was not verified (off: it is rejected at intake).
+    pub accept_unsigned: bool,
+    /// Leases a job gets before it is dead-lettered.
+    pub max_attempts: u32,
+    /// First retry delay after an infrastructure failure; doubles per attempt up to an hour.
+    pub retry_base_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: "127.0.0.1:8780".into(),
+            workers: 1,
+            lease_secs: 900,
+            shutdown_grace_secs: 60,
+            inbox_dir: PathBuf::new(),
+            poll_ms: 1000,
+            submit_tokens: Vec::new(),
+            accept_unsigned: false,
+            max_attempts: 5,
+            retry_base_secs: 30,
+        }
+    }
 }
 
 /// Limits for the build containers (see `reprod_sandbox::Policy` for what is always enforced).
@@ -64,6 +108,7 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             images: ImagesConfig::default(),
             trust: crate::trust::policy::TrustConfig::default(),
+            server: ServerConfig::default(),
         }
     }
 }
@@ -149,6 +194,9 @@ impl Config {
                     path: source,
                     message: e.to_string(),
                 })?;
+        if config.server.inbox_dir.as_os_str().is_empty() {
+            config.server.inbox_dir = config.data_dir.join("inbox");
+        }
         if config.source.cache_dir.as_os_str().is_empty() {
             config.source.cache_dir = config.data_dir.join("git");
         }
@@ -176,6 +224,16 @@ impl Config {
         }
         if self.max_document_bytes == 0 {
             return bad("max_document_bytes must be positive");
+        }
+        let v = &self.server;
+        if v.listen.parse::<std::net::SocketAddr>().is_err() {
+            return bad("server.listen must be an address and port, e.g. 127.0.0.1:8780");
+        }
+        if !(1..=64).contains(&v.workers) {
+            return bad("server.workers must be 1 to 64");
+        }
+        if v.lease_secs < 3 || v.poll_ms == 0 || v.max_attempts == 0 {
+            return bad("server.lease_secs must be at least 3, server.poll_ms and server.max_attempts positive");
         }
         Ok(())
     }

@@ -5,12 +5,14 @@
 //! for the flow; each module here owns one stage of it.
 
 pub mod config;
+pub mod daemon;
 pub mod diff;
 pub mod examine;
 pub mod oci;
 pub mod provenance;
 pub mod rebuild;
 pub mod source;
+pub mod store;
 pub mod trust;
 pub mod vary;
 pub mod verdict;

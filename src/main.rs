@@ -92,6 +92,10 @@ enum Command {
         #[arg(long)]
         vary: bool,
     },
+    /// Run the daemon: HTTP intake (`POST /v1/provenance` with a token), the inbox directory, a durable
+    /// queue and in-process workers, until SIGTERM or SIGINT (running rebuilds get
+    /// `server.shutdown_grace_secs` to finish, then are given back to the queue).
+    Serve,
     /// Find the statements in a provenance document, verify their signatures offline, and show the
     /// normalized recipe of each.
     ///
@@ -252,6 +256,19 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let clean =
                 outputs.problems.is_empty() && outputs.images.iter().all(|i| i.problems.is_empty());
             Ok(if clean { 0 } else { 1 })
+        }
+        Command::Serve => {
+            let material = config
+                .trust
+                .load_material()
+                .map_err(anyhow::Error::msg)
+                .context("loading the trust material")?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            runtime.block_on(reprod::daemon::serve(config, material))?;
+            Ok(0)
         }
         Command::VerifyProvenance { file, trust, json } => {
             let material = trust.material(&config)?;

@@ -210,6 +210,19 @@ impl Sandbox {
         Ok(removed)
     }
 
+    /// Removes every container this process owns (a daemon shutting down after its grace period).
+    pub async fn remove_own_containers(&self) -> Result<usize, SandboxError> {
+        let found = self
+            .list_managed(vec![format!("{LABEL_OWNER}={}", owner_token())])
+            .await?;
+        let mut removed = 0;
+        for id in found.into_iter().filter_map(|c| c.id) {
+            self.remove(&id).await?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
     /// Makes sure the pinned image is present, pulling it by digest if not. Returns the engine's image id.
     pub async fn ensure_image(&self, image: &PinnedImage) -> Result<String, SandboxError> {
         let reference = image.to_string();

@@ -169,7 +169,7 @@ pub async fn rebuild(
 }
 
 /// Signature and policy: `Some` when the provenance must be refused before anything runs.
-fn judge(
+pub(crate) fn judge(
     config: &Config,
     finding: &crate::examine::Finding,
     material: &crate::trust::TrustMaterial,

@@ -1,0 +1,95 @@
+//! Intake: a provenance document becomes a queued job, or a recorded rejection. Signatures and the trust
+//! policy are decided here, before anything is queued.
+
+use reprod_jobs::{Enqueued, JobId, NewJob, Queue};
+use sha2::{Digest, Sha256};
+
+use super::Shared;
+use crate::examine;
+use crate::provenance::container::NoBlobs;
+
+/// What became of a document.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "status", rename_all = "kebab-case")]
+pub enum Intake {
+    /// Queued under `job` (`duplicate_of` names the known job when the same work was already queued).
+    Queued {
+        job: String,
+        duplicate_of: Option<String>,
+    },
+    /// Refused before queuing (signature, policy), with the reason code and a sentence.
+    Rejected { reason: String, detail: String },
+}
+
+/// Why intake could not decide.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    #[error("{0}")]
+    Parse(String),
+    /// The stores could not be written: nothing was acknowledged.
+    #[error("{0}")]
+    Storage(String),
+}
+
+/// Decides about one document (blocking: parsing, verification and flushed writes).
+pub fn ingest(shared: &Shared, bytes: &[u8]) -> Result<Intake, IntakeError> {
+    let findings = examine::examine(
+        bytes,
+        shared.config.max_document_bytes,
+        &NoBlobs,
+        &shared.material,
+    )
+    .map_err(|e| IntakeError::Parse(e.to_string()))?;
+    let finding = findings
+        .iter()
+        .find(|f| f.recipe.is_some())
+        .or_else(|| findings.first())
+        .ok_or_else(|| IntakeError::Parse("the document holds no statement".into()))?;
+    let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
+    if let Some(problem) = crate::rebuild::judge(&shared.config, finding, &shared.material) {
+        shared
+            .store
+            .put_rejection(&digest, &serde_json::json!(problem))
+            .map_err(|e| IntakeError::Storage(e.to_string()))?;
+        return Ok(Intake::Rejected {
+            reason: problem.reason,
+            detail: problem.detail,
+        });
+    }
+    shared
+        .store
+        .put_provenance(&digest, bytes)
+        .map_err(|e| IntakeError::Storage(e.to_string()))?;
+    // Two documents with the same source commit and steps are the same work, whatever subjects they list.
+    let aliases = finding
+        .recipe
+        .as_ref()
+        .and_then(|r| {
+            let key = serde_json::to_vec(&(&r.source, &r.steps, &r.build_type)).ok()?;
+            Some(vec![format!(
+                "recipe:sha256:{}",
+                hex::encode(Sha256::digest(key))
+            )])
+        })
+        .unwrap_or_default();
+    let outcome = shared
+        .queue
+        .enqueue(NewJob {
+            id: JobId(digest.clone()),
+            aliases,
+            payload: bytes.to_vec(),
+            priority: 0,
+        })
+        .map_err(|e| IntakeError::Storage(e.to_string()))?;
+    shared.wake.notify_waiters();
+    Ok(match outcome {
+        Enqueued::New => Intake::Queued {
+            job: digest,
+            duplicate_of: None,
+        },
+        Enqueued::Duplicate(known) => Intake::Queued {
+            job: known.0.clone(),
+            duplicate_of: Some(known.0),
+        },
+    })
+}

@@ -1,0 +1,212 @@
+//! `reprod serve`: intake (HTTP and an inbox directory), a durable queue, in-process workers, a lease
+//! reaper, and graceful shutdown. What it acknowledges survives `kill -9`; what it stops, it gives back.
+
+pub mod http;
+pub mod inbox;
+pub mod ingest;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::Context;
+use reprod_jobs::{JobId, LeaseToken, Queue, QueueConfig, SledQueue};
+use tokio::sync::{watch, Notify};
+
+use crate::config::Config;
+use crate::store::Store;
+use crate::trust::TrustMaterial;
+
+/// What every part of the daemon shares.
+pub struct Shared {
+    pub config: Config,
+    pub material: TrustMaterial,
+    pub queue: SledQueue,
+    pub store: Store,
+    /// Wakes idle workers when intake queued something.
+    pub wake: Notify,
+    /// Leases held by this process's workers, to give back on a forced shutdown.
+    pub active: Mutex<HashMap<JobId, LeaseToken>>,
+}
+
+/// A blocking operation's failure: its own error, or the task died.
+#[derive(Debug, thiserror::Error)]
+pub enum Blocking<E: std::fmt::Display> {
+    #[error("{0}")]
+    Op(E),
+    #[error("background task failed: {0}")]
+    Task(String),
+}
+
+/// Runs store and queue work (flushes, fsync) off the async threads.
+pub async fn blocking<T, E, F>(shared: &Arc<Shared>, f: F) -> Result<T, Blocking<E>>
+where
+    F: FnOnce(&Shared) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: std::fmt::Display + Send + 'static,
+{
+    let shared = shared.clone();
+    match tokio::task::spawn_blocking(move || f(&shared)).await {
+        Ok(r) => r.map_err(Blocking::Op),
+        Err(e) => Err(Blocking::Task(e.to_string())),
+    }
+}
+
+/// Opens the stores and runs until SIGTERM or SIGINT.
+pub async fn serve(mut config: Config, material: TrustMaterial) -> anyhow::Result<()> {
+    // The daemon believes nothing it cannot verify unless told to.
+    config.trust.require_signature =
+        config.trust.require_signature || !config.server.accept_unsigned;
+    let data = config.data_dir.clone();
+    std::fs::create_dir_all(&data)
+        .with_context(|| format!("creating the data directory {}", data.display()))?;
+    let qcfg = QueueConfig {
+        max_attempts: config.server.max_attempts,
+        backoff_base: Duration::from_secs(config.server.retry_base_secs),
+        ..QueueConfig::default()
+    };
+    let queue = SledQueue::open(&data.join("queue"), qcfg).context("opening the queue")?;
+    let store = Store::open(&data.join("store")).context("opening the store")?;
+    let sandbox = reprod_sandbox::Sandbox::connect(config.policy())
+        .await
+        .context("connecting to the Docker engine")?;
+    let swept = sandbox
+        .sweep_orphans()
+        .await
+        .context("removing containers of dead reprod processes")?;
+    if swept > 0 {
+        tracing::warn!(
+            removed = swept,
+            "removed containers left by a reprod process that no longer runs"
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(&config.server.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.server.listen))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let workers = config.server.workers;
+    let grace = Duration::from_secs(config.server.shutdown_grace_secs);
+    let lease = Duration::from_secs(config.server.lease_secs);
+    let shared = Arc::new(Shared {
+        config,
+        material,
+        queue,
+        store,
+        wake: Notify::new(),
+        active: Mutex::new(HashMap::new()),
+    });
+    let (stop_tx, stop_rx) = watch::channel(false);
+
+    let mut http_stop = stop_rx.clone();
+    let app = http::router(shared.clone());
+    let http = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.wait_for(|s| *s).await;
+            })
+            .await
+    });
+    let inbox = tokio::spawn(inbox::run(shared.clone(), stop_rx.clone()));
+    let reaper = {
+        let shared = shared.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let every = (lease / 4).max(Duration::from_secs(1));
+            loop {
+                match blocking(&shared, |s| s.queue.reap_expired()).await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::warn!(returned = n, "expired leases returned to the queue");
+                        shared.wake.notify_waiters();
+                    }
+                    Err(e) => tracing::error!(error = %e, "reaper: the queue store fails"),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.wait_for(|s| *s) => return,
+                }
+            }
+        })
+    };
+    let mut pool: Vec<_> = (0..workers)
+        .map(|i| {
+            tokio::spawn(worker::run(
+                shared.clone(),
+                format!("local-{i}"),
+                stop_rx.clone(),
+            ))
+        })
+        .collect();
+    // Tests and operators wait for this line.
+    eprintln!("reprod serve: listening on http://{addr} with {workers} worker(s)");
+    tracing::info!(%addr, workers, "serving");
+
+    shutdown_signal().await;
+    eprintln!(
+        "reprod serve: stopping: no new leases; running rebuilds have {}s to finish",
+        grace.as_secs()
+    );
+    let _ = stop_tx.send(true);
+    let finished = tokio::time::timeout(grace, async {
+        for h in &mut pool {
+            let _ = h.await;
+        }
+    })
+    .await;
+    if finished.is_err() {
+        for h in &pool {
+            h.abort();
+        }
+        let held: Vec<(JobId, LeaseToken)> = shared
+            .active
+            .lock()
+            .map(|a| a.iter().map(|(j, t)| (j.clone(), t.clone())).collect())
+            .unwrap_or_default();
+        for (job, token) in held {
+            let j = job.clone();
+            match blocking(&shared, move |s| s.queue.release(&j, &token)).await {
+                Ok(()) => eprintln!(
+                    "reprod serve: gave back {job} (not finished within the grace period)"
+                ),
+                Err(e) => eprintln!("reprod serve: could not give back {job}: {e}"),
+            }
+        }
+        match sandbox.remove_own_containers().await {
+            Ok(n) if n > 0 => eprintln!("reprod serve: removed {n} build container(s)"),
+            Ok(_) => {}
+            Err(e) => eprintln!("reprod serve: could not remove build containers: {e}"),
+        }
+    }
+    let _ = inbox.await;
+    let _ = reaper.await;
+    match http.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::error!(error = %e, "HTTP server"),
+        Err(e) => tracing::error!(error = %e, "HTTP task"),
+    }
+    eprintln!("reprod serve: stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    match (term, int) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+/// Queue counts, for `/healthz` and logs.
+pub fn stats(shared: &Shared) -> Option<reprod_jobs::QueueStats> {
+    shared.queue.stats().ok()
+}

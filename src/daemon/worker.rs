@@ -1,0 +1,127 @@
+//! In-process workers: lease, rebuild with heartbeats, store the verdict once, complete.
+//!
+//! The verdict is written before the job is completed, and a worker that finds a verdict already stored
+//! completes without rebuilding: a crash between the two never yields a second verdict.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use reprod_jobs::{Completion, Lease, Queue, QueueError};
+use tokio::sync::watch;
+
+use super::{blocking, Shared};
+use crate::rebuild::{self, RebuildError, RebuildOptions};
+
+/// Runs until `stop` turns true; a job in progress is finished first (the caller bounds that).
+pub async fn run(shared: Arc<Shared>, name: String, mut stop: watch::Receiver<bool>) {
+    let ttl = Duration::from_secs(shared.config.server.lease_secs);
+    let poll = Duration::from_millis(shared.config.server.poll_ms);
+    while !*stop.borrow() {
+        let worker = name.clone();
+        let leased = blocking(&shared, move |s| s.queue.lease(&worker, ttl)).await;
+        let lease = match leased {
+            Ok(Some(lease)) => lease,
+            Ok(None) => {
+                tokio::select! {
+                    _ = shared.wake.notified() => {}
+                    _ = tokio::time::sleep(poll) => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
+            Err(e) => {
+                tracing::error!(worker = %name, error = %e, "cannot lease: the queue store fails");
+                tokio::time::sleep(poll * 5).await;
+                continue;
+            }
+        };
+        shared
+            .active
+            .lock()
+            .map(|mut a| a.insert(lease.job.clone(), lease.token.clone()))
+            .ok();
+        let job = lease.job.clone();
+        tracing::info!(worker = %name, job = %job, attempt = lease.attempt, "leased");
+        let outcome = run_job(&shared, &lease, ttl).await;
+        shared.active.lock().map(|mut a| a.remove(&job)).ok();
+        let Some(how) = outcome else {
+            tracing::warn!(worker = %name, job = %job, "lease lost while rebuilding; the job is someone else's now");
+            continue;
+        };
+        let (j, t) = (lease.job.clone(), lease.token.clone());
+        match blocking(&shared, move |s| s.queue.complete(&j, &t, how)).await {
+            Ok(state) => {
+                tracing::info!(worker = %name, job = %job, state = state.name(), "completed")
+            }
+            Err(super::Blocking::Op(QueueError::StaleLease(_))) => {
+                tracing::warn!(worker = %name, job = %job, "completion refused: the lease had expired")
+            }
+            Err(e) => tracing::error!(worker = %name, job = %job, error = %e, "cannot complete"),
+        }
+    }
+}
+
+/// `None` when the lease was lost (heartbeat refused): the result must not be used.
+async fn run_job(shared: &Arc<Shared>, lease: &Lease, ttl: Duration) -> Option<Completion> {
+    let job = lease.job.0.clone();
+    let known = {
+        let j = job.clone();
+        blocking(shared, move |s| s.store.verdict(&j)).await
+    };
+    match known {
+        Ok(Some(_)) => return Some(Completion::Done),
+        Ok(None) => {}
+        Err(e) => {
+            return Some(Completion::Retry {
+                reason: format!("store: {e}"),
+            })
+        }
+    }
+    let heartbeat = async {
+        loop {
+            tokio::time::sleep(ttl / 3).await;
+            let (j, t) = (lease.job.clone(), lease.token.clone());
+            if let Err(e) = blocking(shared, move |s| s.queue.heartbeat(&j, &t, ttl)).await {
+                tracing::warn!(job = %lease.job, error = %e, "heartbeat refused");
+                return;
+            }
+        }
+    };
+    let log_job = job.clone();
+    let progress = move |line: &str| tracing::info!(job = %log_job, "{line}");
+    let opts = RebuildOptions {
+        origin: format!("job {job}"),
+        keep_workspace: false,
+        progress: &progress,
+        variations: Default::default(),
+        material: shared.material.clone(),
+        blobs: &crate::provenance::container::NoBlobs,
+    };
+    let result = tokio::select! {
+        r = rebuild::rebuild(&shared.config, &lease.payload, &opts) => r,
+        () = heartbeat => return None,
+    };
+    Some(match result {
+        Ok(verdict) => {
+            let value = match serde_json::to_value(&verdict) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Some(Completion::Retry {
+                        reason: e.to_string(),
+                    })
+                }
+            };
+            let j = job.clone();
+            match blocking(shared, move |s| s.store.put_verdict_once(&j, &value)).await {
+                Ok(_) => Completion::Done,
+                Err(e) => Completion::Retry {
+                    reason: format!("store: {e}"),
+                },
+            }
+        }
+        Err(RebuildError::Infrastructure(e)) => Completion::Retry { reason: e },
+        Err(other) => Completion::Retry {
+            reason: other.to_string(),
+        },
+    })
+}

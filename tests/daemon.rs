@@ -1,0 +1,429 @@
+//! `reprod serve` end to end: the real binary, real Docker, real git, HTTP on 127.0.0.1, signals.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{json, Value};
+
+const TOKEN: &str = "test-submit-token";
+
+struct Daemon {
+    child: Child,
+    url: String,
+    lines: mpsc::Receiver<String>,
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Daemon {
+    fn start(data: &Path, extra: &[(&str, &str)]) -> Daemon {
+        let port = free_port();
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_reprod"));
+        cmd.arg("serve")
+            .env("REPROD_DATA_DIR", data)
+            .env("REPROD_SOURCE_ALLOW_FILE", "true")
+            .env("REPROD_IMAGES_FETCH_ORIGINALS", "false")
+            .env("REPROD_SERVER_LISTEN", format!("127.0.0.1:{port}"))
+            .env("REPROD_SERVER_SUBMIT_TOKENS", format!("[\"{TOKEN}\"]"))
+            .env("REPROD_SERVER_ACCEPT_UNSIGNED", "true")
+            .env("REPROD_SERVER_POLL_MS", "200")
+            .env("REPROD_SERVER_WORKERS", "2")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        for (k, v) in extra {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let d = Daemon {
+            child,
+            url: format!("http://127.0.0.1:{port}"),
+            lines,
+        };
+        d.wait_line("listening on", Duration::from_secs(60));
+        d
+    }
+
+    fn wait_line(&self, needle: &str, timeout: Duration) -> String {
+        let deadline = Instant::now() + timeout;
+        let mut seen = Vec::new();
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) if line.contains(needle) => return line,
+                Ok(line) => seen.push(line),
+                Err(_) => break,
+            }
+        }
+        panic!(
+            "no {needle:?} from reprod serve within {timeout:?}; it said:\n{}",
+            seen.join("\n")
+        );
+    }
+
+    fn request(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> (u16, Value) {
+        let mut cmd = Command::new("curl");
+        cmd.args([
+            "-s",
+            "-X",
+            method,
+            "-w",
+            "\n%{http_code}",
+            &format!("{}{path}", self.url),
+        ]);
+        if let Some(t) = token {
+            cmd.args(["-H", &format!("Authorization: Bearer {t}")]);
+        }
+        let tmp;
+        if let Some(b) = body {
+            tmp = tempfile::NamedTempFile::new().unwrap();
+            std::fs::write(tmp.path(), b).unwrap();
+            cmd.args(["--data-binary", &format!("@{}", tmp.path().display())]);
+        }
+        let out = cmd.output().unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (
+            code.trim().parse().unwrap_or(0),
+            serde_json::from_str(body).unwrap_or(Value::Null),
+        )
+    }
+
+    fn submit(&self, doc: &Value) -> (u16, Value) {
+        self.request(
+            "POST",
+            "/v1/provenance",
+            Some(TOKEN),
+            Some(&serde_json::to_vec(doc).unwrap()),
+        )
+    }
+
+    fn job(&self, id: &str) -> Value {
+        self.request("GET", &format!("/v1/jobs/{id}"), None, None).1
+    }
+
+    fn wait_job(&self, id: &str, state: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let j = self.job(id);
+            if j["state"] == state {
+                return j;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "job {id} never reached {state}: {j:#}"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn signal(&mut self, sig: &str) {
+        let pid = self.child.id().to_string();
+        assert!(Command::new("kill")
+            .args([sig, &pid])
+            .status()
+            .unwrap()
+            .success());
+    }
+
+    fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "reprod serve did not exit within {timeout:?}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Provenance for the hello example whose subjects are the real digests, made distinct by `tag` (a
+/// comment in the script: a different recipe, so not deduplicated).
+fn hello_doc(repo: &Repo, digests: &[String; 3], tag: &str, extra_script: &str) -> Value {
+    let script = format!(
+        "#!/bin/sh\nset -e\n{extra_script}cd $(workspaces.source.path)\n./build.sh\n# {tag}\n"
+    );
+    repo.provenance(
+        vec![
+            subject("example.invalid/hello", &digests[0]),
+            subject("hello.txt", &digests[2]),
+        ],
+        &script,
+    )
+}
+
+fn reference(repo: &Repo) -> [String; 3] {
+    repo.reference_build(&HELLO_SCRIPT.replace("$(workspaces.source.path)", "/workspace/source"))
+}
+
+#[test]
+fn submissions_need_a_token_are_queued_once_and_get_a_verdict() {
+    let repo = Repo::hello();
+    let digests = reference(&repo);
+    let data = tempfile::tempdir().unwrap();
+    let d = Daemon::start(data.path(), &[("REPROD_MAX_DOCUMENT_BYTES", "65536")]);
+    let doc = hello_doc(&repo, &digests, "a", "");
+    let body = serde_json::to_vec(&doc).unwrap();
+
+    let (code, v) = d.request("POST", "/v1/provenance", None, Some(&body));
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (401, Some("unauthenticated")),
+        "{v}"
+    );
+    let (code, v) = d.request("POST", "/v1/provenance", Some("wrong"), Some(&body));
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{v}"
+    );
+    let (code, v) = d.request(
+        "POST",
+        "/v1/provenance",
+        Some(TOKEN),
+        Some(&vec![b' '; 70_000]),
+    );
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (413, Some("too-large")),
+        "{v}"
+    );
+    let (code, v) = d.request(
+        "POST",
+        "/v1/provenance",
+        Some(TOKEN),
+        Some(b"{\"not\": \"provenance\"}"),
+    );
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (400, Some("unparsable")),
+        "{v}"
+    );
+
+    let (code, v) = d.submit(&doc);
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(v["jobs"][0]["status"], "new");
+    let id = v["jobs"][0]["id"].as_str().unwrap().to_string();
+    // The same document again, and another document for the same commit and steps: one rebuild.
+    let (_, again) = d.submit(&doc);
+    assert_eq!(again["jobs"][0], json!({"id": id, "status": "duplicate"}));
+    let mut same_work = doc.clone();
+    same_work["subject"].as_array_mut().unwrap().reverse();
+    let (_, other) = d.submit(&same_work);
+    assert_eq!(
+        other["jobs"][0],
+        json!({"id": id, "status": "duplicate"}),
+        "{other}"
+    );
+
+    let done = d.wait_job(&id, "done", Duration::from_secs(120));
+    assert_eq!(done["verdict"]["status"], "reproducible", "{done:#}");
+    assert_eq!(done["attempt"], 1);
+    let (code, v) = d.request("GET", "/v1/jobs/sha256:nope", None, None);
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (404, Some("unknown-job"))
+    );
+    let (code, v) = d.request("GET", "/healthz", None, None);
+    assert_eq!((code, v["queue"]["done"].as_u64()), (200, Some(1)), "{v}");
+}
+
+#[test]
+fn unsigned_provenance_is_rejected_at_intake_unless_accepted() {
+    let repo = Repo::hello();
+    let data = tempfile::tempdir().unwrap();
+    let d = Daemon::start(data.path(), &[("REPROD_SERVER_ACCEPT_UNSIGNED", "false")]);
+    let doc = repo.provenance(
+        vec![subject("example.invalid/x", &unbuilt_digest('e'))],
+        HELLO_SCRIPT,
+    );
+    let (code, v) = d.submit(&doc);
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (422, Some("unsigned")),
+        "{v}"
+    );
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no signature"),
+        "{v}"
+    );
+}
+
+#[test]
+fn inbox_files_are_queued_or_rejected_beside_a_reason() {
+    let repo = Repo::hello();
+    let data = tempfile::tempdir().unwrap();
+    let d = Daemon::start(data.path(), &[]);
+    let inbox = data.path().join("inbox");
+    let doc = repo.provenance(
+        vec![subject("example.invalid/x", &unbuilt_digest('f'))],
+        HELLO_SCRIPT,
+    );
+    // A partial write under a temporary name is left alone; the rename makes it visible.
+    std::fs::write(
+        inbox.join("good.json.tmp"),
+        serde_json::to_vec(&doc).unwrap(),
+    )
+    .unwrap();
+    std::fs::write(inbox.join("bad.json"), b"{\"truncated\": ").unwrap();
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(
+        inbox.join("good.json.tmp").exists(),
+        "a .tmp file must not be read"
+    );
+    std::fs::rename(inbox.join("good.json.tmp"), inbox.join("good.json")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(inbox.join("processed/good.json").exists() && inbox.join("rejected/bad.json").exists())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "inbox not processed: {:?}",
+            std::fs::read_dir(&inbox).unwrap().collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let reason = std::fs::read_to_string(inbox.join("rejected/bad.json.reason")).unwrap();
+    assert!(
+        reason.contains("cannot be parsed") && reason.contains("line 1"),
+        "{reason}"
+    );
+    drop(d);
+}
+
+#[test]
+fn sigterm_lets_a_running_rebuild_finish_and_runs_nothing_twice() {
+    let repo = Repo::hello();
+    let digests = reference(&repo);
+    let data = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(data.path(), &[("REPROD_SERVER_SHUTDOWN_GRACE_SECS", "60")]);
+    let (_, v) = d.submit(&hello_doc(&repo, &digests, "slow", "sleep 3\n"));
+    let id = v["jobs"][0]["id"].as_str().unwrap().to_string();
+    d.wait_job(&id, "leased", Duration::from_secs(30));
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(90)), Some(0));
+    let d = Daemon::start(data.path(), &[]);
+    let j = d.job(&id);
+    assert_eq!(j["state"], "done", "finished before exiting: {j:#}");
+    assert_eq!(j["attempt"], 1, "run once: {j:#}");
+    assert_eq!(j["verdict"]["status"], "reproducible");
+}
+
+#[test]
+fn sigterm_past_the_grace_period_gives_the_job_back() {
+    let repo = Repo::hello();
+    let digests = reference(&repo);
+    let data = tempfile::tempdir().unwrap();
+    let mut d = Daemon::start(data.path(), &[("REPROD_SERVER_SHUTDOWN_GRACE_SECS", "1")]);
+    let (_, v) = d.submit(&hello_doc(&repo, &digests, "very-slow", "sleep 30\n"));
+    let id = v["jobs"][0]["id"].as_str().unwrap().to_string();
+    d.wait_job(&id, "leased", Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(2)); // the step container is running
+    d.signal("-TERM");
+    d.wait_line("gave back", Duration::from_secs(20));
+    assert_eq!(d.wait_exit(Duration::from_secs(30)), Some(0));
+    // The killed step's container went with it (containers of other tests' live processes may run).
+    assert!(
+        orphan_containers().is_empty(),
+        "left behind: {:?}",
+        orphan_containers()
+    );
+    let d = Daemon::start(data.path(), &[]);
+    let j = d.job(&id);
+    assert!(
+        j["state"] == "ready" || j["state"] == "leased",
+        "given back, not lost: {j:#}"
+    );
+    assert_eq!(j["verdict"], Value::Null);
+}
+
+/// Kills the daemon with SIGKILL at 20 moments while provenance is submitted and rebuilt. After the last
+/// restart every acknowledged submission ends with exactly one verdict and nothing of reprod's runs.
+#[test]
+fn kill_9_twenty_times_loses_nothing_and_duplicates_nothing() {
+    let repo = Repo::hello();
+    let digests = reference(&repo);
+    let data = tempfile::tempdir().unwrap();
+    let mut acked: Vec<String> = Vec::new();
+    for round in 0..20u64 {
+        let mut d = Daemon::start(data.path(), &[("REPROD_SERVER_LEASE_SECS", "6")]);
+        for k in 0..2 {
+            let (code, v) = d.submit(&hello_doc(&repo, &digests, &format!("r{round}k{k}"), ""));
+            if code == 202 {
+                acked.push(v["jobs"][0]["id"].as_str().unwrap().to_string());
+            }
+        }
+        // Kill at a different moment each round: 0.2 to 3 s in.
+        std::thread::sleep(Duration::from_millis(200 + (round * 613) % 2800));
+        d.signal("-KILL");
+        d.wait_exit(Duration::from_secs(10));
+    }
+    acked.sort();
+    acked.dedup();
+    assert_eq!(acked.len(), 40, "every submission was acknowledged");
+    let mut d = Daemon::start(data.path(), &[("REPROD_SERVER_LEASE_SECS", "6")]);
+    let mut attempts = std::collections::BTreeMap::new();
+    for id in &acked {
+        let j = d.wait_job(id, "done", Duration::from_secs(400));
+        assert_eq!(j["verdict"]["status"], "reproducible", "{id}: {j:#}");
+        *attempts
+            .entry(j["attempt"].as_u64().unwrap_or(0))
+            .or_insert(0) += 1;
+    }
+    // How often a kill hit a job mid-rebuild (attempt > 1); printed for the record.
+    eprintln!(
+        "kill -9 x20: {} jobs, by attempts {attempts:?}",
+        acked.len()
+    );
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(60)), Some(0));
+    assert!(
+        orphan_containers().is_empty(),
+        "left behind: {:?}",
+        orphan_containers()
+    );
+    // Exactly one verdict per acknowledged job, none for anything else.
+    let store = reprod::store::Store::open(&data.path().join("store")).unwrap();
+    assert_eq!(store.verdict_count(), acked.len());
+    for id in &acked {
+        let v = store.verdict(id).unwrap().unwrap();
+        assert_eq!(v["status"], "reproducible");
+    }
+}
