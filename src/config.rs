@@ -32,7 +32,7 @@ pub struct Config {
 pub struct ServerConfig {
     /// HTTP address (loopback by default; put a TLS proxy in front to expose it).
     pub listen: String,
-    /// Rebuilds run at once by this process.
+    /// Rebuilds run at once by this process (0: only remote workers rebuild).
     pub workers: usize,
     /// A lease's lifetime; workers heartbeat every third of it.
     pub lease_secs: u64,
@@ -45,6 +45,8 @@ pub struct ServerConfig {
     pub submit_tokens: Vec<String>,
     /// Queue provenance whose signature was not verified (off: it is rejected at intake).
     pub accept_unsigned: bool,
+    /// Remote workers allowed to lease (`name = "token"`). Registration is closed: only these exist.
+    pub worker_tokens: BTreeMap<String, String>,
     /// Leases a job gets before it is dead-lettered.
     pub max_attempts: u32,
     /// First retry delay after an infrastructure failure; doubles per attempt up to an hour.
@@ -62,6 +64,7 @@ impl Default for ServerConfig {
             poll_ms: 1000,
             submit_tokens: Vec::new(),
             accept_unsigned: false,
+            worker_tokens: BTreeMap::new(),
             max_attempts: 5,
             retry_base_secs: 30,
         }
@@ -229,8 +232,8 @@ impl Config {
         if v.listen.parse::<std::net::SocketAddr>().is_err() {
             return bad("server.listen must be an address and port, e.g. 127.0.0.1:8780");
         }
-        if !(1..=64).contains(&v.workers) {
-            return bad("server.workers must be 1 to 64");
+        if v.workers > 64 {
+            return bad("server.workers must be 0 (remote workers only) to 64");
         }
         if v.lease_secs < 3 || v.poll_ms == 0 || v.max_attempts == 0 {
             return bad("server.lease_secs must be at least 3, server.poll_ms and server.max_attempts positive");
@@ -263,7 +266,9 @@ pub fn rewrite_prefix(map: &BTreeMap<String, String>, text: &str) -> Option<Stri
 /// Finds the dotted path of a leaf option whose `_`-joined name is `flat` (e.g. `source_allow_file`).
 fn leaf_path(table: &toml::Table, flat: &str) -> Option<Vec<String>> {
     for (key, value) in table {
-        if flat == key && !value.is_table() {
+        // A leaf is a value, or a map option whose default is empty (`images.mirrors`,
+        // `server.worker_tokens`), set as an inline table: `REPROD_SERVER_WORKER_TOKENS='{a = "t"}'`.
+        if flat == key && value.as_table().is_none_or(|t| t.is_empty()) {
             return Some(vec![key.clone()]);
         }
         if let (Some(rest), toml::Value::Table(inner)) =

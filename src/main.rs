@@ -96,6 +96,16 @@ enum Command {
     /// queue and in-process workers, until SIGTERM or SIGINT (running rebuilds get
     /// `server.shutdown_grace_secs` to finish, then are given back to the queue).
     Serve,
+    /// Rebuild for a `reprod serve` elsewhere: lease jobs over HTTP, rebuild here, report the verdict with
+    /// the lease token. Stops after the current job on SIGTERM/SIGINT.
+    Worker {
+        /// The server's base URL, e.g. http://10.0.0.5:8780.
+        #[arg(long)]
+        server: String,
+        /// This worker's token (one of the server's `server.worker_tokens`).
+        #[arg(long, env = "REPROD_WORKER_TOKEN", hide_env_values = true)]
+        token: String,
+    },
     /// Find the statements in a provenance document, verify their signatures offline, and show the
     /// normalized recipe of each.
     ///
@@ -268,6 +278,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 .build()
                 .context("starting the async runtime")?;
             runtime.block_on(reprod::daemon::serve(config, material))?;
+            Ok(0)
+        }
+        Command::Worker { server, token } => {
+            let material = config
+                .trust
+                .load_material()
+                .map_err(anyhow::Error::msg)
+                .context("loading the trust material")?;
+            let runtime = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+                .context("starting the async runtime")?;
+            let client = reprod::daemon::remote::Client::new(&server, &token)?;
+            runtime.block_on(reprod::daemon::remote::run(config, material, client))?;
             Ok(0)
         }
         Command::VerifyProvenance { file, trust, json } => {

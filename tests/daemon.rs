@@ -103,6 +103,7 @@ impl Daemon {
             tmp = tempfile::NamedTempFile::new().unwrap();
             std::fs::write(tmp.path(), b).unwrap();
             cmd.args(["--data-binary", &format!("@{}", tmp.path().display())]);
+            cmd.args(["-H", "Content-Type: application/json"]);
         }
         let out = cmd.output().unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -426,4 +427,131 @@ fn kill_9_twenty_times_loses_nothing_and_duplicates_nothing() {
         let v = store.verdict(id).unwrap().unwrap();
         assert_eq!(v["status"], "reproducible");
     }
+}
+
+fn start_worker(data: &Path, url: &str, token: &str) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_reprod"))
+        .args(["worker", "--server", url, "--token", token])
+        .env("REPROD_DATA_DIR", data)
+        .env("REPROD_SOURCE_ALLOW_FILE", "true")
+        .env("REPROD_IMAGES_FETCH_ORIGINALS", "false")
+        .env("REPROD_SERVER_POLL_MS", "200")
+        .env("REPROD_TRUST_REQUIRE_SIGNATURE", "false")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    (child, rx)
+}
+
+fn wait_for(rx: &mpsc::Receiver<String>, needle: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains(needle) => return l,
+            Ok(l) => seen.push(l),
+            Err(_) => break,
+        }
+    }
+    panic!(
+        "the worker never said {needle:?}; it said:\n{}",
+        seen.join("\n")
+    );
+}
+
+#[test]
+fn remote_workers_lease_over_http_and_a_dead_workers_job_goes_to_another() {
+    let repo = Repo::hello();
+    let digests = reference(&repo);
+    let data = tempfile::tempdir().unwrap();
+    let d = Daemon::start(
+        data.path(),
+        &[
+            ("REPROD_SERVER_WORKERS", "0"),
+            ("REPROD_SERVER_LEASE_SECS", "4"),
+            (
+                "REPROD_SERVER_WORKER_TOKENS",
+                "{a = \"tok-a\", b = \"tok-b\"}",
+            ),
+        ],
+    );
+    // Registration is closed: unknown workers are refused.
+    let (code, v) = d.request("POST", "/v1/worker/lease", Some("tok-x"), Some(b"{}"));
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (403, Some("forbidden")),
+        "{v}"
+    );
+    let (code, _) = d.request("POST", "/v1/worker/lease", None, Some(b"{}"));
+    assert_eq!(code, 401);
+
+    // Worker A (a real process) leases a slow job and is killed mid-rebuild.
+    let dir_a = tempfile::tempdir().unwrap();
+    let (mut a, a_lines) = start_worker(dir_a.path(), &d.url, "tok-a");
+    let (_, v) = d.submit(&hello_doc(&repo, &digests, "slow", "sleep 20\n"));
+    let slow = v["jobs"][0]["id"].as_str().unwrap().to_string();
+    wait_for(&a_lines, "leased");
+    std::thread::sleep(Duration::from_secs(2)); // its step container is running
+    a.kill().unwrap();
+    a.wait().unwrap();
+
+    // A lease taken by hand as worker a: b cannot complete it; after expiry a's completion is stale.
+    let (_, v) = d.submit(&hello_doc(&repo, &digests, "quick", ""));
+    let quick = v["jobs"][0]["id"].as_str().unwrap().to_string();
+    let (code, lease) = d.request("POST", "/v1/worker/lease", Some("tok-a"), Some(b"{}"));
+    assert_eq!(
+        (code, lease["job"].as_str()),
+        (200, Some(quick.as_str())),
+        "{lease}"
+    );
+    let late = serde_json::to_vec(&json!({"job": quick, "token": lease["token"], "verdict": {"status": "reproducible", "subjects": []}})).unwrap();
+    let (code, v) = d.request("POST", "/v1/worker/complete", Some("tok-b"), Some(&late));
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (403, Some("not-your-lease")),
+        "{v}"
+    );
+
+    // Worker B finishes both once the leases expire.
+    let dir_b = tempfile::tempdir().unwrap();
+    let (mut b, _b_lines) = start_worker(dir_b.path(), &d.url, "tok-b");
+    let j = d.wait_job(&quick, "done", Duration::from_secs(120));
+    assert_eq!(
+        (j["attempt"].as_u64(), j["verdict"]["status"].as_str()),
+        (Some(2), Some("reproducible")),
+        "{j:#}"
+    );
+    let (code, v) = d.request("POST", "/v1/worker/complete", Some("tok-a"), Some(&late));
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (409, Some("stale-lease")),
+        "the dead worker's late completion: {v}"
+    );
+    let j = d.wait_job(&slow, "done", Duration::from_secs(180));
+    assert_eq!(
+        (j["attempt"].as_u64(), j["verdict"]["status"].as_str()),
+        (Some(2), Some("reproducible")),
+        "{j:#}"
+    );
+    assert_eq!(
+        j["verdict"]["subjects"].as_array().map(Vec::len),
+        Some(2),
+        "the real verdict, not the late one"
+    );
+    b.kill().unwrap();
+    b.wait().unwrap();
+    // The container the killed worker left running was swept by the next rebuild on this engine.
+    assert!(
+        orphan_containers().is_empty(),
+        "left behind: {:?}",
+        orphan_containers()
+    );
 }

@@ -4,6 +4,7 @@
 pub mod http;
 pub mod inbox;
 pub mod ingest;
+pub mod remote;
 pub mod worker;
 
 use std::collections::HashMap;
@@ -189,7 +190,7 @@ pub async fn serve(mut config: Config, material: TrustMaterial) -> anyhow::Resul
     Ok(())
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());
