@@ -36,6 +36,9 @@ pub struct Store {
 impl Store {
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let path = dir.display().to_string();
+        // sled opens a directory of garbage as an empty database: refuse a non-empty directory without our
+        // schema key instead of starting afresh over it.
+        let existed = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(64 << 20)
@@ -68,7 +71,7 @@ impl Store {
                     return Err(StoreError::NewerSchema { path, found });
                 }
             }
-            None if store.verdicts.is_empty() && store.provenance.is_empty() => {
+            None if !existed && store.verdicts.is_empty() && store.provenance.is_empty() => {
                 meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
                     .map_err(storage)?;
                 store.flush()?;
@@ -76,7 +79,7 @@ impl Store {
             None => {
                 return Err(StoreError::Corrupt {
                     path,
-                    detail: "data but no schema version".into(),
+                    detail: "the directory holds files but no store schema version; if its very first start was interrupted it holds nothing and can be removed".into(),
                 })
             }
         }

@@ -555,3 +555,51 @@ fn remote_workers_lease_over_http_and_a_dead_workers_job_goes_to_another() {
         orphan_containers()
     );
 }
+
+#[test]
+fn a_newer_or_corrupt_store_or_unwritable_data_directory_stops_serve_at_start() {
+    let run = |data: &Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_reprod"))
+            .arg("serve")
+            .env("REPROD_DATA_DIR", data)
+            .env("REPROD_SERVER_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    // A store written by a newer reprod.
+    let data = tempfile::tempdir().unwrap();
+    {
+        let db = sled::open(data.path().join("queue")).unwrap();
+        db.open_tree("meta")
+            .unwrap()
+            .insert("schema_version", &99u32.to_be_bytes())
+            .unwrap();
+        db.flush().unwrap();
+    }
+    let (code, stderr) = run(data.path());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains("schema version 99") && stderr.contains("upgrade reprod"),
+        "{stderr}"
+    );
+    // Garbage where the store should be.
+    let data = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(data.path().join("queue")).unwrap();
+    std::fs::write(data.path().join("queue/db"), vec![0x5Au8; 8192]).unwrap();
+    std::fs::write(data.path().join("queue/conf"), b"garbage").unwrap();
+    let (code, stderr) = run(data.path());
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("opening the queue"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    // A data directory that cannot be created.
+    let data = tempfile::tempdir().unwrap();
+    let file = data.path().join("file");
+    std::fs::write(&file, b"").unwrap();
+    let (code, stderr) = run(&file.join("data"));
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(stderr.contains("creating the data directory"), "{stderr}");
+}

@@ -96,6 +96,9 @@ impl SledQueue {
         clock: Arc<dyn Clock>,
     ) -> Result<Self, QueueError> {
         let path = dir.display().to_string();
+        // sled opens a directory of garbage as an empty database; a non-empty directory without our schema
+        // key is therefore refused below rather than silently started afresh.
+        let existed = std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some());
         let db = sled::Config::new()
             .path(dir)
             .cache_capacity(config.cache_bytes)
@@ -125,11 +128,11 @@ impl SledQueue {
             config,
             clock,
         };
-        q.check_schema()?;
+        q.check_schema(existed)?;
         Ok(q)
     }
 
-    fn check_schema(&self) -> Result<(), QueueError> {
+    fn check_schema(&self, existed: bool) -> Result<(), QueueError> {
         match self.meta.get(SCHEMA_KEY).map_err(storage)? {
             Some(v) => {
                 let found = <[u8; 4]>::try_from(v.as_ref())
@@ -147,7 +150,7 @@ impl SledQueue {
                 }
                 Ok(())
             }
-            None if self.jobs.is_empty() => {
+            None if !existed && self.jobs.is_empty() => {
                 self.meta
                     .insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
                     .map_err(storage)?;
@@ -155,7 +158,7 @@ impl SledQueue {
             }
             None => Err(QueueError::Corrupt {
                 path: self.path.clone(),
-                detail: "jobs but no schema version".into(),
+                detail: "the directory holds files but no queue schema version; if its very first start was interrupted it holds no jobs and can be removed".into(),
             }),
         }
     }
