@@ -183,6 +183,22 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// The trust material (loaded now, so a bad key fails at start) and a runtime for `serve` and `worker`.
+fn long_running(
+    config: &Config,
+) -> anyhow::Result<(tokio::runtime::Runtime, reprod::trust::TrustMaterial)> {
+    let material = config
+        .trust
+        .load_material()
+        .map_err(anyhow::Error::msg)
+        .context("loading the trust material")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    Ok((runtime, material))
+}
+
 fn run(cli: Cli) -> anyhow::Result<u8> {
     let config = Config::load(cli.config.as_deref(), std::env::vars())
         .context("loading the configuration")?;
@@ -268,28 +284,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(if clean { 0 } else { 1 })
         }
         Command::Serve => {
-            let material = config
-                .trust
-                .load_material()
-                .map_err(anyhow::Error::msg)
-                .context("loading the trust material")?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
+            let (runtime, material) = long_running(&config)?;
             runtime.block_on(reprod::daemon::serve(config, material))?;
             Ok(0)
         }
         Command::Worker { server, token } => {
-            let material = config
-                .trust
-                .load_material()
-                .map_err(anyhow::Error::msg)
-                .context("loading the trust material")?;
-            let runtime = tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-                .context("starting the async runtime")?;
+            let (runtime, material) = long_running(&config)?;
             let client = reprod::daemon::remote::Client::new(&server, &token)?;
             runtime.block_on(reprod::daemon::remote::run(config, material, client))?;
             Ok(0)

@@ -137,7 +137,8 @@ pub fn checkout(
     }
     let oid = Oid::from_str(commit).map_err(|_| SourceError::BadCommit(commit.to_string()))?;
 
-    let mirror = mirror_for(config, &url)?;
+    // Held until the job's copy is fetched: concurrent jobs (threads or processes) take turns per mirror.
+    let (mirror, _lock) = mirror_for(config, &url)?;
     let want_ref = format!("refs/reprod/want/{commit}");
     ensure_commit(&mirror, &url, oid, commit, &want_ref)?;
 
@@ -175,20 +176,74 @@ pub fn checkout(
     })
 }
 
-/// Opens (or creates) the bare mirror for a URL.
-fn mirror_for(config: &SourceConfig, url: &str) -> Result<Repository, SourceError> {
+/// Opens (or creates) the bare mirror for a URL, holding its lock.
+fn mirror_for(config: &SourceConfig, url: &str) -> Result<(Repository, MirrorLock), SourceError> {
     let key = crate::oci::sha256_bytes(url.as_bytes());
     let path = config
         .cache_dir
         .join(format!("{}.git", &key["sha256:".len()..][..24]));
-    if path.exists() {
-        return Repository::open_bare(&path).map_err(git_err(&path));
-    }
     std::fs::create_dir_all(&config.cache_dir).map_err(|error| SourceError::Io {
         path: config.cache_dir.display().to_string(),
         error,
     })?;
-    Repository::init_bare(&path).map_err(git_err(&path))
+    let lock = MirrorLock::acquire(&path)?;
+    if path.exists() {
+        match Repository::open_bare(&path) {
+            Ok(repo) => return Ok((repo, lock)),
+            // Left half-created by a process that died; nobody else holds it, so start it again.
+            Err(e) => {
+                tracing::warn!(path = %path.display(), error = %e, "re-creating an unusable git mirror");
+                std::fs::remove_dir_all(&path).map_err(|error| SourceError::Io {
+                    path: path.display().to_string(),
+                    error,
+                })?;
+            }
+        }
+    }
+    Ok((Repository::init_bare(&path).map_err(git_err(&path))?, lock))
+}
+
+/// Exclusive use of one mirror across threads and processes: an OS file lock on `<mirror>.lock`, released
+/// when dropped (also when the process dies). While it is held, git's own `*.lock` files in the mirror can
+/// only be leftovers of a process killed mid-fetch, and are removed.
+struct MirrorLock {
+    _file: std::fs::File,
+}
+
+impl MirrorLock {
+    fn acquire(mirror: &Path) -> Result<Self, SourceError> {
+        let lock_path = PathBuf::from(format!("{}.lock", mirror.display()));
+        let io = |error| SourceError::Io {
+            path: lock_path.display().to_string(),
+            error,
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io)?;
+        file.lock().map_err(io)?;
+        remove_stale_git_locks(mirror, 0);
+        Ok(MirrorLock { _file: file })
+    }
+}
+
+fn remove_stale_git_locks(dir: &Path, depth: usize) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let name = entry.file_name();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && depth < 8 && (depth > 0 || name == "refs") {
+            remove_stale_git_locks(&path, depth + 1);
+        } else if !is_dir && name.to_string_lossy().ends_with(".lock") {
+            tracing::warn!(path = %path.display(), "removing a git lock left by a process that died");
+            let _ = std::fs::remove_file(&path);
+        }
+    }
 }
 
 /// Makes sure the mirror has the commit (fetching branches and tags, then the object itself if the server

@@ -97,3 +97,57 @@ fn unknown_commit_unreachable_repository_and_malformed_commit() {
     let err = source::checkout(&cfg, &repo.url, "main", &scratch.path().join("z")).unwrap_err();
     assert!(matches!(err, SourceError::BadCommit(_)), "{err}");
 }
+
+/// A process killed mid-fetch leaves git's `*.lock` files in the mirror; concurrent jobs share it. Both
+/// must still check out (the daemon's kill -9 test found the first).
+#[test]
+fn stale_git_locks_and_concurrent_jobs_do_not_break_the_mirror() {
+    let repo = Repo::hello();
+    let scratch = tempfile::tempdir().unwrap();
+    let cache = scratch.path().join("cache");
+    let cfg = config(&cache);
+    source::checkout(&cfg, &repo.url, &repo.commit, &scratch.path().join("first")).unwrap();
+    let mirror = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|e| e == "git"))
+        .unwrap();
+    // A new commit upstream forces a fetch into the mirror, which would need the locked ref.
+    let src = repo.dir.path().join("src");
+    std::fs::write(src.join("new.txt"), "new\n").unwrap();
+    sh(Command::new("git").args(["add", "-A"]).current_dir(&src));
+    sh(Command::new("git")
+        .args([
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@example.invalid",
+            "commit",
+            "-q",
+            "-m",
+            "new",
+        ])
+        .current_dir(&src));
+    let bare = repo.dir.path().join("hello.git");
+    sh(Command::new("git")
+        .args(["push", "-q", bare.to_str().unwrap(), "main"])
+        .current_dir(&src));
+    let new_commit = head_of(&src);
+    std::fs::write(mirror.join("refs/heads/main.lock"), "stale").unwrap();
+    std::fs::write(mirror.join("packed-refs.lock"), "stale").unwrap();
+
+    let threads: Vec<_> = (0..3)
+        .map(|i| {
+            let (cfg, url, commit) = (cfg.clone(), repo.url.clone(), new_commit.clone());
+            let dest = scratch.path().join(format!("job-{i}"));
+            std::thread::spawn(move || {
+                source::checkout(&cfg, &url, &commit, &dest).map(|c| c.commit)
+            })
+        })
+        .collect();
+    for t in threads {
+        assert_eq!(t.join().unwrap().unwrap(), new_commit);
+    }
+    assert!(!mirror.join("refs/heads/main.lock").exists());
+}

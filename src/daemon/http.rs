@@ -311,12 +311,7 @@ async fn worker_heartbeat(
     .await
     {
         Ok(_) => Json(json!({"lease_secs": secs})).into_response(),
-        Err(Blocking::Op(reprod_jobs::QueueError::StaleLease(j))) => error(
-            StatusCode::CONFLICT,
-            "stale-lease",
-            format!("job {j}: the lease expired"),
-        ),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string()),
+        Err(e) => queue_failure(e),
     }
 }
 
@@ -358,11 +353,18 @@ async fn worker_complete(
     let (job, token) = (JobId(done.job), reprod_jobs::LeaseToken(done.token));
     match blocking(&shared, move |s| s.queue.complete(&job, &token, how)).await {
         Ok(state) => Json(json!({"state": state.name()})).into_response(),
-        Err(Blocking::Op(reprod_jobs::QueueError::StaleLease(j))) => error(
+        Err(e) => queue_failure(e),
+    }
+}
+
+/// A lease that expired between the check and the write is a conflict; anything else is storage.
+fn queue_failure(e: Blocking<reprod_jobs::QueueError>) -> Response {
+    match e {
+        Blocking::Op(reprod_jobs::QueueError::StaleLease(j)) => error(
             StatusCode::CONFLICT,
             "stale-lease",
             format!("job {j}: the lease expired"),
         ),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string()),
+        e => error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string()),
     }
 }
