@@ -4,7 +4,7 @@
 use serde::Serialize;
 
 use crate::provenance::container::{self, Blobs, Item};
-use crate::provenance::{self, Container, ParseError, Recipe, Statement, Subject};
+use crate::provenance::{self, Container, ParseError, Recipe, Subject};
 use crate::trust::{self, TrustMaterial, Verification};
 
 /// One statement of a document, with its signature outcome and what reprod makes of it.
@@ -21,8 +21,6 @@ pub struct Finding {
     pub recipe: Option<Recipe>,
     /// Why this statement cannot be rebuilt (or was not read), as a reason code and a sentence.
     pub unrebuildable: Option<Problem>,
-    #[serde(skip)]
-    pub statement: Option<Statement>,
 }
 
 /// A reason code and a sentence.
@@ -61,7 +59,6 @@ fn finding(item: &Item, max_bytes: usize, material: &TrustMaterial) -> Finding {
         subjects: Vec::new(),
         recipe: None,
         unrebuildable: None,
-        statement: None,
     };
     if let Verification::Failed { .. } = f.verification {
         f.unrebuildable = Some(Problem {
@@ -124,7 +121,6 @@ fn finding(item: &Item, max_bytes: usize, material: &TrustMaterial) -> Finding {
             })
         }
     }
-    f.statement = Some(statement);
     f
 }
 

@@ -427,6 +427,10 @@ fn kill_9_twenty_times_loses_nothing_and_duplicates_nothing() {
         let v = store.verdict(id).unwrap().unwrap();
         assert_eq!(v["status"], "reproducible");
     }
+    // The subject index names every job once.
+    let mut indexed = store.jobs_for_subject(&digests[0]).unwrap();
+    indexed.sort();
+    assert_eq!(indexed, acked);
 }
 
 fn start_worker(data: &Path, url: &str, token: &str) -> (Child, mpsc::Receiver<String>) {

@@ -206,8 +206,3 @@ pub(crate) async fn shutdown_signal() {
         }
     }
 }
-
-/// Queue counts, for `/healthz` and logs.
-pub fn stats(shared: &Shared) -> Option<reprod_jobs::QueueStats> {
-    shared.queue.stats().ok()
-}

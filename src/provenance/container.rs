@@ -55,14 +55,9 @@ impl std::fmt::Display for Container {
         match self {
             Container::BareStatement => f.write_str("bare statement"),
             Container::DsseEnvelope => f.write_str("DSSE envelope"),
-            Container::SigstoreBundle { version } => write!(
-                f,
-                "Sigstore bundle {}",
-                serde_json::to_value(version)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default()
-            ),
+            Container::SigstoreBundle { version } => {
+                write!(f, "Sigstore bundle {}", version.as_str())
+            }
             Container::GcbProvenance => f.write_str("Cloud Build provenance (DSSE)"),
             Container::NpmAttestation => f.write_str("npm attestation (Sigstore bundle)"),
             Container::CosignAttestation => f.write_str("cosign attestation layer (DSSE)"),

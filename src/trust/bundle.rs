@@ -27,6 +27,15 @@ pub enum BundleVersion {
 }
 
 impl BundleVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::V01 => "0.1",
+            Self::V02 => "0.2",
+            Self::V03 => "0.3",
+            Self::CosignAnnotations => "cosign-annotations",
+        }
+    }
+
     pub fn from_media_type(media_type: &str) -> Option<Self> {
         Some(match media_type {
             "application/vnd.dev.sigstore.bundle+json;version=0.1" => Self::V01,
