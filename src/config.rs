@@ -51,6 +51,20 @@ pub struct ServerConfig {
     pub max_attempts: u32,
     /// First retry delay after an infrastructure failure; doubles per attempt up to an hour.
     pub retry_base_secs: u64,
+    /// Registries whose repositories are watched for new images and their attestations.
+    pub watch: Vec<WatchConfig>,
+}
+
+/// One watched registry.
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq, Default)]
+#[serde(default, deny_unknown_fields)]
+pub struct WatchConfig {
+    /// `host:port`.
+    pub registry: String,
+    pub repositories: Vec<String>,
+    /// Plain HTTP instead of HTTPS (only for registries on loopback).
+    pub insecure: bool,
+    pub interval_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -67,6 +81,7 @@ impl Default for ServerConfig {
             worker_tokens: BTreeMap::new(),
             max_attempts: 5,
             retry_base_secs: 30,
+            watch: Vec::new(),
         }
     }
 }
@@ -234,6 +249,17 @@ impl Config {
         }
         if v.workers > 64 {
             return bad("server.workers must be 0 (remote workers only) to 64");
+        }
+        for w in &v.watch {
+            if w.registry.is_empty() || w.repositories.is_empty() || w.interval_secs == 0 {
+                return bad("each [[server.watch]] needs a registry, repositories and a positive interval_secs");
+            }
+            let loopback = w.registry.starts_with("127.")
+                || w.registry.starts_with("localhost:")
+                || w.registry.starts_with("[::1]");
+            if w.insecure && !loopback {
+                return bad("server.watch: insecure (plain HTTP) is only allowed for registries on loopback");
+            }
         }
         if v.lease_secs < 3 || v.poll_ms == 0 || v.max_attempts == 0 {
             return bad("server.lease_secs must be at least 3, server.poll_ms and server.max_attempts positive");

@@ -3,7 +3,7 @@
 //!
 //! Trees: `meta` (schema version), `provenance` (document sha256 → exact bytes), `verdicts` (job id →
 //! verdict JSON, written at most once), `by_subject` (`<digest> <job id>` → ()), `rejections` (document
-//! sha256 → reason JSON).
+//! sha256 → reason JSON), `watched` (`registry/repo@digest` whose attestations were ingested).
 
 use std::path::Path;
 
@@ -31,6 +31,7 @@ pub struct Store {
     verdicts: sled::Tree,
     by_subject: sled::Tree,
     rejections: sled::Tree,
+    watched: sled::Tree,
 }
 
 impl Store {
@@ -57,6 +58,7 @@ impl Store {
             verdicts: tree("verdicts")?,
             by_subject: tree("by_subject")?,
             rejections: tree("rejections")?,
+            watched: tree("watched")?,
             db,
         };
         match meta.get(SCHEMA_KEY).map_err(storage)? {
@@ -154,6 +156,16 @@ impl Store {
 
     pub fn verdict_count(&self) -> usize {
         self.verdicts.len()
+    }
+
+    /// Whether the registry watcher has ingested the attestations of `image` (`registry/repo@digest`).
+    pub fn watched(&self, image: &str) -> Result<bool, StoreError> {
+        self.watched.contains_key(image).map_err(storage)
+    }
+
+    pub fn mark_watched(&self, image: &str) -> Result<(), StoreError> {
+        self.watched.insert(image, &[]).map_err(storage)?;
+        self.flush()
     }
 
     /// Records why a document was refused at intake.

@@ -607,3 +607,202 @@ fn a_newer_or_corrupt_store_or_unwritable_data_directory_stops_serve_at_start() 
     assert_eq!(code, Some(2), "{stderr}");
     assert!(stderr.contains("creating the data directory"), "{stderr}");
 }
+
+/// Pushes a blob to the local registry with the distribution API; returns its digest.
+fn push_blob(repo: &str, bytes: &[u8]) -> String {
+    use sha2::Digest;
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
+    let start = sh(Command::new("curl").args([
+        "-sfi",
+        "-X",
+        "POST",
+        &format!("http://127.0.0.1:5000/v2/{repo}/blobs/uploads/"),
+    ]));
+    let location = start
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Location: ")
+                .or_else(|| l.strip_prefix("location: "))
+        })
+        .unwrap()
+        .trim()
+        .to_string();
+    let url = if location.starts_with("http") {
+        location
+    } else {
+        format!("http://127.0.0.1:5000{location}")
+    };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let tmp = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tmp.path(), bytes).unwrap();
+    sh(Command::new("curl").args([
+        "-sf",
+        "-X",
+        "PUT",
+        "-H",
+        "Content-Type: application/octet-stream",
+        "--data-binary",
+        &format!("@{}", tmp.path().display()),
+        &format!("{url}{sep}digest={digest}"),
+    ]));
+    digest
+}
+
+fn push_manifest(repo: &str, reference: &str, media_type: &str, manifest: &Value) -> String {
+    use sha2::Digest;
+    let bytes = serde_json::to_vec(manifest).unwrap();
+    let tmp = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tmp.path(), &bytes).unwrap();
+    sh(Command::new("curl").args([
+        "-sf",
+        "-X",
+        "PUT",
+        "-H",
+        &format!("Content-Type: {media_type}"),
+        "--data-binary",
+        &format!("@{}", tmp.path().display()),
+        &format!("http://127.0.0.1:5000/v2/{repo}/manifests/{reference}"),
+    ]));
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)))
+}
+
+/// A manifest whose one layer is `envelope` (a DSSE envelope), as cosign and OCI 1.1 referrers push them.
+fn attestation_manifest(repo: &str, envelope: &[u8], subject: Option<&str>) -> Value {
+    let config = push_blob(repo, b"{}");
+    let layer = push_blob(repo, envelope);
+    let mut m = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": 2},
+        "layers": [{"mediaType": "application/vnd.dsse.envelope.v1+json", "digest": layer, "size": envelope.len(),
+                    "annotations": {"predicateType": "https://tekton.dev/chains/provenance"}}],
+    });
+    if let Some(s) = subject {
+        m["artifactType"] = json!("application/vnd.in-toto+json");
+        m["subject"] = json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": s, "size": 1});
+    }
+    m
+}
+
+fn sign_envelope(statement: &Value, key: &openssl::pkey::PKey<openssl::pkey::Private>) -> Vec<u8> {
+    use base64::Engine;
+    let payload = serde_json::to_vec(statement).unwrap();
+    let pae = reprod::trust::dsse::pae("application/vnd.in-toto+json", &payload);
+    let mut signer =
+        openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), key).unwrap();
+    let sig = signer.sign_oneshot_to_vec(&pae).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    serde_json::to_vec(&json!({
+        "payloadType": "application/vnd.in-toto+json",
+        "payload": b64.encode(payload),
+        "signatures": [{"keyid": "", "sig": b64.encode(sig)}],
+    }))
+    .unwrap()
+}
+
+/// Images pushed to a real registry with a cosign `.att` attestation and an OCI 1.1 referrer (through the
+/// referrers fallback tag, as this registry has no referrers API) are found, verified and rebuilt.
+#[test]
+fn the_registry_watcher_finds_cosign_and_referrer_attestations() {
+    use openssl::ec::{EcGroup, EcKey};
+    let repo = Repo::hello();
+    let digests = reference(&repo);
+    let data = tempfile::tempdir().unwrap();
+    let name = format!("reprod-test/watch-{}", std::process::id());
+    let layout = repo.reference_checkout().join("out/hello");
+    sh(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &format!("oci:{}", layout.display()),
+        &format!("docker://127.0.0.1:5000/{name}:v1"),
+    ]));
+    let image = &digests[0];
+    let key = openssl::pkey::PKey::from_ec_key(
+        EcKey::generate(&EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let pem = data.path().join("builder.pub.pem");
+    std::fs::write(&pem, key.public_key_to_pem().unwrap()).unwrap();
+    // The cosign way: a manifest under the tag sha256-<hex>.att.
+    let hex = image.trim_start_matches("sha256:");
+    let att = attestation_manifest(
+        &name,
+        &sign_envelope(&hello_doc(&repo, &digests, "cosign", ""), &key),
+        None,
+    );
+    push_manifest(
+        &name,
+        &format!("sha256-{hex}.att"),
+        "application/vnd.oci.image.manifest.v1+json",
+        &att,
+    );
+    // The OCI 1.1 way: a manifest with `subject`, listed by the fallback tag sha256-<hex>.
+    let referrer = attestation_manifest(
+        &name,
+        &sign_envelope(&hello_doc(&repo, &digests, "referrer", ""), &key),
+        Some(image),
+    );
+    let referrer_digest = push_manifest(
+        &name,
+        "referrer",
+        "application/vnd.oci.image.manifest.v1+json",
+        &referrer,
+    );
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": referrer_digest,
+                       "size": serde_json::to_vec(&referrer).unwrap().len(), "artifactType": "application/vnd.in-toto+json"}],
+    });
+    push_manifest(
+        &name,
+        &format!("sha256-{hex}"),
+        "application/vnd.oci.image.index.v1+json",
+        &index,
+    );
+
+    let config = data.path().join("reprod.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[trust]\nkeys = [{:?}]\n\n[[server.watch]]\nregistry = \"127.0.0.1:5000\"\nrepositories = [{name:?}]\ninsecure = true\ninterval_secs = 1\n",
+            pem.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut d = Daemon::start(
+        data.path(),
+        &[
+            ("REPROD_CONFIG", config.to_str().unwrap()),
+            ("REPROD_SERVER_ACCEPT_UNSIGNED", "false"),
+        ],
+    );
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let (_, h) = d.request("GET", "/healthz", None, None);
+        if h["queue"]["done"].as_u64() == Some(2) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the watcher did not get both attestations rebuilt: {h}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(60)), Some(0));
+    let store = reprod::store::Store::open(&data.path().join("store")).unwrap();
+    let jobs = store.jobs_for_subject(image).unwrap();
+    assert_eq!(jobs.len(), 2, "{jobs:?}");
+    for job in jobs {
+        let v = store.verdict(&job).unwrap().unwrap();
+        assert_eq!(v["status"], "reproducible", "{v:#}");
+        assert_eq!(
+            v["provenance"]["verification"]["status"], "verified",
+            "{v:#}"
+        );
+    }
+}

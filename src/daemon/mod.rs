@@ -4,6 +4,7 @@
 pub mod http;
 pub mod inbox;
 pub mod ingest;
+pub mod registry;
 pub mod remote;
 pub mod worker;
 
@@ -109,6 +110,13 @@ pub async fn serve(mut config: Config, material: TrustMaterial) -> anyhow::Resul
             .await
     });
     let inbox = tokio::spawn(inbox::run(shared.clone(), stop_rx.clone()));
+    let watchers: Vec<_> = shared
+        .config
+        .server
+        .watch
+        .iter()
+        .map(|t| tokio::spawn(registry::run(shared.clone(), t.clone(), stop_rx.clone())))
+        .collect();
     let reaper = {
         let shared = shared.clone();
         let mut stop = stop_rx.clone();
@@ -180,6 +188,9 @@ pub async fn serve(mut config: Config, material: TrustMaterial) -> anyhow::Resul
         }
     }
     let _ = inbox.await;
+    for w in watchers {
+        let _ = w.await;
+    }
     let _ = reaper.await;
     match http.await {
         Ok(Ok(())) => {}

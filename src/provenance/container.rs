@@ -170,6 +170,33 @@ fn read_capped(path: &std::path::Path, max: usize) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
+/// reprod's own transport for a registry document that needs blobs (a cosign `.att` manifest and its DSSE
+/// layers), so a queued job is self-contained: `{"mediaType", "document": "<the manifest, exactly as
+/// fetched>", "blobs": {"sha256:…": "<base64>"}}`. Blobs are checked against their digests when used.
+pub const WITH_BLOBS_MEDIA_TYPE: &str = "application/vnd.reprod.document-with-blobs.v1+json";
+
+/// A document plus the blobs it refers to.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct WithBlobs {
+    #[serde(rename = "mediaType")]
+    pub media_type: String,
+    pub document: String,
+    pub blobs: std::collections::BTreeMap<String, String>,
+}
+
+impl WithBlobs {
+    fn from_value(value: &Value) -> Result<Self, ParseError> {
+        serde_json::from_value(value.clone())
+            .map_err(|e| ParseError::Envelope(format!("{WITH_BLOBS_MEDIA_TYPE}: {e}")))
+    }
+}
+
+impl Blobs for WithBlobs {
+    fn get(&self, digest: &str) -> Option<Vec<u8>> {
+        json::decode_base64(self.blobs.get(digest)?).ok()
+    }
+}
+
 /// Splits a document into its statements. `max_bytes` caps the input and every decoded payload.
 pub fn decode(bytes: &[u8], max_bytes: usize, blobs: &dyn Blobs) -> Result<Vec<Item>, ParseError> {
     let value = match json::parse(bytes, max_bytes) {
@@ -279,6 +306,13 @@ fn decode_value(
     }
     if obj.contains_key("schemaVersion") && obj.contains_key("layers") {
         return cosign(value, at, max_bytes, blobs);
+    }
+    if obj.get("mediaType").and_then(Value::as_str) == Some(WITH_BLOBS_MEDIA_TYPE) {
+        let inner = WithBlobs::from_value(value)?;
+        let doc = json::parse(inner.document.as_bytes(), max_bytes).map_err(|e| {
+            ParseError::Envelope(format!("{WITH_BLOBS_MEDIA_TYPE}: the document: {e}"))
+        })?;
+        return decode_value(&doc, inner.document.as_bytes(), at, max_bytes, &inner);
     }
     if let Some(attestation) = obj.get("Attestation") {
         let text = attestation.as_str().ok_or_else(|| {
@@ -392,7 +426,8 @@ fn cosign(
             .get("mediaType")
             .and_then(Value::as_str)
             .unwrap_or_default();
-        if media_type != "application/vnd.dsse.envelope.v1+json" {
+        let in_toto = media_type == "application/vnd.in-toto+json";
+        if media_type != "application/vnd.dsse.envelope.v1+json" && !in_toto {
             continue;
         }
         let digest = layer
@@ -408,6 +443,17 @@ fn cosign(
             return Err(err(format!(
                 "{here}: the blob does not have digest {digest}"
             )));
+        }
+        if in_toto {
+            // A bare statement as a layer (BuildKit, OCI 1.1 referrers): nothing signs it.
+            items.push(Item {
+                at: format!("{at} {here}"),
+                container: Container::BareStatement,
+                payload: blob,
+                signing: Signing::Unsigned,
+                attached_to: None,
+            });
+            continue;
         }
         let env_value =
             json::parse(&blob, max_bytes).map_err(|e| err(format!("{here} ({digest}): {e}")))?;
@@ -448,7 +494,8 @@ fn cosign(
     }
     if items.is_empty() {
         return Err(err(
-            "no layer of media type application/vnd.dsse.envelope.v1+json".into(),
+            "no layer of media type application/vnd.dsse.envelope.v1+json or application/vnd.in-toto+json"
+                .into(),
         ));
     }
     Ok(items)
