@@ -3,7 +3,8 @@
 //!
 //! Trees: `meta` (schema version), `provenance` (document sha256 → exact bytes), `verdicts` (job id →
 //! verdict JSON, written at most once), `by_subject` (`<digest> <job id>` → ()), `rejections` (document
-//! sha256 → reason JSON), `watched` (`registry/repo@digest` whose attestations were ingested).
+//! sha256 → reason JSON), `artifacts` (`<job> <logs/…|diffs/…>` → zstd bytes: full step logs and diff
+//! reports), `watched` (`registry/repo@digest` whose attestations were ingested).
 
 use std::path::Path;
 
@@ -32,6 +33,7 @@ pub struct Store {
     by_subject: sled::Tree,
     rejections: sled::Tree,
     watched: sled::Tree,
+    artifacts: sled::Tree,
 }
 
 impl Store {
@@ -59,6 +61,7 @@ impl Store {
             by_subject: tree("by_subject")?,
             rejections: tree("rejections")?,
             watched: tree("watched")?,
+            artifacts: tree("artifacts")?,
             db,
         };
         match meta.get(SCHEMA_KEY).map_err(storage)? {
@@ -156,6 +159,44 @@ impl Store {
 
     pub fn verdict_count(&self) -> usize {
         self.verdicts.len()
+    }
+
+    /// Keeps a job's full step logs and diff reports, zstd-compressed, replacing any earlier attempt's. The
+    /// worker stores them before the verdict, so a verdict's artifacts are those of the run that made it.
+    pub fn put_artifacts(&self, job: &str, files: &[(String, Vec<u8>)]) -> Result<(), StoreError> {
+        for old in self.artifacts.scan_prefix(format!("{job} ")).keys() {
+            self.artifacts
+                .remove(old.map_err(storage)?)
+                .map_err(storage)?;
+        }
+        for (name, bytes) in files {
+            let packed = zstd::encode_all(bytes.as_slice(), 3).map_err(storage)?;
+            self.artifacts
+                .insert(format!("{job} {name}"), packed)
+                .map_err(storage)?;
+        }
+        self.flush()
+    }
+
+    /// Names of a job's stored artifacts (`logs/00-build.log`, `diffs/0.json`, …).
+    pub fn artifact_names(&self, job: &str) -> Result<Vec<String>, StoreError> {
+        let prefix = format!("{job} ");
+        self.artifacts
+            .scan_prefix(&prefix)
+            .keys()
+            .map(|k| {
+                k.map_err(storage)
+                    .map(|k| String::from_utf8_lossy(&k[prefix.len()..]).into_owned())
+            })
+            .collect()
+    }
+
+    pub fn artifact(&self, job: &str, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.artifacts
+            .get(format!("{job} {name}"))
+            .map_err(storage)?
+            .map(|v| zstd::decode_all(v.as_ref()).map_err(storage))
+            .transpose()
     }
 
     /// Whether the registry watcher has ingested the attestations of `image` (`registry/repo@digest`).

@@ -255,6 +255,30 @@ fn submissions_need_a_token_are_queued_once_and_get_a_verdict() {
     let done = d.wait_job(&id, "done", Duration::from_secs(120));
     assert_eq!(done["verdict"]["status"], "reproducible", "{done:#}");
     assert_eq!(done["attempt"], 1);
+    // The full step log is kept with the verdict, and the job directory is gone.
+    assert_eq!(done["artifacts"], json!(["logs/00-build.log"]), "{done:#}");
+    let (code, _) = d.request(
+        "GET",
+        &format!("/v1/jobs/{id}/artifacts/logs/00-build.log"),
+        None,
+        None,
+    );
+    assert_eq!(code, 200);
+    let (code, v) = d.request(
+        "GET",
+        &format!("/v1/jobs/{id}/artifacts/logs/nope.log"),
+        None,
+        None,
+    );
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (404, Some("unknown-artifact"))
+    );
+    let jobs_dir = data.path().join("jobs");
+    let left: Vec<_> = std::fs::read_dir(&jobs_dir)
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "job directories left: {left:?}");
     let (code, v) = d.request("GET", "/v1/jobs/sha256:nope", None, None);
     assert_eq!(
         (code, v["error"]["code"].as_str()),
@@ -357,14 +381,15 @@ fn sigterm_past_the_grace_period_gives_the_job_back() {
     let id = v["jobs"][0]["id"].as_str().unwrap().to_string();
     d.wait_job(&id, "leased", Duration::from_secs(30));
     std::thread::sleep(Duration::from_secs(2)); // the step container is running
+    let pid = d.child.id();
     d.signal("-TERM");
     d.wait_line("gave back", Duration::from_secs(20));
     assert_eq!(d.wait_exit(Duration::from_secs(30)), Some(0));
-    // The killed step's container went with it (containers of other tests' live processes may run).
+    // The stopped step's container went with it.
     assert!(
-        orphan_containers().is_empty(),
+        containers_of(&[pid]).is_empty(),
         "left behind: {:?}",
-        orphan_containers()
+        containers_of(&[pid])
     );
     let d = Daemon::start(data.path(), &[]);
     let j = d.job(&id);
@@ -383,8 +408,10 @@ fn kill_9_twenty_times_loses_nothing_and_duplicates_nothing() {
     let digests = reference(&repo);
     let data = tempfile::tempdir().unwrap();
     let mut acked: Vec<String> = Vec::new();
+    let mut pids = Vec::new();
     for round in 0..20u64 {
         let mut d = Daemon::start(data.path(), &[("REPROD_SERVER_LEASE_SECS", "6")]);
+        pids.push(d.child.id());
         for k in 0..2 {
             let (code, v) = d.submit(&hello_doc(&repo, &digests, &format!("r{round}k{k}"), ""));
             if code == 202 {
@@ -400,6 +427,7 @@ fn kill_9_twenty_times_loses_nothing_and_duplicates_nothing() {
     acked.dedup();
     assert_eq!(acked.len(), 40, "every submission was acknowledged");
     let mut d = Daemon::start(data.path(), &[("REPROD_SERVER_LEASE_SECS", "6")]);
+    pids.push(d.child.id());
     let mut attempts = std::collections::BTreeMap::new();
     for id in &acked {
         let j = d.wait_job(id, "done", Duration::from_secs(400));
@@ -415,10 +443,11 @@ fn kill_9_twenty_times_loses_nothing_and_duplicates_nothing() {
     );
     d.signal("-TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(60)), Some(0));
+    // Nothing any of the 21 daemons started is left (the killed ones' were swept at the next start).
     assert!(
-        orphan_containers().is_empty(),
+        containers_of(&pids).is_empty(),
         "left behind: {:?}",
-        orphan_containers()
+        containers_of(&pids)
     );
     // Exactly one verdict per acknowledged job, none for anything else.
     let store = reprod::store::Store::open(&data.path().join("store")).unwrap();
@@ -500,6 +529,7 @@ fn remote_workers_lease_over_http_and_a_dead_workers_job_goes_to_another() {
     // Worker A (a real process) leases a slow job and is killed mid-rebuild.
     let dir_a = tempfile::tempdir().unwrap();
     let (mut a, a_lines) = start_worker(dir_a.path(), &d.url, "tok-a");
+    let a_pid = a.id();
     let (_, v) = d.submit(&hello_doc(&repo, &digests, "slow", "sleep 20\n"));
     let slow = v["jobs"][0]["id"].as_str().unwrap().to_string();
     wait_for(&a_lines, "leased");
@@ -529,6 +559,11 @@ fn remote_workers_lease_over_http_and_a_dead_workers_job_goes_to_another() {
     let (mut b, _b_lines) = start_worker(dir_b.path(), &d.url, "tok-b");
     let j = d.wait_job(&quick, "done", Duration::from_secs(120));
     assert_eq!(
+        j["artifacts"],
+        json!(["logs/00-build.log"]),
+        "uploaded by the remote worker: {j:#}"
+    );
+    assert_eq!(
         (j["attempt"].as_u64(), j["verdict"]["status"].as_str()),
         (Some(2), Some("reproducible")),
         "{j:#}"
@@ -554,9 +589,9 @@ fn remote_workers_lease_over_http_and_a_dead_workers_job_goes_to_another() {
     b.wait().unwrap();
     // The container the killed worker left running was swept by the next rebuild on this engine.
     assert!(
-        orphan_containers().is_empty(),
+        containers_of(&[a_pid]).is_empty(),
         "left behind: {:?}",
-        orphan_containers()
+        containers_of(&[a_pid])
     );
 }
 

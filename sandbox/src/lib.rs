@@ -36,9 +36,9 @@ pub enum SandboxError {
     /// The engine accepted the container but one of the isolation settings did not take effect.
     #[error("the Docker engine did not apply the isolation policy: {0}; refusing to run the step")]
     PolicyNotApplied(String),
-    /// The engine still lists a job's containers after repeated removal attempts.
-    #[error("containers of job {job_id} are still listed after 10 s of removal attempts; remove them with `docker rm -f` (label dev.reprod.job={job_id})")]
-    LeftBehind { job_id: String },
+    /// The engine still lists containers after repeated removal attempts.
+    #[error("containers of {what} are still listed after 10 s of removal attempts; remove them with `docker rm -f $(docker ps -aq --filter label={label})`")]
+    LeftBehind { what: String, label: String },
     /// Any other engine error while creating, running or removing a container.
     #[error("Docker engine error while {action}: {error}")]
     Docker {

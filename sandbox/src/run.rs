@@ -135,13 +135,25 @@ impl Sandbox {
     /// Removes every container of one job, running or not (a job cut short by its deadline leaves its
     /// current step's container behind). Returns how many were removed.
     pub async fn remove_job_containers(&self, job_id: &str) -> Result<usize, SandboxError> {
-        let labels = vec![
-            format!("{LABEL_MANAGED}=true"),
-            format!("{LABEL_JOB}={job_id}"),
-        ];
+        self.remove_until_gone(
+            vec![
+                format!("{LABEL_MANAGED}=true"),
+                format!("{LABEL_JOB}={job_id}"),
+            ],
+            &format!("job {job_id}"),
+        )
+        .await
+    }
+
+    /// Removes the containers carrying all of `labels`, polling until the engine lists none: a cancelled
+    /// step's own clean-up may be removing one at the same moment (the engine then answers 409), and a
+    /// create request cut off mid-flight may still land.
+    async fn remove_until_gone(
+        &self,
+        labels: Vec<String>,
+        what: &str,
+    ) -> Result<usize, SandboxError> {
         let mut removed = 0;
-        // A cancelled step's own clean-up may be removing the container at the same moment (the engine then
-        // answers 409); poll until the engine lists none.
         for _ in 0..40 {
             let found = self.list_managed(labels.clone()).await?;
             if found.is_empty() {
@@ -166,7 +178,8 @@ impl Sandbox {
             tokio::time::sleep(Duration::from_millis(250)).await;
         }
         Err(SandboxError::LeftBehind {
-            job_id: job_id.to_string(),
+            what: what.to_string(),
+            label: labels.last().cloned().unwrap_or_default(),
         })
     }
 
@@ -212,15 +225,15 @@ impl Sandbox {
 
     /// Removes every container this process owns (a daemon shutting down after its grace period).
     pub async fn remove_own_containers(&self) -> Result<usize, SandboxError> {
-        let found = self
-            .list_managed(vec![format!("{LABEL_OWNER}={}", owner_token())])
-            .await?;
-        let mut removed = 0;
-        for id in found.into_iter().filter_map(|c| c.id) {
-            self.remove(&id).await?;
-            removed += 1;
-        }
-        Ok(removed)
+        let owner = owner_token();
+        self.remove_until_gone(
+            vec![
+                format!("{LABEL_MANAGED}=true"),
+                format!("{LABEL_OWNER}={owner}"),
+            ],
+            &format!("owner {owner}"),
+        )
+        .await
     }
 
     /// Makes sure the pinned image is present, pulling it by digest if not. Returns the engine's image id.

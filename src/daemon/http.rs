@@ -23,10 +23,11 @@ pub fn router(shared: Arc<Shared>) -> Router {
     let router = Router::new()
         .route("/healthz", get(healthz))
         .route("/v1/provenance", post(submit))
-        .route("/v1/jobs/{id}", get(job));
+        .route("/v1/jobs/{id}", get(job))
+        .route("/v1/jobs/{id}/artifacts/{*name}", get(artifact));
     worker_routes(router)
         // Verdicts uploaded by workers carry logs tails; allow them beside documents.
-        .layer(DefaultBodyLimit::max(limit.max(4 << 20)))
+        .layer(DefaultBodyLimit::max(limit.max(64 << 20)))
         .with_state(shared)
 }
 
@@ -131,19 +132,45 @@ async fn job(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Respo
             .get(&JobId(lookup.clone()))
             .map_err(|e| e.to_string())?;
         let verdict = s.store.verdict(&lookup).map_err(|e| e.to_string())?;
-        Ok((info, verdict))
+        let artifacts = s.store.artifact_names(&lookup).map_err(|e| e.to_string())?;
+        Ok((info, verdict, artifacts))
     })
     .await;
     match found {
-        Ok((Some(info), verdict)) => Json(json!({
+        Ok((Some(info), verdict, artifacts)) => Json(json!({
             "id": id,
             "state": info.state.name(),
             "attempt": info.attempt,
             "last_error": info.last_error,
             "verdict": verdict,
+            "artifacts": artifacts,
         }))
         .into_response(),
-        Ok((None, _)) => error(StatusCode::NOT_FOUND, "unknown-job", format!("no job {id}")),
+        Ok((None, _, _)) => error(StatusCode::NOT_FOUND, "unknown-job", format!("no job {id}")),
+        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string()),
+    }
+}
+
+/// One stored log (`logs/00-build.log`, text) or diff report (`diffs/0.json`).
+async fn artifact(
+    State(shared): State<Arc<Shared>>,
+    Path((id, name)): Path<(String, String)>,
+) -> Response {
+    let (j, n) = (id.clone(), name.clone());
+    match blocking(&shared, move |s| s.store.artifact(&j, &n)).await {
+        Ok(Some(bytes)) => {
+            let kind = if name.ends_with(".json") {
+                "application/json"
+            } else {
+                "text/plain; charset=utf-8"
+            };
+            ([("content-type", kind)], bytes).into_response()
+        }
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "unknown-artifact",
+            format!("job {id} has no artifact {name}"),
+        ),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string()),
     }
 }
@@ -200,6 +227,9 @@ pub struct RemoteCompletion {
     pub verdict: Option<serde_json::Value>,
     /// Why the job should be retried, when no verdict was reached.
     pub retry: Option<String>,
+    /// Full step logs and diff reports (`logs/…`, `diffs/…` → base64), kept with the verdict.
+    #[serde(default)]
+    pub artifacts: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(serde::Deserialize)]
@@ -334,9 +364,28 @@ async fn worker_complete(
     let how = match (done.verdict, done.retry) {
         (Some(verdict), None) => {
             let job = done.job.clone();
-            if let Err(e) =
-                blocking(&shared, move |s| s.store.put_verdict_once(&job, &verdict)).await
-            {
+            let mut files = Vec::new();
+            for (name, b64) in &done.artifacts {
+                let ok_name = (name.starts_with("logs/") || name.starts_with("diffs/"))
+                    && !name.contains("..");
+                match crate::provenance::json::decode_base64(b64) {
+                    Ok(bytes) if ok_name => files.push((name.clone(), bytes)),
+                    _ => {
+                        return error(
+                            StatusCode::BAD_REQUEST,
+                            "bad-body",
+                            format!(
+                                "artifact {name:?}: expected logs/… or diffs/… with base64 content"
+                            ),
+                        )
+                    }
+                }
+            }
+            let stored = blocking(&shared, move |s| {
+                s.store.put_artifacts(&job, &files)?;
+                s.store.put_verdict_once(&job, &verdict)
+            });
+            if let Err(e) = stored.await {
                 return error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string());
             }
             reprod_jobs::Completion::Done

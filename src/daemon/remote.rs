@@ -144,6 +144,7 @@ async fn run_job(
         token: lease.token.clone(),
         verdict,
         retry,
+        artifacts: Default::default(),
     };
     let payload = match base64::engine::general_purpose::STANDARD.decode(&lease.payload) {
         Ok(p) => p,
@@ -170,7 +171,8 @@ async fn run_job(
     let progress = move |line: &str| tracing::info!(%job, "{line}");
     let opts = RebuildOptions {
         origin: format!("job {}", lease.job),
-        keep_workspace: false,
+        // Kept until its logs and diffs are read for upload, then removed.
+        keep_workspace: true,
         progress: &progress,
         variations: Default::default(),
         material: material.clone(),
@@ -181,10 +183,32 @@ async fn run_job(
         () = heartbeat => return None,
     };
     Some(match result {
-        Ok(verdict) => match serde_json::to_value(&verdict) {
-            Ok(v) => done(Some(v), None),
-            Err(e) => done(None, Some(e.to_string())),
-        },
+        Ok(mut verdict) => {
+            let dir = verdict.job_dir.take().map(std::path::PathBuf::from);
+            let mut completion = match serde_json::to_value(&verdict) {
+                Ok(v) => done(Some(v), None),
+                Err(e) => done(None, Some(e.to_string())),
+            };
+            if let Some(dir) = dir {
+                let d = dir.clone();
+                let files = tokio::task::spawn_blocking(move || rebuild::job_artifacts(&d))
+                    .await
+                    .unwrap_or_default();
+                completion.artifacts = files
+                    .into_iter()
+                    .map(|(name, bytes)| {
+                        (
+                            name,
+                            base64::engine::general_purpose::STANDARD.encode(bytes),
+                        )
+                    })
+                    .collect();
+                if let Err(e) = rebuild::remove_job_dir(&dir).await {
+                    tracing::warn!(path = %dir.display(), error = %e, "could not remove the job directory");
+                }
+            }
+            completion
+        }
         Err(RebuildError::Infrastructure(e)) => done(None, Some(e)),
         Err(other) => done(None, Some(other.to_string())),
     })

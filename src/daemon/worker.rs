@@ -91,7 +91,8 @@ async fn run_job(shared: &Arc<Shared>, lease: &Lease, ttl: Duration) -> Option<C
     let progress = move |line: &str| tracing::info!(job = %log_job, "{line}");
     let opts = RebuildOptions {
         origin: format!("job {job}"),
-        keep_workspace: false,
+        // Kept until its logs and diffs are in the store, then removed.
+        keep_workspace: true,
         progress: &progress,
         variations: Default::default(),
         material: shared.material.clone(),
@@ -102,7 +103,8 @@ async fn run_job(shared: &Arc<Shared>, lease: &Lease, ttl: Duration) -> Option<C
         () = heartbeat => return None,
     };
     Some(match result {
-        Ok(verdict) => {
+        Ok(mut verdict) => {
+            let dir = verdict.job_dir.take().map(std::path::PathBuf::from);
             let value = match serde_json::to_value(&verdict) {
                 Ok(v) => v,
                 Err(e) => {
@@ -112,7 +114,22 @@ async fn run_job(shared: &Arc<Shared>, lease: &Lease, ttl: Duration) -> Option<C
                 }
             };
             let j = job.clone();
-            match blocking(shared, move |s| s.store.put_verdict_once(&j, &value)).await {
+            let kept = dir.clone();
+            let stored = blocking(shared, move |s| {
+                let files = kept
+                    .as_deref()
+                    .map(rebuild::job_artifacts)
+                    .unwrap_or_default();
+                s.store.put_artifacts(&j, &files)?;
+                s.store.put_verdict_once(&j, &value)
+            })
+            .await;
+            if let Some(dir) = dir {
+                if let Err(e) = rebuild::remove_job_dir(&dir).await {
+                    tracing::warn!(path = %dir.display(), error = %e, "could not remove the job directory");
+                }
+            }
+            match stored {
                 Ok(_) => Completion::Done,
                 Err(e) => Completion::Retry {
                     reason: format!("store: {e}"),

@@ -322,7 +322,30 @@ async fn run(
     result
 }
 
-async fn remove_job_dir(root: &Path) -> std::io::Result<()> {
+/// A kept job directory's full step logs and diff reports, as `(logs/<file>, bytes)` pairs, for the
+/// daemon's store. Blocking.
+pub fn job_artifacts(job_dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for sub in [JobDirs::LOGS, "diffs"] {
+        let Ok(entries) = std::fs::read_dir(job_dir.join(sub)) else {
+            continue;
+        };
+        let mut files: Vec<_> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .collect();
+        files.sort_by_key(|e| e.file_name());
+        for e in files {
+            if let Ok(bytes) = std::fs::read(e.path()) {
+                out.push((format!("{sub}/{}", e.file_name().to_string_lossy()), bytes));
+            }
+        }
+    }
+    out
+}
+
+/// Removes a job directory kept for its artifacts.
+pub async fn remove_job_dir(root: &Path) -> std::io::Result<()> {
     let root = root.to_path_buf();
     tokio::task::spawn_blocking(move || std::fs::remove_dir_all(root))
         .await

@@ -279,3 +279,28 @@ pub fn last_step(verdict: &Value) -> &Value {
         .and_then(|s| s.last())
         .expect("a step report")
 }
+
+/// Containers of reprod's owned by any of these processes (live or dead): what a test's own daemons and
+/// workers left, unaffected by other tests running beside it.
+pub fn containers_of(pids: &[u32]) -> Vec<String> {
+    let out = sh(Command::new("docker").args([
+        "ps",
+        "-a",
+        "--filter",
+        "label=dev.reprod.managed=true",
+        "--format",
+        "{{.ID}} {{.Label \"dev.reprod.owner\"}}",
+    ]));
+    out.lines()
+        .filter(|line| {
+            let owner = line.split_whitespace().nth(1).unwrap_or("");
+            let pid: u32 = owner
+                .split(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            pids.contains(&pid)
+        })
+        .map(str::to_string)
+        .collect()
+}
