@@ -841,3 +841,92 @@ fn the_registry_watcher_finds_cosign_and_referrer_attestations() {
         );
     }
 }
+
+/// A full disk stops intake with a clear error and loses nothing acknowledged. The data directory is a
+/// small tmpfs mounted by the test (root is needed, as for Docker).
+#[test]
+fn a_full_disk_stops_intake_cleanly_and_keeps_what_was_acknowledged() {
+    let repo = Repo::hello();
+    let mnt = tempfile::tempdir().unwrap();
+    sh(Command::new("mount").args([
+        "-t",
+        "tmpfs",
+        "-o",
+        "size=24m",
+        "tmpfs",
+        mnt.path().to_str().unwrap(),
+    ]));
+    struct Unmount(std::path::PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+    let _unmount = Unmount(mnt.path().to_path_buf());
+    let data = mnt.path().join("data");
+    let d = Daemon::start(&data, &[("REPROD_SERVER_WORKERS", "0")]);
+    let doc = |n: usize| {
+        let mut doc = repo.provenance(
+            vec![subject("example.invalid/x", &unbuilt_digest('a'))],
+            HELLO_SCRIPT,
+        );
+        doc["predicate"]["recipe"]["steps"][0]["entryPoint"] =
+            json!(format!("#!/bin/sh\n# {n} {}\n", "x".repeat(20_000)));
+        doc
+    };
+    let mut acked = Vec::new();
+    for n in 0..5 {
+        let (code, v) = d.submit(&doc(n));
+        assert_eq!(code, 202, "{v}");
+        acked.push(v["jobs"][0]["id"].as_str().unwrap().to_string());
+    }
+    // Fill the disk.
+    let filler = mnt.path().join("filler");
+    let _ = Command::new("dd")
+        .args([
+            "if=/dev/zero",
+            &format!("of={}", filler.display()),
+            "bs=1M",
+            "count=64",
+        ])
+        .stderr(Stdio::null())
+        .status();
+    let mut refused = None;
+    for n in 5..400 {
+        let (code, v) = d.submit(&doc(n));
+        match code {
+            202 => acked.push(v["jobs"][0]["id"].as_str().unwrap().to_string()),
+            503 => {
+                refused = Some(v);
+                break;
+            }
+            other => panic!("unexpected {other}: {v}"),
+        }
+    }
+    let refused =
+        refused.unwrap_or_else(|| panic!("the disk never filled ({} accepted)", acked.len()));
+    assert_eq!(refused["error"]["code"], "storage", "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("nothing was recorded"),
+        "{refused}"
+    );
+    // Space comes back: everything acknowledged is there, and intake works again.
+    std::fs::remove_file(&filler).unwrap();
+    drop(d);
+    let d = Daemon::start(&data, &[("REPROD_SERVER_WORKERS", "0")]);
+    for id in &acked {
+        assert_eq!(d.job(id)["state"], "ready", "{id} was acknowledged");
+    }
+    let doc = repo.provenance(
+        vec![subject("example.invalid/y", &unbuilt_digest('b'))],
+        HELLO_SCRIPT,
+    );
+    assert_eq!(d.submit(&doc).0, 202);
+    eprintln!(
+        "full disk: {} accepted before intake stopped with 503",
+        acked.len()
+    );
+}
