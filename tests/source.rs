@@ -43,12 +43,16 @@ fn checkout_is_exact_and_the_mirror_is_reused() {
         source::checkout(&cfg, &repo.url, &repo.commit, &scratch.path().join("b")).unwrap();
     assert_eq!(second.commit, repo.commit);
     assert_eq!(head_of(&scratch.path().join("b")), repo.commit);
-    assert_eq!(
-        std::fs::read_dir(scratch.path().join("cache"))
-            .unwrap()
-            .count(),
-        1,
-        "one mirror"
+    // One mirror (beside it, its lock file).
+    let mut entries: Vec<String> = std::fs::read_dir(scratch.path().join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    entries.sort();
+    assert_eq!(entries.len(), 2, "{entries:?}");
+    assert!(
+        entries[0].ends_with(".git") && entries[1] == format!("{}.lock", entries[0]),
+        "{entries:?}"
     );
 }
 
