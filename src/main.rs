@@ -92,9 +92,9 @@ enum Command {
         #[arg(long)]
         vary: bool,
     },
-    /// Run the daemon: HTTP intake (`POST /v1/provenance` with a token), the inbox directory, a durable
-    /// queue and in-process workers, until SIGTERM or SIGINT (running rebuilds get
-    /// `server.shutdown_grace_secs` to finish, then are given back to the queue).
+    /// Run the daemon: intake (`POST /v1/provenance` with a token, the inbox directory, watched
+    /// registries), a durable queue, in-process and remote workers, until SIGTERM or SIGINT (running
+    /// rebuilds get `server.shutdown_grace_secs` to finish, then are given back to the queue).
     Serve,
     /// Rebuild for a `reprod serve` elsewhere: lease jobs over HTTP, rebuild here, report the verdict with
     /// the lease token. Stops after the current job on SIGTERM/SIGINT.
