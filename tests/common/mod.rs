@@ -254,6 +254,15 @@ impl Reprod {
 /// Containers carrying reprod's label whose owning reprod process has exited: what a run left behind.
 /// (Containers of reprod processes still running belong to concurrent tests.)
 pub fn orphan_containers() -> Vec<String> {
+    reprod_containers()
+        .into_iter()
+        .filter(|(_, pid)| *pid == 0 || !Path::new(&format!("/proc/{pid}")).exists())
+        .map(|(line, _)| line)
+        .collect()
+}
+
+/// Every container carrying reprod's label, as (`<id> <owner label>`, owner pid or 0).
+fn reprod_containers() -> Vec<(String, u32)> {
     let out = sh(Command::new("docker").args([
         "ps",
         "-a",
@@ -263,12 +272,15 @@ pub fn orphan_containers() -> Vec<String> {
         "{{.ID}} {{.Label \"dev.reprod.owner\"}}",
     ]));
     out.lines()
-        .filter(|line| {
+        .map(|line| {
             let owner = line.split_whitespace().nth(1).unwrap_or("");
-            let pid = owner.split(':').next().unwrap_or("");
-            pid.is_empty() || !Path::new(&format!("/proc/{pid}")).exists()
+            let pid = owner
+                .split(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0);
+            (line.to_string(), pid)
         })
-        .map(str::to_string)
         .collect()
 }
 
@@ -283,24 +295,9 @@ pub fn last_step(verdict: &Value) -> &Value {
 /// Containers of reprod's owned by any of these processes (live or dead): what a test's own daemons and
 /// workers left, unaffected by other tests running beside it.
 pub fn containers_of(pids: &[u32]) -> Vec<String> {
-    let out = sh(Command::new("docker").args([
-        "ps",
-        "-a",
-        "--filter",
-        "label=dev.reprod.managed=true",
-        "--format",
-        "{{.ID}} {{.Label \"dev.reprod.owner\"}}",
-    ]));
-    out.lines()
-        .filter(|line| {
-            let owner = line.split_whitespace().nth(1).unwrap_or("");
-            let pid: u32 = owner
-                .split(':')
-                .next()
-                .and_then(|p| p.parse().ok())
-                .unwrap_or(0);
-            pids.contains(&pid)
-        })
-        .map(str::to_string)
+    reprod_containers()
+        .into_iter()
+        .filter(|(_, pid)| pids.contains(pid))
+        .map(|(line, _)| line)
         .collect()
 }
