@@ -4,7 +4,7 @@
 //! the same run: parse + verify + normalize alone (`examine`); intake adds the trust decision, keeping the
 //! document and a deduplicated, flushed enqueue, one flush each (the cost of acknowledging durably).
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use base64::Engine;
@@ -77,14 +77,16 @@ fn main() {
         ..Config::default()
     };
     config.trust.require_signature = true;
-    let shared = Shared {
-        queue: SledQueue::open(&dir.path().join("queue"), QueueConfig::default()).expect("queue"),
-        store: reprod::store::Store::open(&dir.path().join("store")).expect("store"),
+    let (signer, _) =
+        reprod::attest::SigningKey::load_or_create(&dir.path().join("signing.key"), true)
+            .expect("signing key");
+    let shared = Shared::new(
         config,
         material,
-        wake: tokio::sync::Notify::new(),
-        active: Mutex::new(Default::default()),
-    };
+        SledQueue::open(&dir.path().join("queue"), QueueConfig::default()).expect("queue"),
+        reprod::store::Store::open(&dir.path().join("store")).expect("store"),
+        signer,
+    );
     let shared = Arc::new(shared);
     let start = Instant::now();
     for d in &docs {

@@ -9,7 +9,7 @@ set -euo pipefail
 
 REGISTRY="${REPROD_REGISTRY:-127.0.0.1:5000}"
 STATE_DIR="${REPROD_STATE_DIR:-/var/lib/reprod-dev}"
-PACKAGES=(libssl-dev pkg-config python3-venv docker.io docker-registry busybox-static skopeo umoci diffoscope-minimal git curl jq ca-certificates bc time)
+PACKAGES=(libssl-dev pkg-config python3-venv docker.io docker-registry busybox-static skopeo umoci diffoscope-minimal git curl jq ca-certificates bc time chromium socat iproute2 wrk)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
@@ -86,16 +86,21 @@ YAML
 
 # securesystemslib: the independent DSSE implementation the trust tests cross-check against. A venv keeps
 # it out of the system Python; the version is pinned so a new release cannot change what "agrees" means.
+# prometheus_client is the independent parser the /metrics test reads the exposition with.
 SSLIB_VERSION=1.6.0
+PROMCLIENT_VERSION=0.21.1
 setup_python() {
   local venv="$STATE_DIR/pyenv"
-  if "$venv/bin/python" -c "import securesystemslib, sys; sys.exit(securesystemslib.__version__ != '$SSLIB_VERSION')" 2>/dev/null; then
-    log "securesystemslib $SSLIB_VERSION present"; return
+  if "$venv/bin/python" -c "
+import sys, securesystemslib, prometheus_client
+from importlib.metadata import version
+sys.exit(securesystemslib.__version__ != '$SSLIB_VERSION' or version('prometheus_client') != '$PROMCLIENT_VERSION')" 2>/dev/null; then
+    log "securesystemslib $SSLIB_VERSION and prometheus_client $PROMCLIENT_VERSION present"; return
   fi
-  log "installing securesystemslib $SSLIB_VERSION into $venv"
+  log "installing securesystemslib $SSLIB_VERSION and prometheus_client $PROMCLIENT_VERSION into $venv"
   python3 -m venv "$venv" || die "python3 -m venv failed (package python3-venv)"
   "$venv/bin/pip" install -q --disable-pip-version-check "securesystemslib[crypto]==$SSLIB_VERSION" \
-    || die "pip could not install securesystemslib from PyPI"
+    "prometheus_client==$PROMCLIENT_VERSION" || die "pip could not install the Python cross-check tools from PyPI"
 }
 
 install_missing

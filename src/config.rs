@@ -53,6 +53,22 @@ pub struct ServerConfig {
     pub retry_base_secs: u64,
     /// Registries whose repositories are watched for new images and their attestations.
     pub watch: Vec<WatchConfig>,
+    /// The PEM ECDSA P-256 key verdicts are signed with (`reprod keygen`). It must exist when set; when empty,
+    /// `<data_dir>/signing.key` is used, and created on first start.
+    pub signing_key: PathBuf,
+    /// The base URL links in the Atom feed use (empty: `http://<listen>`).
+    pub public_url: String,
+}
+
+impl ServerConfig {
+    /// [`ServerConfig::public_url`], without a trailing slash.
+    pub fn base_url(&self) -> String {
+        if self.public_url.is_empty() {
+            format!("http://{}", self.listen)
+        } else {
+            self.public_url.trim_end_matches('/').to_string()
+        }
+    }
 }
 
 /// One watched registry.
@@ -82,6 +98,8 @@ impl Default for ServerConfig {
             max_attempts: 5,
             retry_base_secs: 30,
             watch: Vec::new(),
+            signing_key: PathBuf::new(),
+            public_url: String::new(),
         }
     }
 }

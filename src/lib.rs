@@ -4,6 +4,8 @@
 //! B"), reruns S on C inside hardened containers, and says whether D comes out bit for bit. See DESIGN.md
 //! for the flow; each module here owns one stage of it.
 
+pub mod attest;
+pub mod client;
 pub mod config;
 pub mod daemon;
 pub mod diff;

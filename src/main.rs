@@ -157,6 +157,81 @@ enum Command {
     },
     /// Print the effective configuration (file + environment + defaults) as TOML.
     Config,
+    /// Create the ECDSA P-256 key pair verdicts are signed with: PREFIX.key (PKCS#8 PEM, mode 0600) and
+    /// PREFIX.pub (the public key to give to `reprod verify` and other verifiers). Never overwrites a file.
+    Keygen {
+        /// Path prefix of the two files.
+        #[arg(default_value = "reprod")]
+        prefix: PathBuf,
+    },
+    /// Check a signed verdict (a DSSE envelope from `/v1/jobs/{id}/attestations/...`) offline and print
+    /// what it vouches for.
+    ///
+    /// Exit status: 0 the signature verifies with a given key and the statement is a reprod verification
+    /// summary or rebuild provenance (whatever verdict it states); 1 it does not verify or is not such a
+    /// statement; 2 the file or a key cannot be read.
+    Verify {
+        attestation: PathBuf,
+        /// The rebuilder's PEM public key (repeatable: any one may have signed).
+        #[arg(long = "key", value_name = "PUB", required = true)]
+        keys: Vec<PathBuf>,
+        /// Print the verified statement as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Ask a reprod server whether an image digest was rebuilt bit for bit.
+    ///
+    /// Exit status: 0 the latest verdict naming the digest is `reproducible`; 1 it is any other verdict;
+    /// 2 no verdict names it, or the server cannot be asked.
+    Status {
+        /// IMAGE@sha256:<hex> or sha256:<hex>.
+        reference: String,
+        #[command(flatten)]
+        server: ServerArgs,
+        /// Print the server's answer as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send a provenance document to a reprod server's queue.
+    ///
+    /// Exit status: 0 queued (or already known); 1 refused (signature, policy) or, with --wait, a verdict
+    /// other than reproducible; 2 error.
+    Submit {
+        file: PathBuf,
+        #[command(flatten)]
+        server: ServerArgs,
+        /// A submit token (one of the server's server.submit_tokens).
+        #[arg(long, env = "REPROD_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Wait for the verdict and exit as `status` does.
+        #[arg(long)]
+        wait: bool,
+        /// Give up waiting after this many seconds (exit 2).
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Where the reprod server is.
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// The server's base URL (default: server.public_url, else http://<server.listen>).
+    #[arg(long = "server", env = "REPROD_SERVER")]
+    url: Option<String>,
+}
+
+impl ServerArgs {
+    fn client(
+        &self,
+        config: &Config,
+        token: Option<String>,
+    ) -> anyhow::Result<reprod::client::Client> {
+        let url = self.url.clone().unwrap_or_else(|| config.server.base_url());
+        Ok(reprod::client::Client::new(&url, token)?)
+    }
 }
 
 fn main() -> ExitCode {
@@ -283,6 +358,35 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 outputs.problems.is_empty() && outputs.images.iter().all(|i| i.problems.is_empty());
             Ok(if clean { 0 } else { 1 })
         }
+        Command::Keygen { prefix } => keygen(&prefix),
+        Command::Verify {
+            attestation,
+            keys,
+            json,
+        } => verify(&attestation, &keys, json),
+        Command::Status {
+            reference,
+            server,
+            json,
+        } => status(&server.client(&config, None)?, &reference, json),
+        Command::Submit {
+            file,
+            server,
+            token,
+            wait,
+            timeout,
+            json,
+        } => {
+            let client = server.client(&config, token)?;
+            let bytes = rebuild::read_provenance(&file, config.max_document_bytes)?;
+            submit(
+                &client,
+                &bytes,
+                wait,
+                std::time::Duration::from_secs(timeout),
+                json,
+            )
+        }
         Command::Serve => {
             let (runtime, material) = long_running(&config)?;
             runtime.block_on(reprod::daemon::serve(config, material))?;
@@ -387,4 +491,207 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             Ok(verdict.exit_code() as u8)
         }
     }
+}
+
+fn keygen(prefix: &std::path::Path) -> anyhow::Result<u8> {
+    let private = prefix.with_extension("key");
+    let public = prefix.with_extension("pub");
+    let pair = reprod::attest::key::generate_key_pair()?;
+    reprod::attest::key::write_key_pair(&pair, &private, &public)?;
+    println!(
+        "private key: {} (mode 0600; keep it secret)",
+        private.display()
+    );
+    println!("public key:  {}", public.display());
+    println!("key id:      {}", pair.key_id);
+    Ok(0)
+}
+
+/// Largest attestation `reprod verify` reads.
+const MAX_ATTESTATION_BYTES: u64 = 16 << 20;
+
+fn verify(attestation: &std::path::Path, keys: &[PathBuf], json: bool) -> anyhow::Result<u8> {
+    let mut loaded = Vec::new();
+    for k in keys {
+        let pem = std::fs::read(k).with_context(|| format!("reading the key {}", k.display()))?;
+        loaded.push(reprod::trust::keys::PublicKey::from_pem(
+            &pem,
+            k.display().to_string(),
+        )?);
+    }
+    let size = std::fs::metadata(attestation)
+        .with_context(|| format!("reading {}", attestation.display()))?
+        .len();
+    anyhow::ensure!(
+        size <= MAX_ATTESTATION_BYTES,
+        "{}: {size} bytes is over the {MAX_ATTESTATION_BYTES}-byte limit for an attestation",
+        attestation.display()
+    );
+    let bytes =
+        std::fs::read(attestation).with_context(|| format!("reading {}", attestation.display()))?;
+    match reprod::attest::verify_attestation(&bytes, &loaded) {
+        Ok(v) => {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                print!("{}", v.human());
+            }
+            Ok(0)
+        }
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"verified": false, "error": e.to_string()})
+                );
+            }
+            eprintln!(
+                "reprod verify: {}: NOT verified: {e}",
+                attestation.display()
+            );
+            Ok(1)
+        }
+    }
+}
+
+fn status(client: &reprod::client::Client, reference: &str, json: bool) -> anyhow::Result<u8> {
+    let (name, digest) = reprod::client::parse_reference(reference)?;
+    let Some(answer) = client.verdicts_for(digest)? else {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"digest": digest, "status": "unknown"})
+            );
+        } else {
+            println!("unknown: no verdict names {digest} (never submitted, or its rebuild has not finished)");
+        }
+        return Ok(EXIT_ERROR);
+    };
+    let latest = &answer["latest"];
+    let verdict = latest["status"].as_str().unwrap_or("unknown");
+    if json {
+        println!("{}", serde_json::to_string_pretty(&answer)?);
+    } else {
+        println!("{verdict}: {reference}");
+        if let Some(reason) = latest["reason"].as_str() {
+            println!("  reason:   {reason}");
+        }
+        println!(
+            "  job:      {} (recorded {})",
+            latest["job"].as_str().unwrap_or("?"),
+            latest["recorded_at"].as_str().unwrap_or("?")
+        );
+        println!(
+            "  history:  {} verdict(s) name this digest",
+            answer["history"].as_array().map_or(0, Vec::len)
+        );
+        for (kind, href) in latest["links"]["attestations"]
+            .as_object()
+            .into_iter()
+            .flatten()
+        {
+            println!("  signed:   {kind} {}", href.as_str().unwrap_or_default());
+        }
+        if let Some(name) = name {
+            let names: Vec<&str> = latest["subjects"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|s| s["digest"] == digest)
+                .filter_map(|s| s["name"].as_str())
+                .collect();
+            if !names.is_empty() && !names.contains(&name) {
+                println!(
+                    "  note:     the verdict names this digest {}, not {name}; the digest is what was rebuilt",
+                    names.join(", ")
+                );
+            }
+        }
+    }
+    Ok(if verdict == "reproducible" { 0 } else { 1 })
+}
+
+fn submit(
+    client: &reprod::client::Client,
+    bytes: &[u8],
+    wait: bool,
+    timeout: std::time::Duration,
+    json: bool,
+) -> anyhow::Result<u8> {
+    let answer = match client.submit(bytes) {
+        Ok(a) => a,
+        Err(reprod::client::ClientError::Api {
+            status: 422,
+            code,
+            message,
+            ..
+        }) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"refused": {"code": code, "message": message}})
+                );
+            } else {
+                println!("refused ({code}): {message}");
+            }
+            return Ok(1);
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let jobs: Vec<String> = answer["jobs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|j| j["id"].as_str().map(str::to_string))
+        .collect();
+    if !wait {
+        if json {
+            println!("{answer}");
+        } else {
+            for j in answer["jobs"].as_array().into_iter().flatten() {
+                println!(
+                    "queued: job {} ({})",
+                    j["id"].as_str().unwrap_or("?"),
+                    j["status"].as_str().unwrap_or("?")
+                );
+            }
+        }
+        return Ok(0);
+    }
+    let deadline = std::time::Instant::now() + timeout;
+    let mut worst = 0;
+    for id in jobs {
+        let job = loop {
+            let job = client.job(&id)?;
+            let state = job["state"].as_str().unwrap_or_default();
+            if !job["verdict"].is_null() || state == "dead" {
+                break job;
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "job {id}: no verdict within {}s (state {state})",
+                timeout.as_secs()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(500));
+        };
+        let status = job["verdict"]["status"].as_str().unwrap_or("error");
+        if json {
+            println!("{job}");
+        } else {
+            println!("{status}: job {id}");
+            if let Some(detail) = job["verdict"]["detail"].as_str() {
+                println!("  {detail}");
+            }
+            if let Some(e) = job["last_error"].as_str().filter(|_| status == "error") {
+                println!("  given up after retries: {e}");
+            }
+        }
+        let code = match status {
+            "reproducible" => 0,
+            "error" => EXIT_ERROR,
+            _ => 1,
+        };
+        worst = worst.max(code);
+    }
+    Ok(worst)
 }

@@ -1,15 +1,23 @@
-//! What the daemon keeps besides the queue: the provenance as received, one verdict per job, intake
-//! rejections, and an index by subject digest. Every write is flushed before it is acknowledged.
+//! What the daemon keeps besides the queue: the provenance as received, one verdict per job with its signed
+//! attestations, intake rejections, and the indexes the query API reads. Every write is flushed before it is
+//! acknowledged, and a verdict with everything about it is one transaction.
 //!
 //! Trees: `meta` (schema version), `provenance` (document sha256 → exact bytes), `verdicts` (job id →
-//! verdict JSON, written at most once), `by_subject` (`<digest> <job id>` → ()), `rejections` (document
-//! sha256 → reason JSON), `artifacts` (`<job> <logs/…|diffs/…>` → zstd bytes: full step logs and diff
-//! reports), `watched` (`registry/repo@digest` whose attestations were ingested).
+//! verdict JSON, written at most once), `records` (job id → [`VerdictRecord`], the summary lists return),
+//! `timeline` (sequence number, big-endian → job id), `by_image` (`<name> NUL <seq>` → job id), `by_subject`
+//! (`<digest> <job id>` → ()), `counts` (status → u64), `attestations` (`<job> <kind>` → DSSE envelope
+//! exactly as signed), `rejections` (document sha256 → reason JSON), `artifacts` (`<job> <logs/…|diffs/…>`
+//! → zstd bytes: full step logs and diff reports), `watched` (`registry/repo@digest` whose attestations were
+//! ingested).
 
 use std::path::Path;
 
-/// The layout this code reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+use serde::{Deserialize, Serialize};
+use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+
+/// The layout this code reads and writes. Version 1 had no records, timeline, image index, counts or
+/// attestations; opening it adds them (the migration is one transaction).
+pub const SCHEMA_VERSION: u32 = 2;
 const SCHEMA_KEY: &[u8] = b"schema_version";
 
 #[derive(Debug, thiserror::Error)]
@@ -26,14 +34,133 @@ fn storage(e: impl std::fmt::Display) -> StoreError {
     StoreError::Storage(e.to_string())
 }
 
+fn tx_storage(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => storage(e),
+    }
+}
+
+/// What lists, pages and feeds show of a verdict, without reading the verdict itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VerdictRecord {
+    pub job: String,
+    /// Order of recording; lists are newest first and their cursors are these.
+    pub seq: u64,
+    /// RFC 3339, UTC, milliseconds: strings of this form sort as the times they name.
+    pub recorded_at: String,
+    pub status: String,
+    pub reason: Option<String>,
+    pub detail: String,
+    pub provenance_sha256: Option<String>,
+    /// What was checked of the provenance's signature, in one line.
+    pub signature: Option<String>,
+    pub subjects: Vec<SubjectRecord>,
+    /// Kinds of the signed attestations kept (`vsa`, `provenance`).
+    pub attestations: Vec<String>,
+    pub duration_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubjectRecord {
+    pub name: String,
+    pub digest: String,
+    pub matched: bool,
+}
+
+impl VerdictRecord {
+    /// Reads the summary fields of a verdict's JSON (tolerating absent ones: remote workers send JSON).
+    pub fn of(
+        job: &str,
+        seq: u64,
+        recorded_at: &str,
+        verdict: &serde_json::Value,
+        attestations: Vec<String>,
+    ) -> Self {
+        let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+        let mut subjects: Vec<SubjectRecord> = Vec::new();
+        for s in verdict["subjects"].as_array().into_iter().flatten() {
+            let r = SubjectRecord {
+                name: s["name"].as_str().unwrap_or_default().to_string(),
+                digest: s["digest"].as_str().unwrap_or_default().to_string(),
+                matched: s["matched"].as_bool().unwrap_or(false),
+            };
+            if !subjects.contains(&r) {
+                subjects.push(r);
+            }
+        }
+        VerdictRecord {
+            job: job.to_string(),
+            seq,
+            recorded_at: recorded_at.to_string(),
+            status: text(&verdict["status"]).unwrap_or_else(|| "unknown".into()),
+            reason: text(&verdict["reason"]),
+            detail: text(&verdict["detail"]).unwrap_or_default(),
+            provenance_sha256: text(&verdict["provenance"]["sha256"]),
+            signature: text(&verdict["provenance"]["signature"]),
+            subjects,
+            attestations,
+            duration_ms: verdict["duration_ms"].as_u64(),
+        }
+    }
+
+    /// The distinct image (subject) names, in order.
+    pub fn images(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = Vec::new();
+        for s in &self.subjects {
+            if !s.name.is_empty() && !names.contains(&s.name.as_str()) {
+                names.push(&s.name);
+            }
+        }
+        names
+    }
+}
+
+/// Which verdicts a list wants. Times are RFC 3339 in [`VerdictRecord::recorded_at`]'s form.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub status: Option<String>,
+    pub image: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// The cursor: only verdicts recorded before this sequence number.
+    pub before: Option<u64>,
+    pub limit: usize,
+}
+
+/// One page of a list, newest first. `next` is the cursor of the following page, if there may be one.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    pub records: Vec<VerdictRecord>,
+    pub next: Option<u64>,
+}
+
 pub struct Store {
     db: sled::Db,
     provenance: sled::Tree,
     verdicts: sled::Tree,
+    records: sled::Tree,
+    timeline: sled::Tree,
+    by_image: sled::Tree,
     by_subject: sled::Tree,
+    counts: sled::Tree,
+    attestations: sled::Tree,
     rejections: sled::Tree,
     watched: sled::Tree,
     artifacts: sled::Tree,
+}
+
+fn image_key(name: &str, seq: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(name.len() + 9);
+    k.extend_from_slice(name.as_bytes());
+    k.push(0);
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+fn seq_of(key: &[u8]) -> Option<u64> {
+    let tail = key.get(key.len().checked_sub(8)?..)?;
+    Some(u64::from_be_bytes(tail.try_into().ok()?))
 }
 
 impl Store {
@@ -58,7 +185,12 @@ impl Store {
         let store = Store {
             provenance: tree("provenance")?,
             verdicts: tree("verdicts")?,
+            records: tree("records")?,
+            timeline: tree("timeline")?,
+            by_image: tree("by_image")?,
             by_subject: tree("by_subject")?,
+            counts: tree("counts")?,
+            attestations: tree("attestations")?,
             rejections: tree("rejections")?,
             watched: tree("watched")?,
             artifacts: tree("artifacts")?,
@@ -75,6 +207,9 @@ impl Store {
                 if found > SCHEMA_VERSION {
                     return Err(StoreError::NewerSchema { path, found });
                 }
+                if found == 1 {
+                    store.migrate_v1(&meta)?;
+                }
             }
             None if !existed && store.verdicts.is_empty() && store.provenance.is_empty() => {
                 meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
@@ -89,6 +224,47 @@ impl Store {
             }
         }
         Ok(store)
+    }
+
+    /// Version 1 → 2: records and indexes for the verdicts already kept. Their recording time is unknown,
+    /// so it is the migration's; they have no attestations (they were never signed).
+    fn migrate_v1(&self, meta: &sled::Tree) -> Result<(), StoreError> {
+        let now = now_rfc3339();
+        for entry in self.verdicts.iter() {
+            let (job, bytes) = entry.map_err(storage)?;
+            let job = String::from_utf8_lossy(&job).into_owned();
+            if self.records.contains_key(&job).map_err(storage)? {
+                continue;
+            }
+            let verdict: serde_json::Value = serde_json::from_slice(&bytes).map_err(storage)?;
+            let seq = self.db.generate_id().map_err(storage)?;
+            let record = VerdictRecord::of(&job, seq, &now, &verdict, Vec::new());
+            self.index(&record)?;
+        }
+        meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
+            .map_err(storage)?;
+        self.flush()
+    }
+
+    /// Writes a record and its index entries (no verdict, no attestations): the migration's part of
+    /// [`Store::put_verdict_once`].
+    fn index(&self, record: &VerdictRecord) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(record).map_err(storage)?;
+        (&self.records, &self.timeline, &self.by_image, &self.counts)
+            .transaction(|(records, timeline, by_image, counts)| {
+                records.insert(record.job.as_bytes(), bytes.as_slice())?;
+                timeline.insert(&record.seq.to_be_bytes(), record.job.as_bytes())?;
+                for name in record.images() {
+                    by_image.insert(image_key(name, record.seq), record.job.as_bytes())?;
+                }
+                let n = counts
+                    .get(record.status.as_bytes())?
+                    .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                    .map_or(0, u64::from_be_bytes);
+                counts.insert(record.status.as_bytes(), &(n + 1).to_be_bytes())?;
+                Ok::<(), ConflictableTransactionError<StoreError>>(())
+            })
+            .map_err(tx_storage)
     }
 
     fn flush(&self) -> Result<(), StoreError> {
@@ -112,29 +288,166 @@ impl Store {
             .map(|v| v.to_vec()))
     }
 
-    /// Writes a job's verdict unless it has one: a job never gets two. Returns whether this call wrote it.
+    /// Writes a job's verdict, its record and index entries and its signed attestations, unless the job has
+    /// a verdict: a job never gets two. One transaction, flushed. Returns the record when this call wrote it.
     pub fn put_verdict_once(
         &self,
         job: &str,
         verdict: &serde_json::Value,
-    ) -> Result<bool, StoreError> {
-        let bytes = serde_json::to_vec(verdict).map_err(storage)?;
-        let inserted = self
-            .verdicts
-            .compare_and_swap(job, None as Option<&[u8]>, Some(bytes))
-            .map_err(storage)?
-            .is_ok();
-        if inserted {
-            for s in verdict["subjects"].as_array().into_iter().flatten() {
-                if let Some(d) = s["digest"].as_str() {
-                    self.by_subject
-                        .insert(format!("{d} {job}"), &[])
-                        .map_err(storage)?;
-                }
-            }
-            self.flush()?;
+        recorded_at: &str,
+        attestations: &[(&str, Vec<u8>)],
+    ) -> Result<Option<VerdictRecord>, StoreError> {
+        if self.verdicts.contains_key(job).map_err(storage)? {
+            return Ok(None);
         }
-        Ok(inserted)
+        let bytes = serde_json::to_vec(verdict).map_err(storage)?;
+        let seq = self.db.generate_id().map_err(storage)?;
+        let kinds = attestations.iter().map(|(k, _)| k.to_string()).collect();
+        let record = VerdictRecord::of(job, seq, recorded_at, verdict, kinds);
+        let record_bytes = serde_json::to_vec(&record).map_err(storage)?;
+        let written = (
+            &self.verdicts,
+            &self.records,
+            &self.timeline,
+            &self.by_image,
+            &self.by_subject,
+            &self.counts,
+            &self.attestations,
+        )
+            .transaction(
+                |(verdicts, records, timeline, by_image, by_subject, counts, atts)| {
+                    if verdicts.get(job)?.is_some() {
+                        return Ok(false);
+                    }
+                    verdicts.insert(job, bytes.as_slice())?;
+                    records.insert(job, record_bytes.as_slice())?;
+                    timeline.insert(&seq.to_be_bytes(), job)?;
+                    for name in record.images() {
+                        by_image.insert(image_key(name, seq), job)?;
+                    }
+                    for s in &record.subjects {
+                        if !s.digest.is_empty() {
+                            by_subject.insert(format!("{} {job}", s.digest).as_bytes(), &[])?;
+                        }
+                    }
+                    let n = counts
+                        .get(record.status.as_bytes())?
+                        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                        .map_or(0, u64::from_be_bytes);
+                    counts.insert(record.status.as_bytes(), &(n + 1).to_be_bytes())?;
+                    for (kind, envelope) in attestations {
+                        atts.insert(format!("{job} {kind}").as_bytes(), envelope.as_slice())?;
+                    }
+                    Ok::<bool, ConflictableTransactionError<StoreError>>(true)
+                },
+            )
+            .map_err(tx_storage)?;
+        if !written {
+            return Ok(None);
+        }
+        self.flush()?;
+        Ok(Some(record))
+    }
+
+    pub fn has_verdict(&self, job: &str) -> Result<bool, StoreError> {
+        self.verdicts.contains_key(job).map_err(storage)
+    }
+
+    pub fn record(&self, job: &str) -> Result<Option<VerdictRecord>, StoreError> {
+        self.records
+            .get(job)
+            .map_err(storage)?
+            .map(|v| serde_json::from_slice(&v).map_err(storage))
+            .transpose()
+    }
+
+    /// A signed attestation (`vsa`, `provenance`) exactly as signed.
+    pub fn attestation(&self, job: &str, kind: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .attestations
+            .get(format!("{job} {kind}"))
+            .map_err(storage)?
+            .map(|v| v.to_vec()))
+    }
+
+    /// Verdicts naming this subject digest, newest first.
+    pub fn history(&self, digest: &str) -> Result<Vec<VerdictRecord>, StoreError> {
+        let mut out = Vec::new();
+        for job in self.jobs_for_subject(digest)? {
+            if let Some(r) = self.record(&job)? {
+                out.push(r);
+            }
+        }
+        out.sort_by_key(|r| std::cmp::Reverse(r.seq));
+        Ok(out)
+    }
+
+    /// One page of verdicts, newest first, filtered. At most `max_scan` index entries are read per call: a
+    /// filter that matches little returns a short page with a cursor to go on from, rather than reading
+    /// everything.
+    pub fn list(&self, q: &ListQuery, max_scan: usize) -> Result<Page, StoreError> {
+        let before = q.before.unwrap_or(u64::MAX);
+        let entries: Box<dyn Iterator<Item = sled::Result<(sled::IVec, sled::IVec)>>> =
+            match &q.image {
+                Some(name) => Box::new(
+                    self.by_image
+                        .range(image_key(name, 0)..image_key(name, before))
+                        .rev(),
+                ),
+                None => Box::new(self.timeline.range(..before.to_be_bytes()).rev()),
+            };
+        let mut page = Page::default();
+        let mut entries = entries.peekable();
+        let mut scanned = 0usize;
+        while let Some(entry) = entries.next() {
+            let (key, job) = entry.map_err(storage)?;
+            scanned += 1;
+            let seq = seq_of(&key).ok_or_else(|| storage("malformed index key"))?;
+            let job = String::from_utf8_lossy(&job);
+            let Some(record) = self.record(&job)? else {
+                continue;
+            };
+            if q.since.as_ref().is_some_and(|t| record.recorded_at < *t) {
+                // Newest first: everything after this is older still.
+                return Ok(page);
+            }
+            let wanted = q.status.as_ref().is_none_or(|s| record.status == *s)
+                && q.image
+                    .as_ref()
+                    .is_none_or(|i| record.images().contains(&i.as_str()))
+                && q.until.as_ref().is_none_or(|t| record.recorded_at <= *t);
+            if wanted {
+                page.records.push(record);
+            }
+            let more = entries.peek().is_some();
+            if page.records.len() >= q.limit || scanned >= max_scan {
+                page.next = more.then_some(seq);
+                return Ok(page);
+            }
+        }
+        Ok(page)
+    }
+
+    /// Verdicts recorded, per status.
+    pub fn counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        self.counts
+            .iter()
+            .map(|e| {
+                let (k, v) = e.map_err(storage)?;
+                let n = <[u8; 8]>::try_from(v.as_ref())
+                    .map(u64::from_be_bytes)
+                    .map_err(|_| storage("malformed count"))?;
+                Ok((String::from_utf8_lossy(&k).into_owned(), n))
+            })
+            .collect()
+    }
+
+    /// The most recently recorded verdict.
+    pub fn latest(&self) -> Result<Option<VerdictRecord>, StoreError> {
+        match self.timeline.last().map_err(storage)? {
+            Some((_, job)) => self.record(&String::from_utf8_lossy(&job)),
+            None => Ok(None),
+        }
     }
 
     pub fn verdict(&self, job: &str) -> Result<Option<serde_json::Value>, StoreError> {
@@ -220,4 +533,20 @@ impl Store {
             .map_err(storage)?;
         self.flush()
     }
+}
+
+/// Now, in the form [`VerdictRecord::recorded_at`] uses.
+pub fn now_rfc3339() -> String {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    format_time(
+        chrono::DateTime::from_timestamp(since.as_secs() as i64, since.subsec_nanos())
+            .unwrap_or_default(),
+    )
+}
+
+/// RFC 3339, UTC, milliseconds, `Z`: one width, so that string order is time order.
+pub fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
 }

@@ -1,37 +1,122 @@
-//! The daemon's HTTP API (this part): submit provenance with a token, read a job, health, and
-//! the remote-worker protocol (lease, heartbeat, complete with the lease token).
-//! Errors are JSON `{"error": {"code", "message"}}` with a stable code.
+//! The daemon's HTTP server: the route table, submitting provenance with a token, jobs and their logs, and
+//! the remote-worker protocol (lease, heartbeat, complete with the lease token). The public read side is in
+//! `api`, the HTML pages in `pages`. Errors are JSON `{"error": {"code", "message"}}` with a stable code.
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use reprod_jobs::{JobId, Queue};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::api;
 use super::ingest::{ingest, Intake, IntakeError};
 use super::{blocking, Blocking, Shared};
 
+/// One route of the API: what the OpenAPI document must list, and what serves it.
+pub struct ApiRoute {
+    pub method: &'static str,
+    /// In axum's syntax (`{id}`, `{*name}` for a rest that may hold `/`).
+    pub path: &'static str,
+    pub handler: MethodRouter<Arc<Shared>>,
+}
+
+/// Every API route. The router is built from this list, and `tests/api.rs` checks the OpenAPI document
+/// lists exactly these; adding a route without documenting it fails that test.
+pub fn api_routes() -> Vec<ApiRoute> {
+    let r = |method, path, handler| ApiRoute {
+        method,
+        path,
+        handler,
+    };
+    vec![
+        r("get", "/healthz", get(healthz)),
+        r("get", "/metrics", get(api::metrics)),
+        r("get", "/v1/openapi.json", get(api::openapi)),
+        r("post", "/v1/provenance", post(submit)),
+        r(
+            "get",
+            "/v1/provenance/{digest}",
+            get(api::provenance_document),
+        ),
+        r("get", "/v1/verdicts", get(api::verdicts)),
+        r(
+            "get",
+            "/v1/verdicts/{digest}",
+            get(api::verdicts_for_digest),
+        ),
+        r("get", "/v1/keys", get(api::keys)),
+        r("get", "/v1/jobs/{id}", get(job)),
+        r(
+            "get",
+            "/v1/jobs/{id}/attestations/{kind}",
+            get(api::attestation),
+        ),
+        r("get", "/v1/jobs/{id}/artifacts/{*name}", get(artifact)),
+        r("post", "/v1/worker/lease", post(worker_lease)),
+        r("post", "/v1/worker/heartbeat", post(worker_heartbeat)),
+        r("post", "/v1/worker/complete", post(worker_complete)),
+    ]
+}
+
 pub fn router(shared: Arc<Shared>) -> Router {
     let limit = shared.config.max_document_bytes;
-    let router = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/v1/provenance", post(submit))
-        .route("/v1/jobs/{id}", get(job))
-        .route("/v1/jobs/{id}/artifacts/{*name}", get(artifact));
-    worker_routes(router)
+    let mut router = Router::new();
+    for route in api_routes() {
+        router = router.route(route.path, route.handler);
+    }
+    super::pages::routes(router)
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::map_response(security_headers))
         // Verdicts uploaded by workers carry logs tails; allow them beside documents.
         .layer(DefaultBodyLimit::max(limit.max(64 << 20)))
         .with_state(shared)
 }
 
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+async fn not_found(uri: axum::http::Uri) -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "not-found",
+        format!(
+            "no such resource: {} (the API is described at /v1/openapi.json)",
+            uri.path()
+        ),
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method-not-allowed",
+        "this resource does not take that method (see /v1/openapi.json)",
+    )
+}
+
+/// Nothing served here is to be sniffed, framed, or run as script: pages are plain HTML and CSS.
+async fn security_headers(mut response: Response) -> Response {
+    let h = response.headers_mut();
+    h.insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        "content-security-policy",
+        HeaderValue::from_static(
+            "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
+    response
+}
+
+pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (
         status,
         Json(json!({"error": {"code": code, "message": message.into()}})),
@@ -124,29 +209,55 @@ async fn submit(
     }
 }
 
-async fn job(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    let lookup = id.clone();
-    let found = blocking(&shared, move |s| -> Result<_, String> {
-        let info = s
+/// Everything known about a job, for the API and the job page.
+pub(crate) struct JobView {
+    pub info: reprod_jobs::JobInfo,
+    pub verdict: Option<serde_json::Value>,
+    pub record: Option<crate::store::VerdictRecord>,
+    pub artifacts: Vec<String>,
+}
+
+pub(crate) async fn job_view(shared: &Arc<Shared>, id: &str) -> Result<Option<JobView>, String> {
+    let lookup = id.to_string();
+    blocking(shared, move |s| -> Result<_, String> {
+        let Some(info) = s
             .queue
             .get(&JobId(lookup.clone()))
-            .map_err(|e| e.to_string())?;
-        let verdict = s.store.verdict(&lookup).map_err(|e| e.to_string())?;
-        let artifacts = s.store.artifact_names(&lookup).map_err(|e| e.to_string())?;
-        Ok((info, verdict, artifacts))
-    })
-    .await;
-    match found {
-        Ok((Some(info), verdict, artifacts)) => Json(json!({
-            "id": id,
-            "state": info.state.name(),
-            "attempt": info.attempt,
-            "last_error": info.last_error,
-            "verdict": verdict,
-            "artifacts": artifacts,
+            .map_err(|e| e.to_string())?
+        else {
+            return Ok(None);
+        };
+        Ok(Some(JobView {
+            info,
+            verdict: s.store.verdict(&lookup).map_err(|e| e.to_string())?,
+            record: s.store.record(&lookup).map_err(|e| e.to_string())?,
+            artifacts: s.store.artifact_names(&lookup).map_err(|e| e.to_string())?,
         }))
-        .into_response(),
-        Ok((None, _, _)) => error(StatusCode::NOT_FOUND, "unknown-job", format!("no job {id}")),
+    })
+    .await
+    .map_err(|e| e.to_string())
+}
+
+async fn job(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    match job_view(&shared, &id).await {
+        Ok(Some(v)) => api::conditional(
+            &headers,
+            &json!({
+                "id": id,
+                "state": v.info.state.name(),
+                "attempt": v.info.attempt,
+                "last_error": v.info.last_error,
+                "record": v.record.as_ref().map(api::record_json),
+                "verdict": v.verdict,
+                "artifacts": v.artifacts,
+            }),
+            v.record.as_ref().map(|r| r.recorded_at.as_str()),
+        ),
+        Ok(None) => error(StatusCode::NOT_FOUND, "unknown-job", format!("no job {id}")),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string()),
     }
 }
@@ -238,13 +349,6 @@ pub struct RemoteHeartbeat {
     pub token: String,
 }
 
-pub fn worker_routes(router: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
-    router
-        .route("/v1/worker/lease", post(worker_lease))
-        .route("/v1/worker/heartbeat", post(worker_heartbeat))
-        .route("/v1/worker/complete", post(worker_complete))
-}
-
 async fn worker_lease(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> Response {
     let name = match worker_of(&shared, &headers) {
         Ok(n) => n,
@@ -252,6 +356,7 @@ async fn worker_lease(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> 
     };
     let secs = shared.config.server.lease_secs;
     let who = format!("remote:{name}");
+    let seen = who.clone();
     match blocking(&shared, move |s| {
         s.queue.lease(&who, std::time::Duration::from_secs(secs))
     })
@@ -259,6 +364,7 @@ async fn worker_lease(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> 
     {
         Ok(Some(l)) => {
             use base64::Engine;
+            shared.saw_worker(&seen, Some(l.job.0.clone()));
             Json(RemoteLease {
                 job: l.job.0,
                 token: l.token.0,
@@ -268,7 +374,10 @@ async fn worker_lease(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> 
             })
             .into_response()
         }
-        Ok(None) => StatusCode::NO_CONTENT.into_response(),
+        Ok(None) => {
+            shared.saw_worker(&seen, None);
+            StatusCode::NO_CONTENT.into_response()
+        }
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string()),
     }
 }
@@ -332,6 +441,7 @@ async fn worker_heartbeat(
     if let Some(refusal) = check_lease(&shared, &name, &hb.job, &hb.token).await {
         return refusal;
     }
+    shared.saw_worker(&format!("remote:{name}"), Some(hb.job.clone()));
     let secs = shared.config.server.lease_secs;
     let (job, token) = (JobId(hb.job), reprod_jobs::LeaseToken(hb.token));
     match blocking(&shared, move |s| {
@@ -361,6 +471,7 @@ async fn worker_complete(
     if let Some(refusal) = check_lease(&shared, &name, &done.job, &done.token).await {
         return refusal;
     }
+    shared.saw_worker(&format!("remote:{name}"), None);
     let how = match (done.verdict, done.retry) {
         (Some(verdict), None) => {
             let job = done.job.clone();
@@ -383,7 +494,7 @@ async fn worker_complete(
             }
             let stored = blocking(&shared, move |s| {
                 s.store.put_artifacts(&job, &files)?;
-                s.store.put_verdict_once(&job, &verdict)
+                super::record::record_verdict(s, &job, &verdict)
             });
             if let Err(e) = stored.await {
                 return error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string());

@@ -33,6 +33,20 @@ pub enum IntakeError {
 
 /// Decides about one document (blocking: parsing, verification and flushed writes).
 pub fn ingest(shared: &Shared, bytes: &[u8]) -> Result<Intake, IntakeError> {
+    let outcome = decide(shared, bytes);
+    shared.metrics.intake(match &outcome {
+        Ok(Intake::Queued {
+            duplicate_of: None, ..
+        }) => "queued",
+        Ok(Intake::Queued { .. }) => "duplicate",
+        Ok(Intake::Rejected { .. }) => "rejected",
+        Err(IntakeError::Parse(_)) => "unparsable",
+        Err(IntakeError::Storage(_)) => "storage-failed",
+    });
+    outcome
+}
+
+fn decide(shared: &Shared, bytes: &[u8]) -> Result<Intake, IntakeError> {
     let findings = examine::examine(
         bytes,
         shared.config.max_document_bytes,

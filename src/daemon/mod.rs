@@ -1,21 +1,26 @@
 //! `reprod serve`: intake (HTTP and an inbox directory), a durable queue, in-process workers, a lease
 //! reaper, and graceful shutdown. What it acknowledges survives `kill -9`; what it stops, it gives back.
 
+pub mod api;
 pub mod http;
 pub mod inbox;
 pub mod ingest;
+pub mod metrics;
+pub mod pages;
+pub mod record;
 pub mod registry;
 pub mod remote;
 pub mod worker;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use reprod_jobs::{JobId, LeaseToken, Queue, QueueConfig, SledQueue};
 use tokio::sync::{watch, Notify};
 
+use crate::attest::SigningKey;
 use crate::config::Config;
 use crate::store::Store;
 use crate::trust::TrustMaterial;
@@ -26,10 +31,74 @@ pub struct Shared {
     pub material: TrustMaterial,
     pub queue: SledQueue,
     pub store: Store,
+    /// Signs every verdict recorded (only `record` uses it).
+    pub signer: SigningKey,
+    pub metrics: metrics::Metrics,
     /// Wakes idle workers when intake queued something.
     pub wake: Notify,
     /// Leases held by this process's workers, to give back on a forced shutdown.
     pub active: Mutex<HashMap<JobId, LeaseToken>>,
+    /// Workers by name (`local-0`, `remote:<name>`): when each was last heard of and what it holds.
+    pub workers: Mutex<BTreeMap<String, WorkerSeen>>,
+}
+
+/// A worker as the dashboard shows it.
+#[derive(Debug, Clone)]
+pub struct WorkerSeen {
+    pub last_seen: Instant,
+    /// The job it holds a lease on, if any.
+    pub job: Option<String>,
+}
+
+impl Shared {
+    pub fn new(
+        config: Config,
+        material: TrustMaterial,
+        queue: SledQueue,
+        store: Store,
+        signer: SigningKey,
+    ) -> Self {
+        Shared {
+            config,
+            material,
+            queue,
+            store,
+            signer,
+            metrics: metrics::Metrics::new(),
+            wake: Notify::new(),
+            active: Mutex::new(HashMap::new()),
+            workers: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Notes that `worker` was heard from, holding `job` (or nothing).
+    pub fn saw_worker(&self, worker: &str, job: Option<String>) {
+        if let Ok(mut w) = self.workers.lock() {
+            w.insert(
+                worker.to_string(),
+                WorkerSeen {
+                    last_seen: Instant::now(),
+                    job,
+                },
+            );
+        }
+    }
+
+    /// Workers to show: every in-process one, and remote ones heard from within a lease period.
+    pub fn live_workers(&self) -> Vec<(String, WorkerSeen)> {
+        let horizon = Duration::from_secs(self.config.server.lease_secs.max(60));
+        self.workers
+            .lock()
+            .map(|w| {
+                w.iter()
+                    .filter(|(name, seen)| {
+                        !name.starts_with("remote:") || seen.last_seen.elapsed() <= horizon
+                    })
+                    .map(|(n, s)| (n.clone(), s.clone()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// A blocking operation's failure: its own error, or the task died.
@@ -68,6 +137,8 @@ pub async fn serve(mut config: Config, material: TrustMaterial) -> anyhow::Resul
         backoff_base: Duration::from_secs(config.server.retry_base_secs),
         ..QueueConfig::default()
     };
+    // The key first: a missing or unreadable key stops the start, not the first verdict.
+    let signer = load_signer(&config)?;
     let queue = SledQueue::open(&data.join("queue"), qcfg).context("opening the queue")?;
     let store = Store::open(&data.join("store")).context("opening the store")?;
     let sandbox = reprod_sandbox::Sandbox::connect(config.policy())
@@ -90,14 +161,7 @@ pub async fn serve(mut config: Config, material: TrustMaterial) -> anyhow::Resul
     let workers = config.server.workers;
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
     let lease = Duration::from_secs(config.server.lease_secs);
-    let shared = Arc::new(Shared {
-        config,
-        material,
-        queue,
-        store,
-        wake: Notify::new(),
-        active: Mutex::new(HashMap::new()),
-    });
+    let shared = Arc::new(Shared::new(config, material, queue, store, signer));
     let (stop_tx, stop_rx) = watch::channel(false);
 
     let mut http_stop = stop_rx.clone();
@@ -199,6 +263,27 @@ pub async fn serve(mut config: Config, material: TrustMaterial) -> anyhow::Resul
     }
     eprintln!("reprod serve: stopped");
     Ok(())
+}
+
+/// `server.signing_key`, which must exist; without it, `<data_dir>/signing.key`, made on first start.
+fn load_signer(config: &Config) -> anyhow::Result<SigningKey> {
+    let (path, create) = if config.server.signing_key.as_os_str().is_empty() {
+        (config.data_dir.join("signing.key"), true)
+    } else {
+        (config.server.signing_key.clone(), false)
+    };
+    let (key, created) = SigningKey::load_or_create(&path, create)
+        .context("loading the verdict signing key (server.signing_key)")?;
+    if created {
+        eprintln!(
+            "reprod serve: created the verdict signing key {} (public key: {}; key id {})",
+            path.display(),
+            path.with_extension("pub").display(),
+            key.key_id()
+        );
+    }
+    tracing::info!(key = %path.display(), key_id = key.key_id(), "verdicts are signed with this key");
+    Ok(key)
 }
 
 pub(crate) async fn shutdown_signal() {

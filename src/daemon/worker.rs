@@ -16,6 +16,7 @@ use crate::rebuild::{self, RebuildError, RebuildOptions};
 pub async fn run(shared: Arc<Shared>, name: String, mut stop: watch::Receiver<bool>) {
     let ttl = Duration::from_secs(shared.config.server.lease_secs);
     let poll = Duration::from_millis(shared.config.server.poll_ms);
+    shared.saw_worker(&name, None);
     while !*stop.borrow() {
         let worker = name.clone();
         let leased = blocking(&shared, move |s| s.queue.lease(&worker, ttl)).await;
@@ -41,9 +42,11 @@ pub async fn run(shared: Arc<Shared>, name: String, mut stop: watch::Receiver<bo
             .map(|mut a| a.insert(lease.job.clone(), lease.token.clone()))
             .ok();
         let job = lease.job.clone();
+        shared.saw_worker(&name, Some(job.0.clone()));
         tracing::info!(worker = %name, job = %job, attempt = lease.attempt, "leased");
         let outcome = run_job(&shared, &lease, ttl).await;
         shared.active.lock().map(|mut a| a.remove(&job)).ok();
+        shared.saw_worker(&name, None);
         let Some(how) = outcome else {
             tracing::warn!(worker = %name, job = %job, "lease lost while rebuilding; the job is someone else's now");
             continue;
@@ -121,7 +124,7 @@ async fn run_job(shared: &Arc<Shared>, lease: &Lease, ttl: Duration) -> Option<C
                     .map(rebuild::job_artifacts)
                     .unwrap_or_default();
                 s.store.put_artifacts(&j, &files)?;
-                s.store.put_verdict_once(&j, &value)
+                super::record::record_verdict(s, &j, &value)
             })
             .await;
             if let Some(dir) = dir {

@@ -1,0 +1,400 @@
+//! The public read side of `/v1`: verdicts by digest, by image and in filtered, cursor-paged lists; the
+//! signed attestations and provenance documents exactly as kept; the public key; metrics; the OpenAPI
+//! document. Lists and lookups answer conditional requests (ETag, Last-Modified).
+
+use std::sync::Arc;
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::http::error;
+use super::metrics::Snapshot;
+use reprod_jobs::Queue;
+
+use super::{blocking, Shared};
+use crate::attest::uri;
+use crate::store::{ListQuery, VerdictRecord};
+
+/// The OpenAPI document, served as written; `tests/api.rs` keeps it and the routes in step.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+pub const DEFAULT_LIMIT: usize = 50;
+pub const MAX_LIMIT: usize = 500;
+/// Index entries one list request reads at most (a sparse filter answers with a cursor to go on from).
+pub const MAX_SCAN: usize = 20_000;
+const STATUSES: [&str; 5] = [
+    "reproducible",
+    "unreproducible",
+    "build-failed",
+    "unrebuildable",
+    "rejected",
+];
+const MAX_IMAGE_NAME: usize = 1024;
+
+fn storage_error(e: impl std::fmt::Display) -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string())
+}
+
+fn bad_parameter(message: impl Into<String>) -> Response {
+    error(StatusCode::BAD_REQUEST, "bad-parameter", message)
+}
+
+/// `<alg>:<lowercase hex>` with the algorithm's length (sha256, sha384, sha512), or a sentence saying what
+/// was expected.
+pub fn parse_digest(text: &str) -> Result<&str, String> {
+    let shown: String = text.chars().take(80).collect();
+    let expected = "expected sha256:<64 lowercase hex digits> (or sha384:/sha512: with 96/128)";
+    let Some((alg, hex)) = text.split_once(':') else {
+        return Err(format!("{shown:?} is not a digest: {expected}"));
+    };
+    let len = match alg {
+        "sha256" => 64,
+        "sha384" => 96,
+        "sha512" => 128,
+        _ => {
+            return Err(format!(
+                "{shown:?}: unknown digest algorithm {alg:?}; {expected}"
+            ))
+        }
+    };
+    if hex.len() != len || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(format!("{shown:?}: {expected}"));
+    }
+    Ok(text)
+}
+
+/// A record as the API shows it: the record and where to find more.
+pub fn record_json(r: &VerdictRecord) -> Value {
+    let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+    let job = &r.job;
+    let mut atts = serde_json::Map::new();
+    for kind in &r.attestations {
+        atts.insert(
+            kind.clone(),
+            format!("/v1/jobs/{job}/attestations/{kind}").into(),
+        );
+    }
+    v["links"] = json!({
+        "job": format!("/v1/jobs/{job}"),
+        "page": format!("/jobs/{job}"),
+        "provenance": r.provenance_sha256.as_ref().map(|s| format!("/v1/provenance/sha256:{s}")),
+        "attestations": atts,
+    });
+    v
+}
+
+/// Parses the list parameters; unknown or repeated ones are errors, so a typo is not a silent no-op.
+pub fn list_query(params: &[(String, String)]) -> Result<ListQuery, String> {
+    let mut q = ListQuery {
+        limit: DEFAULT_LIMIT,
+        ..ListQuery::default()
+    };
+    let mut seen = Vec::new();
+    for (k, v) in params {
+        if seen.contains(&k.as_str()) {
+            return Err(format!("parameter `{k}` is given twice"));
+        }
+        seen.push(k.as_str());
+        match k.as_str() {
+            "limit" => {
+                q.limit = match v.parse::<usize>() {
+                    Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
+                    _ => return Err(format!("limit must be a whole number from 1 to {MAX_LIMIT} (got {v:?})")),
+                }
+            }
+            "cursor" => {
+                q.before = Some(v.parse::<u64>().map_err(|_| {
+                    format!("cursor {v:?} is not one this server gave out (use `next_cursor` from the previous page)")
+                })?)
+            }
+            "status" => {
+                if !STATUSES.contains(&v.as_str()) {
+                    return Err(format!("status must be one of {} (got {v:?})", STATUSES.join(", ")));
+                }
+                q.status = Some(v.clone());
+            }
+            "image" => {
+                if v.is_empty() || v.len() > MAX_IMAGE_NAME {
+                    return Err(format!("image must be a name of 1 to {MAX_IMAGE_NAME} bytes"));
+                }
+                q.image = Some(v.clone());
+            }
+            "since" | "until" => {
+                let t = chrono::DateTime::parse_from_rfc3339(v).map_err(|e| {
+                    format!("{k} must be an RFC 3339 time such as 2026-11-28T00:00:00Z ({e}; got {v:?})")
+                })?;
+                let t = crate::store::format_time(t.with_timezone(&chrono::Utc));
+                if k == "since" {
+                    q.since = Some(t);
+                } else {
+                    q.until = Some(t);
+                }
+            }
+            other => {
+                return Err(format!(
+                    "unknown parameter `{other}`; known: status, image, since, until, cursor, limit"
+                ))
+            }
+        }
+    }
+    Ok(q)
+}
+
+/// `GET /v1/verdicts?status=&image=&since=&until=&cursor=&limit=`: newest first.
+pub async fn verdicts(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    params: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Response {
+    let params = match params {
+        Ok(Query(p)) => p,
+        Err(e) => return bad_parameter(e.body_text()),
+    };
+    let q = match list_query(&params) {
+        Ok(q) => q,
+        Err(m) => return bad_parameter(m),
+    };
+    let found = blocking(&shared, move |s| {
+        Ok::<_, crate::store::StoreError>((s.store.list(&q, MAX_SCAN)?, s.store.latest()?))
+    })
+    .await;
+    match found {
+        Ok((page, latest)) => {
+            let body = json!({
+                "verdicts": page.records.iter().map(record_json).collect::<Vec<_>>(),
+                "next_cursor": page.next.map(|n| n.to_string()),
+            });
+            conditional(
+                &headers,
+                &body,
+                latest.as_ref().map(|r| r.recorded_at.as_str()),
+            )
+        }
+        Err(e) => storage_error(e),
+    }
+}
+
+/// `GET /v1/verdicts/{digest}`: the latest verdict naming the digest, and all of them, newest first.
+pub async fn verdicts_for_digest(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    Path(digest): Path<String>,
+) -> Response {
+    if let Err(m) = parse_digest(&digest) {
+        return error(StatusCode::BAD_REQUEST, "malformed-digest", m);
+    }
+    let d = digest.clone();
+    match blocking(&shared, move |s| s.store.history(&d)).await {
+        Ok(history) if history.is_empty() => error(
+            StatusCode::NOT_FOUND,
+            "unknown-digest",
+            format!("no verdict names {digest} (it was never submitted, or its rebuild has not finished)"),
+        ),
+        Ok(history) => {
+            let body = json!({
+                "digest": digest,
+                "latest": record_json(&history[0]),
+                "history": history.iter().map(record_json).collect::<Vec<_>>(),
+            });
+            conditional(&headers, &body, Some(&history[0].recorded_at))
+        }
+        Err(e) => storage_error(e),
+    }
+}
+
+/// `GET /v1/provenance/{sha256:…}`: the document exactly as received.
+pub async fn provenance_document(
+    State(shared): State<Arc<Shared>>,
+    Path(digest): Path<String>,
+) -> Response {
+    let hex = match parse_digest(&digest) {
+        Ok(d) if d.starts_with("sha256:") => d["sha256:".len()..].to_string(),
+        Ok(_) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "malformed-digest",
+                "documents are kept by sha256: expected sha256:<64 lowercase hex digits>",
+            )
+        }
+        Err(m) => return error(StatusCode::BAD_REQUEST, "malformed-digest", m),
+    };
+    let key = format!("sha256:{hex}");
+    match blocking(&shared, move |s| s.store.provenance(&key)).await {
+        Ok(Some(bytes)) => ([("content-type", "application/octet-stream")], bytes).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "unknown-provenance",
+            format!("no provenance document {digest} was accepted here"),
+        ),
+        Err(e) => storage_error(e),
+    }
+}
+
+/// `GET /v1/jobs/{id}/attestations/{kind}`: the DSSE envelope exactly as signed.
+pub async fn attestation(
+    State(shared): State<Arc<Shared>>,
+    Path((job, kind)): Path<(String, String)>,
+) -> Response {
+    if kind != "vsa" && kind != "provenance" {
+        return error(
+            StatusCode::NOT_FOUND,
+            "unknown-attestation",
+            format!("attestations are `vsa` and `provenance`, not {kind:?}"),
+        );
+    }
+    let (j, k) = (job.clone(), kind.clone());
+    match blocking(&shared, move |s| s.store.attestation(&j, &k)).await {
+        Ok(Some(bytes)) => ([("content-type", uri::ENVELOPE_MEDIA_TYPE)], bytes).into_response(),
+        Ok(None) => error(
+            StatusCode::NOT_FOUND,
+            "unknown-attestation",
+            format!("job {job} has no {kind} attestation (no verdict yet, or nothing was rebuilt to attest)"),
+        ),
+        Err(e) => storage_error(e),
+    }
+}
+
+/// `GET /v1/keys`: the public key verdicts are signed with.
+pub async fn keys(State(shared): State<Arc<Shared>>) -> Response {
+    axum::Json(json!({"keys": [{
+        "keyid": shared.signer.key_id(),
+        "keytype": "ecdsa",
+        "scheme": "ecdsa-sha2-nistp256",
+        "pem": shared.signer.public_pem(),
+    }]}))
+    .into_response()
+}
+
+/// `GET /metrics`.
+pub async fn metrics(State(shared): State<Arc<Shared>>) -> Response {
+    let local = shared.config.server.workers;
+    let remote = shared
+        .live_workers()
+        .iter()
+        .filter(|(n, _)| n.starts_with("remote:"))
+        .count();
+    let snap = blocking(&shared, move |s| {
+        Ok::<_, String>(Snapshot {
+            queue: s.queue.stats().map_err(|e| e.to_string())?,
+            stored: s.store.counts().map_err(|e| e.to_string())?,
+            local_workers: local,
+            remote_workers: remote,
+        })
+    })
+    .await;
+    match snap {
+        Ok(snap) => (
+            [(
+                "content-type",
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            shared.metrics.render(&snap),
+        )
+            .into_response(),
+        Err(e) => storage_error(e),
+    }
+}
+
+/// `GET /v1/openapi.json`.
+pub async fn openapi() -> Response {
+    ([("content-type", "application/json")], OPENAPI).into_response()
+}
+
+/// `Sun, 06 Nov 1994 08:49:37 GMT` from a record time.
+fn http_date(rfc3339: &str) -> Option<String> {
+    let t = chrono::DateTime::parse_from_rfc3339(rfc3339).ok()?;
+    Some(
+        t.with_timezone(&chrono::Utc)
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string(),
+    )
+}
+
+/// A JSON answer with a strong ETag (the body's sha256) and, when known, Last-Modified; `304 Not Modified`
+/// when the client's copy is current. `If-None-Match` wins over `If-Modified-Since` (RFC 9110).
+pub fn conditional(headers: &HeaderMap, body: &Value, last_modified: Option<&str>) -> Response {
+    let bytes = serde_json::to_vec(body).unwrap_or_default();
+    let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&bytes))[..32]);
+    let modified = last_modified.and_then(http_date);
+    let not_modified = match headers.get("if-none-match").and_then(|v| v.to_str().ok()) {
+        Some(tags) => tags
+            .split(',')
+            .map(|t| t.trim().trim_start_matches("W/"))
+            .any(|t| t == etag || t == "*"),
+        None => match (
+            headers
+                .get("if-modified-since")
+                .and_then(|v| v.to_str().ok()),
+            last_modified.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()),
+        ) {
+            (Some(since), Some(changed)) => chrono::DateTime::parse_from_rfc2822(since)
+                .is_ok_and(|since| changed.timestamp() <= since.timestamp()),
+            _ => false,
+        },
+    };
+    let mut response = if not_modified {
+        StatusCode::NOT_MODIFIED.into_response()
+    } else {
+        ([("content-type", "application/json")], bytes).into_response()
+    };
+    let h = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert("etag", v);
+    }
+    if let Some(v) = modified.and_then(|m| HeaderValue::from_str(&m).ok()) {
+        h.insert("last-modified", v);
+    }
+    h.insert("cache-control", HeaderValue::from_static("no-cache"));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn digests_must_have_the_algorithms_length_in_lowercase_hex() {
+        let ok = format!("sha256:{}", "a".repeat(64));
+        assert!(parse_digest(&ok).is_ok());
+        for bad in [
+            "sha256:".to_string(),
+            format!("sha256:{}", "A".repeat(64)),
+            format!("sha256:{}", "a".repeat(63)),
+            format!("md5:{}", "a".repeat(32)),
+            "latest".to_string(),
+        ] {
+            let e = parse_digest(&bad).unwrap_err();
+            assert!(
+                e.contains("expected sha256:<64 lowercase hex digits>"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn list_parameters_are_checked() {
+        let p = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        assert_eq!(list_query(&[]).unwrap().limit, DEFAULT_LIMIT);
+        assert!(list_query(&p("limit", "0")).is_err());
+        assert!(list_query(&p("limit", "501")).is_err());
+        assert!(list_query(&p("limit", "99999999999999999999999")).is_err());
+        assert!(list_query(&p("cursor", "-1")).is_err());
+        assert!(list_query(&p("status", "great")).is_err());
+        assert!(list_query(&p("stauts", "reproducible"))
+            .unwrap_err()
+            .contains("unknown parameter"));
+        assert_eq!(
+            list_query(&p("since", "2026-11-28T01:00:00+01:00"))
+                .unwrap()
+                .since
+                .as_deref(),
+            Some("2026-11-28T00:00:00.000Z")
+        );
+        let twice = [p("limit", "1"), p("limit", "2")].concat();
+        assert!(list_query(&twice).unwrap_err().contains("twice"));
+    }
+}

@@ -1,0 +1,523 @@
+//! Server-rendered pages: dashboard, image history, job detail, and an Atom feed of verdicts. Plain HTML and
+//! one stylesheet; no script. Templates are compiled in (askama) and escape every value: image names, logs
+//! and reasons come from provenance and builds, and are shown as text.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
+use serde_json::Value;
+
+use reprod_jobs::Queue;
+
+use super::{blocking, Shared};
+use crate::store::{ListQuery, VerdictRecord};
+
+const STYLE: &str = include_str!("../../templates/style.css");
+const RECENT: usize = 25;
+const FEED_ENTRIES: usize = 50;
+
+/// Everything but unreserved characters and the `/:@` image names are made of.
+const PATH: &AsciiSet = &CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}')
+    .add(b'\\')
+    .add(b'^')
+    .add(b'|')
+    .add(b'[')
+    .add(b']')
+    .add(b'\'')
+    .add(b'&')
+    .add(b'+')
+    .add(b';')
+    .add(b'=');
+
+pub fn routes(router: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
+    router
+        .route("/", get(dashboard))
+        .route("/images/{*name}", get(image))
+        .route("/jobs/{id}", get(job))
+        .route("/feed.atom", get(feed))
+        .route("/style.css", get(style))
+}
+
+pub fn image_href(name: &str) -> String {
+    format!("/images/{}", utf8_percent_encode(name, PATH))
+}
+
+/// A verdict in a table.
+pub struct Row {
+    pub job: String,
+    pub job_href: String,
+    pub recorded_at: String,
+    pub status: String,
+    pub reason: String,
+    /// (name, href)
+    pub images: Vec<(String, String)>,
+    pub digests: Vec<String>,
+}
+
+impl Row {
+    fn of(r: &VerdictRecord) -> Self {
+        let mut digests: Vec<String> = Vec::new();
+        for s in &r.subjects {
+            if !digests.contains(&s.digest) {
+                digests.push(s.digest.clone());
+            }
+        }
+        Row {
+            job: r.job.clone(),
+            job_href: format!("/jobs/{}", utf8_percent_encode(&r.job, PATH)),
+            recorded_at: r.recorded_at.clone(),
+            status: r.status.clone(),
+            reason: r.reason.clone().unwrap_or_default(),
+            images: r
+                .images()
+                .into_iter()
+                .map(|n| (n.to_string(), image_href(n)))
+                .collect(),
+            digests,
+        }
+    }
+}
+
+pub struct WorkerRow {
+    pub name: String,
+    pub job: String,
+    pub seen_secs_ago: u64,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage {
+    counts: Vec<(String, u64)>,
+    total: u64,
+    rate: String,
+    rows: Vec<Row>,
+    queue: reprod_jobs::QueueStats,
+    workers: Vec<WorkerRow>,
+    key_id: String,
+}
+
+#[derive(Template)]
+#[template(path = "image.html")]
+struct ImagePage {
+    name: String,
+    rows: Vec<Row>,
+    older: Option<String>,
+}
+
+pub struct StepRow {
+    pub name: String,
+    pub image: String,
+    pub exit_code: String,
+    pub termination: String,
+    pub duration: String,
+    pub log_href: Option<String>,
+    pub log_tail: String,
+}
+
+pub struct SubjectRow {
+    pub name: String,
+    pub digest: String,
+    pub matched: bool,
+    pub rebuilt: String,
+    pub why: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "job.html")]
+struct JobPage {
+    id: String,
+    state: String,
+    attempt: u32,
+    last_error: String,
+    status: String,
+    reason: String,
+    detail: String,
+    recorded_at: String,
+    source: String,
+    signature: String,
+    provenance_href: Option<String>,
+    steps: Vec<StepRow>,
+    subjects: Vec<SubjectRow>,
+    /// (kind, href)
+    attestations: Vec<(String, String)>,
+    /// (name, href)
+    artifacts: Vec<(String, String)>,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    title: String,
+    message: String,
+}
+
+pub struct FeedEntry {
+    pub id: String,
+    pub title: String,
+    pub link: String,
+    pub updated: String,
+    pub summary: String,
+}
+
+#[derive(Template)]
+#[template(path = "feed.xml")]
+struct Feed {
+    base: String,
+    updated: String,
+    entries: Vec<FeedEntry>,
+}
+
+fn html(status: StatusCode, page: Result<String, askama::Error>) -> Response {
+    match page {
+        Ok(body) => (status, [("content-type", "text/html; charset=utf-8")], body).into_response(),
+        Err(e) => error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Rendering failed",
+            e.to_string(),
+        ),
+    }
+}
+
+fn error_page(status: StatusCode, title: &str, message: String) -> Response {
+    let page = ErrorPage {
+        title: title.to_string(),
+        message,
+    };
+    match page.render() {
+        Ok(body) => (status, [("content-type", "text/html; charset=utf-8")], body).into_response(),
+        Err(_) => (status, page.message).into_response(),
+    }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> Response {
+    error_page(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "The store cannot be read",
+        e.to_string(),
+    )
+}
+
+async fn style() -> Response {
+    ([("content-type", "text/css; charset=utf-8")], STYLE).into_response()
+}
+
+async fn dashboard(State(shared): State<Arc<Shared>>) -> Response {
+    let found = blocking(&shared, |s| -> Result<_, String> {
+        let counts = s.store.counts().map_err(|e| e.to_string())?;
+        let recent = s
+            .store
+            .list(
+                &ListQuery {
+                    limit: RECENT,
+                    ..ListQuery::default()
+                },
+                RECENT,
+            )
+            .map_err(|e| e.to_string())?;
+        let queue = s.queue.stats().map_err(|e| e.to_string())?;
+        Ok((counts, recent.records, queue))
+    })
+    .await;
+    let (counts, recent, queue) = match found {
+        Ok(f) => f,
+        Err(e) => return unavailable(e),
+    };
+    let total = counts.iter().map(|(_, n)| n).sum();
+    let count = |s: &str| counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
+    let attempted = count("reproducible") + count("unreproducible") + count("build-failed");
+    let rate = if attempted == 0 {
+        "no rebuilds yet".to_string()
+    } else {
+        format!(
+            "{:.1}% ({} of {} rebuilds)",
+            100.0 * count("reproducible") as f64 / attempted as f64,
+            count("reproducible"),
+            attempted
+        )
+    };
+    let workers = shared
+        .live_workers()
+        .into_iter()
+        .map(|(name, seen)| WorkerRow {
+            name,
+            job: seen.job.unwrap_or_default(),
+            seen_secs_ago: seen.last_seen.elapsed().as_secs(),
+        })
+        .collect();
+    html(
+        StatusCode::OK,
+        DashboardPage {
+            counts,
+            total,
+            rate,
+            rows: recent.iter().map(Row::of).collect(),
+            queue,
+            workers,
+            key_id: shared.signer.key_id().to_string(),
+        }
+        .render(),
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct ImageQuery {
+    cursor: Option<u64>,
+}
+
+async fn image(
+    State(shared): State<Arc<Shared>>,
+    Path(name): Path<String>,
+    query: Result<Query<ImageQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let Ok(Query(query)) = query else {
+        return error_page(
+            StatusCode::BAD_REQUEST,
+            "Bad cursor",
+            "the `cursor` parameter must be one this page linked to".into(),
+        );
+    };
+    let q = ListQuery {
+        image: Some(name.clone()),
+        before: query.cursor,
+        limit: 100,
+        ..ListQuery::default()
+    };
+    let page = match blocking(&shared, move |s| s.store.list(&q, super::api::MAX_SCAN)).await {
+        Ok(p) => p,
+        Err(e) => return unavailable(e),
+    };
+    if page.records.is_empty() && query.cursor.is_none() {
+        return error_page(
+            StatusCode::NOT_FOUND,
+            "Unknown image",
+            format!("no verdict names the image {name}"),
+        );
+    }
+    let older = page
+        .next
+        .map(|n| format!("{}?cursor={n}", image_href(&name)));
+    html(
+        StatusCode::OK,
+        ImagePage {
+            rows: page.records.iter().map(Row::of).collect(),
+            name,
+            older,
+        }
+        .render(),
+    )
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+async fn job(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
+    let view = match super::http::job_view(&shared, &id).await {
+        Ok(Some(v)) => v,
+        Ok(None) => {
+            return error_page(StatusCode::NOT_FOUND, "Unknown job", format!("no job {id}"))
+        }
+        Err(e) => return unavailable(e),
+    };
+    let verdict = view.verdict.unwrap_or(Value::Null);
+    let enc_id = utf8_percent_encode(&id, PATH).to_string();
+    let log_of = |i: usize, name: &str| -> Option<String> {
+        let prefix = format!("logs/{i:02}-");
+        view.artifacts
+            .iter()
+            .find(|a| a.starts_with(&prefix) || a.as_str() == format!("logs/{name}.log"))
+            .map(|a| format!("/v1/jobs/{enc_id}/artifacts/{a}"))
+    };
+    let steps = verdict["steps"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .enumerate()
+        .map(|(i, s)| {
+            let name = text(&s["name"]);
+            StepRow {
+                log_href: log_of(i, &name),
+                image: text(&s["image"]),
+                exit_code: text(&s["exit_code"]),
+                termination: text(&s["termination"]),
+                duration: format!(
+                    "{:.1}s",
+                    s["duration_ms"].as_u64().unwrap_or(0) as f64 / 1000.0
+                ),
+                log_tail: text(&s["log_tail"]),
+                name,
+            }
+        })
+        .collect();
+    let subjects = verdict["subjects"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|s| {
+            let x = &s["explanation"];
+            let mut why = Vec::new();
+            if !x.is_null() {
+                if let Some(e) = x["error"].as_str() {
+                    why.push(format!("not explained: {e}"));
+                } else {
+                    let counts: Vec<String> = x["summary"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(k, v)| format!("{k}: {v}"))
+                        .collect();
+                    why.push(format!(
+                        "{} difference(s) from {} ({}){}",
+                        text(&x["total_differences"]),
+                        text(&x["original"]),
+                        counts.join(", "),
+                        if x["equivalent_after_normalization"].as_bool() == Some(true) {
+                            "; equivalent after normalization"
+                        } else {
+                            ""
+                        }
+                    ));
+                    for d in x["first_differences"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .take(10)
+                    {
+                        why.push(format!(
+                            "{} {} {}: {} → {}",
+                            text(&d["class"]),
+                            text(&d["location"]),
+                            text(&d["field"]),
+                            text(&d["a"]),
+                            text(&d["b"])
+                        ));
+                    }
+                }
+            }
+            SubjectRow {
+                name: text(&s["name"]),
+                digest: text(&s["digest"]),
+                matched: s["matched"].as_bool() == Some(true),
+                rebuilt: text(&s["rebuilt_digest"]),
+                why,
+            }
+        })
+        .collect();
+    let record = view.record.as_ref();
+    let page = JobPage {
+        state: view.info.state.name().to_string(),
+        attempt: view.info.attempt,
+        last_error: view.info.last_error.clone().unwrap_or_default(),
+        status: text(&verdict["status"]),
+        reason: text(&verdict["reason"]),
+        detail: text(&verdict["detail"]),
+        recorded_at: record.map(|r| r.recorded_at.clone()).unwrap_or_default(),
+        source: match (
+            verdict["source"]["uri"].as_str(),
+            verdict["source"]["commit"].as_str(),
+        ) {
+            (Some(u), Some(c)) => format!("{u} @ {c}"),
+            _ => String::new(),
+        },
+        signature: text(&verdict["provenance"]["signature"]),
+        provenance_href: verdict["provenance"]["sha256"]
+            .as_str()
+            .map(|s| format!("/v1/provenance/sha256:{s}")),
+        steps,
+        subjects,
+        attestations: record
+            .map(|r| {
+                r.attestations
+                    .iter()
+                    .map(|k| (k.clone(), format!("/v1/jobs/{enc_id}/attestations/{k}")))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        artifacts: view
+            .artifacts
+            .iter()
+            .map(|a| (a.clone(), format!("/v1/jobs/{enc_id}/artifacts/{a}")))
+            .collect(),
+        id,
+    };
+    html(StatusCode::OK, page.render())
+}
+
+async fn feed(State(shared): State<Arc<Shared>>) -> Response {
+    let q = ListQuery {
+        limit: FEED_ENTRIES,
+        ..ListQuery::default()
+    };
+    let page = match blocking(&shared, move |s| s.store.list(&q, FEED_ENTRIES)).await {
+        Ok(p) => p,
+        Err(e) => return unavailable(e),
+    };
+    let base = shared.config.server.base_url();
+    let entries: Vec<FeedEntry> = page
+        .records
+        .iter()
+        .map(|r| {
+            let what = match r.images().first() {
+                Some(name) => name.to_string(),
+                None => r
+                    .subjects
+                    .first()
+                    .map(|s| s.digest.clone())
+                    .unwrap_or_default(),
+            };
+            FeedEntry {
+                id: format!("{base}/jobs/{}", r.job),
+                title: format!("{}: {what}", r.status),
+                link: format!("{base}/jobs/{}", utf8_percent_encode(&r.job, PATH)),
+                updated: r.recorded_at.clone(),
+                summary: match &r.reason {
+                    Some(reason) => format!("{} ({reason}): {}", r.status, r.detail),
+                    None => format!("{}: {}", r.status, r.detail),
+                },
+            }
+        })
+        .collect();
+    let updated = page
+        .records
+        .first()
+        .map(|r| r.recorded_at.clone())
+        .unwrap_or_else(|| "1970-01-01T00:00:00.000Z".into());
+    match (Feed {
+        base,
+        updated,
+        entries,
+    })
+    .render()
+    {
+        Ok(body) => (
+            [("content-type", "application/atom+xml; charset=utf-8")],
+            body,
+        )
+            .into_response(),
+        Err(e) => error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Rendering failed",
+            e.to_string(),
+        ),
+    }
+}
