@@ -567,38 +567,50 @@ fn status(client: &reprod::client::Client, reference: &str, json: bool) -> anyho
         }
         return Ok(EXIT_ERROR);
     };
-    let latest = &answer["latest"];
-    let verdict = latest["status"].as_str().unwrap_or("unknown");
+    let history: Vec<reprod::store::VerdictRecord> =
+        serde_json::from_value(answer["history"].clone())
+            .context("the server's verdict history is not in the expected form")?;
+    let decided = reprod::store::deciding(&history, digest, name)
+        .context("the server answered with an empty history")?;
+    let verdict = decided.status.as_str();
     if json {
+        let mut answer = answer.clone();
+        answer["status"] = verdict.into();
+        answer["decided_by"] = serde_json::to_value(decided)?;
         println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
         println!("{verdict}: {reference}");
-        if let Some(reason) = latest["reason"].as_str() {
+        if let Some(reason) = &decided.reason {
             println!("  reason:   {reason}");
         }
         println!(
             "  job:      {} (recorded {})",
-            latest["job"].as_str().unwrap_or("?"),
-            latest["recorded_at"].as_str().unwrap_or("?")
+            decided.job, decided.recorded_at
         );
-        println!(
-            "  history:  {} verdict(s) name this digest",
-            answer["history"].as_array().map_or(0, Vec::len)
-        );
-        for (kind, href) in latest["links"]["attestations"]
-            .as_object()
-            .into_iter()
-            .flatten()
-        {
-            println!("  signed:   {kind} {}", href.as_str().unwrap_or_default());
+        let others = history.len() - 1;
+        if others > 0 {
+            let statuses: Vec<&str> = history
+                .iter()
+                .filter(|r| r.job != decided.job)
+                .map(|r| r.status.as_str())
+                .collect();
+            println!(
+                "  history:  {others} other verdict(s) name this digest ({}); a reproducible one decides, else the latest",
+                statuses.join(", ")
+            );
+        }
+        for kind in &decided.attestations {
+            println!(
+                "  signed:   {kind} /v1/jobs/{}/attestations/{kind}",
+                decided.job
+            );
         }
         if let Some(name) = name {
-            let names: Vec<&str> = latest["subjects"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter(|s| s["digest"] == digest)
-                .filter_map(|s| s["name"].as_str())
+            let names: Vec<&str> = decided
+                .subjects
+                .iter()
+                .filter(|s| s.digest == digest)
+                .map(|s| s.name.as_str())
                 .collect();
             if !names.is_empty() && !names.contains(&name) {
                 println!(

@@ -13,7 +13,9 @@
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sled::transaction::{ConflictableTransactionError, TransactionError, Transactional};
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
+};
 
 /// The layout this code reads and writes. Version 1 had no records, timeline, image index, counts or
 /// attestations; opening it adds them (the migration is one transaction).
@@ -158,6 +160,28 @@ fn image_key(name: &str, seq: u64) -> Vec<u8> {
     k
 }
 
+/// A record, its timeline and image index entries, and its status count, inside a transaction.
+fn write_record(
+    records: &TransactionalTree,
+    timeline: &TransactionalTree,
+    by_image: &TransactionalTree,
+    counts: &TransactionalTree,
+    record: &VerdictRecord,
+    bytes: &[u8],
+) -> Result<(), ConflictableTransactionError<StoreError>> {
+    records.insert(record.job.as_bytes(), bytes)?;
+    timeline.insert(&record.seq.to_be_bytes(), record.job.as_bytes())?;
+    for name in record.images() {
+        by_image.insert(image_key(name, record.seq), record.job.as_bytes())?;
+    }
+    let n = counts
+        .get(record.status.as_bytes())?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map_or(0, u64::from_be_bytes);
+    counts.insert(record.status.as_bytes(), &(n + 1).to_be_bytes())?;
+    Ok(())
+}
+
 fn seq_of(key: &[u8]) -> Option<u64> {
     let tail = key.get(key.len().checked_sub(8)?..)?;
     Some(u64::from_be_bytes(tail.try_into().ok()?))
@@ -252,17 +276,7 @@ impl Store {
         let bytes = serde_json::to_vec(record).map_err(storage)?;
         (&self.records, &self.timeline, &self.by_image, &self.counts)
             .transaction(|(records, timeline, by_image, counts)| {
-                records.insert(record.job.as_bytes(), bytes.as_slice())?;
-                timeline.insert(&record.seq.to_be_bytes(), record.job.as_bytes())?;
-                for name in record.images() {
-                    by_image.insert(image_key(name, record.seq), record.job.as_bytes())?;
-                }
-                let n = counts
-                    .get(record.status.as_bytes())?
-                    .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-                    .map_or(0, u64::from_be_bytes);
-                counts.insert(record.status.as_bytes(), &(n + 1).to_be_bytes())?;
-                Ok::<(), ConflictableTransactionError<StoreError>>(())
+                write_record(records, timeline, by_image, counts, record, &bytes)
             })
             .map_err(tx_storage)
     }
@@ -549,4 +563,162 @@ pub fn now_rfc3339() -> String {
 /// RFC 3339, UTC, milliseconds, `Z`: one width, so that string order is time order.
 pub fn format_time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The verdict that decides a digest's status, from its history (newest first): a `reproducible` one if any
+/// (a bit-for-bit rebuild is proof, and a failed rebuild of some other claim about the same bytes does not
+/// undo it), else the latest. With `name`, verdicts that name the digest under that image name are
+/// considered first.
+pub fn deciding<'a>(
+    history: &'a [VerdictRecord],
+    digest: &str,
+    name: Option<&str>,
+) -> Option<&'a VerdictRecord> {
+    let named: Vec<&VerdictRecord> = match name {
+        Some(n) => history
+            .iter()
+            .filter(|r| r.subjects.iter().any(|s| s.name == n && s.digest == digest))
+            .collect(),
+        None => Vec::new(),
+    };
+    let candidates: Vec<&VerdictRecord> = if named.is_empty() {
+        history.iter().collect()
+    } else {
+        named
+    };
+    candidates
+        .iter()
+        .find(|r| r.status == "reproducible")
+        .or_else(|| candidates.first())
+        .copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn verdict(status: &str, name: &str, digest: &str) -> serde_json::Value {
+        json!({"status": status, "detail": "d", "subjects": [{"name": name, "digest": digest, "matched": status == "reproducible"}]})
+    }
+
+    #[test]
+    fn a_version_1_store_gets_records_and_indexes_at_open() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = sled::open(dir.path()).unwrap();
+            db.open_tree("meta")
+                .unwrap()
+                .insert(SCHEMA_KEY, &1u32.to_be_bytes())
+                .unwrap();
+            let v = db.open_tree("verdicts").unwrap();
+            v.insert(
+                "job-a",
+                serde_json::to_vec(&verdict("reproducible", "app", "sha256:aa")).unwrap(),
+            )
+            .unwrap();
+            v.insert(
+                "job-b",
+                serde_json::to_vec(&verdict("unreproducible", "app", "sha256:bb")).unwrap(),
+            )
+            .unwrap();
+            db.flush().unwrap();
+        }
+        let store = Store::open(dir.path()).unwrap();
+        let page = store
+            .list(
+                &ListQuery {
+                    limit: 10,
+                    image: Some("app".into()),
+                    ..ListQuery::default()
+                },
+                100,
+            )
+            .unwrap();
+        assert_eq!(page.records.len(), 2);
+        let mut counts = store.counts().unwrap();
+        counts.sort();
+        assert_eq!(
+            counts,
+            vec![("reproducible".into(), 1), ("unreproducible".into(), 1)]
+        );
+        assert!(store
+            .record("job-a")
+            .unwrap()
+            .unwrap()
+            .attestations
+            .is_empty());
+        drop(store);
+        // Opening again neither fails nor indexes twice.
+        let store = Store::open(dir.path()).unwrap();
+        assert_eq!(
+            store.counts().unwrap().iter().map(|(_, n)| n).sum::<u64>(),
+            2
+        );
+    }
+
+    #[test]
+    fn lists_page_newest_first_and_a_reproducible_verdict_decides_a_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        for (i, status) in ["reproducible", "unreproducible", "build-failed"]
+            .iter()
+            .enumerate()
+        {
+            let t = format!("2026-11-28T00:00:0{i}.000Z");
+            let written = store
+                .put_verdict_once(
+                    &format!("job-{i}"),
+                    &verdict(status, "app", "sha256:aa"),
+                    &t,
+                    &[("vsa", b"{}".to_vec())],
+                )
+                .unwrap();
+            assert!(written.is_some());
+        }
+        assert!(
+            store
+                .put_verdict_once("job-0", &verdict("rejected", "app", "sha256:aa"), "t", &[])
+                .unwrap()
+                .is_none(),
+            "a job never gets a second verdict"
+        );
+        let q = |before, since: Option<&str>| ListQuery {
+            limit: 2,
+            before,
+            since: since.map(str::to_string),
+            ..ListQuery::default()
+        };
+        let first = store.list(&q(None, None), 100).unwrap();
+        let jobs: Vec<&str> = first.records.iter().map(|r| r.job.as_str()).collect();
+        assert_eq!(jobs, ["job-2", "job-1"]);
+        let rest = store.list(&q(first.next, None), 100).unwrap();
+        assert_eq!(rest.records[0].job, "job-0");
+        assert_eq!(rest.next, None);
+        let recent = store
+            .list(&q(None, Some("2026-11-28T00:00:01.000Z")), 100)
+            .unwrap();
+        assert_eq!(recent.records.len(), 2);
+        let history = store.history("sha256:aa").unwrap();
+        assert_eq!(history[0].job, "job-2", "newest first");
+        assert_eq!(deciding(&history, "sha256:aa", None).unwrap().job, "job-0");
+        assert_eq!(
+            store.attestation("job-1", "vsa").unwrap().as_deref(),
+            Some(&b"{}"[..])
+        );
+        let sparse = store
+            .list(
+                &ListQuery {
+                    limit: 10,
+                    status: Some("reproducible".into()),
+                    ..ListQuery::default()
+                },
+                1,
+            )
+            .unwrap();
+        assert!(
+            sparse.records.is_empty() && sparse.next.is_some(),
+            "a bounded scan returns a cursor to go on"
+        );
+    }
 }

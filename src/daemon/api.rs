@@ -195,8 +195,11 @@ pub async fn verdicts_for_digest(
             format!("no verdict names {digest} (it was never submitted, or its rebuild has not finished)"),
         ),
         Ok(history) => {
+            let decided = crate::store::deciding(&history, &digest, None).unwrap_or(&history[0]);
             let body = json!({
                 "digest": digest,
+                "status": decided.status,
+                "decided_by": record_json(decided),
                 "latest": record_json(&history[0]),
                 "history": history.iter().map(record_json).collect::<Vec<_>>(),
             });

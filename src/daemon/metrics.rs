@@ -104,8 +104,8 @@ impl Metrics {
             let label = StatusLabel {
                 status: status.into(),
             };
-            verdicts.get_or_create(&label);
-            durations.get_or_create(&label);
+            let _ = verdicts.get_or_create(&label);
+            let _ = durations.get_or_create(&label);
         }
         for outcome in [
             "queued",
@@ -114,7 +114,7 @@ impl Metrics {
             "unparsable",
             "storage-failed",
         ] {
-            intake.get_or_create(&OutcomeLabel {
+            let _ = intake.get_or_create(&OutcomeLabel {
                 outcome: outcome.into(),
             });
         }

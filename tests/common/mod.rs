@@ -2,6 +2,8 @@
 //! repositories, provenance documents, and the real `reprod` binary.
 #![allow(dead_code)]
 
+pub mod daemon;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;

@@ -1,0 +1,755 @@
+//! Signed verdicts and the read side, end to end: the real daemon rebuilds a reproducible and a really
+//! nondeterministic build; `reprod status`, `reprod verify`, securesystemslib, the Prometheus parser,
+//! the OpenAPI document and headless Chromium then check what it publishes.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use common::daemon::*;
+use common::*;
+use serde_json::Value;
+
+fn python() -> String {
+    std::env::var("REPROD_PYTHON").unwrap_or_else(|_| "/var/lib/reprod-dev/pyenv/bin/python".into())
+}
+
+fn reprod(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_reprod"))
+        .args(args)
+        .env_remove("REPROD_SERVER")
+        .env_remove("REPROD_TOKEN")
+        .output()
+        .unwrap()
+}
+
+fn code(o: &Output) -> i32 {
+    o.status.code().unwrap_or(-1)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// GET with curl: (status, headers lower-cased, body bytes).
+fn fetch(url: &str, headers: &[&str]) -> (u16, String, Vec<u8>) {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, b) = (dir.path().join("h"), dir.path().join("b"));
+    let mut cmd = Command::new("curl");
+    cmd.args(["-s", "-D", h.to_str().unwrap(), "-o", b.to_str().unwrap()]);
+    cmd.args(["-w", "%{http_code}", url]);
+    for header in headers {
+        cmd.args(["-H", header]);
+    }
+    let out = cmd.output().unwrap();
+    let status = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    (
+        status,
+        std::fs::read_to_string(&h)
+            .unwrap_or_default()
+            .to_lowercase(),
+        std::fs::read(&b).unwrap_or_default(),
+    )
+}
+
+fn header<'a>(headers: &'a str, name: &str) -> Option<&'a str> {
+    headers
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}: ")))
+        .map(str::trim)
+}
+
+fn metrics(d: &Daemon) -> Value {
+    let (status, headers, body) = fetch(&format!("{}/metrics", d.url), &[]);
+    assert_eq!(status, 200);
+    assert!(
+        header(&headers, "content-type")
+            .is_some_and(|c| c.starts_with("application/openmetrics-text")),
+        "{headers}"
+    );
+    let mut child = Command::new(python())
+        .arg(project_root().join("tests/support/parse_metrics.py"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{}: {e} (scripts/setup.sh installs prometheus_client)",
+                python()
+            )
+        });
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(&body).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the Prometheus parser refused /metrics: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&body)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn sample(m: &Value, key: &str) -> f64 {
+    m[key]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no sample {key} in {m:#}"))
+}
+
+/// Loads `url` in headless Chromium and returns the DOM as rendered. Chromium runs in a network namespace
+/// of its own that has only loopback, where a socat bridge (over a Unix socket) reaches the daemon: it can
+/// talk to nothing else, whatever it tries.
+fn render(url: &str, port: u16) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("bridge.sock");
+    let mut bridge = Command::new("socat")
+        .arg(format!("UNIX-LISTEN:{},fork", sock.display()))
+        .arg(format!("TCP:127.0.0.1:{port}"))
+        .spawn()
+        .expect("socat (scripts/setup.sh installs it)");
+    for _ in 0..50 {
+        if sock.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let profile = dir.path().join("profile");
+    let script = format!(
+        r#"set -e
+ip link set lo up
+socat TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:{sock} &
+for i in $(seq 50); do (echo > /dev/tcp/127.0.0.1/{port}) 2>/dev/null && break; sleep 0.1; done
+timeout 60 chromium --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir={profile} \
+  --virtual-time-budget=2000 --dump-dom "$1"
+kill %1"#,
+        sock = sock.display(),
+        profile = profile.display(),
+    );
+    let out = Command::new("unshare")
+        .args(["--net", "bash", "-c", &script, "render", url])
+        .output()
+        .unwrap();
+    let _ = bridge.kill();
+    let _ = bridge.wait();
+    let dom = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        dom.contains("</html>"),
+        "chromium rendered nothing for {url}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    dom
+}
+
+/// The text of an element with this id, from a DOM dump (the first `>` after the id to the next `<`).
+fn text_after(dom: &str, marker: &str) -> String {
+    let at = dom
+        .find(marker)
+        .unwrap_or_else(|| panic!("{marker} not in\n{dom}"));
+    dom[at..]
+        .split('>')
+        .nth(1)
+        .unwrap_or("")
+        .split('<')
+        .next()
+        .unwrap_or("")
+        .to_string()
+}
+
+#[test]
+fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
+    let repo = Repo::hello();
+    let digests = reference(&repo);
+    let data = tempfile::tempdir().unwrap();
+    let d = Daemon::start(data.path(), &[]);
+    let port: u16 = d.url.rsplit(':').next().unwrap().parse().unwrap();
+    let before = metrics(&d);
+
+    // A reproducible build, and a build that writes a random line into its output.
+    let good = hello_doc(&repo, &digests, "good", "");
+    let evil_name =
+        "example.invalid/<script>document.body.setAttribute('data-pwned','yes')</script>";
+    let bad = repo.provenance(
+        vec![
+            subject(evil_name, &digests[0]),
+            subject("hello.txt", &digests[2]),
+        ],
+        "#!/bin/sh\nset -e\ncd $(workspaces.source.path)\n./build.sh \"$(cat /proc/sys/kernel/random/uuid)\"\n",
+    );
+    let (c1, j1) = d.submit(&good);
+    let (c2, j2) = d.submit(&bad);
+    assert_eq!((c1, c2), (202, 202), "{j1} {j2}");
+    let good_job = j1["jobs"][0]["id"].as_str().unwrap().to_string();
+    let bad_job = j2["jobs"][0]["id"].as_str().unwrap().to_string();
+    let good_view = d.wait_job(&good_job, "done", Duration::from_secs(300));
+    let bad_view = d.wait_job(&bad_job, "done", Duration::from_secs(300));
+    assert_eq!(
+        good_view["verdict"]["status"], "reproducible",
+        "{good_view:#}"
+    );
+    assert_eq!(
+        bad_view["verdict"]["status"], "unreproducible",
+        "{bad_view:#}"
+    );
+
+    // ---- reprod status: 0 reproducible, 1 not, 2 unknown ----
+    let image_ref = format!("example.invalid/hello@{}", digests[0]);
+    let o = reprod(&["status", &image_ref, "--server", &d.url]);
+    assert_eq!(
+        code(&o),
+        0,
+        "{}{}",
+        stdout(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(stdout(&o).starts_with("reproducible: "), "{}", stdout(&o));
+    // The file subject of the nondeterministic build differs; its digest is named by that verdict only.
+    let bad_file = bad_view["verdict"]["subjects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "hello.txt")
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(bad_file, digests[2]);
+    let unknown = unbuilt_digest('7');
+    let o = reprod(&["status", &unknown, "--server", &d.url]);
+    assert_eq!(code(&o), 2, "{}", stdout(&o));
+    assert!(stdout(&o).starts_with("unknown: "), "{}", stdout(&o));
+    let o = reprod(&["status", "example.invalid/hello:latest", "--server", &d.url]);
+    assert_eq!(code(&o), 2);
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("IMAGE@sha256:<hex>"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let o = reprod(&["status", &unknown, "--server", "http://127.0.0.1:1"]);
+    assert_eq!(
+        code(&o),
+        2,
+        "an unreachable server is an error, not a verdict"
+    );
+
+    // Both builds name the same digests. A reproducible verdict decides (a bit-for-bit rebuild is proof),
+    // whichever finished last; the history holds both, newest first.
+    let o = reprod(&["status", &digests[2], "--server", &d.url, "--json"]);
+    let answer: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(code(&o), 0, "{answer:#}");
+    assert_eq!(answer["status"], "reproducible");
+    assert_eq!(answer["decided_by"]["job"], good_job.as_str());
+    assert_eq!(answer["history"].as_array().unwrap().len(), 2, "{answer:#}");
+    assert!(
+        answer["history"][0]["seq"].as_u64() > answer["history"][1]["seq"].as_u64(),
+        "history is newest first"
+    );
+    // Under the name only the nondeterministic build used, its verdict decides: exit 1.
+    let evil_ref = format!("{evil_name}@{}", digests[0]);
+    let o = reprod(&["status", &evil_ref, "--server", &d.url]);
+    assert_eq!(code(&o), 1, "{}", stdout(&o));
+    assert!(stdout(&o).starts_with("unreproducible: "), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("reason:   digest-mismatch"),
+        "{}",
+        stdout(&o)
+    );
+
+    // ---- the signed attestations ----
+    let work = tempfile::tempdir().unwrap();
+    let (status, _, keys) = fetch(&format!("{}/v1/keys", d.url), &[]);
+    assert_eq!(status, 200);
+    let keys: Value = serde_json::from_slice(&keys).unwrap();
+    let pem = work.path().join("rebuilder.pub");
+    std::fs::write(&pem, keys["keys"][0]["pem"].as_str().unwrap()).unwrap();
+    let keyid = keys["keys"][0]["keyid"].as_str().unwrap().to_string();
+    assert_eq!(
+        std::fs::read(data.path().join("signing.pub")).unwrap(),
+        std::fs::read(&pem).unwrap(),
+        "the served key is the one made at first start"
+    );
+    let save = |job: &str, kind: &str| -> std::path::PathBuf {
+        let (status, headers, body) =
+            fetch(&format!("{}/v1/jobs/{job}/attestations/{kind}", d.url), &[]);
+        assert_eq!(status, 200, "{job} {kind}");
+        assert_eq!(
+            header(&headers, "content-type"),
+            Some("application/vnd.dsse.envelope.v1+json")
+        );
+        let again = fetch(&format!("{}/v1/jobs/{job}/attestations/{kind}", d.url), &[]).2;
+        assert_eq!(
+            body, again,
+            "the signed bytes are served as stored, every time"
+        );
+        let path = work.path().join(format!("{}-{kind}.json", &job[7..19]));
+        std::fs::write(&path, &body).unwrap();
+        path
+    };
+    let good_vsa = save(&good_job, "vsa");
+    let bad_vsa = save(&bad_job, "vsa");
+    let good_prov = save(&good_job, "provenance");
+    let o = reprod(&[
+        "verify",
+        good_vsa.to_str().unwrap(),
+        "--key",
+        pem.to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(stdout(&o).contains("result:   PASSED"), "{}", stdout(&o));
+    assert!(stdout(&o).contains(&digests[0]), "{}", stdout(&o));
+    let o = reprod(&[
+        "verify",
+        bad_vsa.to_str().unwrap(),
+        "--key",
+        pem.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["result"], "FAILED", "{v:#}");
+    assert_eq!(
+        v["statement"]["predicateType"],
+        "https://slsa.dev/verification_summary/v1"
+    );
+    assert_eq!(
+        v["input_provenance"]
+            .as_str()
+            .map(|s| format!("sha256:{s}")),
+        Some(bad_job.clone())
+    );
+    let o = reprod(&[
+        "verify",
+        good_prov.to_str().unwrap(),
+        "--key",
+        pem.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0);
+    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["result"], "reproducible");
+    assert_eq!(
+        v["statement"]["predicate"]["buildDefinition"]["buildType"],
+        "https://reprod.dev/rebuild/v1"
+    );
+    let deps = v["statement"]["predicate"]["buildDefinition"]["resolvedDependencies"].to_string();
+    assert!(deps.contains(&repo.commit), "{deps}");
+
+    // securesystemslib agrees, on the original and on one changed payload byte.
+    let tampered = work.path().join("tampered.json");
+    let mut envelope: Value = serde_json::from_slice(&std::fs::read(&good_vsa).unwrap()).unwrap();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut payload = b64.decode(envelope["payload"].as_str().unwrap()).unwrap();
+    let at = payload.windows(6).position(|w| w == b"PASSED").unwrap();
+    payload[at] = b'F';
+    envelope["payload"] = b64.encode(&payload).into();
+    std::fs::write(&tampered, serde_json::to_vec(&envelope).unwrap()).unwrap();
+    let sslib = |envelope: &Path| {
+        Command::new(python())
+            .arg(project_root().join("tests/support/verify_envelope.py"))
+            .args([envelope.to_str().unwrap(), pem.to_str().unwrap(), &keyid])
+            .output()
+            .unwrap()
+    };
+    for (file, ok) in [
+        (&good_vsa, true),
+        (&bad_vsa, true),
+        (&good_prov, true),
+        (&tampered, false),
+    ] {
+        let o = sslib(file);
+        assert_eq!(
+            o.status.success(),
+            ok,
+            "securesystemslib on {}: {}",
+            file.display(),
+            stdout(&o)
+        );
+        let o = reprod(&[
+            "verify",
+            file.to_str().unwrap(),
+            "--key",
+            pem.to_str().unwrap(),
+        ]);
+        assert_eq!(
+            code(&o),
+            if ok { 0 } else { 1 },
+            "reprod verify on {}",
+            file.display()
+        );
+    }
+    let other = work.path().join("other");
+    assert_eq!(code(&reprod(&["keygen", other.to_str().unwrap()])), 0);
+    let o = reprod(&[
+        "verify",
+        good_vsa.to_str().unwrap(),
+        "--key",
+        other.with_extension("pub").to_str().unwrap(),
+    ]);
+    assert_eq!(code(&o), 1, "another key does not verify it");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("NOT verified"));
+
+    // ---- metrics moved ----
+    let after = metrics(&d);
+    for status in ["reproducible", "unreproducible"] {
+        let key = format!("reprod_verdicts_total{{status=\"{status}\"}}");
+        assert_eq!(sample(&after, &key) - sample(&before, &key), 1.0, "{key}");
+        let key = format!("reprod_rebuild_duration_seconds_count{{status=\"{status}\"}}");
+        assert_eq!(sample(&after, &key) - sample(&before, &key), 1.0, "{key}");
+    }
+    assert_eq!(sample(&after, "reprod_queue_jobs{state=\"done\"}"), 2.0);
+    assert_eq!(sample(&after, "reprod_workers{kind=\"local\"}"), 2.0);
+    assert_eq!(
+        sample(&after, "reprod_intake_total{outcome=\"queued\"}"),
+        2.0
+    );
+
+    // ---- lists: filters, cursors, conditional requests ----
+    let list = |q: &str| -> (u16, Value) {
+        let (s, _, b) = fetch(&format!("{}/v1/verdicts{q}", d.url), &[]);
+        (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
+    };
+    let (s, all) = list("");
+    assert_eq!(s, 200);
+    let jobs: Vec<&str> = all["verdicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["job"].as_str().unwrap())
+        .collect();
+    assert_eq!(jobs.len(), 2);
+    let (_, first) = list("?limit=1");
+    assert_eq!(first["verdicts"][0]["job"], jobs[0]);
+    let cursor = first["next_cursor"].as_str().unwrap().to_string();
+    let (_, second) = list(&format!("?limit=1&cursor={cursor}"));
+    assert_eq!(second["verdicts"][0]["job"], jobs[1]);
+    assert!(second["next_cursor"].is_null(), "{second}");
+    let (_, only) = list("?status=unreproducible");
+    assert_eq!(only["verdicts"].as_array().unwrap().len(), 1);
+    assert_eq!(only["verdicts"][0]["job"], bad_job.as_str());
+    let (_, by_image) = list("?image=example.invalid%2Fhello");
+    assert_eq!(by_image["verdicts"].as_array().unwrap().len(), 1);
+    assert_eq!(by_image["verdicts"][0]["job"], good_job.as_str());
+    let (_, future) = list("?since=2999-01-01T00:00:00Z");
+    assert!(future["verdicts"].as_array().unwrap().is_empty());
+    let (_, headers, _) = fetch(&format!("{}/v1/verdicts", d.url), &[]);
+    let etag = header(&headers, "etag").unwrap().to_string();
+    let modified = header(&headers, "last-modified").unwrap().to_string();
+    for (query, condition, expect) in [
+        ("", format!("If-None-Match: {etag}"), 304),
+        ("", format!("If-Modified-Since: {modified}"), 304),
+        ("?limit=1", format!("If-None-Match: {etag}"), 200),
+        (
+            "",
+            "If-Modified-Since: Sat, 01 Jan 2000 00:00:00 GMT".into(),
+            200,
+        ),
+    ] {
+        let url = format!("{}/v1/verdicts{query}", d.url);
+        assert_eq!(fetch(&url, &[&condition]).0, expect, "{query} {condition}");
+    }
+
+    // ---- bad input ----
+    for (q, code_, needle) in [
+        (
+            "/v1/verdicts/sha256:abc",
+            400,
+            "expected sha256:<64 lowercase hex digits>",
+        ),
+        (
+            "/v1/verdicts/latest",
+            400,
+            "expected sha256:<64 lowercase hex digits>",
+        ),
+        (&format!("/v1/verdicts/{unknown}"), 404, "no verdict names"),
+        ("/v1/verdicts?limit=1000000", 400, "from 1 to 500"),
+        ("/v1/verdicts?limit=-1", 400, "from 1 to 500"),
+        ("/v1/verdicts?cursor=xyz", 400, "cursor"),
+        ("/v1/verdicts?status=great", 400, "status must be one of"),
+        ("/v1/verdicts?since=yesterday", 400, "RFC 3339"),
+        ("/v1/verdicts?stauts=reproducible", 400, "unknown parameter"),
+        (
+            "/v1/jobs/sha256:nope/attestations/vsa",
+            404,
+            "no vsa attestation",
+        ),
+        (
+            &format!("/v1/jobs/{good_job}/attestations/key"),
+            404,
+            "not \"key\"",
+        ),
+        ("/v1/provenance/sha256:00", 400, "expected sha256:"),
+        ("/v2/anything", 404, "no such resource"),
+    ] {
+        let (s, _, body) = fetch(&format!("{}{q}", d.url), &[]);
+        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        assert_eq!(s, code_, "{q}: {v}");
+        let message = v["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(needle), "{q}: {v}");
+        assert!(
+            v["error"]["code"].as_str().is_some_and(|c| !c.is_empty()),
+            "{q}: {v}"
+        );
+    }
+    let (s, _, doc) = fetch(&format!("{}/v1/provenance/{good_job}", d.url), &[]);
+    assert_eq!(s, 200);
+    assert_eq!(
+        doc,
+        serde_json::to_vec(&good).unwrap(),
+        "the document is served as received"
+    );
+
+    // ---- the OpenAPI document lists exactly the routes, and each answers as documented ----
+    let (_, _, body) = fetch(&format!("{}/v1/openapi.json", d.url), &[]);
+    let openapi: Value = serde_json::from_slice(&body).unwrap();
+    let documented: BTreeSet<(String, String)> = openapi["paths"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .flat_map(|(path, ops)| {
+            ops.as_object()
+                .unwrap()
+                .keys()
+                .map(move |m| (m.clone(), path.clone()))
+        })
+        .collect();
+    let routed: BTreeSet<(String, String)> = reprod::daemon::http::api_routes()
+        .iter()
+        .map(|r| (r.method.to_string(), r.path.replace("{*", "{")))
+        .collect();
+    assert_eq!(documented, routed, "OpenAPI paths and the router differ");
+    let artifact = good_view["artifacts"][0].as_str().unwrap().to_string();
+    for (method, path) in &documented {
+        let digest = if path.starts_with("/v1/provenance/") {
+            &good_job
+        } else {
+            &digests[0]
+        };
+        let concrete = path
+            .replace("{digest}", digest)
+            .replace("{id}", &good_job)
+            .replace("{kind}", "vsa")
+            .replace("{name}", &artifact);
+        let url = format!("{}{concrete}", d.url);
+        let out = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "-X",
+                &method.to_uppercase(),
+                &url,
+            ])
+            .output()
+            .unwrap();
+        let got = String::from_utf8_lossy(&out.stdout).to_string();
+        let responses = &openapi["paths"][path][method]["responses"];
+        assert!(
+            responses.get(&got).is_some(),
+            "{method} {concrete} answered {got}, which {path} does not document"
+        );
+        if method == "get" {
+            assert_eq!(got, "200", "{method} {concrete}");
+        }
+    }
+
+    // ---- the feed ----
+    let (s, headers, feed) = fetch(&format!("{}/feed.atom", d.url), &[]);
+    assert_eq!(s, 200);
+    assert!(header(&headers, "content-type")
+        .unwrap()
+        .starts_with("application/atom+xml"));
+    let o = Command::new(python())
+        .args([
+            "-c",
+            "import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); \
+             ns = '{http://www.w3.org/2005/Atom}'; \
+             print('\\n'.join(e.find(ns + 'title').text for e in r.findall(ns + 'entry')))",
+        ])
+        .arg({
+            let p = work.path().join("feed.xml");
+            std::fs::write(&p, &feed).unwrap();
+            p
+        })
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "the feed is not well-formed XML: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let titles = stdout(&o);
+    assert_eq!(titles.lines().count(), 2, "{titles}");
+    assert!(
+        titles.contains(&format!("unreproducible: {evil_name}")),
+        "{titles}"
+    );
+
+    // ---- the pages, in a real browser ----
+    let dom = render(&format!("http://127.0.0.1:{port}/"), port);
+    assert!(dom.contains("<h1>Dashboard</h1>"), "{dom}");
+    let rate = text_after(&dom, "id=\"rate\"");
+    assert!(rate.contains("Reproducibility rate"), "{rate}");
+    assert!(dom.contains("50.0% (1 of 2 rebuilds)"), "{dom}");
+    assert!(
+        dom.contains("local-0") && dom.contains("local-1"),
+        "workers are listed: {dom}"
+    );
+    assert!(!dom.contains("<script"), "no script element: {dom}");
+    assert!(
+        dom.contains("example.invalid/&lt;script&gt;document.body.setAttribute('data-pwned','yes')&lt;/script&gt;"),
+        "the image name shows as text: {dom}"
+    );
+    assert!(
+        !dom.contains("data-pwned=\"yes\""),
+        "the name's script ran: {dom}"
+    );
+
+    let dom = render(&format!("http://127.0.0.1:{port}/jobs/{good_job}"), port);
+    assert_eq!(text_after(&dom, "id=\"verdict\""), "reproducible");
+    assert!(
+        dom.contains("built hello: sha256:"),
+        "the step log shows: {dom}"
+    );
+    assert!(
+        dom.contains(&format!("/v1/jobs/{good_job}/attestations/vsa")),
+        "{dom}"
+    );
+    assert!(dom.contains(&digests[0]), "{dom}");
+
+    let dom = render(&format!("http://127.0.0.1:{port}/jobs/{bad_job}"), port);
+    assert!(
+        text_after(&dom, "id=\"verdict\"").starts_with("unreproducible"),
+        "{dom}"
+    );
+    assert!(dom.contains("differs"), "{dom}");
+    assert!(!dom.contains("data-pwned=\"yes\""), "{dom}");
+
+    let href = format!(
+        "http://127.0.0.1:{port}/images/example.invalid/%3Cscript%3Edocument.body.setAttribute('data-pwned','yes')%3C/script%3E"
+    );
+    let dom = render(&href, port);
+    assert!(
+        dom.contains("class=\"image-name\">example.invalid/&lt;script&gt;"),
+        "{dom}"
+    );
+    assert!(!dom.contains("<script"), "{dom}");
+    assert!(!dom.contains("data-pwned=\"yes\""), "{dom}");
+
+    // ---- reprod submit ----
+    let doc = work.path().join("good.json");
+    std::fs::write(&doc, serde_json::to_vec(&good).unwrap()).unwrap();
+    let o = reprod(&["submit", doc.to_str().unwrap(), "--server", &d.url]);
+    assert_eq!(code(&o), 2, "no token");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("needs a token"));
+    let o = reprod(&[
+        "submit",
+        doc.to_str().unwrap(),
+        "--server",
+        &d.url,
+        "--token",
+        TOKEN,
+        "--wait",
+    ]);
+    assert_eq!(
+        code(&o),
+        0,
+        "{}{}",
+        stdout(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        stdout(&o).starts_with(&format!("reproducible: job {good_job}")),
+        "{}",
+        stdout(&o)
+    );
+    let o = reprod(&[
+        "submit",
+        doc.to_str().unwrap(),
+        "--server",
+        &d.url,
+        "--token",
+        "wrong",
+    ]);
+    assert_eq!(code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("forbidden"));
+}
+
+#[test]
+fn keygen_writes_a_private_key_only_its_owner_can_read_and_never_overwrites() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = dir.path().join("rebuilder");
+    let o = reprod(&["keygen", prefix.to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+    let private = prefix.with_extension("key");
+    let public = prefix.with_extension("pub");
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&private), 0o600);
+    assert_eq!(mode(&public), 0o644);
+    let pem = std::fs::read_to_string(&private).unwrap();
+    assert!(pem.starts_with("-----BEGIN PRIVATE KEY-----"), "{pem}");
+    let key = openssl::pkey::PKey::private_key_from_pem(pem.as_bytes()).unwrap();
+    assert_eq!(
+        key.ec_key().unwrap().group().curve_name(),
+        Some(openssl::nid::Nid::X9_62_PRIME256V1)
+    );
+    assert!(
+        stdout(&o).contains("key id:      sha256:"),
+        "{}",
+        stdout(&o)
+    );
+
+    let o = reprod(&["keygen", prefix.to_str().unwrap()]);
+    assert_eq!(code(&o), 2);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("not overwriting"));
+    assert_eq!(
+        std::fs::read_to_string(&private).unwrap(),
+        pem,
+        "the key is untouched"
+    );
+}
+
+#[test]
+fn serve_stops_at_start_when_its_signing_key_is_missing_or_unusable() {
+    let dir = tempfile::tempdir().unwrap();
+    let rsa = dir.path().join("rsa.key");
+    let r = openssl::rsa::Rsa::generate(2048).unwrap();
+    std::fs::write(
+        &rsa,
+        openssl::pkey::PKey::from_rsa(r)
+            .unwrap()
+            .private_key_to_pem_pkcs8()
+            .unwrap(),
+    )
+    .unwrap();
+    let garbage = dir.path().join("garbage.key");
+    std::fs::write(&garbage, "not a key").unwrap();
+    let missing = dir.path().join("missing.key");
+    for (key, needle) in [
+        (&missing, "cannot read the signing key"),
+        (&garbage, "not a PEM private key"),
+        (&rsa, "not an ECDSA P-256 key"),
+    ] {
+        let data = tempfile::tempdir().unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_reprod"))
+            .arg("serve")
+            .env("REPROD_DATA_DIR", data.path())
+            .env("REPROD_SERVER_LISTEN", format!("127.0.0.1:{}", free_port()))
+            .env("REPROD_SERVER_SIGNING_KEY", key)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(needle) && err.contains(&key.display().to_string()),
+            "{err}"
+        );
+        assert!(!err.contains("listening"), "{err}");
+    }
+}
