@@ -275,11 +275,27 @@ fn kill_9_twenty_times_loses_nothing_and_duplicates_nothing() {
     for id in &acked {
         let v = store.verdict(id).unwrap().unwrap();
         assert_eq!(v["status"], "reproducible");
+        // Signed in the same transaction: a verdict never exists without its envelopes.
+        let record = store.record(id).unwrap().unwrap();
+        assert_eq!(record.attestations, ["vsa", "provenance"], "{id}");
+        assert!(store.attestation(id, "vsa").unwrap().is_some(), "{id}");
     }
-    // The subject index names every job once.
+    // The subject index names every job once, and so do the records and the per-status count.
     let mut indexed = store.jobs_for_subject(&digests[0]).unwrap();
     indexed.sort();
     assert_eq!(indexed, acked);
+    let mut history: Vec<String> = store
+        .history(&digests[0])
+        .unwrap()
+        .into_iter()
+        .map(|r| r.job)
+        .collect();
+    history.sort();
+    assert_eq!(history, acked);
+    assert_eq!(
+        store.counts().unwrap(),
+        vec![("reproducible".to_string(), acked.len() as u64)]
+    );
 }
 
 fn start_worker(data: &Path, url: &str, token: &str) -> (Child, mpsc::Receiver<String>) {
@@ -387,6 +403,22 @@ fn remote_workers_lease_over_http_and_a_dead_workers_job_goes_to_another() {
         (j["attempt"].as_u64(), j["verdict"]["status"].as_str()),
         (Some(2), Some("reproducible")),
         "{j:#}"
+    );
+    // The server signed the remote worker's verdict: the worker never holds the key.
+    assert_eq!(
+        j["record"]["attestations"],
+        json!(["vsa", "provenance"]),
+        "{j:#}"
+    );
+    let (code, vsa) = d.request(
+        "GET",
+        &format!("/v1/jobs/{quick}/attestations/vsa"),
+        None,
+        None,
+    );
+    assert_eq!(
+        (code, vsa["payloadType"].as_str()),
+        (200, Some("application/vnd.in-toto+json"))
     );
     let (code, v) = d.request("POST", "/v1/worker/complete", Some("tok-a"), Some(&late));
     assert_eq!(

@@ -26,7 +26,7 @@ pub const DEFAULT_LIMIT: usize = 50;
 pub const MAX_LIMIT: usize = 500;
 /// Index entries one list request reads at most (a sparse filter answers with a cursor to go on from).
 pub const MAX_SCAN: usize = 20_000;
-const STATUSES: [&str; 5] = [
+pub(crate) const STATUSES: [&str; 5] = [
     "reproducible",
     "unreproducible",
     "build-failed",

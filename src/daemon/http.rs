@@ -474,6 +474,17 @@ async fn worker_complete(
     shared.saw_worker(&format!("remote:{name}"), None);
     let how = match (done.verdict, done.retry) {
         (Some(verdict), None) => {
+            let status = verdict["status"].as_str().unwrap_or_default();
+            if !api::STATUSES.contains(&status) || !verdict["subjects"].is_array() {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "bad-body",
+                    format!(
+                        "`verdict` must be a verdict object with `subjects` and a `status` of {}",
+                        api::STATUSES.join(", ")
+                    ),
+                );
+            }
             let job = done.job.clone();
             let mut files = Vec::new();
             for (name, b64) in &done.artifacts {

@@ -274,6 +274,17 @@ fn load_signer(config: &Config) -> anyhow::Result<SigningKey> {
     };
     let (key, created) = SigningKey::load_or_create(&path, create)
         .context("loading the verdict signing key (server.signing_key)")?;
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&path)
+        .map(|m| m.permissions().mode())
+        .unwrap_or(0);
+    if mode & 0o077 != 0 {
+        eprintln!(
+            "reprod serve: warning: the signing key {} is readable by others (mode {:o}); `chmod 600` it",
+            path.display(),
+            mode & 0o777
+        );
+    }
     if created {
         eprintln!(
             "reprod serve: created the verdict signing key {} (public key: {}; key id {})",
