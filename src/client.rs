@@ -93,12 +93,45 @@ impl Client {
         self.read(&url, self.agent.get(&url).call())
     }
 
-    /// The verdicts naming `digest` (`{digest, latest, history}`), or `None` when the server has none.
-    pub fn verdicts_for(&self, digest: &str) -> Result<Option<Value>, ClientError> {
-        match self.get(&format!("/v1/verdicts/{digest}")) {
+    /// The verdicts naming `digest` (`{digest, status, decided_by, latest, history, history_total}`), those
+    /// under `image` deciding first; `None` when the server has none.
+    pub fn verdicts_for(
+        &self,
+        digest: &str,
+        image: Option<&str>,
+    ) -> Result<Option<Value>, ClientError> {
+        let query = image
+            .map(|i| {
+                format!(
+                    "?image={}",
+                    percent_encoding::utf8_percent_encode(i, percent_encoding::NON_ALPHANUMERIC)
+                )
+            })
+            .unwrap_or_default();
+        match self.get(&format!("/v1/verdicts/{digest}{query}")) {
             Ok(v) => Ok(Some(v)),
             Err(ClientError::Api { code, .. }) if code == "unknown-digest" => Ok(None),
             Err(e) => Err(e),
+        }
+    }
+
+    /// A job's signed attestation (`vsa`, `provenance`), the bytes exactly as served.
+    pub fn attestation(&self, job: &str, kind: &str) -> Result<Vec<u8>, ClientError> {
+        let url = format!("{}/v1/jobs/{job}/attestations/{kind}", self.base);
+        match self.agent.get(&url).call() {
+            Ok(r) => {
+                use std::io::Read;
+                let mut body = Vec::new();
+                r.into_reader()
+                    .take(MAX_RESPONSE_BYTES)
+                    .read_to_end(&mut body)
+                    .map_err(|e| ClientError::Transport {
+                        url: url.clone(),
+                        why: e.to_string(),
+                    })?;
+                Ok(body)
+            }
+            Err(e) => self.read(&url, Err(e)).map(|_| Vec::new()),
         }
     }
 

@@ -181,13 +181,19 @@ enum Command {
     },
     /// Ask a reprod server whether an image digest was rebuilt bit for bit.
     ///
-    /// Exit status: 0 the latest verdict naming the digest is `reproducible`; 1 it is any other verdict;
-    /// 2 no verdict names it, or the server cannot be asked.
+    /// The deciding verdict is a reproducible one if any verdict names the digest (under IMAGE first, when
+    /// given), else the latest. With
+    /// --key, the answer counts only if the verdict's signed summary (VSA) verifies with that key and says
+    /// the same. Exit status: 0 reproducible; 1 any other verdict; 2 no verdict names the digest, the server
+    /// cannot be asked, or (with --key) the signed summary is missing, does not verify or disagrees.
     Status {
         /// IMAGE@sha256:<hex> or sha256:<hex>.
         reference: String,
         #[command(flatten)]
         server: ServerArgs,
+        /// The rebuilder's PEM public key: check the verdict's signature instead of trusting the connection.
+        #[arg(long = "key", value_name = "PUB")]
+        keys: Vec<PathBuf>,
         /// Print the server's answer as JSON.
         #[arg(long)]
         json: bool,
@@ -367,8 +373,12 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Status {
             reference,
             server,
+            keys,
             json,
-        } => status(&server.client(&config, None)?, &reference, json),
+        } => {
+            let keys = load_public_keys(&keys)?;
+            status(&server.client(&config, None)?, &reference, &keys, json)
+        }
         Command::Submit {
             file,
             server,
@@ -494,8 +504,13 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
 }
 
 fn keygen(prefix: &std::path::Path) -> anyhow::Result<u8> {
-    let private = prefix.with_extension("key");
-    let public = prefix.with_extension("pub");
+    // Appended, not substituted: `ci.example` gives `ci.example.key`.
+    let with = |ext: &str| {
+        let mut p = prefix.as_os_str().to_owned();
+        p.push(ext);
+        PathBuf::from(p)
+    };
+    let (private, public) = (with(".key"), with(".pub"));
     let pair = reprod::attest::key::generate_key_pair()?;
     reprod::attest::key::write_key_pair(&pair, &private, &public)?;
     println!(
@@ -510,15 +525,21 @@ fn keygen(prefix: &std::path::Path) -> anyhow::Result<u8> {
 /// Largest attestation `reprod verify` reads.
 const MAX_ATTESTATION_BYTES: u64 = 16 << 20;
 
+fn load_public_keys(keys: &[PathBuf]) -> anyhow::Result<Vec<reprod::trust::keys::PublicKey>> {
+    keys.iter()
+        .map(|k| {
+            let pem =
+                std::fs::read(k).with_context(|| format!("reading the key {}", k.display()))?;
+            Ok(reprod::trust::keys::PublicKey::from_pem(
+                &pem,
+                k.display().to_string(),
+            )?)
+        })
+        .collect()
+}
+
 fn verify(attestation: &std::path::Path, keys: &[PathBuf], json: bool) -> anyhow::Result<u8> {
-    let mut loaded = Vec::new();
-    for k in keys {
-        let pem = std::fs::read(k).with_context(|| format!("reading the key {}", k.display()))?;
-        loaded.push(reprod::trust::keys::PublicKey::from_pem(
-            &pem,
-            k.display().to_string(),
-        )?);
-    }
+    let loaded = load_public_keys(keys)?;
     let size = std::fs::metadata(attestation)
         .with_context(|| format!("reading {}", attestation.display()))?
         .len();
@@ -554,9 +575,14 @@ fn verify(attestation: &std::path::Path, keys: &[PathBuf], json: bool) -> anyhow
     }
 }
 
-fn status(client: &reprod::client::Client, reference: &str, json: bool) -> anyhow::Result<u8> {
+fn status(
+    client: &reprod::client::Client,
+    reference: &str,
+    keys: &[reprod::trust::keys::PublicKey],
+    json: bool,
+) -> anyhow::Result<u8> {
     let (name, digest) = reprod::client::parse_reference(reference)?;
-    let Some(answer) = client.verdicts_for(digest)? else {
+    let Some(answer) = client.verdicts_for(digest, name)? else {
         if json {
             println!(
                 "{}",
@@ -567,16 +593,22 @@ fn status(client: &reprod::client::Client, reference: &str, json: bool) -> anyho
         }
         return Ok(EXIT_ERROR);
     };
-    let history: Vec<reprod::store::VerdictRecord> =
-        serde_json::from_value(answer["history"].clone())
-            .context("the server's verdict history is not in the expected form")?;
-    let decided = reprod::store::deciding(&history, digest, name)
-        .context("the server answered with an empty history")?;
+    let decided: reprod::store::VerdictRecord =
+        serde_json::from_value(answer["decided_by"].clone())
+            .context("the server's answer has no deciding verdict in the expected form")?;
+    let history_total = answer["history_total"].as_u64().unwrap_or(1);
+    let decided = &decided;
     let verdict = decided.status.as_str();
+    let signed = if keys.is_empty() {
+        None
+    } else {
+        Some(check_signed_summary(client, decided, digest, keys)?)
+    };
     if json {
         let mut answer = answer.clone();
-        answer["status"] = verdict.into();
-        answer["decided_by"] = serde_json::to_value(decided)?;
+        if let Some(v) = &signed {
+            answer["signed_summary"] = serde_json::to_value(v)?;
+        }
         println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
         println!("{verdict}: {reference}");
@@ -587,22 +619,22 @@ fn status(client: &reprod::client::Client, reference: &str, json: bool) -> anyho
             "  job:      {} (recorded {})",
             decided.job, decided.recorded_at
         );
-        let others = history.len() - 1;
-        if others > 0 {
-            let statuses: Vec<&str> = history
-                .iter()
-                .filter(|r| r.job != decided.job)
-                .map(|r| r.status.as_str())
-                .collect();
+        if history_total > 1 {
             println!(
-                "  history:  {others} other verdict(s) name this digest ({}); a reproducible one decides, else the latest",
-                statuses.join(", ")
+                "  history:  {} other verdict(s) name this digest; a reproducible one decides, else the latest",
+                history_total - 1
             );
         }
         for kind in &decided.attestations {
             println!(
                 "  signed:   {kind} /v1/jobs/{}/attestations/{kind}",
                 decided.job
+            );
+        }
+        if let Some(v) = &signed {
+            println!(
+                "  verified: the signed summary says {} for this digest (key {})",
+                v.result, v.key_id
             );
         }
         if let Some(name) = name {
@@ -621,6 +653,49 @@ fn status(client: &reprod::client::Client, reference: &str, json: bool) -> anyho
         }
     }
     Ok(if verdict == "reproducible" { 0 } else { 1 })
+}
+
+/// Fetches the deciding verdict's VSA, verifies it offline with `keys`, and checks it names `digest` and
+/// says what the server's answer says. Any doubt is an error (exit 2): with --key, only signed words count.
+fn check_signed_summary(
+    client: &reprod::client::Client,
+    decided: &reprod::store::VerdictRecord,
+    digest: &str,
+    keys: &[reprod::trust::keys::PublicKey],
+) -> anyhow::Result<reprod::attest::Vouched> {
+    anyhow::ensure!(
+        decided.attestations.iter().any(|k| k == "vsa"),
+        "job {}: the verdict has no signed summary to check (recorded before verdicts were signed?)",
+        decided.job
+    );
+    let bytes = client.attestation(&decided.job, "vsa")?;
+    let vouched = reprod::attest::verify_attestation(&bytes, keys)
+        .map_err(|e| anyhow::anyhow!("job {}: the signed summary: {e}", decided.job))?;
+    anyhow::ensure!(
+        vouched.predicate_type == reprod::attest::uri::VSA_V1,
+        "job {}: the attestation served as the summary is a {}",
+        decided.job,
+        vouched.predicate_type
+    );
+    let names_digest = vouched
+        .subjects
+        .iter()
+        .any(|s| s == digest || s.ends_with(&format!("@{digest}")));
+    anyhow::ensure!(
+        names_digest,
+        "job {}: the signed summary does not name {digest} (it names {})",
+        decided.job,
+        vouched.subjects.join(", ")
+    );
+    let passed = vouched.result == "PASSED";
+    anyhow::ensure!(
+        passed == (decided.status == "reproducible"),
+        "job {}: the server says {}, but the signed summary says {}",
+        decided.job,
+        decided.status,
+        vouched.result
+    );
+    Ok(vouched)
 }
 
 fn submit(

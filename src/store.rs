@@ -43,6 +43,12 @@ fn tx_storage(e: TransactionError<StoreError>) -> StoreError {
     }
 }
 
+/// Subjects a record keeps: lists, pages and feeds read records by the page, and a document may name
+/// thousands of subjects. Lookups by digest use the subject index, which has them all.
+pub const MAX_RECORD_SUBJECTS: usize = 256;
+/// Longest image name indexed (and accepted as a filter).
+pub const MAX_IMAGE_NAME: usize = 1024;
+
 /// What lists, pages and feeds show of a verdict, without reading the verdict itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VerdictRecord {
@@ -57,7 +63,11 @@ pub struct VerdictRecord {
     pub provenance_sha256: Option<String>,
     /// What was checked of the provenance's signature, in one line.
     pub signature: Option<String>,
+    /// The first [`MAX_RECORD_SUBJECTS`] distinct subjects (the verdict has them all).
     pub subjects: Vec<SubjectRecord>,
+    /// How many distinct subjects the verdict has.
+    #[serde(default)]
+    pub subjects_total: usize,
     /// Kinds of the signed attestations kept (`vsa`, `provenance`).
     pub attestations: Vec<String>,
     pub duration_ms: Option<u64>,
@@ -81,6 +91,7 @@ impl VerdictRecord {
     ) -> Self {
         let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
         let mut subjects: Vec<SubjectRecord> = Vec::new();
+        let mut total = 0;
         for s in verdict["subjects"].as_array().into_iter().flatten() {
             let r = SubjectRecord {
                 name: s["name"].as_str().unwrap_or_default().to_string(),
@@ -88,7 +99,10 @@ impl VerdictRecord {
                 matched: s["matched"].as_bool().unwrap_or(false),
             };
             if !subjects.contains(&r) {
-                subjects.push(r);
+                total += 1;
+                if subjects.len() < MAX_RECORD_SUBJECTS {
+                    subjects.push(r);
+                }
             }
         }
         VerdictRecord {
@@ -101,16 +115,18 @@ impl VerdictRecord {
             provenance_sha256: text(&verdict["provenance"]["sha256"]),
             signature: text(&verdict["provenance"]["signature"]),
             subjects,
+            subjects_total: total,
             attestations,
             duration_ms: verdict["duration_ms"].as_u64(),
         }
     }
 
-    /// The distinct image (subject) names, in order.
+    /// The distinct image (subject) names, in order: those that can be image names (no control characters,
+    /// at most [`MAX_IMAGE_NAME`] bytes). Only these are indexed, so no name can reach into another's keys.
     pub fn images(&self) -> Vec<&str> {
         let mut names: Vec<&str> = Vec::new();
         for s in &self.subjects {
-            if !s.name.is_empty() && !names.contains(&s.name.as_str()) {
+            if is_image_name(&s.name) && !names.contains(&s.name.as_str()) {
                 names.push(&s.name);
             }
         }
@@ -150,6 +166,15 @@ pub struct Store {
     rejections: sled::Tree,
     watched: sled::Tree,
     artifacts: sled::Tree,
+}
+
+/// Whether `name` can be indexed and shown as an image name.
+pub fn is_image_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.len() <= MAX_IMAGE_NAME
+        && !name.chars().any(char::is_control)
 }
 
 fn image_key(name: &str, seq: u64) -> Vec<u8> {
@@ -250,8 +275,9 @@ impl Store {
         Ok(store)
     }
 
-    /// Version 1 → 2: records and indexes for the verdicts already kept. Their recording time is unknown,
-    /// so it is the migration's; they have no attestations (they were never signed).
+    /// Version 1 → 2: records and indexes for the verdicts already kept, one transaction per verdict (an
+    /// interrupted migration resumes where it stopped). Their recording time is unknown, so it is the
+    /// migration's, and their order is the job ids'; they have no attestations (they were never signed).
     fn migrate_v1(&self, meta: &sled::Tree) -> Result<(), StoreError> {
         let now = now_rfc3339();
         for entry in self.verdicts.iter() {
@@ -260,7 +286,11 @@ impl Store {
             if self.records.contains_key(&job).map_err(storage)? {
                 continue;
             }
-            let verdict: serde_json::Value = serde_json::from_slice(&bytes).map_err(storage)?;
+            let verdict: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                    path: format!("verdict of {job}"),
+                    detail: e.to_string(),
+                })?;
             let seq = self.db.generate_id().map_err(storage)?;
             let record = VerdictRecord::of(&job, seq, &now, &verdict, Vec::new());
             self.index(&record)?;
@@ -317,6 +347,16 @@ impl Store {
         let bytes = serde_json::to_vec(verdict).map_err(storage)?;
         let seq = self.db.generate_id().map_err(storage)?;
         let kinds = attestations.iter().map(|(k, _)| k.to_string()).collect();
+        // Only sha256 digests are compared by a rebuild, so only they are looked up by.
+        let mut compared: Vec<&str> = verdict["subjects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s["digest"].as_str())
+            .filter(|d| crate::attest::statements::is_sha256(d))
+            .collect();
+        compared.sort_unstable();
+        compared.dedup();
         let record = VerdictRecord::of(job, seq, recorded_at, verdict, kinds);
         let record_bytes = serde_json::to_vec(&record).map_err(storage)?;
         let written = (
@@ -586,9 +626,17 @@ pub fn deciding<'a>(
     } else {
         named
     };
+    // A reproducible verdict matched every sha256 subject; the check below holds a record to that.
+    let reproduced = |r: &&&VerdictRecord| {
+        r.status == "reproducible"
+            && r.subjects
+                .iter()
+                .filter(|s| s.digest == digest)
+                .all(|s| s.matched)
+    };
     candidates
         .iter()
-        .find(|r| r.status == "reproducible")
+        .find(reproduced)
         .or_else(|| candidates.first())
         .copied()
 }

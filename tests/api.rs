@@ -34,6 +34,13 @@ fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// Asserts the exit code and a line of stdout, showing both streams when either is wrong.
+fn expect_output(o: &Output, exit: i32, needle: &str) {
+    let shown = format!("{}{}", stdout(o), String::from_utf8_lossy(&o.stderr));
+    assert_eq!(code(o), exit, "{shown}");
+    assert!(stdout(o).contains(needle), "{needle:?} not in: {shown}");
+}
+
 /// GET with curl: (status, headers lower-cased, body bytes).
 fn fetch(url: &str, headers: &[&str]) -> (u16, String, Vec<u8>) {
     let dir = tempfile::tempdir().unwrap();
@@ -169,7 +176,12 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
     let before = metrics(&d);
 
     // A reproducible build, and a build that writes a random line into its output.
-    let good = hello_doc(&repo, &digests, "good", "");
+    let mut good = hello_doc(&repo, &digests, "good", "");
+    // A subject with only a sha512 digest is never compared: nothing may be said about it.
+    let sha512_only = format!("sha512:{}", "ab".repeat(64));
+    good["subject"].as_array_mut().unwrap().push(
+        serde_json::json!({"name": "evil.example/other", "digest": {"sha512": "ab".repeat(64)}}),
+    );
     let evil_name =
         "example.invalid/<script>document.body.setAttribute('data-pwned','yes')</script>";
     let bad = repo.provenance(
@@ -392,6 +404,41 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
     assert_eq!(code(&o), 1, "another key does not verify it");
     assert!(String::from_utf8_lossy(&o.stderr).contains("NOT verified"));
 
+    // `reprod status --key` counts only what the signed summary says.
+    let other_pub = other.with_extension("pub");
+    let status_with = |reference: &str, key: &Path| {
+        reprod(&[
+            "status",
+            reference,
+            "--server",
+            &d.url,
+            "--key",
+            key.to_str().unwrap(),
+        ])
+    };
+    expect_output(
+        &status_with(&image_ref, &pem),
+        0,
+        "verified: the signed summary says PASSED",
+    );
+    expect_output(
+        &status_with(&evil_ref, &pem),
+        1,
+        "signed summary says FAILED",
+    );
+    let o = status_with(&image_ref, &other_pub);
+    assert_eq!(
+        code(&o),
+        2,
+        "another key's word is not taken: {}",
+        stdout(&o)
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("no signature verifies"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+
     // ---- metrics moved ----
     let after = metrics(&d);
     for status in ["reproducible", "unreproducible"] {
@@ -453,7 +500,20 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
     }
 
     // ---- bad input ----
+    let sha512_path = format!("/v1/verdicts/{sha512_only}");
+    let name_param = format!("/v1/verdicts/{}?name=x", digests[0]);
     for (q, code_, needle) in [
+        (
+            sha512_path.as_str(),
+            400,
+            "expected sha256:<64 lowercase hex digits>",
+        ),
+        (
+            "/v1/verdicts?image=a%01b",
+            400,
+            "without control characters",
+        ),
+        (name_param.as_str(), 400, "the only parameter is `image`"),
         (
             "/v1/verdicts/sha256:abc",
             400,
@@ -556,6 +616,27 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         if method == "get" {
             assert_eq!(got, "200", "{method} {concrete}");
         }
+        // A documented JSON body has exactly the documented top-level fields.
+        if let Some(schema) =
+            responses["200"]["content"]["application/json"]["schema"]["$ref"].as_str()
+        {
+            let name = schema.rsplit('/').next().unwrap();
+            let documented: BTreeSet<&str> = openapi["components"]["schemas"][name]["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            let (_, _, body) = fetch(&url, &[]);
+            let body: Value = serde_json::from_slice(&body).unwrap();
+            let served: BTreeSet<&str> = body
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            assert_eq!(served, documented, "{path}: fields served vs schema {name}");
+        }
     }
 
     // ---- the feed ----
@@ -592,6 +673,7 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
 
     // ---- the pages, in a real browser ----
     let dom = render(&format!("http://127.0.0.1:{port}/"), port);
+    let dashboard = dom.clone();
     assert!(dom.contains("<h1>Dashboard</h1>"), "{dom}");
     let rate = text_after(&dom, "id=\"rate\"");
     assert!(rate.contains("Reproducibility rate"), "{rate}");
@@ -628,11 +710,20 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         "{dom}"
     );
     assert!(dom.contains("differs"), "{dom}");
-    assert!(!dom.contains("data-pwned=\"yes\""), "{dom}");
-
-    let href = format!(
-        "http://127.0.0.1:{port}/images/example.invalid/%3Cscript%3Edocument.body.setAttribute('data-pwned','yes')%3C/script%3E"
+    assert!(!dom.contains("<script"), "{dom}");
+    assert!(
+        dom.contains("<td>example.invalid/&lt;script&gt;document.body"),
+        "the subject name shows as text: {dom}"
     );
+
+    // The image page, through the link the dashboard gives (the name is one encoded path segment).
+    let link = dashboard
+        .split("href=\"")
+        .find(|h| h.starts_with("/images/example.invalid%2F%3Cscript"))
+        .and_then(|h| h.split('"').next())
+        .unwrap_or_else(|| panic!("no link to the image page: {dashboard}"))
+        .replace("&amp;", "&");
+    let href = format!("http://127.0.0.1:{port}{link}");
     let dom = render(&href, port);
     assert!(
         dom.contains("class=\"image-name\">example.invalid/&lt;script&gt;"),
@@ -656,18 +747,7 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         TOKEN,
         "--wait",
     ]);
-    assert_eq!(
-        code(&o),
-        0,
-        "{}{}",
-        stdout(&o),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert!(
-        stdout(&o).starts_with(&format!("reproducible: job {good_job}")),
-        "{}",
-        stdout(&o)
-    );
+    expect_output(&o, 0, &format!("reproducible: job {good_job}"));
     let o = reprod(&[
         "submit",
         doc.to_str().unwrap(),
@@ -684,11 +764,12 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
 fn keygen_writes_a_private_key_only_its_owner_can_read_and_never_overwrites() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
-    let prefix = dir.path().join("rebuilder");
+    // A dotted prefix is extended, not cut: rebuilder.ci.key.
+    let prefix = dir.path().join("rebuilder.ci");
     let o = reprod(&["keygen", prefix.to_str().unwrap()]);
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
-    let private = prefix.with_extension("key");
-    let public = prefix.with_extension("pub");
+    let private = dir.path().join("rebuilder.ci.key");
+    let public = dir.path().join("rebuilder.ci.pub");
     let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&private), 0o600);
     assert_eq!(mode(&public), 0o644);

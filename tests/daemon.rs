@@ -389,6 +389,18 @@ fn remote_workers_lease_over_http_and_a_dead_workers_job_goes_to_another() {
         (403, Some("not-your-lease")),
         "{v}"
     );
+    // The server signs what it records, so a worker cannot choose it: subjects that are not the
+    // document's are refused.
+    let forged = serde_json::to_vec(&json!({"job": quick, "token": lease["token"], "verdict": {
+        "status": "reproducible",
+        "subjects": [{"name": "evil.example/app", "digest": unbuilt_digest('e'), "matched": true}]}}))
+    .unwrap();
+    let (code, v) = d.request("POST", "/v1/worker/complete", Some("tok-a"), Some(&forged));
+    assert_eq!(
+        (code, v["error"]["code"].as_str()),
+        (422, Some("bad-verdict")),
+        "{v}"
+    );
 
     // Worker B finishes both once the leases expire.
     let dir_b = tempfile::tempdir().unwrap();

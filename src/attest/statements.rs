@@ -16,8 +16,9 @@ pub struct Attestation {
     pub envelope: Vec<u8>,
 }
 
-/// Signs the verdict's VSA and, when a rebuild produced outputs, the provenance of that rebuild. A verdict
-/// without any subject digest gets none: there is nothing to make a statement about.
+/// Signs the verdict's VSA and, when a rebuild produced outputs, the provenance of that rebuild. The VSA
+/// names the provenance's sha256 subjects (a PASSED one only those reproduced); a verdict without any gets
+/// none: there is nothing to make a statement about.
 pub fn attest(
     verdict: &Value,
     job: &str,
@@ -25,7 +26,8 @@ pub fn attest(
     key: &SigningKey,
 ) -> Result<Vec<Attestation>, AttestError> {
     let mut out = Vec::new();
-    let subjects = recorded_subjects(verdict);
+    let passed = verdict["status"].as_str() == Some("reproducible");
+    let subjects = recorded_subjects(verdict, passed);
     if subjects.is_empty() {
         return Ok(out);
     }
@@ -66,15 +68,26 @@ fn descriptor(name: &str, digest: &str) -> Option<Value> {
     Some(Value::Object(d))
 }
 
-/// The provenance's subjects (name, recorded digest), each once.
-fn recorded_subjects(verdict: &Value) -> Vec<(String, String)> {
+/// `sha256:<64 lowercase hex>`: the only digests a rebuild compares.
+pub fn is_sha256(digest: &str) -> bool {
+    digest
+        .strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+/// The provenance's sha256 subjects (name, recorded digest), each once; with `matched_only`, only those the
+/// rebuild reproduced. Subjects with other digests were never compared, so nothing is said about them.
+fn recorded_subjects(verdict: &Value, matched_only: bool) -> Vec<(String, String)> {
     let mut seen = Vec::<(String, String)>::new();
     for s in verdict["subjects"].as_array().into_iter().flatten() {
         let name = s["name"].as_str().unwrap_or_default().to_string();
         let Some(digest) = s["digest"].as_str() else {
             continue;
         };
-        if digest_set(digest).is_some() && !seen.iter().any(|(n, d)| *n == name && d == digest) {
+        if matched_only && s["matched"].as_bool() != Some(true) {
+            continue;
+        }
+        if is_sha256(digest) && !seen.iter().any(|(n, d)| *n == name && d == digest) {
             seen.push((name, digest.to_string()));
         }
     }
@@ -127,7 +140,10 @@ fn rebuild_provenance(verdict: &Value, job: &str, recorded_at: &str) -> Option<V
         } else {
             s["rebuilt_digest"].as_str()
         };
-        if let Some(d) = rebuilt.and_then(|d| descriptor(name, d)) {
+        if let Some(d) = rebuilt
+            .filter(|d| is_sha256(d))
+            .and_then(|d| descriptor(name, d))
+        {
             if !built.contains(&d) {
                 built.push(d);
             }
@@ -241,7 +257,7 @@ mod tests {
             ("rejected", false, "FAILED"),
         ] {
             let v = verdict(status, matched);
-            let s = vsa(&v, &recorded_subjects(&v), "2026-11-28T00:00:00Z");
+            let s = vsa(&v, &recorded_subjects(&v, false), "2026-11-28T00:00:00Z");
             assert_eq!(s["predicate"]["verificationResult"], expect, "{status}");
             assert_eq!(
                 s["subject"].as_array().map(Vec::len),
@@ -253,6 +269,27 @@ mod tests {
                 format!("reg/app@sha256:{}", "11".repeat(32))
             );
         }
+    }
+
+    #[test]
+    fn subjects_never_compared_are_not_attested() {
+        let mut v = verdict("reproducible", true);
+        v["subjects"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "evil/x", "digest": format!("sha512:{}", "44".repeat(64)), "matched": false}));
+        let subjects = recorded_subjects(&v, true);
+        assert_eq!(subjects.len(), 1, "{subjects:?}");
+        assert!(subjects.iter().all(|(_, d)| d.starts_with("sha256:")));
+        let mut partly = verdict("unreproducible", true);
+        partly["subjects"][1]["matched"] = false.into();
+        partly["subjects"][1]["digest"] = format!("sha256:{}", "55".repeat(32)).into();
+        assert_eq!(
+            recorded_subjects(&partly, true).len(),
+            1,
+            "a PASSED summary names only what matched"
+        );
+        assert_eq!(recorded_subjects(&partly, false).len(), 2);
     }
 
     #[test]

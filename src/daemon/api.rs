@@ -17,7 +17,7 @@ use reprod_jobs::Queue;
 
 use super::{blocking, Shared};
 use crate::attest::uri;
-use crate::store::{ListQuery, VerdictRecord};
+use crate::store::{ListQuery, VerdictRecord, MAX_IMAGE_NAME};
 
 /// The OpenAPI document, served as written; `tests/api.rs` keeps it and the routes in step.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -33,7 +33,8 @@ pub(crate) const STATUSES: [&str; 5] = [
     "unrebuildable",
     "rejected",
 ];
-const MAX_IMAGE_NAME: usize = 1024;
+/// History entries a digest lookup lists (the deciding verdict is chosen from all of them).
+pub const MAX_HISTORY: usize = 100;
 
 fn storage_error(e: impl std::fmt::Display) -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string())
@@ -43,28 +44,16 @@ fn bad_parameter(message: impl Into<String>) -> Response {
     error(StatusCode::BAD_REQUEST, "bad-parameter", message)
 }
 
-/// `<alg>:<lowercase hex>` with the algorithm's length (sha256, sha384, sha512), or a sentence saying what
-/// was expected.
+/// `sha256:<64 lowercase hex>` (the only digests a rebuild compares), or a sentence saying what was expected.
 pub fn parse_digest(text: &str) -> Result<&str, String> {
     let shown: String = text.chars().take(80).collect();
-    let expected = "expected sha256:<64 lowercase hex digits> (or sha384:/sha512: with 96/128)";
-    let Some((alg, hex)) = text.split_once(':') else {
-        return Err(format!("{shown:?} is not a digest: {expected}"));
-    };
-    let len = match alg {
-        "sha256" => 64,
-        "sha384" => 96,
-        "sha512" => 128,
-        _ => {
-            return Err(format!(
-                "{shown:?}: unknown digest algorithm {alg:?}; {expected}"
-            ))
-        }
-    };
-    if hex.len() != len || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-        return Err(format!("{shown:?}: {expected}"));
+    if crate::attest::statements::is_sha256(text) {
+        Ok(text)
+    } else {
+        Err(format!(
+            "{shown:?} is not a digest reprod compares: expected sha256:<64 lowercase hex digits>"
+        ))
     }
-    Ok(text)
 }
 
 /// A record as the API shows it: the record and where to find more.
@@ -118,8 +107,10 @@ pub fn list_query(params: &[(String, String)]) -> Result<ListQuery, String> {
                 q.status = Some(v.clone());
             }
             "image" => {
-                if v.is_empty() || v.len() > MAX_IMAGE_NAME {
-                    return Err(format!("image must be a name of 1 to {MAX_IMAGE_NAME} bytes"));
+                if !crate::store::is_image_name(v) {
+                    return Err(format!(
+                        "image must be a name of 1 to {MAX_IMAGE_NAME} bytes without control characters"
+                    ));
                 }
                 q.image = Some(v.clone());
             }
@@ -178,15 +169,30 @@ pub async fn verdicts(
     }
 }
 
-/// `GET /v1/verdicts/{digest}`: the latest verdict naming the digest, and all of them, newest first.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DigestQuery {
+    /// Prefer the verdicts that name the digest under this image name.
+    image: Option<String>,
+}
+
+/// `GET /v1/verdicts/{digest}[?image=NAME]`: the verdict that decides the digest, the latest, and the
+/// history, newest first.
 pub async fn verdicts_for_digest(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
     Path(digest): Path<String>,
+    query: Result<Query<DigestQuery>, QueryRejection>,
 ) -> Response {
     if let Err(m) = parse_digest(&digest) {
         return error(StatusCode::BAD_REQUEST, "malformed-digest", m);
     }
+    let image = match query {
+        Ok(Query(q)) => q.image,
+        Err(e) => {
+            return bad_parameter(format!("{}; the only parameter is `image`", e.body_text()))
+        }
+    };
     let d = digest.clone();
     match blocking(&shared, move |s| s.store.history(&d)).await {
         Ok(history) if history.is_empty() => error(
@@ -195,13 +201,15 @@ pub async fn verdicts_for_digest(
             format!("no verdict names {digest} (it was never submitted, or its rebuild has not finished)"),
         ),
         Ok(history) => {
-            let decided = crate::store::deciding(&history, &digest, None).unwrap_or(&history[0]);
+            let decided = crate::store::deciding(&history, &digest, image.as_deref())
+                .unwrap_or(&history[0]);
             let body = json!({
                 "digest": digest,
                 "status": decided.status,
                 "decided_by": record_json(decided),
                 "latest": record_json(&history[0]),
-                "history": history.iter().map(record_json).collect::<Vec<_>>(),
+                "history": history.iter().take(MAX_HISTORY).map(record_json).collect::<Vec<_>>(),
+                "history_total": history.len(),
             });
             conditional(&headers, &body, Some(&history[0].recorded_at))
         }
@@ -214,18 +222,10 @@ pub async fn provenance_document(
     State(shared): State<Arc<Shared>>,
     Path(digest): Path<String>,
 ) -> Response {
-    let hex = match parse_digest(&digest) {
-        Ok(d) if d.starts_with("sha256:") => d["sha256:".len()..].to_string(),
-        Ok(_) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "malformed-digest",
-                "documents are kept by sha256: expected sha256:<64 lowercase hex digits>",
-            )
-        }
-        Err(m) => return error(StatusCode::BAD_REQUEST, "malformed-digest", m),
-    };
-    let key = format!("sha256:{hex}");
+    if let Err(m) = parse_digest(&digest) {
+        return error(StatusCode::BAD_REQUEST, "malformed-digest", m);
+    }
+    let key = digest.clone();
     match blocking(&shared, move |s| s.store.provenance(&key)).await {
         Ok(Some(bytes)) => ([("content-type", "application/octet-stream")], bytes).into_response(),
         Ok(None) => error(
@@ -307,22 +307,27 @@ pub async fn openapi() -> Response {
     ([("content-type", "application/json")], OPENAPI).into_response()
 }
 
-/// `Sun, 06 Nov 1994 08:49:37 GMT` from a record time.
-fn http_date(rfc3339: &str) -> Option<String> {
-    let t = chrono::DateTime::parse_from_rfc3339(rfc3339).ok()?;
-    Some(
-        t.with_timezone(&chrono::Utc)
-            .format("%a, %d %b %Y %H:%M:%S GMT")
-            .to_string(),
-    )
+/// `Sun, 06 Nov 1994 08:49:37 GMT`.
+fn http_date(t: chrono::DateTime<chrono::FixedOffset>) -> String {
+    t.with_timezone(&chrono::Utc)
+        .format("%a, %d %b %Y %H:%M:%S GMT")
+        .to_string()
 }
 
 /// A JSON answer with a strong ETag (the body's sha256) and, when known, Last-Modified; `304 Not Modified`
-/// when the client's copy is current. `If-None-Match` wins over `If-Modified-Since` (RFC 9110).
+/// when the client's copy is current. `If-None-Match` wins over `If-Modified-Since` (RFC 9110). HTTP dates
+/// have whole seconds, so Last-Modified is sent only once the second of the last change is over (a later
+/// change in that same second would otherwise look unmodified); a date in the future is ignored.
 pub fn conditional(headers: &HeaderMap, body: &Value, last_modified: Option<&str>) -> Response {
     let bytes = serde_json::to_vec(body).unwrap_or_default();
     let etag = format!("\"{}\"", &hex::encode(Sha256::digest(&bytes))[..32]);
-    let modified = last_modified.and_then(http_date);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let changed = last_modified
+        .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .filter(|t| t.timestamp() < now);
+    let modified = changed.map(http_date);
     let not_modified = match headers.get("if-none-match").and_then(|v| v.to_str().ok()) {
         Some(tags) => tags
             .split(',')
@@ -332,10 +337,13 @@ pub fn conditional(headers: &HeaderMap, body: &Value, last_modified: Option<&str
             headers
                 .get("if-modified-since")
                 .and_then(|v| v.to_str().ok()),
-            last_modified.and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok()),
+            changed,
         ) {
-            (Some(since), Some(changed)) => chrono::DateTime::parse_from_rfc2822(since)
-                .is_ok_and(|since| changed.timestamp() <= since.timestamp()),
+            (Some(since), Some(changed)) => {
+                chrono::DateTime::parse_from_rfc2822(since).is_ok_and(|since| {
+                    since.timestamp() <= now && changed.timestamp() <= since.timestamp()
+                })
+            }
             _ => false,
         },
     };
@@ -360,13 +368,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn digests_must_have_the_algorithms_length_in_lowercase_hex() {
+    fn digests_are_sha256_in_lowercase_hex() {
         let ok = format!("sha256:{}", "a".repeat(64));
         assert!(parse_digest(&ok).is_ok());
         for bad in [
             "sha256:".to_string(),
             format!("sha256:{}", "A".repeat(64)),
             format!("sha256:{}", "a".repeat(63)),
+            format!("sha512:{}", "a".repeat(128)),
             format!("md5:{}", "a".repeat(32)),
             "latest".to_string(),
         ] {
@@ -399,5 +408,48 @@ mod tests {
         );
         let twice = [p("limit", "1"), p("limit", "2")].concat();
         assert!(list_query(&twice).unwrap_err().contains("twice"));
+    }
+
+    #[test]
+    fn dates_answer_304_only_for_a_finished_second_and_never_from_the_future() {
+        let body = json!({"a": 1});
+        let ims = |date: &str| {
+            let mut h = HeaderMap::new();
+            h.insert("if-modified-since", HeaderValue::from_str(date).unwrap());
+            h
+        };
+        let plain = conditional(&HeaderMap::new(), &body, Some("2026-11-28T04:53:39.250Z"));
+        let lm = plain.headers()["last-modified"]
+            .to_str()
+            .unwrap()
+            .to_string();
+        assert_eq!(lm, "Sat, 28 Nov 2026 04:53:39 GMT");
+        let status = |h: &HeaderMap, t: &str| conditional(h, &body, Some(t)).status().as_u16();
+        assert_eq!(status(&ims(&lm), "2026-11-28T04:53:39.250Z"), 304);
+        assert_eq!(
+            status(&ims(&lm.to_lowercase()), "2026-11-28T04:53:39.250Z"),
+            304
+        );
+        assert_eq!(
+            status(&ims(&lm), "2026-11-28T04:53:40.001Z"),
+            200,
+            "changed since"
+        );
+        assert_eq!(
+            status(
+                &ims("Fri, 01 Jan 2100 00:00:00 GMT"),
+                "2026-11-28T04:53:39.250Z"
+            ),
+            200,
+            "future"
+        );
+        let now = crate::store::now_rfc3339();
+        assert!(
+            conditional(&HeaderMap::new(), &body, Some(&now))
+                .headers()
+                .get("last-modified")
+                .is_none(),
+            "no date while its second is still running"
+        );
     }
 }

@@ -255,7 +255,8 @@ async fn job(
                 "verdict": v.verdict,
                 "artifacts": v.artifacts,
             }),
-            v.record.as_ref().map(|r| r.recorded_at.as_str()),
+            // The queue state changes after the verdict is recorded: no date, the ETag decides.
+            None,
         ),
         Ok(None) => error(StatusCode::NOT_FOUND, "unknown-job", format!("no job {id}")),
         Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string()),
@@ -485,6 +486,19 @@ async fn worker_complete(
                     ),
                 );
             }
+            let j = done.job.clone();
+            let checked = blocking(&shared, move |s| {
+                let mut verdict = verdict;
+                super::record::check_remote_verdict(s, &j, &mut verdict).map(|()| verdict)
+            })
+            .await;
+            let verdict = match checked {
+                Ok(v) => v,
+                Err(Blocking::Op(why)) => {
+                    return error(StatusCode::UNPROCESSABLE_ENTITY, "bad-verdict", why)
+                }
+                Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string()),
+            };
             let job = done.job.clone();
             let mut files = Vec::new();
             for (name, b64) in &done.artifacts {

@@ -70,7 +70,7 @@ impl Metrics {
         );
         registry.register(
             "reprod_rebuild_duration_seconds",
-            "Time from lease to verdict of the rebuilds this process recorded, by status",
+            "Rebuild durations as the verdicts this process recorded report them (duration_ms), by status",
             durations.clone(),
         );
         registry.register(

@@ -40,6 +40,8 @@ pub struct Shared {
     pub active: Mutex<HashMap<JobId, LeaseToken>>,
     /// Workers by name (`local-0`, `remote:<name>`): when each was last heard of and what it holds.
     pub workers: Mutex<BTreeMap<String, WorkerSeen>>,
+    /// Serializes verdict recording (see `record::record_verdict`).
+    pub record_lock: Mutex<()>,
 }
 
 /// A worker as the dashboard shows it.
@@ -68,6 +70,7 @@ impl Shared {
             wake: Notify::new(),
             active: Mutex::new(HashMap::new()),
             workers: Mutex::new(BTreeMap::new()),
+            record_lock: Mutex::new(()),
         }
     }
 

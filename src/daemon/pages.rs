@@ -54,8 +54,28 @@ pub fn routes(router: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
         .route("/style.css", get(style))
 }
 
+/// [`PATH`] and `/`: a name becomes one path segment, so no `..` inside it can climb out of `/images/`.
+/// (`.` and `..` themselves are not image names: `store::is_image_name`.)
+const SEGMENT: &AsciiSet = &PATH.add(b'/');
+
 pub fn image_href(name: &str) -> String {
-    format!("/images/{}", utf8_percent_encode(name, PATH))
+    format!("/images/{}", utf8_percent_encode(name, SEGMENT))
+}
+
+fn job_href(job: &str) -> String {
+    format!("/jobs/{}", utf8_percent_encode(job, SEGMENT))
+}
+
+/// Text XML 1.0 can carry: its forbidden control characters become U+FFFD (a hostile name must not make
+/// the feed unreadable for everyone).
+fn xml_text(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\t' | '\n' | '\r' => c,
+            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => '\u{fffd}',
+            c => c,
+        })
+        .collect()
 }
 
 /// A verdict in a table.
@@ -80,7 +100,7 @@ impl Row {
         }
         Row {
             job: r.job.clone(),
-            job_href: format!("/jobs/{}", utf8_percent_encode(&r.job, PATH)),
+            job_href: job_href(&r.job),
             recorded_at: r.recorded_at.clone(),
             status: r.status.clone(),
             reason: r.reason.clone().unwrap_or_default(),
@@ -97,6 +117,7 @@ impl Row {
 pub struct WorkerRow {
     pub name: String,
     pub job: String,
+    pub job_href: String,
     pub seen_secs_ago: u64,
 }
 
@@ -256,6 +277,7 @@ async fn dashboard(State(shared): State<Arc<Shared>>) -> Response {
         .into_iter()
         .map(|(name, seen)| WorkerRow {
             name,
+            job_href: seen.job.as_deref().map(job_href).unwrap_or_default(),
             job: seen.job.unwrap_or_default(),
             seen_secs_ago: seen.last_seen.elapsed().as_secs(),
         })
@@ -340,13 +362,19 @@ async fn job(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Respo
         Err(e) => return unavailable(e),
     };
     let verdict = view.verdict.unwrap_or(Value::Null);
-    let enc_id = utf8_percent_encode(&id, PATH).to_string();
+    let enc_id = utf8_percent_encode(&id, SEGMENT).to_string();
+    let artifact_href = |a: &str| {
+        format!(
+            "/v1/jobs/{enc_id}/artifacts/{}",
+            utf8_percent_encode(a, PATH)
+        )
+    };
     let log_of = |i: usize, name: &str| -> Option<String> {
         let prefix = format!("logs/{i:02}-");
         view.artifacts
             .iter()
             .find(|a| a.starts_with(&prefix) || a.as_str() == format!("logs/{name}.log"))
-            .map(|a| format!("/v1/jobs/{enc_id}/artifacts/{a}"))
+            .map(|a| artifact_href(a))
     };
     let steps = verdict["steps"]
         .as_array()
@@ -456,7 +484,7 @@ async fn job(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Respo
         artifacts: view
             .artifacts
             .iter()
-            .map(|a| (a.clone(), format!("/v1/jobs/{enc_id}/artifacts/{a}")))
+            .map(|a| (a.clone(), artifact_href(a)))
             .collect(),
         id,
     };
@@ -486,14 +514,14 @@ async fn feed(State(shared): State<Arc<Shared>>) -> Response {
                     .unwrap_or_default(),
             };
             FeedEntry {
-                id: format!("{base}/jobs/{}", r.job),
-                title: format!("{}: {what}", r.status),
-                link: format!("{base}/jobs/{}", utf8_percent_encode(&r.job, PATH)),
+                id: xml_text(&format!("{base}{}", job_href(&r.job))),
+                title: xml_text(&format!("{}: {what}", r.status)),
+                link: xml_text(&format!("{base}{}", job_href(&r.job))),
                 updated: r.recorded_at.clone(),
-                summary: match &r.reason {
+                summary: xml_text(&match &r.reason {
                     Some(reason) => format!("{} ({reason}): {}", r.status, r.detail),
                     None => format!("{}: {}", r.status, r.detail),
-                },
+                }),
             }
         })
         .collect();
@@ -503,7 +531,7 @@ async fn feed(State(shared): State<Arc<Shared>>) -> Response {
         .map(|r| r.recorded_at.clone())
         .unwrap_or_else(|| "1970-01-01T00:00:00.000Z".into());
     match (Feed {
-        base,
+        base: xml_text(&base),
         updated,
         entries,
     })
@@ -519,5 +547,19 @@ async fn feed(State(shared): State<Arc<Shared>>) -> Response {
             "Rendering failed",
             e.to_string(),
         ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hostile_names_stay_inside_their_page_and_the_feed_stays_xml() {
+        assert_eq!(
+            image_href("x/../../jobs/y?z#w"),
+            "/images/x%2F..%2F..%2Fjobs%2Fy%3Fz%23w"
+        );
+        assert_eq!(xml_text("a\u{0}b\u{c}c\td"), "a\u{fffd}b\u{fffd}c\td");
     }
 }
