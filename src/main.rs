@@ -93,8 +93,9 @@ enum Command {
         vary: bool,
     },
     /// Run the daemon: intake (`POST /v1/provenance` with a token, the inbox directory, watched
-    /// registries), a durable queue, in-process and remote workers, until SIGTERM or SIGINT (running
-    /// rebuilds get `server.shutdown_grace_secs` to finish, then are given back to the queue).
+    /// registries), a durable queue, in-process and remote workers, verdicts signed with
+    /// `server.signing_key` and published (JSON API, /metrics, pages, Atom feed), until SIGTERM or SIGINT
+    /// (running rebuilds get `server.shutdown_grace_secs` to finish, then are given back to the queue).
     Serve,
     /// Rebuild for a `reprod serve` elsewhere: lease jobs over HTTP, rebuild here, report the verdict with
     /// the lease token. Stops after the current job on SIGTERM/SIGINT.
@@ -593,11 +594,10 @@ fn status(
         }
         return Ok(EXIT_ERROR);
     };
-    let decided: reprod::store::VerdictRecord =
-        serde_json::from_value(answer["decided_by"].clone())
+    let decided =
+        &serde_json::from_value::<reprod::store::VerdictRecord>(answer["decided_by"].clone())
             .context("the server's answer has no deciding verdict in the expected form")?;
     let history_total = answer["history_total"].as_u64().unwrap_or(1);
-    let decided = &decided;
     let verdict = decided.status.as_str();
     let signed = if keys.is_empty() {
         None
