@@ -639,37 +639,47 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         }
     }
 
-    // ---- the feed ----
-    let (s, headers, feed) = fetch(&format!("{}/feed.atom", d.url), &[]);
-    assert_eq!(s, 200);
-    assert!(header(&headers, "content-type")
-        .unwrap()
-        .starts_with("application/atom+xml"));
-    let o = Command::new(python())
-        .args([
-            "-c",
-            "import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); \
-             ns = '{http://www.w3.org/2005/Atom}'; \
-             print('\\n'.join(e.find(ns + 'title').text for e in r.findall(ns + 'entry')))",
-        ])
-        .arg({
-            let p = work.path().join("feed.xml");
-            std::fs::write(&p, &feed).unwrap();
-            p
-        })
-        .output()
-        .unwrap();
+    // ---- the feeds: all verdicts, or one image's, or one status's ----
+    let feed_titles = |query: &str| -> Vec<String> {
+        let (s, headers, feed) = fetch(&format!("{}/feed.atom{query}", d.url), &[]);
+        assert_eq!(s, 200, "{query}");
+        assert!(header(&headers, "content-type")
+            .unwrap()
+            .starts_with("application/atom+xml"));
+        let path = work.path().join("feed.xml");
+        std::fs::write(&path, &feed).unwrap();
+        let o = Command::new(python())
+            .args([
+                "-c",
+                "import sys, xml.etree.ElementTree as E; r = E.parse(sys.argv[1]).getroot(); \
+                 ns = '{http://www.w3.org/2005/Atom}'; \
+                 print('\\n'.join(e.find(ns + 'title').text for e in r.findall(ns + 'entry')))",
+            ])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "the feed {query} is not well-formed XML: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        stdout(&o).lines().map(str::to_string).collect()
+    };
+    let all = feed_titles("");
+    assert_eq!(all.len(), 2, "{all:?}");
     assert!(
-        o.status.success(),
-        "the feed is not well-formed XML: {}",
-        String::from_utf8_lossy(&o.stderr)
+        all.contains(&format!("unreproducible: {evil_name}")),
+        "{all:?}"
     );
-    let titles = stdout(&o);
-    assert_eq!(titles.lines().count(), 2, "{titles}");
-    assert!(
-        titles.contains(&format!("unreproducible: {evil_name}")),
-        "{titles}"
+    assert_eq!(
+        feed_titles("?image=example.invalid%2Fhello"),
+        ["reproducible: example.invalid/hello"]
     );
+    assert_eq!(
+        feed_titles("?status=unreproducible"),
+        [format!("unreproducible: {evil_name}")]
+    );
+    assert_eq!(fetch(&format!("{}/feed.atom?limit=9", d.url), &[]).0, 400);
 
     // ---- the pages, in a real browser ----
     let dom = render(&format!("http://127.0.0.1:{port}/"), port);

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -137,6 +137,7 @@ struct DashboardPage {
 #[template(path = "image.html")]
 struct ImagePage {
     name: String,
+    feed_href: String,
     rows: Vec<Row>,
     older: Option<String>,
 }
@@ -199,6 +200,8 @@ pub struct FeedEntry {
 #[derive(Template)]
 #[template(path = "feed.xml")]
 struct Feed {
+    /// The feed's own URL (its id), with its filter.
+    own: String,
     base: String,
     updated: String,
     entries: Vec<FeedEntry>,
@@ -337,6 +340,10 @@ async fn image(
     html(
         StatusCode::OK,
         ImagePage {
+            feed_href: format!(
+                "/feed.atom?image={}",
+                utf8_percent_encode(&name, percent_encoding::NON_ALPHANUMERIC)
+            ),
             rows: page.records.iter().map(Row::of).collect(),
             name,
             older,
@@ -491,12 +498,28 @@ async fn job(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Respo
     html(StatusCode::OK, page.render())
 }
 
-async fn feed(State(shared): State<Arc<Shared>>) -> Response {
-    let q = ListQuery {
-        limit: FEED_ENTRIES,
-        ..ListQuery::default()
+/// `/feed.atom[?image=NAME][&status=STATUS]`: the newest verdicts, for everything or one image or status.
+async fn feed(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(raw): RawQuery,
+    params: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let bad = |m: String| error_page(StatusCode::BAD_REQUEST, "Bad feed parameters", m);
+    let params = match params {
+        Ok(Query(p)) => p,
+        Err(e) => return bad(e.body_text()),
     };
-    let page = match blocking(&shared, move |s| s.store.list(&q, FEED_ENTRIES)).await {
+    if let Some((k, _)) = params.iter().find(|(k, _)| k != "image" && k != "status") {
+        return bad(format!(
+            "unknown parameter `{k}`; a feed takes `image` and `status`"
+        ));
+    }
+    let mut q = match super::api::list_query(&params) {
+        Ok(q) => q,
+        Err(m) => return bad(m),
+    };
+    q.limit = FEED_ENTRIES;
+    let page = match blocking(&shared, move |s| s.store.list(&q, super::api::MAX_SCAN)).await {
         Ok(p) => p,
         Err(e) => return unavailable(e),
     };
@@ -530,7 +553,12 @@ async fn feed(State(shared): State<Arc<Shared>>) -> Response {
         .first()
         .map(|r| r.recorded_at.clone())
         .unwrap_or_else(|| "1970-01-01T00:00:00.000Z".into());
+    let own = match raw.filter(|r| !r.is_empty()) {
+        Some(r) => format!("{base}/feed.atom?{r}"),
+        None => format!("{base}/feed.atom"),
+    };
     match (Feed {
+        own: xml_text(&own),
         base: xml_text(&base),
         updated,
         entries,
