@@ -476,6 +476,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 variations: Default::default(),
                 material,
                 blobs: &blobs,
+                collected: false,
             };
             if vary {
                 let report =

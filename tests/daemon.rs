@@ -263,7 +263,12 @@ fn kill_9_twenty_times_loses_nothing_and_duplicates_nothing() {
     );
     d.signal("-TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(60)), Some(0));
-    // Nothing any of the 21 daemons started is left (the killed ones' were swept at the next start).
+    // Nothing any of the 21 daemons started is left (the killed ones' were swept at the next start):
+    // no job directory, no container.
+    let left: Vec<_> = std::fs::read_dir(data.path().join("jobs"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "job directories left: {left:?}");
     assert!(
         containers_of(&pids).is_empty(),
         "left behind: {:?}",

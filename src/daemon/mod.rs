@@ -157,6 +157,7 @@ pub async fn serve(mut config: Config, material: TrustMaterial) -> anyhow::Resul
             "removed containers left by a reprod process that no longer runs"
         );
     }
+    sweep_job_dirs(&config.data_dir).await;
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
         .await
         .with_context(|| format!("listening on {}", config.server.listen))?;
@@ -266,6 +267,21 @@ pub async fn serve(mut config: Config, material: TrustMaterial) -> anyhow::Resul
     }
     eprintln!("reprod serve: stopped");
     Ok(())
+}
+
+/// Removes job directories a killed worker process left (see `rebuild::sweep_abandoned_job_dirs`).
+pub(crate) async fn sweep_job_dirs(data_dir: &std::path::Path) {
+    let dir = data_dir.to_path_buf();
+    match tokio::task::spawn_blocking(move || crate::rebuild::sweep_abandoned_job_dirs(&dir)).await
+    {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::warn!(
+            removed = n,
+            "removed job directories left by a reprod process that no longer runs"
+        ),
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not sweep abandoned job directories"),
+        Err(e) => tracing::warn!(error = %e, "job directory sweep failed"),
+    }
 }
 
 /// `server.signing_key`, which must exist; without it, `<data_dir>/signing.key`, made on first start.

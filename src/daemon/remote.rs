@@ -76,6 +76,7 @@ pub async fn run(config: Config, material: TrustMaterial, client: Client) -> any
         super::shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
+    super::sweep_job_dirs(&config.data_dir).await;
     eprintln!("reprod worker: leasing from {}", client.server);
     while !*stop_rx.borrow() {
         let lease = match client.post("/v1/worker/lease", serde_json::json!({})).await {
@@ -177,6 +178,7 @@ async fn run_job(
         variations: Default::default(),
         material: material.clone(),
         blobs: &crate::provenance::container::NoBlobs,
+        collected: true,
     };
     let result = tokio::select! {
         r = rebuild::rebuild(config, &payload, &opts) => r,

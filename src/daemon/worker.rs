@@ -100,6 +100,7 @@ async fn run_job(shared: &Arc<Shared>, lease: &Lease, ttl: Duration) -> Option<C
         variations: Default::default(),
         material: shared.material.clone(),
         blobs: &crate::provenance::container::NoBlobs,
+        collected: true,
     };
     let result = tokio::select! {
         r = rebuild::rebuild(&shared.config, &lease.payload, &opts) => r,

@@ -76,6 +76,43 @@ pub struct RebuildOptions<'a> {
     pub material: crate::trust::TrustMaterial,
     /// Where containers that refer to blobs (cosign `.att` manifests) find them.
     pub blobs: &'a (dyn crate::provenance::container::Blobs + Send + Sync),
+    /// The kept job directory is only waiting for this process to collect its logs (daemon and remote
+    /// workers): it is marked, so that if the process dies first the next `serve` or `worker` on this data
+    /// directory removes it ([`sweep_abandoned_job_dirs`]). A directory kept for a person never is.
+    pub collected: bool,
+}
+
+/// Marks a job directory a worker keeps only until it has collected the logs.
+const COLLECTED_MARKER: &str = ".collected-by-worker";
+
+/// Removes the marked job directories of worker processes that no longer run (killed before they
+/// collected and removed them). Job directory names carry the creating process id. Blocking. Returns how
+/// many were removed.
+pub fn sweep_abandoned_job_dirs(data_dir: &Path) -> std::io::Result<usize> {
+    let jobs = data_dir.join("jobs");
+    let entries = match std::fs::read_dir(&jobs) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let path = entry?.path();
+        let pid = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.split('-').nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        let abandoned = path.join(COLLECTED_MARKER).exists()
+            && pid != std::process::id()
+            && !Path::new("/proc").join(pid.to_string()).exists();
+        if abandoned {
+            std::fs::remove_dir_all(&path)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Rebuilds from provenance bytes. Returns a verdict whenever one can honestly be given.
@@ -299,6 +336,10 @@ async fn run(
             config.data_dir.join("jobs").display()
         ))
     })?;
+    if opts.collected {
+        std::fs::write(dirs.root.join(COLLECTED_MARKER), b"")
+            .map_err(|e| infra(&format!("cannot mark the job directory: {e}")))?;
+    }
     let job = Job {
         config,
         recipe,
@@ -461,4 +502,38 @@ fn read_results(dir: &Path) -> BTreeMap<String, String> {
         out.insert(e.file_name().to_string_lossy().into_owned(), text);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_marked_job_directories_of_dead_processes_are_swept() {
+        let data = tempfile::tempdir().unwrap();
+        let jobs = data.path().join("jobs");
+        // Above any pid_max Linux allows: no such process.
+        let dead = "0123456789ab-4194399-1";
+        let kept_by_a_person = "0123456789ab-4194398-1";
+        let mine = format!("0123456789ab-{}-1", std::process::id());
+        for name in [dead, kept_by_a_person, &mine] {
+            std::fs::create_dir_all(jobs.join(name).join("workspace")).unwrap();
+        }
+        std::fs::write(jobs.join(dead).join(COLLECTED_MARKER), b"").unwrap();
+        std::fs::write(jobs.join(&mine).join(COLLECTED_MARKER), b"").unwrap();
+        assert_eq!(sweep_abandoned_job_dirs(data.path()).unwrap(), 1);
+        assert!(!jobs.join(dead).exists());
+        assert!(
+            jobs.join(kept_by_a_person).exists(),
+            "--keep-workspace directories stay"
+        );
+        assert!(
+            jobs.join(&mine).exists(),
+            "a running process's directory stays"
+        );
+        assert_eq!(
+            sweep_abandoned_job_dirs(&data.path().join("none")).unwrap(),
+            0
+        );
+    }
 }
