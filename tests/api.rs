@@ -312,15 +312,19 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout(&o).contains("result:   PASSED"), "{}", stdout(&o));
     assert!(stdout(&o).contains(&digests[0]), "{}", stdout(&o));
-    let o = reprod(&[
-        "verify",
-        bad_vsa.to_str().unwrap(),
-        "--key",
-        pem.to_str().unwrap(),
-        "--json",
-    ]);
-    assert_eq!(code(&o), 0);
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    // `reprod verify --json`: exit 0 and what the envelope vouches for.
+    let verified = |envelope: &Path| -> Value {
+        let o = reprod(&[
+            "verify",
+            envelope.to_str().unwrap(),
+            "--key",
+            pem.to_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let v = verified(&bad_vsa);
     assert_eq!(v["result"], "FAILED", "{v:#}");
     assert_eq!(
         v["statement"]["predicateType"],
@@ -332,15 +336,7 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
             .map(|s| format!("sha256:{s}")),
         Some(bad_job.clone())
     );
-    let o = reprod(&[
-        "verify",
-        good_prov.to_str().unwrap(),
-        "--key",
-        pem.to_str().unwrap(),
-        "--json",
-    ]);
-    assert_eq!(code(&o), 0);
-    let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = verified(&good_prov);
     assert_eq!(v["result"], "reproducible");
     assert_eq!(
         v["statement"]["predicate"]["buildDefinition"]["buildType"],
