@@ -56,12 +56,7 @@ impl Client {
         result: Result<ureq::Response, ureq::Error>,
     ) -> Result<Value, ClientError> {
         let parse = |r: ureq::Response| -> Result<Value, String> {
-            use std::io::Read;
-            let mut body = Vec::new();
-            r.into_reader()
-                .take(MAX_RESPONSE_BYTES)
-                .read_to_end(&mut body)
-                .map_err(|e| e.to_string())?;
+            let body = body_bytes(r).map_err(|e| e.to_string())?;
             serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
         };
         match result {
@@ -119,18 +114,10 @@ impl Client {
     pub fn attestation(&self, job: &str, kind: &str) -> Result<Vec<u8>, ClientError> {
         let url = format!("{}/v1/jobs/{job}/attestations/{kind}", self.base);
         match self.agent.get(&url).call() {
-            Ok(r) => {
-                use std::io::Read;
-                let mut body = Vec::new();
-                r.into_reader()
-                    .take(MAX_RESPONSE_BYTES)
-                    .read_to_end(&mut body)
-                    .map_err(|e| ClientError::Transport {
-                        url: url.clone(),
-                        why: e.to_string(),
-                    })?;
-                Ok(body)
-            }
+            Ok(r) => body_bytes(r).map_err(|e| ClientError::Transport {
+                url: url.clone(),
+                why: e.to_string(),
+            }),
             Err(e) => self.read(&url, Err(e)).map(|_| Vec::new()),
         }
     }
@@ -154,6 +141,16 @@ impl Client {
             .set("content-type", "application/octet-stream");
         self.read(&url, request.send_bytes(document))
     }
+}
+
+/// A response's body, at most [`MAX_RESPONSE_BYTES`].
+fn body_bytes(r: ureq::Response) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut body = Vec::new();
+    r.into_reader()
+        .take(MAX_RESPONSE_BYTES)
+        .read_to_end(&mut body)?;
+    Ok(body)
 }
 
 /// `NAME@sha256:…` or `sha256:…` → (name, digest).

@@ -741,27 +741,17 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
     // ---- reprod submit ----
     let doc = work.path().join("good.json");
     std::fs::write(&doc, serde_json::to_vec(&good).unwrap()).unwrap();
-    let o = reprod(&["submit", doc.to_str().unwrap(), "--server", &d.url]);
+    let submit = |extra: &[&str]| {
+        let mut args = vec!["submit", doc.to_str().unwrap(), "--server", &d.url];
+        args.extend_from_slice(extra);
+        reprod(&args)
+    };
+    let o = submit(&[]);
     assert_eq!(code(&o), 2, "no token");
     assert!(String::from_utf8_lossy(&o.stderr).contains("needs a token"));
-    let o = reprod(&[
-        "submit",
-        doc.to_str().unwrap(),
-        "--server",
-        &d.url,
-        "--token",
-        TOKEN,
-        "--wait",
-    ]);
+    let o = submit(&["--token", TOKEN, "--wait"]);
     expect_output(&o, 0, &format!("reproducible: job {good_job}"));
-    let o = reprod(&[
-        "submit",
-        doc.to_str().unwrap(),
-        "--server",
-        &d.url,
-        "--token",
-        "wrong",
-    ]);
+    let o = submit(&["--token", "wrong"]);
     assert_eq!(code(&o), 2);
     assert!(String::from_utf8_lossy(&o.stderr).contains("forbidden"));
 }

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
-use super::http::error;
+use super::http::{error, storage_error};
 use super::metrics::Snapshot;
 use reprod_jobs::Queue;
 
@@ -35,10 +35,6 @@ pub(crate) const STATUSES: [&str; 5] = [
 ];
 /// History entries a digest lookup lists (the deciding verdict is chosen from all of them).
 pub const MAX_HISTORY: usize = 100;
-
-fn storage_error(e: impl std::fmt::Display) -> Response {
-    error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string())
-}
 
 fn bad_parameter(message: impl Into<String>) -> Response {
     error(StatusCode::BAD_REQUEST, "bad-parameter", message)

@@ -116,6 +116,11 @@ async fn security_headers(mut response: Response) -> Response {
     response
 }
 
+/// 503 `storage`: a store could not be read or written.
+pub(crate) fn storage_error(e: impl std::fmt::Display) -> Response {
+    error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string())
+}
+
 pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
     (
         status,
@@ -127,7 +132,7 @@ pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) 
 async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     match blocking(&shared, |s| s.queue.stats()).await {
         Ok(stats) => Json(json!({"status": "ok", "queue": stats})).into_response(),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string()),
+        Err(e) => storage_error(e),
     }
 }
 
@@ -259,7 +264,7 @@ async fn job(
             None,
         ),
         Ok(None) => error(StatusCode::NOT_FOUND, "unknown-job", format!("no job {id}")),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string()),
+        Err(e) => storage_error(e),
     }
 }
 
@@ -283,7 +288,7 @@ async fn artifact(
             "unknown-artifact",
             format!("job {id} has no artifact {name}"),
         ),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string()),
+        Err(e) => storage_error(e),
     }
 }
 
@@ -379,7 +384,7 @@ async fn worker_lease(State(shared): State<Arc<Shared>>, headers: HeaderMap) -> 
             shared.saw_worker(&seen, None);
             StatusCode::NO_CONTENT.into_response()
         }
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string()),
+        Err(e) => storage_error(e),
     }
 }
 
@@ -497,7 +502,7 @@ async fn worker_complete(
                 Err(Blocking::Op(why)) => {
                     return error(StatusCode::UNPROCESSABLE_ENTITY, "bad-verdict", why)
                 }
-                Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string()),
+                Err(e) => return storage_error(e),
             };
             let job = done.job.clone();
             let mut files = Vec::new();
@@ -522,7 +527,7 @@ async fn worker_complete(
                 super::record::record_verdict(s, &job, &verdict)
             });
             if let Err(e) = stored.await {
-                return error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string());
+                return storage_error(e);
             }
             reprod_jobs::Completion::Done
         }
@@ -550,6 +555,6 @@ fn queue_failure(e: Blocking<reprod_jobs::QueueError>) -> Response {
             "stale-lease",
             format!("job {j}: the lease expired"),
         ),
-        e => error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string()),
+        e => storage_error(e),
     }
 }
