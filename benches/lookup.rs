@@ -14,28 +14,36 @@ use std::time::Instant;
 use reprod::attest::SigningKey;
 use reprod::store::Store;
 
-fn verdict(i: usize) -> serde_json::Value {
+fn verdict(i: usize) -> reprod::verdict::Verdict {
     // Every tenth rebuild differs.
     let differs = i.is_multiple_of(10);
-    serde_json::json!({
+    let v = serde_json::json!({
         "status": if differs { "unreproducible" } else { "reproducible" },
         "reason": if differs { serde_json::Value::from("digest-mismatch") } else { serde_json::Value::Null },
         "detail": "every subject digest was rebuilt bit for bit",
-        "provenance": {"origin": "job", "sha256": format!("{i:064x}"), "signature": "verified: key sha256:ab", "predicate_type": "https://slsa.dev/provenance/v0.2"},
+        "provenance": {"origin": "job", "sha256": format!("{i:064x}"), "signature": "verified: key sha256:ab",
+                       "container": {"kind": "dsse-envelope"},
+                       "verification": {"status": "verified", "signers": [{"kind": "key", "key_id": "sha256:ab", "label": "builder.pub", "form": "dsse-pae"}]},
+                       "predicate_type": "https://slsa.dev/provenance/v0.2"},
         "source": {"uri": format!("https://git.example/app-{}", i % 500), "commit": format!("{i:040x}")},
         "subjects": [
             {"name": format!("registry.example/app-{}", i % 500), "digest": format!("sha256:{:064x}", i), "matched": !differs,
-             "rebuilt_digest": format!("sha256:{:064x}", i + differs as usize)},
+             "state": if differs { "differs" } else { "matched" },
+             "rebuilt_digest": format!("sha256:{:064x}", i + differs as usize), "rebuilt_path": null},
             {"name": format!("registry.example/app-{}-debug", i % 500), "digest": format!("sha256:{:064x}", i + 1_000_000), "matched": true,
-             "rebuilt_digest": format!("sha256:{:064x}", i + 1_000_000)},
+             "state": "matched",
+             "rebuilt_digest": format!("sha256:{:064x}", i + 1_000_000), "rebuilt_path": null},
         ],
         "steps": [{"name": "build", "image": format!("registry.example/builder@sha256:{:064x}", 7),
                    "pulled_image": format!("registry.example/builder@sha256:{:064x}", 7), "exit_code": 0,
                    "termination": "exited", "duration_ms": 61234, "log_bytes": 20480, "log_truncated": false,
+                   "log_artifact": "logs/00-build.log", "log_sha256": format!("sha256:{:064x}", 9),
                    "log_tail": "built hello: sha256:0123456789abcdef\n".repeat(12)}],
+        "fetched_url": null, "outputs": null, "claimed_results": {}, "job_dir": null,
         "reprod_version": env!("CARGO_PKG_VERSION"),
         "duration_ms": 65000,
-    })
+    });
+    serde_json::from_value(v).expect("a verdict")
 }
 
 fn rss_kib(pid: u32, field: &str) -> u64 {
@@ -101,11 +109,16 @@ fn main() {
             let v = verdict(i);
             let at = reprod::store::now_rfc3339();
             let job = format!("sha256:{i:064x}");
-            let signed = reprod::attest::attest(&v, &job, &at, &key).expect("sign");
+            let publication = reprod::attest::Publication {
+                job: &job,
+                recorded_at: &at,
+                base_url: "http://127.0.0.1:8780",
+            };
+            let signed = reprod::attest::attest(&v, &publication, &key).expect("sign");
             let envelopes: Vec<(&str, Vec<u8>)> =
                 signed.into_iter().map(|a| (a.kind, a.envelope)).collect();
             store
-                .put_verdict_once(&job, &v, &at, &envelopes)
+                .put_verdict_once(&job, &v, &at, &envelopes, None)
                 .expect("store");
         }
     }

@@ -89,18 +89,23 @@ YAML
 # prometheus_client is the independent parser the /metrics test reads the exposition with.
 SSLIB_VERSION=1.6.0
 PROMCLIENT_VERSION=0.21.1
+# in-toto-attestation: the in-toto and SLSA schemas every statement reprod signs is validated against.
+ITA_VERSION=0.9.3
+PROTOBUF_VERSION=7.36.2
 setup_python() {
   local venv="$STATE_DIR/pyenv"
   if "$venv/bin/python" -c "
-import sys, securesystemslib, prometheus_client
+import sys, securesystemslib, prometheus_client, in_toto_attestation
 from importlib.metadata import version
-sys.exit(securesystemslib.__version__ != '$SSLIB_VERSION' or version('prometheus_client') != '$PROMCLIENT_VERSION')" 2>/dev/null; then
-    log "securesystemslib $SSLIB_VERSION and prometheus_client $PROMCLIENT_VERSION present"; return
+sys.exit(securesystemslib.__version__ != '$SSLIB_VERSION' or version('prometheus_client') != '$PROMCLIENT_VERSION'
+         or version('in-toto-attestation') != '$ITA_VERSION' or version('protobuf') != '$PROTOBUF_VERSION')" 2>/dev/null; then
+    log "securesystemslib $SSLIB_VERSION, prometheus_client $PROMCLIENT_VERSION and in-toto-attestation $ITA_VERSION present"; return
   fi
-  log "installing securesystemslib $SSLIB_VERSION and prometheus_client $PROMCLIENT_VERSION into $venv"
+  log "installing securesystemslib $SSLIB_VERSION, prometheus_client $PROMCLIENT_VERSION and in-toto-attestation $ITA_VERSION into $venv"
   python3 -m venv "$venv" || die "python3 -m venv failed (package python3-venv)"
   "$venv/bin/pip" install -q --disable-pip-version-check "securesystemslib[crypto]==$SSLIB_VERSION" \
-    "prometheus_client==$PROMCLIENT_VERSION" || die "pip could not install the Python cross-check tools from PyPI"
+    "prometheus_client==$PROMCLIENT_VERSION" "in-toto-attestation==$ITA_VERSION" "protobuf==$PROTOBUF_VERSION" \
+    || die "pip could not install the Python cross-check tools from PyPI"
 }
 
 install_missing

@@ -36,6 +36,86 @@ impl Finding {
     }
 }
 
+/// A document examined and decided once: the statement that stands for it, and whether its signature and
+/// the trust policy let it through. Intake, the worker and the check of a remote worker's verdict all read
+/// a document through this, so they cannot disagree about which statement is rebuilt.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    /// sha256 (hex) of the document's bytes exactly as received.
+    pub sha256: String,
+    pub findings: Vec<Finding>,
+    /// Index of the statement rebuilt: the first that yields a recipe, else the first.
+    pub chosen: usize,
+    /// Why the document must be refused before anything is fetched or run (signature, policy).
+    pub refusal: Option<Problem>,
+}
+
+impl Admitted {
+    /// The statement that stands for the document.
+    pub fn finding(&self) -> &Finding {
+        &self.findings[self.chosen]
+    }
+}
+
+/// Examines a document and decides which statement is rebuilt and whether it may be.
+pub fn admit(
+    config: &crate::config::Config,
+    bytes: &[u8],
+    blobs: &dyn Blobs,
+    material: &TrustMaterial,
+) -> Result<Admitted, ParseError> {
+    let findings = examine(bytes, config.max_document_bytes, blobs, material)?;
+    // A document may hold several statements (JSON Lines, Cloud Build's list): the first that is
+    // provenance reprod can read is the one rebuilt.
+    let chosen = findings
+        .iter()
+        .position(|f| f.recipe.is_some())
+        .unwrap_or(0);
+    let Some(finding) = findings.get(chosen) else {
+        return Err(ParseError::NotAStatement(
+            "the document holds no statement".into(),
+        ));
+    };
+    let refusal = refusal(config, finding, material);
+    Ok(Admitted {
+        sha256: crate::oci::sha256_bytes(bytes)["sha256:".len()..].to_string(),
+        chosen,
+        refusal,
+        findings,
+    })
+}
+
+/// Signature and policy: `Some` when the provenance must be refused before anything runs.
+fn refusal(
+    config: &crate::config::Config,
+    finding: &Finding,
+    material: &TrustMaterial,
+) -> Option<Problem> {
+    let refuse = |reason: &str, detail: String| {
+        Some(Problem {
+            reason: reason.to_string(),
+            detail,
+        })
+    };
+    match &finding.verification {
+        Verification::Failed { reason } => refuse("signature-failed", reason.clone()),
+        Verification::Unsigned { reason } if config.trust.require_signature => refuse(
+            "unsigned",
+            format!("{reason}; trust.require_signature is on"),
+        ),
+        Verification::Unverifiable { reason } if config.trust.require_signature => refuse(
+            "unverified",
+            format!("{reason}; trust.require_signature is on"),
+        ),
+        Verification::Verified { signers } => config
+            .trust
+            .admit(signers, &finding.subjects, finding.builder_id(), material)
+            .err()
+            .and_then(|e| refuse("policy", e)),
+        _ => None,
+    }
+}
+
 /// Examines a document. `Err` only when no statement can be found at all.
 pub fn examine(
     bytes: &[u8],

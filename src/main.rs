@@ -166,16 +166,34 @@ enum Command {
         prefix: PathBuf,
     },
     /// Check a signed verdict (a DSSE envelope from `/v1/jobs/{id}/attestations/...`) offline and print
-    /// what it vouches for.
+    /// what it vouches for; with --digest, use it as a deploy gate.
     ///
-    /// Exit status: 0 the signature verifies with a given key and the statement is a reprod verification
-    /// summary or rebuild provenance (whatever verdict it states); 1 it does not verify or is not such a
-    /// statement; 2 the file or a key cannot be read.
+    /// The signature is checked over the exact bytes before anything in them is read. A verification
+    /// summary is accepted only when it says PASSED (unless --any-result); a rebuild provenance verifies as
+    /// such but vouches for no digest. As a deploy gate: `reprod verify vsa.json --key rebuilder.pub
+    /// --digest sha256:<hex>` exits 0 only for a summary that names that digest and says PASSED.
+    ///
+    /// Exit status: 0 verified and every requirement holds; 1 the signature does not verify, the statement
+    /// is not a reprod summary or rebuild provenance, or a requirement does not hold (FAILED, another
+    /// digest, another verifier, not a summary); 2 the file or a key cannot be read, or an argument is
+    /// malformed.
     Verify {
         attestation: PathBuf,
         /// The rebuilder's PEM public key (repeatable: any one may have signed).
         #[arg(long = "key", value_name = "PUB", required = true)]
         keys: Vec<PathBuf>,
+        /// Require a verification summary that names this digest (`sha256:<64 hex>`).
+        #[arg(long, value_name = "DIGEST")]
+        digest: Option<String>,
+        /// Require a verification summary that says PASSED (a rebuild provenance does not qualify).
+        #[arg(long)]
+        require_passed: bool,
+        /// Accept a summary whatever result it states (it must still verify and name --digest).
+        #[arg(long, conflicts_with = "require_passed")]
+        any_result: bool,
+        /// Require this verifier: the summary's `verifier.id` or the rebuild provenance's `builder.id`.
+        #[arg(long, value_name = "URI")]
+        verifier_id: Option<String>,
         /// Print the verified statement as JSON.
         #[arg(long)]
         json: bool,
@@ -369,8 +387,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Verify {
             attestation,
             keys,
+            digest,
+            require_passed,
+            any_result,
+            verifier_id,
             json,
-        } => verify(&attestation, &keys, json),
+        } => {
+            let gate = reprod::attest::Gate {
+                digest,
+                require_passed,
+                any_result,
+                verifier_id,
+            };
+            verify(&attestation, &keys, &gate, json)
+        }
         Command::Status {
             reference,
             server,
@@ -540,8 +570,19 @@ fn load_public_keys(keys: &[PathBuf]) -> anyhow::Result<Vec<reprod::trust::keys:
         .collect()
 }
 
-fn verify(attestation: &std::path::Path, keys: &[PathBuf], json: bool) -> anyhow::Result<u8> {
+fn verify(
+    attestation: &std::path::Path,
+    keys: &[PathBuf],
+    gate: &reprod::attest::Gate,
+    json: bool,
+) -> anyhow::Result<u8> {
     let loaded = load_public_keys(keys)?;
+    if let Some(d) = &gate.digest {
+        anyhow::ensure!(
+            reprod::verdict::is_sha256(d),
+            "--digest {d:?}: expected sha256:<64 lowercase hex digits>"
+        );
+    }
     let size = std::fs::metadata(attestation)
         .with_context(|| format!("reading {}", attestation.display()))?
         .len();
@@ -552,29 +593,41 @@ fn verify(attestation: &std::path::Path, keys: &[PathBuf], json: bool) -> anyhow
     );
     let bytes =
         std::fs::read(attestation).with_context(|| format!("reading {}", attestation.display()))?;
-    match reprod::attest::verify_attestation(&bytes, &loaded) {
-        Ok(v) => {
-            if json {
-                println!("{}", serde_json::to_string_pretty(&v)?);
-            } else {
-                print!("{}", v.human());
-            }
-            Ok(0)
-        }
-        Err(e) => {
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"verified": false, "error": e.to_string()})
-                );
-            }
-            eprintln!(
-                "reprod verify: {}: NOT verified: {e}",
-                attestation.display()
+    let refuse = |verified: bool, why: String| {
+        if json {
+            println!(
+                "{}",
+                serde_json::json!({"verified": verified, "accepted": false, "error": why})
             );
-            Ok(1)
+        }
+        eprintln!(
+            "reprod verify: {}: {}: {}",
+            attestation.display(),
+            if verified {
+                "the signature verifies, but it is NOT accepted"
+            } else {
+                "NOT verified"
+            },
+            reprod::text::inert_line(&why)
+        );
+        Ok(1)
+    };
+    let v = match reprod::attest::verify_attestation(&bytes, &loaded) {
+        Ok(v) => v,
+        Err(e) => return refuse(false, e.to_string()),
+    };
+    if let Err(why) = gate.check(&v) {
+        return refuse(true, why);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&v)?);
+    } else {
+        print!("{}", v.human());
+        if let Some(d) = &gate.digest {
+            println!("accepted: {} for {d}", v.result);
         }
     }
+    Ok(0)
 }
 
 fn status(
@@ -664,12 +717,31 @@ fn check_signed_summary(
     digest: &str,
     keys: &[reprod::trust::keys::PublicKey],
 ) -> anyhow::Result<reprod::attest::Vouched> {
+    let state = decided
+        .subjects
+        .iter()
+        .find(|s| s.digest == digest)
+        .map(|s| s.state(&decided.status));
+    // The summary that can speak for this digest: the PASSED one when it was rebuilt bit for bit, the
+    // FAILED one when it was compared and not; a digest never compared has none.
+    let kind = match state {
+        _ if decided.attestations.iter().any(|k| k == "vsa") => "vsa",
+        Some(reprod::verdict::SubjectState::Matched) => "vsa-passed",
+        Some(reprod::verdict::SubjectState::Differs | reprod::verdict::SubjectState::NotFound) => {
+            "vsa-failed"
+        }
+        _ => anyhow::bail!(
+            "job {}: the verdict ({}) never compared {digest}, so no signed summary speaks for it",
+            decided.job,
+            decided.status
+        ),
+    };
     anyhow::ensure!(
-        decided.attestations.iter().any(|k| k == "vsa"),
-        "job {}: the verdict has no signed summary to check (recorded before verdicts were signed?)",
+        decided.attestations.iter().any(|k| k == kind),
+        "job {}: the verdict has no `{kind}` summary to check (recorded before verdicts were signed?)",
         decided.job
     );
-    let bytes = client.attestation(&decided.job, "vsa")?;
+    let bytes = client.attestation(&decided.job, kind)?;
     let vouched = reprod::attest::verify_attestation(&bytes, keys)
         .map_err(|e| anyhow::anyhow!("job {}: the signed summary: {e}", decided.job))?;
     anyhow::ensure!(
@@ -689,11 +761,13 @@ fn check_signed_summary(
         vouched.subjects.join(", ")
     );
     let passed = vouched.result == "PASSED";
+    let matched = state == Some(reprod::verdict::SubjectState::Matched);
     anyhow::ensure!(
-        passed == (decided.status == "reproducible"),
-        "job {}: the server says {}, but the signed summary says {}",
+        passed == matched && (passed || decided.status != "reproducible"),
+        "job {}: the server says {} ({}), but the signed summary says {}",
         decided.job,
         decided.status,
+        state.map_or("unknown", |s| s.as_str()),
         vouched.result
     );
     Ok(vouched)

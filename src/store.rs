@@ -8,10 +8,12 @@
 //! (`<digest> <job id>` → ()), `counts` (status → u64), `attestations` (`<job> <kind>` → DSSE envelope
 //! exactly as signed), `rejections` (document sha256 → reason JSON), `artifacts` (`<job> <logs/…|diffs/…>`
 //! → zstd bytes: full step logs and diff reports), `watched` (`registry/repo@digest` whose attestations were
-//! ingested).
+//! ingested), `rebuilds` (work key, `recipe:sha256:…` → the job whose verdict holds a completed rebuild of
+//! that work, which later documents for the same work are judged against).
 
 use std::path::Path;
 
+use crate::verdict::{SubjectState, Verdict};
 use serde::{Deserialize, Serialize};
 use sled::transaction::{
     ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
@@ -78,6 +80,26 @@ pub struct SubjectRecord {
     pub name: String,
     pub digest: String,
     pub matched: bool,
+    /// Absent in records written before subject states existed; see [`SubjectRecord::state`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<SubjectState>,
+}
+
+impl SubjectRecord {
+    /// The subject's state; for records written before states existed, derived from what they kept (a
+    /// subject of a verdict that never compared anything was not compared, whatever `matched` says).
+    pub fn state(&self, status: &str) -> SubjectState {
+        if let Some(s) = self.state {
+            return s;
+        }
+        match (self.matched, status) {
+            (true, _) => SubjectState::Matched,
+            (false, "unreproducible") if crate::verdict::is_sha256(&self.digest) => {
+                SubjectState::Differs
+            }
+            _ => SubjectState::NotCompared,
+        }
+    }
 }
 
 impl VerdictRecord {
@@ -97,6 +119,7 @@ impl VerdictRecord {
                 name: s["name"].as_str().unwrap_or_default().to_string(),
                 digest: s["digest"].as_str().unwrap_or_default().to_string(),
                 matched: s["matched"].as_bool().unwrap_or(false),
+                state: serde_json::from_value(s["state"].clone()).ok(),
             };
             if !subjects.contains(&r) {
                 total += 1;
@@ -166,6 +189,7 @@ pub struct Store {
     rejections: sled::Tree,
     watched: sled::Tree,
     artifacts: sled::Tree,
+    rebuilds: sled::Tree,
 }
 
 /// Whether `name` can be indexed and shown as an image name.
@@ -243,6 +267,7 @@ impl Store {
             rejections: tree("rejections")?,
             watched: tree("watched")?,
             artifacts: tree("artifacts")?,
+            rebuilds: tree("rebuilds")?,
             db,
         };
         match meta.get(SCHEMA_KEY).map_err(storage)? {
@@ -334,16 +359,22 @@ impl Store {
 
     /// Writes a job's verdict, its record and index entries and its signed attestations, unless the job has
     /// a verdict: a job never gets two. One transaction, flushed. Returns the record when this call wrote it.
+    ///
+    /// `work_key` names the work the verdict's rebuild did ([`crate::provenance::Recipe::work_key`]); when
+    /// the rebuild ran to completion, later documents for the same work are judged against it.
     pub fn put_verdict_once(
         &self,
         job: &str,
-        verdict: &serde_json::Value,
+        verdict: &Verdict,
         recorded_at: &str,
         attestations: &[(&str, Vec<u8>)],
+        work_key: Option<&str>,
     ) -> Result<Option<VerdictRecord>, StoreError> {
         if self.verdicts.contains_key(job).map_err(storage)? {
             return Ok(None);
         }
+        let reusable = work_key.filter(|_| crate::rebuild::Prior::usable(verdict));
+        let verdict = &serde_json::to_value(verdict).map_err(storage)?;
         let bytes = serde_json::to_vec(verdict).map_err(storage)?;
         let seq = self.db.generate_id().map_err(storage)?;
         let kinds = attestations.iter().map(|(k, _)| k.to_string()).collect();
@@ -353,7 +384,7 @@ impl Store {
             .into_iter()
             .flatten()
             .filter_map(|s| s["digest"].as_str())
-            .filter(|d| crate::attest::statements::is_sha256(d))
+            .filter(|d| crate::verdict::is_sha256(d))
             .collect();
         compared.sort_unstable();
         compared.dedup();
@@ -367,9 +398,10 @@ impl Store {
             &self.by_subject,
             &self.counts,
             &self.attestations,
+            &self.rebuilds,
         )
             .transaction(
-                |(verdicts, records, timeline, by_image, by_subject, counts, atts)| {
+                |(verdicts, records, timeline, by_image, by_subject, counts, atts, rebuilds)| {
                     if verdicts.get(job)?.is_some() {
                         return Ok(false);
                     }
@@ -391,6 +423,11 @@ impl Store {
                     counts.insert(record.status.as_bytes(), &(n + 1).to_be_bytes())?;
                     for (kind, envelope) in attestations {
                         atts.insert(format!("{job} {kind}").as_bytes(), envelope.as_slice())?;
+                    }
+                    if let Some(key) = reusable {
+                        if rebuilds.get(key)?.is_none() {
+                            rebuilds.insert(key, job)?;
+                        }
                     }
                     Ok::<bool, ConflictableTransactionError<StoreError>>(true)
                 },
@@ -502,6 +539,26 @@ impl Store {
             Some((_, job)) => self.record(&String::from_utf8_lossy(&job)),
             None => Ok(None),
         }
+    }
+
+    /// A completed rebuild of this work (a [`crate::provenance::Recipe::work_key`]), if one is kept: the job
+    /// and its verdict.
+    pub fn prior_rebuild(&self, work_key: &str) -> Result<Option<(String, Verdict)>, StoreError> {
+        let Some(job) = self.rebuilds.get(work_key).map_err(storage)? else {
+            return Ok(None);
+        };
+        let job = String::from_utf8_lossy(&job).into_owned();
+        Ok(self.verdict_of(&job)?.map(|v| (job, v)))
+    }
+
+    /// A job's verdict, typed. `Ok(None)` also for a verdict written by an older reprod that does not read
+    /// as one (it is still served as it was kept).
+    pub fn verdict_of(&self, job: &str) -> Result<Option<Verdict>, StoreError> {
+        Ok(self
+            .verdicts
+            .get(job)
+            .map_err(storage)?
+            .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
     pub fn verdict(&self, job: &str) -> Result<Option<serde_json::Value>, StoreError> {
@@ -632,7 +689,7 @@ pub fn deciding<'a>(
             && r.subjects
                 .iter()
                 .filter(|s| s.digest == digest)
-                .all(|s| s.matched)
+                .all(|s| s.state(&r.status) == SubjectState::Matched)
     };
     candidates
         .iter()
@@ -648,6 +705,17 @@ mod tests {
 
     fn verdict(status: &str, name: &str, digest: &str) -> serde_json::Value {
         json!({"status": status, "detail": "d", "subjects": [{"name": name, "digest": digest, "matched": status == "reproducible"}]})
+    }
+
+    fn typed(status: &str, name: &str, digest: &str) -> Verdict {
+        use crate::verdict::{testing, Status};
+        let st: Status = serde_json::from_value(json!(status)).unwrap();
+        let state = if st == Status::Reproducible {
+            SubjectState::Matched
+        } else {
+            SubjectState::NotCompared
+        };
+        testing::verdict(st, &[(name, digest, state)])
     }
 
     #[test]
@@ -717,16 +785,23 @@ mod tests {
             let written = store
                 .put_verdict_once(
                     &format!("job-{i}"),
-                    &verdict(status, "app", "sha256:aa"),
+                    &typed(status, "app", "sha256:aa"),
                     &t,
                     &[("vsa", b"{}".to_vec())],
+                    None,
                 )
                 .unwrap();
             assert!(written.is_some());
         }
         assert!(
             store
-                .put_verdict_once("job-0", &verdict("rejected", "app", "sha256:aa"), "t", &[])
+                .put_verdict_once(
+                    "job-0",
+                    &typed("rejected", "app", "sha256:aa"),
+                    "t",
+                    &[],
+                    None
+                )
                 .unwrap()
                 .is_none(),
             "a job never gets a second verdict"

@@ -2,13 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::oci::Outputs;
 use crate::provenance::{Container, SourceRef};
 
 /// The verdict statuses of DESIGN.md.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
     /// Every subject digest was rebuilt bit for bit.
@@ -35,24 +35,111 @@ impl Status {
     }
 }
 
+/// What the rebuild learned about one subject digest. Only `matched` and `differs`/`not-found` are
+/// findings about the artifact; `not-compared` says nothing about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SubjectState {
+    /// A rebuilt image (every blob read and verified) or file has exactly this digest.
+    Matched,
+    /// The rebuild produced a counterpart (told apart by name, or the only image built) with another digest.
+    Differs,
+    /// The rebuild ran to completion but produced nothing that corresponds to this subject (or only an
+    /// image with missing or corrupt blobs, named in `problem`).
+    NotFound,
+    /// Never compared: the build failed, was refused or never ran, or the digest is not sha256.
+    NotCompared,
+}
+
+impl SubjectState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SubjectState::Matched => "matched",
+            SubjectState::Differs => "differs",
+            SubjectState::NotFound => "not-found",
+            SubjectState::NotCompared => "not-compared",
+        }
+    }
+
+    /// True for the states that are a finding about the artifact (it was compared).
+    pub fn compared(self) -> bool {
+        self != SubjectState::NotCompared
+    }
+}
+
+/// What kind of output a subject was found as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ArtifactKind {
+    /// An image (index or manifest digest) in an OCI layout or archive.
+    Image,
+    /// A plain file, by the sha256 of its bytes.
+    File,
+}
+
 /// One subject of the provenance and what the rebuild made of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SubjectResult {
     pub name: String,
     /// The recorded digest, `sha256:<hex>` (or `<alg>:<hex>` for subjects that have no sha256).
     pub digest: String,
+    pub state: SubjectState,
+    /// What it was found as, when found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact: Option<ArtifactKind>,
+    /// `state == matched`, kept for readers of the earlier schema.
+    #[serde(default)]
     pub matched: bool,
     /// The rebuilt image or file this subject corresponds to, when one can be told apart.
     pub rebuilt_digest: Option<String>,
     /// Where that rebuilt image is, relative to the job workspace (for `reprod diff`), when it differs.
     pub rebuilt_path: Option<String>,
+    /// Why a rebuilt image with this digest does not count (a missing, unreadable or corrupt blob), or why
+    /// the subject was not compared.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
     /// Why it differs: the original image, fetched by digest, compared with the rebuilt one.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub explanation: Option<Explanation>,
 }
 
+impl SubjectResult {
+    /// A subject nothing is known about yet.
+    pub fn not_compared(name: &str, digest: String) -> Self {
+        SubjectResult {
+            name: name.to_string(),
+            digest,
+            state: SubjectState::NotCompared,
+            artifact: None,
+            matched: false,
+            rebuilt_digest: None,
+            rebuilt_path: None,
+            problem: None,
+            explanation: None,
+        }
+    }
+
+    /// Sets the state, keeping `matched` in step with it.
+    pub fn set_state(&mut self, state: SubjectState) {
+        self.state = state;
+        self.matched = state == SubjectState::Matched;
+    }
+
+    /// True for `sha256:<64 lowercase hex>`: the only digests a rebuild compares.
+    pub fn is_sha256(&self) -> bool {
+        is_sha256(&self.digest)
+    }
+}
+
+/// `sha256:<64 lowercase hex>`: the only digests a rebuild compares.
+pub fn is_sha256(digest: &str) -> bool {
+    digest
+        .strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
 /// The diff between an unreproducible subject's original image and its rebuild, in short.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Explanation {
     /// The reference fetched (`name@sha256:…`, after registry mirror rewrites).
     pub original: String,
@@ -93,25 +180,54 @@ impl Explanation {
     }
 }
 
+/// How a step ended, as far as the verdict is concerned. Only endings the build itself or reprod's own
+/// limits caused are here: anything else (a container killed from outside, an engine fault) is an
+/// infrastructure failure, retried and never judged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepTermination {
+    /// The step's main process exited by itself, with `exit_code`.
+    Exited,
+    /// reprod's step wall-clock limit killed it.
+    TimedOut,
+    /// The kernel's OOM killer ended it at the container's own memory limit.
+    OutOfMemory,
+}
+
+impl StepTermination {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepTermination::Exited => "exited",
+            StepTermination::TimedOut => "timed-out",
+            StepTermination::OutOfMemory => "out-of-memory",
+        }
+    }
+}
+
 /// One step as it ran.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StepReport {
     pub name: String,
     pub image: String,
     /// The image reference actually pulled (after registry mirror rewrites).
     pub pulled_image: String,
     pub exit_code: i64,
-    /// `exited`, `timed-out` or `out-of-memory`.
-    pub termination: &'static str,
+    pub termination: StepTermination,
     pub duration_ms: u64,
     pub log_bytes: u64,
     pub log_truncated: bool,
+    /// The captured log's name among the job's artifacts (`logs/NN-name.log`), when it was kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_artifact: Option<String>,
+    /// sha256 of that log's bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log_sha256: Option<String>,
     /// The last lines of the log.
     pub log_tail: String,
 }
 
 /// About the input document.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProvenanceInfo {
     pub origin: String,
     /// sha256 of the document's bytes exactly as received.
@@ -124,7 +240,7 @@ pub struct ProvenanceInfo {
 }
 
 /// The outcome of one rebuild.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Verdict {
     pub status: Status,
     /// Machine-readable reason for every status but `reproducible`.
@@ -142,11 +258,44 @@ pub struct Verdict {
     /// The job directory (workspace, results, scripts, `logs/` with each step's captured log), when kept
     /// with `--keep-workspace`.
     pub job_dir: Option<String>,
-    pub reprod_version: &'static str,
+    /// When the work (same source commit and steps) had already been rebuilt for another document: the job
+    /// whose rebuild this document's subjects were compared with. Nothing was run again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reused_rebuild: Option<String>,
+    /// Who ran the steps and reported the per-subject results, when not this process (`remote:<name>`):
+    /// those parts are that worker's claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rebuilt_by: Option<String>,
+    pub reprod_version: String,
     pub duration_ms: u64,
 }
 
 impl Verdict {
+    /// A verdict about `provenance` that has compared nothing yet (`unrebuildable` until a stage decides).
+    pub fn new(
+        provenance: ProvenanceInfo,
+        source: Option<SourceRef>,
+        subjects: Vec<SubjectResult>,
+    ) -> Self {
+        Verdict {
+            status: Status::Unrebuildable,
+            reason: None,
+            detail: String::new(),
+            provenance,
+            source,
+            fetched_url: None,
+            subjects,
+            steps: Vec::new(),
+            outputs: None,
+            claimed_results: BTreeMap::new(),
+            job_dir: None,
+            reused_rebuild: None,
+            rebuilt_by: None,
+            reprod_version: env!("CARGO_PKG_VERSION").to_string(),
+            duration_ms: 0,
+        }
+    }
+
     /// `reprod` exit code for this verdict: 0 only for reproducible.
     pub fn exit_code(&self) -> i32 {
         if self.status == Status::Reproducible {
@@ -164,32 +313,163 @@ impl Verdict {
         d.len()
     }
 
-    /// The human summary printed by `reprod rebuild`.
+    /// Ends the verdict without a comparison (refused, unrebuildable, the build failed): no subject was
+    /// compared, whatever an earlier stage noted about it.
+    pub fn conclude_uncompared(&mut self, status: Status, reason: &str, detail: String) {
+        debug_assert!(!matches!(
+            status,
+            Status::Reproducible | Status::Unreproducible
+        ));
+        self.status = status;
+        self.reason = Some(reason.to_string());
+        self.detail = detail;
+        for s in &mut self.subjects {
+            s.set_state(SubjectState::NotCompared);
+            s.artifact = None;
+            s.rebuilt_digest = None;
+            s.rebuilt_path = None;
+            s.explanation = None;
+        }
+    }
+
+    /// Decides the status of a rebuild that ran to completion from its subjects' states: the one place a
+    /// comparison becomes `reproducible` or `unreproducible`. Subjects with digests other than sha256 stay
+    /// `not-compared` and decide nothing.
+    pub fn decide(&mut self) {
+        let distinct = |state: Option<SubjectState>| {
+            let mut d: Vec<&str> = self
+                .subjects
+                .iter()
+                .filter(|s| state.is_none_or(|st| s.state == st) && s.state.compared())
+                .map(|s| s.digest.as_str())
+                .collect();
+            d.sort_unstable();
+            d.dedup();
+            d.len()
+        };
+        let compared = distinct(None);
+        let matched = distinct(Some(SubjectState::Matched));
+        let differs = distinct(Some(SubjectState::Differs));
+        let not_found = distinct(Some(SubjectState::NotFound));
+        let uncompared = self.subjects.iter().filter(|s| !s.state.compared()).count();
+        let also = if uncompared > 0 {
+            format!("; {uncompared} subject(s) without a sha256 digest were not compared")
+        } else {
+            String::new()
+        };
+        if compared == 0 {
+            self.status = Status::Unrebuildable;
+            self.reason = Some("no-sha256-subject".into());
+            self.detail = "no subject has a sha256 digest, so there is nothing to compare".into();
+            return;
+        }
+        if matched == compared {
+            self.status = Status::Reproducible;
+            self.reason = None;
+            self.detail = format!(
+                "all {compared} distinct sha256 subject digest(s) were rebuilt bit for bit{also}"
+            );
+            return;
+        }
+        self.status = Status::Unreproducible;
+        let incomplete = self
+            .subjects
+            .iter()
+            .any(|s| s.state == SubjectState::NotFound && s.problem.is_some());
+        let produced = self
+            .outputs
+            .as_ref()
+            .map_or(0, |o| o.images.len() + o.files.len() + o.files_omitted);
+        let nothing = differs == 0 && matched == 0;
+        let (reason, detail) = if nothing && !incomplete && produced == 0 {
+            let claimed = self.subjects.iter().any(|s| {
+                let hex = s.digest.trim_start_matches("sha256:");
+                self.claimed_results.values().any(|v| v.contains(hex))
+            });
+            (
+                "no-output",
+                format!(
+                    "the steps produced no output at all for the {compared} subject digest(s) to be compared with{}",
+                    if claimed {
+                        "; the build only claimed them in its results, which are not evidence"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+        } else if nothing && incomplete {
+            (
+                "incomplete-image",
+                format!(
+                    "no subject digest was rebuilt whole: {}",
+                    self.subjects
+                        .iter()
+                        .find_map(|s| s.problem.clone())
+                        .unwrap_or_default()
+                ),
+            )
+        } else {
+            let first = self
+                .subjects
+                .iter()
+                .find(|s| matches!(s.state, SubjectState::Differs | SubjectState::NotFound));
+            (
+                "digest-mismatch",
+                format!(
+                    "{} of {compared} distinct sha256 subject digest(s) were not rebuilt ({differs} differ, {not_found} not found){}",
+                    compared - matched,
+                    first.map_or(String::new(), |f| format!(
+                        "; first: {} expected {}, rebuilt {}",
+                        f.name,
+                        f.digest,
+                        f.rebuilt_digest.as_deref().unwrap_or("(nothing corresponding)")
+                    ))
+                ),
+            )
+        };
+        self.reason = Some(reason.into());
+        self.detail = format!("{detail}{also}");
+    }
+
+    /// The human summary printed by `reprod rebuild`. Everything the build or the provenance chose is made
+    /// inert for a terminal first.
     pub fn human(&self) -> String {
+        use crate::text::inert;
         use std::fmt::Write;
         let mut s = String::new();
         let _ = writeln!(s, "verdict: {}", self.status.as_str());
         if let Some(reason) = &self.reason {
-            let _ = writeln!(s, "reason:  {reason}");
+            let _ = writeln!(s, "reason:  {}", inert(reason));
         }
-        let _ = writeln!(s, "         {}", self.detail);
+        let _ = writeln!(s, "         {}", inert(&self.detail));
         let _ = writeln!(
             s,
             "provenance: {} (sha256:{}; {})",
-            self.provenance.origin, self.provenance.sha256, self.provenance.signature
+            inert(&self.provenance.origin),
+            self.provenance.sha256,
+            inert(&self.provenance.signature)
         );
         if let Some(src) = &self.source {
-            let _ = writeln!(s, "source:  {} @ {}", src.uri, src.commit);
+            let _ = writeln!(s, "source:  {} @ {}", inert(&src.uri), inert(&src.commit));
+        }
+        if let Some(job) = &self.reused_rebuild {
+            let _ = writeln!(
+                s,
+                "rebuild: reused from job {job} (same source commit and steps); nothing was run again"
+            );
+        }
+        if let Some(who) = &self.rebuilt_by {
+            let _ = writeln!(s, "rebuilt by: {} (its claim)", inert(who));
         }
         for st in &self.steps {
             let _ = writeln!(
                 s,
                 "step {}: {} in {:.1}s, exit {} ({}){}",
-                st.name,
-                st.image,
+                inert(&st.name),
+                inert(&st.image),
                 st.duration_ms as f64 / 1000.0,
                 st.exit_code,
-                st.termination,
+                st.termination.as_str(),
                 if st.log_truncated {
                     ", log truncated"
                 } else {
@@ -199,46 +479,52 @@ impl Verdict {
         }
         if self.status == Status::BuildFailed {
             if let Some(st) = self.steps.last() {
-                let _ = writeln!(s, "log tail of step {}:", st.name);
+                let _ = writeln!(s, "log tail of step {}:", inert(&st.name));
                 for line in st.log_tail.lines() {
-                    let _ = writeln!(s, "  | {line}");
+                    let _ = writeln!(s, "  | {}", inert(line));
                 }
             }
         }
+        let count = |state| self.subjects.iter().filter(|x| x.state == state).count();
         let _ = writeln!(
             s,
-            "subjects: {} listed, {} distinct, {} matched",
+            "subjects: {} listed, {} distinct: {} matched, {} differ, {} not found, {} not compared",
             self.subjects.len(),
             self.distinct_subjects(),
-            self.subjects.iter().filter(|x| x.matched).count()
+            count(SubjectState::Matched),
+            count(SubjectState::Differs),
+            count(SubjectState::NotFound),
+            count(SubjectState::NotCompared),
         );
         for sub in &self.subjects {
-            let mark = if sub.matched { "ok  " } else { "DIFF" };
-            let _ = write!(s, "  {mark} {} {}", sub.name, sub.digest);
-            if !sub.matched {
-                match &sub.rebuilt_digest {
-                    Some(d) => {
-                        let _ = write!(s, "\n         rebuilt: {d}");
-                        if let Some(p) = &sub.rebuilt_path {
-                            let _ = write!(s, " (workspace/{p})");
-                        }
-                        if let Some(x) = &sub.explanation {
-                            let _ = write!(s, "\n         why: {}", x.line());
-                        }
-                    }
-                    None if self.outputs.is_some() => {
-                        let _ = write!(s, "\n         rebuilt: (no corresponding output)");
-                    }
-                    None => {}
+            let _ = write!(
+                s,
+                "  {:<12} {} {}",
+                sub.state.as_str(),
+                inert(&sub.name),
+                inert(&sub.digest)
+            );
+            if let Some(d) = sub.rebuilt_digest.as_deref().filter(|_| !sub.matched) {
+                let _ = write!(s, "\n               rebuilt: {}", inert(d));
+                if let Some(p) = &sub.rebuilt_path {
+                    let _ = write!(s, " (workspace/{})", inert(p));
                 }
+            } else if sub.state == SubjectState::NotFound && sub.problem.is_none() {
+                let _ = write!(s, "\n               rebuilt: (no corresponding output)");
+            }
+            if let Some(p) = &sub.problem {
+                let _ = write!(s, "\n               problem: {}", inert(p));
+            }
+            if let Some(x) = &sub.explanation {
+                let _ = write!(s, "\n               why: {}", inert(&x.line()));
             }
             s.push('\n');
         }
-        let unexplained = self
-            .subjects
-            .iter()
-            .any(|x| !x.matched && x.explanation.as_ref().is_none_or(|e| e.error.is_some()));
-        if self.status == Status::Unreproducible && unexplained {
+        let unexplained = self.subjects.iter().any(|x| {
+            x.state == SubjectState::Differs
+                && x.explanation.as_ref().is_none_or(|e| e.error.is_some())
+        });
+        if self.status == Status::Unreproducible && unexplained && self.reused_rebuild.is_none() {
             let _ = writeln!(
                 s,
                 "to see why: rerun with --keep-workspace, then `reprod diff ORIGINAL <job_dir>/workspace/<path>` \
@@ -248,9 +534,126 @@ impl Verdict {
         if !self.claimed_results.is_empty() {
             let _ = writeln!(s, "claimed by the build (not evidence):");
             for (k, v) in &self.claimed_results {
-                let _ = writeln!(s, "  {k} = {}", v.trim());
+                let _ = writeln!(s, "  {} = {}", inert(k), inert(v.trim()));
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::*;
+
+    /// A verdict with `status` over `subjects` (name, digest, state), for tests.
+    pub fn verdict(status: Status, subjects: &[(&str, &str, SubjectState)]) -> Verdict {
+        let provenance = ProvenanceInfo {
+            origin: "test".into(),
+            sha256: "ab".repeat(32),
+            container: Container::BareStatement,
+            signature: "unsigned".into(),
+            verification: crate::trust::Verification::Unsigned { reason: "r".into() },
+            predicate_type: "https://slsa.dev/provenance/v0.2".into(),
+        };
+        let source = Some(SourceRef {
+            uri: "file:///src".into(),
+            commit: "c0ffee".into(),
+        });
+        let subjects = subjects
+            .iter()
+            .map(|(n, d, st)| {
+                let mut s = SubjectResult::not_compared(n, d.to_string());
+                s.set_state(*st);
+                if *st == SubjectState::Matched {
+                    s.rebuilt_digest = Some(d.to_string());
+                }
+                s
+            })
+            .collect();
+        let mut v = Verdict::new(provenance, source, subjects);
+        v.status = status;
+        v.detail = "d".into();
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::testing::verdict;
+    use super::*;
+
+    fn sha(c: &str) -> String {
+        format!("sha256:{}", c.repeat(64))
+    }
+
+    #[test]
+    fn the_status_follows_the_subject_states() {
+        let (a, b) = (sha("a"), sha("b"));
+        let mut v = verdict(Status::Unrebuildable, &[("x", &a, SubjectState::Matched)]);
+        v.decide();
+        assert_eq!(v.status, Status::Reproducible);
+
+        let mut v = verdict(
+            Status::Unrebuildable,
+            &[
+                ("x", &a, SubjectState::Matched),
+                ("y", &b, SubjectState::Differs),
+            ],
+        );
+        v.decide();
+        assert_eq!(
+            (v.status, v.reason.as_deref()),
+            (Status::Unreproducible, Some("digest-mismatch"))
+        );
+
+        let mut v = verdict(
+            Status::Unrebuildable,
+            &[
+                ("x", &a, SubjectState::NotFound),
+                ("y", "sha512:00", SubjectState::NotCompared),
+            ],
+        );
+        v.claimed_results
+            .insert("IMAGES".into(), format!("reg/x@{a}"));
+        v.decide();
+        assert_eq!(v.reason.as_deref(), Some("no-output"));
+        assert!(v.detail.contains("only claimed them"), "{}", v.detail);
+        assert!(v.detail.contains("were not compared"), "{}", v.detail);
+
+        let mut v = verdict(Status::Unrebuildable, &[("x", &a, SubjectState::NotFound)]);
+        v.subjects[0].problem = Some("layer sha256:… is missing".into());
+        v.decide();
+        assert_eq!(v.reason.as_deref(), Some("incomplete-image"));
+    }
+
+    #[test]
+    fn a_verdict_that_compared_nothing_marks_every_subject_not_compared() {
+        let mut v = verdict(
+            Status::Unrebuildable,
+            &[("x", &sha("a"), SubjectState::Matched)],
+        );
+        v.conclude_uncompared(Status::BuildFailed, "step-failed", "step 1 exited 1".into());
+        assert_eq!(v.subjects[0].state, SubjectState::NotCompared);
+        assert!(!v.subjects[0].matched && v.subjects[0].rebuilt_digest.is_none());
+        let human = v.human();
+        assert!(human.contains("not-compared"), "{human}");
+        assert!(
+            !human.contains("DIFF") && !human.contains("differs "),
+            "{human}"
+        );
+    }
+
+    #[test]
+    fn verdicts_round_trip_through_json() {
+        let v = verdict(
+            Status::Reproducible,
+            &[("x", &sha("a"), SubjectState::Matched)],
+        );
+        let back: Verdict = serde_json::from_value(serde_json::to_value(&v).unwrap()).unwrap();
+        assert_eq!(back.subjects, v.subjects);
+        assert_eq!(
+            serde_json::to_value(&back).unwrap()["subjects"][0]["state"],
+            "matched"
+        );
     }
 }

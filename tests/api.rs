@@ -301,7 +301,7 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         path
     };
     let good_vsa = save(&good_job, "vsa");
-    let bad_vsa = save(&bad_job, "vsa");
+    let bad_vsa = save(&bad_job, "vsa-failed");
     let good_prov = save(&good_job, "provenance");
     let o = reprod(&[
         "verify",
@@ -313,18 +313,20 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
     assert!(stdout(&o).contains("result:   PASSED"), "{}", stdout(&o));
     assert!(stdout(&o).contains(&digests[0]), "{}", stdout(&o));
     // `reprod verify --json`: exit 0 and what the envelope vouches for.
-    let verified = |envelope: &Path| -> Value {
-        let o = reprod(&[
+    let verified = |envelope: &Path, extra: &[&str]| -> Value {
+        let mut args = vec![
             "verify",
             envelope.to_str().unwrap(),
             "--key",
             pem.to_str().unwrap(),
             "--json",
-        ]);
+        ];
+        args.extend_from_slice(extra);
+        let o = reprod(&args);
         assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
         serde_json::from_slice(&o.stdout).unwrap()
     };
-    let v = verified(&bad_vsa);
+    let v = verified(&bad_vsa, &["--any-result"]);
     assert_eq!(v["result"], "FAILED", "{v:#}");
     assert_eq!(
         v["statement"]["predicateType"],
@@ -336,7 +338,7 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
             .map(|s| format!("sha256:{s}")),
         Some(bad_job.clone())
     );
-    let v = verified(&good_prov);
+    let v = verified(&good_prov, &[]);
     assert_eq!(v["result"], "reproducible");
     assert_eq!(
         v["statement"]["predicate"]["buildDefinition"]["buildType"],
@@ -362,11 +364,12 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
             .output()
             .unwrap()
     };
-    for (file, ok) in [
-        (&good_vsa, true),
-        (&bad_vsa, true),
-        (&good_prov, true),
-        (&tampered, false),
+    // reprod verify accepts a summary only when it says PASSED (a FAILED one verifies, but is refused).
+    for (file, ok, accepted) in [
+        (&good_vsa, true, true),
+        (&bad_vsa, true, false),
+        (&good_prov, true, true),
+        (&tampered, false, false),
     ] {
         let o = sslib(file);
         assert_eq!(
@@ -384,10 +387,94 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         ]);
         assert_eq!(
             code(&o),
-            if ok { 0 } else { 1 },
-            "reprod verify on {}",
-            file.display()
+            if accepted { 0 } else { 1 },
+            "reprod verify on {}: {}",
+            file.display(),
+            String::from_utf8_lossy(&o.stderr)
         );
+    }
+
+    // ---- reprod verify as a deploy gate: --digest, --require-passed, --any-result, --verifier-id ----
+    let gate = |file: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "verify",
+            file.to_str().unwrap(),
+            "--key",
+            pem.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        reprod(&args)
+    };
+    let bad_image = bad_view["verdict"]["subjects"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for (file, extra, want, needle) in [
+        (
+            &good_vsa,
+            vec!["--digest", digests[0].as_str()],
+            0,
+            "accepted: PASSED",
+        ),
+        (
+            &good_vsa,
+            vec!["--digest", digests[0].as_str(), "--require-passed"],
+            0,
+            "PASSED",
+        ),
+        (
+            &bad_vsa,
+            vec!["--digest", bad_image.as_str()],
+            1,
+            "it says FAILED for",
+        ),
+        (
+            &bad_vsa,
+            vec!["--digest", bad_image.as_str(), "--any-result"],
+            0,
+            "accepted: FAILED",
+        ),
+        (
+            &good_vsa,
+            vec!["--digest", sha512_only.as_str()],
+            2,
+            "expected sha256:",
+        ),
+        (
+            &good_vsa,
+            vec!["--digest", unknown.as_str()],
+            1,
+            "does not name",
+        ),
+        (
+            &good_prov,
+            vec!["--digest", digests[0].as_str()],
+            1,
+            "not a verification summary",
+        ),
+        (
+            &good_prov,
+            vec!["--require-passed"],
+            1,
+            "not a verification summary",
+        ),
+        (
+            &good_vsa,
+            vec!["--verifier-id", "https://elsewhere.example/"],
+            1,
+            "its verifier is",
+        ),
+        (
+            &good_vsa,
+            vec!["--verifier-id", "https://reprod.dev/rebuilder/v1"],
+            0,
+            "PASSED",
+        ),
+    ] {
+        let o = gate(file, &extra);
+        let both = format!("{}{}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+        assert_eq!(code(&o), want, "verify {extra:?}: {both}");
+        assert!(both.contains(needle), "verify {extra:?}: {both}");
     }
     let other = work.path().join("other");
     assert_eq!(code(&reprod(&["keygen", other.to_str().unwrap()])), 0);
@@ -705,17 +792,26 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         "the step log shows: {dom}"
     );
     assert!(
-        dom.contains(&format!("/v1/jobs/{good_job}/attestations/vsa")),
+        dom.contains(&format!("/v1/jobs/{good_job}/attestations/vsa-passed")),
         "{dom}"
     );
     assert!(dom.contains(&digests[0]), "{dom}");
+    assert!(
+        dom.contains("<span class=\"state matched\">matched</span>")
+            && dom.contains("<span class=\"state not-compared\">not-compared</span>"),
+        "the sha512-only subject is not compared: {dom}"
+    );
 
     let dom = render(&format!("http://127.0.0.1:{port}/jobs/{bad_job}"), port);
     assert!(
         text_after(&dom, "id=\"verdict\"").starts_with("unreproducible"),
         "{dom}"
     );
-    assert!(dom.contains("differs"), "{dom}");
+    // Subject states, in words: nothing the nondeterministic build wrote corresponds to these names.
+    assert!(
+        dom.contains("<span class=\"state not-found\">not-found</span>"),
+        "{dom}"
+    );
     assert!(!dom.contains("<script"), "{dom}");
     assert!(
         dom.contains("<td>example.invalid/&lt;script&gt;document.body"),
@@ -754,6 +850,108 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
     let o = submit(&["--token", "wrong"]);
     assert_eq!(code(&o), 2);
     assert!(String::from_utf8_lossy(&o.stderr).contains("forbidden"));
+
+    // A second document for the good build's work, with the file right and the image digest made up: it is
+    // judged on its own subjects against the rebuild already done (nothing runs again), and `submit --wait`
+    // answers for it, not for the first document.
+    let mut mixed = good.clone();
+    mixed["subject"] = serde_json::json!([
+        {"name": "example.invalid/hello", "digest": {"sha256": "1".repeat(64)}},
+        {"name": "hello.txt", "digest": {"sha256": &digests[2]["sha256:".len()..]}},
+    ]);
+    let mixed_doc = work.path().join("mixed.json");
+    std::fs::write(&mixed_doc, serde_json::to_vec(&mixed).unwrap()).unwrap();
+    let o = reprod(&[
+        "submit",
+        mixed_doc.to_str().unwrap(),
+        "--server",
+        &d.url,
+        "--token",
+        TOKEN,
+        "--wait",
+    ]);
+    let mixed_job = reprod::oci::sha256_bytes(&std::fs::read(&mixed_doc).unwrap());
+    expect_output(&o, 1, &format!("unreproducible: job {mixed_job}"));
+    let mixed_view = d.wait_job(&mixed_job, "done", Duration::from_secs(60));
+    assert_eq!(mixed_view["verdict"]["reused_rebuild"], good_job.as_str());
+    let states: Vec<&str> = mixed_view["verdict"]["subjects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["differs", "matched"], "{mixed_view:#}");
+    assert_eq!(
+        mixed_view["record"]["attestations"],
+        serde_json::json!(["vsa-passed", "vsa-failed", "provenance"])
+    );
+    let (s, _, b) = fetch(
+        &format!("{}/v1/jobs/{mixed_job}/attestations/vsa", d.url),
+        &[],
+    );
+    assert_eq!(
+        s,
+        409,
+        "two summaries: `vsa` is ambiguous: {}",
+        String::from_utf8_lossy(&b)
+    );
+    let mixed_passed = save(&mixed_job, "vsa-passed");
+    let mixed_failed = save(&mixed_job, "vsa-failed");
+    let mixed_prov = save(&mixed_job, "provenance");
+    let names = |file: &Path| -> Vec<String> {
+        verified(file, &["--any-result"])["digests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(
+        names(&mixed_passed),
+        [digests[2].clone()],
+        "only the matched file passes"
+    );
+    assert_eq!(
+        names(&mixed_failed),
+        [format!("sha256:{}", "1".repeat(64))],
+        "a matched digest never sits in a FAILED summary"
+    );
+    let p = verified(&mixed_prov, &[]);
+    assert_eq!(
+        p["statement"]["predicate"]["buildDefinition"]["internalParameters"]["reusedRebuild"]
+            ["job"],
+        good_job.as_str()
+    );
+
+    // Every statement reprod signed here is valid in-toto Statement v1 and SLSA VSA v1 / Provenance v1,
+    // by the in-toto-attestation package's schemas and the specifications' rules.
+    let bad_prov = save(&bad_job, "provenance");
+    let all = [
+        &good_vsa,
+        &bad_vsa,
+        &good_prov,
+        &bad_prov,
+        &mixed_passed,
+        &mixed_failed,
+        &mixed_prov,
+    ];
+    let o = Command::new(python())
+        .arg(project_root().join("tests/support/validate_statement.py"))
+        .args(all.iter().map(|p| p.to_str().unwrap()))
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "in-toto-attestation: {}{}",
+        stdout(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        stdout(&o).matches("valid\t").count(),
+        all.len(),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -828,5 +1026,114 @@ fn serve_stops_at_start_when_its_signing_key_is_missing_or_unusable() {
             "{err}"
         );
         assert!(!err.contains("listening"), "{err}");
+    }
+}
+
+/// The independent validator the signed statements are checked with can fail: each deviation an outside
+/// check found in earlier statements is refused.
+#[test]
+fn the_statement_validator_refuses_what_the_specifications_forbid() {
+    use base64::Engine;
+    let dir = tempfile::tempdir().unwrap();
+    let hex = "a".repeat(64);
+    let vsa = |result: &str, levels: Value, resource: &str| {
+        serde_json::json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "reg/app", "digest": {"sha256": hex}}],
+            "predicateType": "https://slsa.dev/verification_summary/v1",
+            "predicate": {
+                "verifier": {"id": "https://reprod.dev/rebuilder/v1", "version": {"reprod": "0.1.0"}},
+                "timeVerified": "2026-12-01T00:00:00Z",
+                "resourceUri": resource,
+                "policy": {"uri": "https://reprod.dev/policy/bit-for-bit/v1", "digest": {"sha256": hex}},
+                "inputAttestations": [{"uri": "https://r.example/v1/provenance/sha256:aa", "digest": {"sha256": hex}}],
+                "verificationResult": result,
+                "verifiedLevels": levels,
+            }
+        })
+    };
+    let purl = format!("pkg:docker/reg/app@sha256%3A{hex}");
+    let provenance = |byproduct: Value| {
+        serde_json::json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "subject": [{"name": "reg/app", "digest": {"sha256": hex}}],
+            "predicateType": "https://slsa.dev/provenance/v1",
+            "predicate": {
+                "buildDefinition": {"buildType": "https://reprod.dev/rebuild/v1", "externalParameters": {"x": 1}},
+                "runDetails": {"builder": {"id": "https://reprod.dev/rebuilder/v1"}, "byproducts": [byproduct]},
+            }
+        })
+    };
+    let cases = [
+        (
+            "passed",
+            vsa(
+                "PASSED",
+                serde_json::json!(["REPROD_BIT_FOR_BIT_REPRODUCIBLE"]),
+                &purl,
+            ),
+            true,
+        ),
+        (
+            "failed",
+            vsa("FAILED", serde_json::json!(["FAILED"]), &purl),
+            true,
+        ),
+        (
+            "failed-no-levels",
+            vsa("FAILED", serde_json::json!([]), &purl),
+            false,
+        ),
+        (
+            "not-a-uri",
+            vsa(
+                "PASSED",
+                serde_json::json!(["X"]),
+                &format!("reg/app@sha256:{hex}"),
+            ),
+            false,
+        ),
+        (
+            "slsa-prefix",
+            vsa("PASSED", serde_json::json!(["SLSA_BIT_FOR_BIT"]), &purl),
+            false,
+        ),
+        (
+            "byproduct-ok",
+            provenance(serde_json::json!({"name": "log", "uri": "https://r.example/log"})),
+            true,
+        ),
+        (
+            "byproduct-name-only",
+            provenance(serde_json::json!({"name": "verdict", "annotations": {"a": 1}})),
+            false,
+        ),
+        (
+            "upper-hex",
+            provenance(serde_json::json!({"digest": {"sha256": "A".repeat(64)}})),
+            false,
+        ),
+    ];
+    let b64 = base64::engine::general_purpose::STANDARD;
+    for (name, statement, valid) in cases {
+        let path = dir.path().join(format!("{name}.json"));
+        let envelope = serde_json::json!({
+            "payloadType": "application/vnd.in-toto+json",
+            "payload": b64.encode(serde_json::to_vec(&statement).unwrap()),
+            "signatures": [],
+        });
+        std::fs::write(&path, serde_json::to_vec(&envelope).unwrap()).unwrap();
+        let o = Command::new(python())
+            .arg(project_root().join("tests/support/validate_statement.py"))
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert_eq!(
+            o.status.success(),
+            valid,
+            "{name}: {}{}",
+            stdout(&o),
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
 }

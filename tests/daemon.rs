@@ -60,21 +60,14 @@ fn submissions_need_a_token_are_queued_once_and_get_a_verdict() {
     assert_eq!(code, 202, "{v}");
     assert_eq!(v["jobs"][0]["status"], "new");
     let id = v["jobs"][0]["id"].as_str().unwrap().to_string();
-    // The same document again, and another document for the same commit and steps: one rebuild.
+    // The same document again is the same job.
     let (_, again) = d.submit(&doc);
     assert_eq!(again["jobs"][0], json!({"id": id, "status": "duplicate"}));
-    let mut same_work = doc.clone();
-    same_work["subject"].as_array_mut().unwrap().reverse();
-    let (_, other) = d.submit(&same_work);
-    assert_eq!(
-        other["jobs"][0],
-        json!({"id": id, "status": "duplicate"}),
-        "{other}"
-    );
 
     let done = d.wait_job(&id, "done", Duration::from_secs(120));
     assert_eq!(done["verdict"]["status"], "reproducible", "{done:#}");
     assert_eq!(done["attempt"], 1);
+    assert!(done["verdict"]["reused_rebuild"].is_null());
     // The full step log is kept with the verdict, and the job directory is gone.
     assert_eq!(done["artifacts"], json!(["logs/00-build.log"]), "{done:#}");
     let (code, _) = d.request(
@@ -94,6 +87,59 @@ fn submissions_need_a_token_are_queued_once_and_get_a_verdict() {
         (code, v["error"]["code"].as_str()),
         (404, Some("unknown-artifact"))
     );
+
+    // Other documents for the same commit and steps are the same work, rebuilt once, but each is judged on
+    // its own subjects and gets its own verdict: one that names a made-up digest does not pass on the
+    // first one's rebuild.
+    let mut same_work = doc.clone();
+    same_work["subject"].as_array_mut().unwrap().reverse();
+    let (_, other) = d.submit(&same_work);
+    assert_eq!(other["jobs"][0]["status"], "new", "{other}");
+    let other = other["jobs"][0]["id"].as_str().unwrap().to_string();
+    assert_ne!(other, id);
+    let made_up = format!("sha256:{}", "1".repeat(64));
+    let mut forged = doc.clone();
+    forged["subject"] =
+        json!([{"name": "example.invalid/hello", "digest": {"sha256": "1".repeat(64)}}]);
+    let (_, v) = d.submit(&forged);
+    let forged_id = v["jobs"][0]["id"].as_str().unwrap().to_string();
+    let reused = d.wait_job(&other, "done", Duration::from_secs(120));
+    assert_eq!(reused["verdict"]["status"], "reproducible", "{reused:#}");
+    assert_eq!(
+        reused["verdict"]["reused_rebuild"],
+        id.as_str(),
+        "{reused:#}"
+    );
+    assert_eq!(reused["artifacts"], json!([]), "nothing ran for it");
+    let judged = d.wait_job(&forged_id, "done", Duration::from_secs(120));
+    let v = &judged["verdict"];
+    assert_eq!(
+        (v["status"].as_str(), v["reason"].as_str()),
+        (Some("unreproducible"), Some("digest-mismatch")),
+        "{judged:#}"
+    );
+    assert_eq!(v["subjects"][0]["state"], "differs", "{v:#}");
+    assert_eq!(
+        v["subjects"][0]["rebuilt_digest"],
+        digests[0].as_str(),
+        "{v:#}"
+    );
+    assert_eq!(v["reused_rebuild"], id.as_str());
+    assert_eq!(
+        judged["record"]["attestations"],
+        json!(["vsa-failed", "provenance"])
+    );
+    // Its subject is indexed: the made-up digest's answer is this document's verdict.
+    let (code, answer) = d.request("GET", &format!("/v1/verdicts/{made_up}"), None, None);
+    assert_eq!(
+        (
+            code,
+            answer["status"].as_str(),
+            answer["decided_by"]["job"].as_str()
+        ),
+        (200, Some("unreproducible"), Some(forged_id.as_str())),
+        "{answer:#}"
+    );
     let jobs_dir = data.path().join("jobs");
     let left: Vec<_> = std::fs::read_dir(&jobs_dir)
         .map(|d| d.flatten().collect())
@@ -105,7 +151,7 @@ fn submissions_need_a_token_are_queued_once_and_get_a_verdict() {
         (404, Some("unknown-job"))
     );
     let (code, v) = d.request("GET", "/healthz", None, None);
-    assert_eq!((code, v["queue"]["done"].as_u64()), (200, Some(1)), "{v}");
+    assert_eq!((code, v["queue"]["done"].as_u64()), (200, Some(3)), "{v}");
 }
 
 #[test]
@@ -282,8 +328,11 @@ fn kill_9_twenty_times_loses_nothing_and_duplicates_nothing() {
         assert_eq!(v["status"], "reproducible");
         // Signed in the same transaction: a verdict never exists without its envelopes.
         let record = store.record(id).unwrap().unwrap();
-        assert_eq!(record.attestations, ["vsa", "provenance"], "{id}");
-        assert!(store.attestation(id, "vsa").unwrap().is_some(), "{id}");
+        assert_eq!(record.attestations, ["vsa-passed", "provenance"], "{id}");
+        assert!(
+            store.attestation(id, "vsa-passed").unwrap().is_some(),
+            "{id}"
+        );
     }
     // The subject index names every job once, and so do the records and the per-status count.
     let mut indexed = store.jobs_for_subject(&digests[0]).unwrap();
@@ -424,9 +473,11 @@ fn remote_workers_lease_over_http_and_a_dead_workers_job_goes_to_another() {
     // The server signed the remote worker's verdict: the worker never holds the key.
     assert_eq!(
         j["record"]["attestations"],
-        json!(["vsa", "provenance"]),
+        json!(["vsa-passed", "provenance"]),
         "{j:#}"
     );
+    // Named as the worker's claim: the verdict and the signed provenance say who rebuilt it.
+    assert_eq!(j["verdict"]["rebuilt_by"], "remote:b", "{j:#}");
     let (code, vsa) = d.request(
         "GET",
         &format!("/v1/jobs/{quick}/attestations/vsa"),

@@ -472,7 +472,7 @@ fn a_manifest_naming_paths_outside_the_image_is_refused() {
     let err = diff::diff(&a, &b, &DiffOptions::default())
         .unwrap_err()
         .to_string();
-    assert!(err.contains("outside the image directory"), "{err}");
+    assert!(err.contains("names a path outside the directory"), "{err}");
 }
 
 #[test]

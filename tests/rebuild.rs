@@ -32,6 +32,7 @@ fn deterministic_build_with_repeated_subjects_is_reproducible() {
     assert_eq!(subs.len(), 7);
     for s in subs {
         assert_eq!(s["matched"], true, "{s}");
+        assert_eq!(s["state"], "matched", "{s}");
         assert_eq!(s["rebuilt_digest"], s["digest"]);
     }
     let mut distinct: Vec<_> = subs.iter().map(|s| s["digest"].as_str().unwrap()).collect();
@@ -68,6 +69,7 @@ fn build_that_embeds_time_and_randomness_is_unreproducible() {
     assert_eq!(image["name"], "example.invalid/hello");
     assert_eq!(image["digest"], hello.as_str());
     assert_eq!(image["matched"], false);
+    assert_eq!(image["state"], "differs");
     let rebuilt = image["rebuilt_digest"]
         .as_str()
         .expect("the rebuilt digest is named");
@@ -94,6 +96,11 @@ fn failing_step_is_build_failed_with_exit_code_and_log_tail() {
     assert_eq!(v["status"], "build-failed", "{v:#}");
     assert_eq!(code, 1);
     assert_eq!(v["reason"], "step-failed");
+    assert_eq!(
+        subjects_of(&v)[0]["state"],
+        "not-compared",
+        "a failed build compared nothing"
+    );
     let step = last_step(&v);
     assert_eq!(step["exit_code"], 3);
     assert_eq!(step["termination"], "exited");
@@ -117,7 +124,7 @@ fn human_output_names_the_verdict_and_differing_subject() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text.starts_with("verdict: unreproducible\n"), "{text}");
     assert!(
-        text.contains(&format!("DIFF example.invalid/hello {bogus}")),
+        text.contains(&format!("differs      example.invalid/hello {bogus}")),
         "{text}"
     );
     assert!(text.contains("rebuilt: sha256:"), "{text}");

@@ -39,6 +39,10 @@ pub enum SandboxError {
     /// The engine still lists containers after repeated removal attempts.
     #[error("containers of {what} are still listed after 10 s of removal attempts; remove them with `docker rm -f $(docker ps -aq --filter label={label})`")]
     LeftBehind { what: String, label: String },
+    /// The step's container ended in a way the build did not cause (removed, killed, or in an engine error
+    /// state): an infrastructure failure.
+    #[error("the step container was lost: {0}; the engine or something outside reprod ended it")]
+    Lost(String),
     /// Any other engine error while creating, running or removing a container.
     #[error("Docker engine error while {action}: {error}")]
     Docker {
@@ -64,6 +68,7 @@ impl SandboxError {
                 | SandboxError::Docker { .. }
                 | SandboxError::PolicyNotApplied(_)
                 | SandboxError::LeftBehind { .. }
+                | SandboxError::Lost(_)
                 | SandboxError::Io { .. }
         )
     }

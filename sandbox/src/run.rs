@@ -65,6 +65,11 @@ pub enum Termination {
     TimedOut,
     /// The kernel's OOM killer ended a process because the memory limit was reached.
     OutOfMemory,
+    /// Ended by SIGKILL that neither the step's own limits nor the build explain (`docker kill`, an engine
+    /// restart, the host's OOM killer outside the container's limit): not the build's doing, so never a
+    /// verdict on it. A build that itself exits with status 137 looks the same and is treated the same:
+    /// when in doubt, reprod does not judge.
+    Killed,
 }
 
 /// What happened when a step ran.
@@ -216,8 +221,18 @@ impl Sandbox {
                 continue;
             }
             if let Some(id) = c.id {
-                self.remove(&id).await?;
-                removed += 1;
+                match self.remove(&id).await {
+                    Ok(()) => removed += 1,
+                    // A removal the dead process asked for is still under way in the engine.
+                    Err(SandboxError::Docker {
+                        error:
+                            bollard::errors::Error::DockerResponseServerError {
+                                status_code: 409, ..
+                            },
+                        ..
+                    }) => {}
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(removed)
@@ -444,10 +459,28 @@ impl Sandbox {
             .state
             .unwrap_or_default();
         let exit_code = state.exit_code.unwrap_or(-1);
+        if !timed_out {
+            // A container the engine does not report as exited (dead, removed, restarting) or reports an
+            // error for did not end by the build's doing.
+            let status = state.status.map(|s| s.to_string()).unwrap_or_default();
+            let error = state.error.unwrap_or_default();
+            if status != "exited" || !error.is_empty() || state.exit_code.is_none() {
+                return Err(SandboxError::Lost(format!(
+                    "the step container is {status:?} after the step{}",
+                    if error.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" (engine error: {error})")
+                    }
+                )));
+            }
+        }
         let termination = if timed_out {
             Termination::TimedOut
         } else if state.oom_killed == Some(true) {
             Termination::OutOfMemory
+        } else if exit_code == 128 + 9 {
+            Termination::Killed
         } else {
             Termination::Exited
         };

@@ -1,56 +1,85 @@
-//! The in-toto statements a verdict is published as.
+//! The in-toto statements a verdict is published as, built from the typed verdict.
 //!
-//! Both are built from the verdict's JSON, as stored (a remote worker's verdict arrives as JSON), reading
-//! only the fields they name and tolerating absent ones.
+//! Each says exactly what was learned, about exactly the digests it names:
+//! - `vsa-passed`: a SLSA Verification Summary naming the digests rebuilt bit for bit;
+//! - `vsa-failed`: one naming the digests compared and not rebuilt (a counterpart differs, or nothing
+//!   corresponding came out);
+//! - `provenance`: a SLSA v1 provenance of the rebuild itself, whenever steps ran (also a failed build).
+//!
+//! Digests that were never compared (not sha256; a build that failed, was refused or never ran) are in no
+//! summary: the rebuild provenance and the verdict record carry those outcomes.
 
 use serde_json::{json, Map, Value};
 
 use super::{uri, AttestError, SigningKey};
+use crate::verdict::{ArtifactKind, SubjectResult, SubjectState, Verdict};
 
 /// One signed document of a verdict.
 #[derive(Debug, Clone)]
 pub struct Attestation {
-    /// `vsa` or `provenance`: the name it is stored and served under.
+    /// `vsa-passed`, `vsa-failed` or `provenance`: the name it is stored and served under.
     pub kind: &'static str,
     /// The DSSE envelope, exactly as signed.
     pub envelope: Vec<u8>,
 }
 
-/// Signs the verdict's VSA and, when a rebuild produced outputs, the provenance of that rebuild. The VSA
-/// names the provenance's sha256 subjects (a PASSED one only those reproduced); a verdict without any gets
-/// none: there is nothing to make a statement about.
+/// The attestation kinds, in the order they are made.
+pub const KINDS: [&str; 3] = ["vsa-passed", "vsa-failed", "provenance"];
+
+/// Where and when a verdict is published, for the links and times its statements carry.
+#[derive(Debug, Clone, Copy)]
+pub struct Publication<'a> {
+    pub job: &'a str,
+    /// RFC 3339.
+    pub recorded_at: &'a str,
+    /// Base URL of the server that serves the documents (`server.public_url`), without a trailing slash.
+    pub base_url: &'a str,
+}
+
+impl Publication<'_> {
+    fn provenance_uri(&self, sha256: &str) -> String {
+        format!("{}/v1/provenance/sha256:{sha256}", self.base_url)
+    }
+}
+
+/// Signs every statement the verdict supports.
 pub fn attest(
-    verdict: &Value,
-    job: &str,
-    recorded_at: &str,
+    verdict: &Verdict,
+    at: &Publication<'_>,
     key: &SigningKey,
 ) -> Result<Vec<Attestation>, AttestError> {
+    statements(verdict, at)
+        .into_iter()
+        .map(|(kind, statement)| {
+            Ok(Attestation {
+                kind,
+                envelope: key.sign_envelope(&to_bytes(&statement)?)?,
+            })
+        })
+        .collect()
+}
+
+/// The statements of a verdict, unsigned (what [`attest`] signs).
+pub fn statements(verdict: &Verdict, at: &Publication<'_>) -> Vec<(&'static str, Value)> {
     let mut out = Vec::new();
-    let passed = verdict["status"].as_str() == Some("reproducible");
-    let subjects = recorded_subjects(verdict, passed);
-    if subjects.is_empty() {
-        return Ok(out);
+    let passed = distinct(verdict, |s| s.state == SubjectState::Matched);
+    if !passed.is_empty() {
+        out.push(("vsa-passed", vsa(verdict, &passed, true, at)));
     }
-    let vsa = vsa(verdict, &subjects, recorded_at);
-    out.push(Attestation {
-        kind: "vsa",
-        envelope: key.sign_envelope(&to_bytes(&vsa)?)?,
+    let failed = distinct(verdict, |s| {
+        matches!(s.state, SubjectState::Differs | SubjectState::NotFound)
     });
-    if let Some(p) = rebuild_provenance(verdict, job, recorded_at) {
-        out.push(Attestation {
-            kind: "provenance",
-            envelope: key.sign_envelope(&to_bytes(&p)?)?,
-        });
+    if !failed.is_empty() {
+        out.push(("vsa-failed", vsa(verdict, &failed, false, at)));
     }
-    Ok(out)
+    if let Some(p) = rebuild_provenance(verdict, at) {
+        out.push(("provenance", p));
+    }
+    out
 }
 
 fn to_bytes(v: &Value) -> Result<Vec<u8>, AttestError> {
     serde_json::to_vec(v).map_err(|e| AttestError::Sign(e.to_string()))
-}
-
-fn str_at<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer).and_then(Value::as_str)
 }
 
 /// `alg:hex` → `{"alg": "hex"}`; anything else is not a digest.
@@ -68,111 +97,148 @@ fn descriptor(name: &str, digest: &str) -> Option<Value> {
     Some(Value::Object(d))
 }
 
-/// `sha256:<64 lowercase hex>`: the only digests a rebuild compares.
-pub fn is_sha256(digest: &str) -> bool {
-    digest
-        .strip_prefix("sha256:")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-}
-
-/// The provenance's sha256 subjects (name, recorded digest), each once; with `matched_only`, only those the
-/// rebuild reproduced. Subjects with other digests were never compared, so nothing is said about them.
-fn recorded_subjects(verdict: &Value, matched_only: bool) -> Vec<(String, String)> {
-    let mut seen = Vec::<(String, String)>::new();
-    for s in verdict["subjects"].as_array().into_iter().flatten() {
-        let name = s["name"].as_str().unwrap_or_default().to_string();
-        let Some(digest) = s["digest"].as_str() else {
-            continue;
-        };
-        if matched_only && s["matched"].as_bool() != Some(true) {
-            continue;
-        }
-        if is_sha256(digest) && !seen.iter().any(|(n, d)| *n == name && d == digest) {
-            seen.push((name, digest.to_string()));
+/// The sha256 subjects matching `pick`, each (name, digest) once, in order.
+fn distinct(verdict: &Verdict, pick: impl Fn(&SubjectResult) -> bool) -> Vec<&SubjectResult> {
+    let mut seen: Vec<&SubjectResult> = Vec::new();
+    for s in verdict.subjects.iter().filter(|s| s.is_sha256() && pick(s)) {
+        if !seen
+            .iter()
+            .any(|o| o.name == s.name && o.digest == s.digest)
+        {
+            seen.push(s);
         }
     }
     seen
 }
 
-/// SLSA Verification Summary v1: PASSED only for `reproducible`.
-fn vsa(verdict: &Value, subjects: &[(String, String)], recorded_at: &str) -> Value {
-    let passed = verdict["status"].as_str() == Some("reproducible");
+/// Percent-encodes a purl component (RFC 3986 unreserved characters stay).
+fn pct(s: &str) -> String {
+    use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+    const KEEP: &AsciiSet = &NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    utf8_percent_encode(s, KEEP).to_string()
+}
+
+/// A URI for the artifact a subject names: a package URL. An image (or an unknown artifact named like
+/// one) is `pkg:docker/<path>@<digest>?repository_url=<registry>`; a file is
+/// `pkg:generic/<name>?checksum=<digest>`.
+pub fn resource_uri(subject: &SubjectResult) -> String {
+    let name = subject.name.as_str();
+    let digest = pct(&subject.digest);
+    if name.is_empty() || subject.artifact == Some(ArtifactKind::File) {
+        let base = name
+            .rsplit('/')
+            .next()
+            .filter(|b| !b.is_empty())
+            .unwrap_or("artifact");
+        return format!("pkg:generic/{}?checksum={digest}", pct(base));
+    }
+    let without_digest = name.split('@').next().unwrap_or(name);
+    let (registry, path) = match without_digest.split_once('/') {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" => {
+            (Some(first), rest)
+        }
+        _ => (None, without_digest),
+    };
+    // A tag is after the last ':' of the last path component.
+    let path = match path.rsplit_once(':') {
+        Some((p, tag)) if !tag.contains('/') => p,
+        _ => path,
+    };
+    let path: Vec<String> = path.split('/').map(pct).collect();
+    let mut uri = format!("pkg:docker/{}@{digest}", path.join("/"));
+    if let Some(r) = registry.filter(|r| *r != "docker.io") {
+        uri.push_str(&format!("?repository_url={}", pct(r)));
+    }
+    uri
+}
+
+/// SLSA Verification Summary v1 over `subjects`, PASSED or FAILED.
+fn vsa(
+    verdict: &Verdict,
+    subjects: &[&SubjectResult],
+    passed: bool,
+    at: &Publication<'_>,
+) -> Value {
     let resource = subjects
         .iter()
-        .find(|(n, _)| !n.is_empty())
-        .map(|(n, d)| format!("{n}@{d}"))
-        .unwrap_or_else(|| subjects[0].1.clone());
-    let mut input = Vec::new();
-    if let Some(sha) = str_at(verdict, "/provenance/sha256") {
-        input.push(
-            json!({"uri": format!("reprod:provenance/sha256:{sha}"), "digest": {"sha256": sha}}),
-        );
-    }
+        .find(|s| !s.name.is_empty())
+        .or(subjects.first())
+        .map(|s| resource_uri(s))
+        .unwrap_or_default();
+    let sha = &verdict.provenance.sha256;
     json!({
         "_type": uri::STATEMENT_V1,
-        "subject": subjects.iter().filter_map(|(n, d)| descriptor(n, d)).collect::<Vec<_>>(),
+        "subject": subjects.iter().filter_map(|s| descriptor(&s.name, &s.digest)).collect::<Vec<_>>(),
         "predicateType": uri::VSA_V1,
         "predicate": {
             "verifier": {
                 "id": uri::VERIFIER_ID,
-                "version": {"reprod": verdict["reprod_version"].as_str().unwrap_or(env!("CARGO_PKG_VERSION"))},
+                "version": {"reprod": verdict.reprod_version},
             },
-            "timeVerified": recorded_at,
+            "timeVerified": at.recorded_at,
             "resourceUri": resource,
-            "policy": {"uri": uri::POLICY},
-            "inputAttestations": input,
+            "policy": {"uri": uri::POLICY, "digest": {"sha256": uri::policy_sha256()}},
+            "inputAttestations": [{"uri": at.provenance_uri(sha), "digest": {"sha256": sha}}],
             "verificationResult": if passed { "PASSED" } else { "FAILED" },
-            "verifiedLevels": if passed { vec![uri::LEVEL_REPRODUCIBLE] } else { vec![] },
+            "verifiedLevels": [if passed { uri::LEVEL_REPRODUCIBLE } else { "FAILED" }],
             "slsaVersion": "1.0",
         }
     })
 }
 
-/// SLSA v1 provenance of the rebuild: its subjects are what reprod itself built (the rebuilt digests), so
-/// there is one only when the steps produced outputs.
-fn rebuild_provenance(verdict: &Value, job: &str, recorded_at: &str) -> Option<Value> {
-    let results: Vec<&Value> = verdict["subjects"].as_array()?.iter().collect();
+/// SLSA v1 provenance of the rebuild, whenever steps ran. Its subjects are what reprod itself built that
+/// corresponds to a subject (the rebuilt digests); a build that produced none of those (it failed, or
+/// nothing corresponded) has its captured step logs as subjects, which is what that run produced.
+fn rebuild_provenance(verdict: &Verdict, at: &Publication<'_>) -> Option<Value> {
+    if verdict.steps.is_empty() {
+        return None;
+    }
+    let job_url = format!("{}/v1/jobs/{}", at.base_url, at.job);
     let mut built = Vec::<Value>::new();
-    for s in &results {
-        let name = s["name"].as_str().unwrap_or_default();
-        let rebuilt = if s["matched"].as_bool() == Some(true) {
-            s["digest"].as_str()
-        } else {
-            s["rebuilt_digest"].as_str()
-        };
-        if let Some(d) = rebuilt
-            .filter(|d| is_sha256(d))
-            .and_then(|d| descriptor(name, d))
+    for s in verdict.subjects.iter().filter(|s| s.state.compared()) {
+        if let Some(d) = s
+            .rebuilt_digest
+            .as_deref()
+            .filter(|d| crate::verdict::is_sha256(d))
+            .and_then(|d| descriptor(&s.name, d))
         {
             if !built.contains(&d) {
                 built.push(d);
             }
         }
     }
+    let logs: Vec<(&crate::verdict::StepReport, &str, &str)> = verdict
+        .steps
+        .iter()
+        .filter_map(|st| Some((st, st.log_artifact.as_deref()?, st.log_sha256.as_deref()?)))
+        .collect();
+    if built.is_empty() {
+        built = logs
+            .iter()
+            .filter_map(|(_, name, digest)| descriptor(name, digest))
+            .collect();
+    }
     if built.is_empty() {
         return None;
     }
-    let steps: Vec<Value> = verdict["steps"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|s| {
-            json!({
-                "name": s["name"], "image": s["image"],
-                "exitCode": s["exit_code"], "termination": s["termination"],
-            })
-        })
-        .collect();
-    let mut deps = Vec::new();
-    if let (Some(src), Some(commit)) = (
-        str_at(verdict, "/source/uri"),
-        str_at(verdict, "/source/commit"),
-    ) {
-        deps.push(json!({"uri": format!("git+{src}@{commit}"), "digest": {"gitCommit": commit}}));
+    let sha = &verdict.provenance.sha256;
+    let mut deps = vec![json!({
+        "name": "provenance",
+        "uri": at.provenance_uri(sha),
+        "digest": {"sha256": sha},
+    })];
+    if let Some(src) = &verdict.source {
+        deps.push(json!({
+            "uri": format!("git+{}@{}", src.uri, src.commit),
+            "digest": {"gitCommit": src.commit},
+        }));
     }
-    for s in verdict["steps"].as_array().into_iter().flatten() {
-        let pulled = s["pulled_image"].as_str().or(s["image"].as_str());
-        if let Some((name, digest)) = pulled.and_then(|p| p.rsplit_once('@')) {
+    for st in &verdict.steps {
+        if let Some((name, digest)) = st.pulled_image.rsplit_once('@') {
             if let Some(d) = digest_set(digest) {
                 let dep = json!({"uri": format!("oci://{name}"), "digest": d});
                 if !deps.contains(&dep) {
@@ -181,21 +247,71 @@ fn rebuild_provenance(verdict: &Value, job: &str, recorded_at: &str) -> Option<V
             }
         }
     }
-    let per_subject: Vec<Value> = results
+    let per_subject: Vec<Value> = verdict
+        .subjects
         .iter()
-        .filter_map(|s| {
-            let mut d = descriptor(
-                s["name"].as_str().unwrap_or_default(),
-                s["digest"].as_str()?,
-            )?;
-            d["annotations"] = json!({
-                "matched": s["matched"].as_bool().unwrap_or(false),
-                "rebuiltDigest": s["rebuilt_digest"],
-            });
-            Some(d)
+        .map(|s| {
+            json!({
+                "name": s.name,
+                "digest": s.digest,
+                "state": s.state.as_str(),
+                "rebuiltDigest": s.rebuilt_digest,
+                "problem": s.problem,
+            })
         })
         .collect();
-    let provenance_sha = str_at(verdict, "/provenance/sha256").unwrap_or_default();
+    let mut byproducts = vec![json!({
+        "name": "verdict",
+        "uri": job_url,
+        "mediaType": "application/json",
+        "annotations": {
+            "status": verdict.status.as_str(),
+            "reason": verdict.reason,
+            "subjects": per_subject,
+        },
+    })];
+    for st in &verdict.steps {
+        let mut b = json!({
+            "name": format!("step {}", st.name),
+            "annotations": {
+                "image": st.image,
+                "exitCode": st.exit_code,
+                "termination": st.termination.as_str(),
+                "durationMs": st.duration_ms,
+                "logBytes": st.log_bytes,
+                "logTruncated": st.log_truncated,
+            },
+        });
+        match (&st.log_artifact, &st.log_sha256) {
+            (Some(file), Some(digest)) => {
+                b["uri"] = format!("{job_url}/artifacts/{file}").into();
+                if let Some(d) = digest_set(digest) {
+                    b["digest"] = d;
+                }
+            }
+            // Without a kept log the entry still needs a locator: the job it belongs to.
+            _ => b["uri"] = job_url.clone().into(),
+        }
+        byproducts.push(b);
+    }
+    let builder_id = match &verdict.rebuilt_by {
+        Some(who) => format!("{}/workers/{}", uri::VERIFIER_ID, pct(who)),
+        None => uri::VERIFIER_ID.to_string(),
+    };
+    let mut internal = json!({"sandbox": {"network": "none", "privileged": false}});
+    if let Some(job) = &verdict.reused_rebuild {
+        internal["reusedRebuild"] = json!({
+            "job": job,
+            "uri": format!("{}/v1/jobs/{job}", at.base_url),
+            "note": "the same source commit and steps were rebuilt for another document; its outputs were compared with this document's subjects and nothing was run again",
+        });
+    }
+    if let Some(who) = &verdict.rebuilt_by {
+        internal["claimedBy"] = json!({
+            "worker": who,
+            "note": "the steps ran on this remote worker; exit codes, logs, outputs and per-subject results are its report",
+        });
+    }
     Some(json!({
         "_type": uri::STATEMENT_V1,
         "subject": built,
@@ -204,24 +320,17 @@ fn rebuild_provenance(verdict: &Value, job: &str, recorded_at: &str) -> Option<V
             "buildDefinition": {
                 "buildType": uri::BUILD_TYPE,
                 "externalParameters": {
-                    "provenance": {"uri": format!("reprod:provenance/sha256:{provenance_sha}"), "digest": {"sha256": provenance_sha}},
-                    "source": verdict["source"],
-                    "steps": steps,
+                    "provenance": {"uri": at.provenance_uri(sha), "digest": {"sha256": sha}},
+                    "source": verdict.source,
+                    "steps": verdict.steps.iter().map(|s| json!({"name": s.name, "image": s.image})).collect::<Vec<_>>(),
                 },
-                "internalParameters": {"sandbox": {"network": "none", "privileged": false}},
+                "internalParameters": internal,
                 "resolvedDependencies": deps,
             },
             "runDetails": {
-                "builder": {"id": uri::VERIFIER_ID, "version": {"reprod": verdict["reprod_version"]}},
-                "metadata": {"invocationId": job, "finishedOn": recorded_at},
-                "byproducts": [{
-                    "name": "verdict",
-                    "annotations": {
-                        "status": verdict["status"],
-                        "reason": verdict["reason"],
-                        "subjects": per_subject,
-                    },
-                }],
+                "builder": {"id": builder_id, "version": {"reprod": verdict.reprod_version}},
+                "metadata": {"invocationId": verdict.reused_rebuild.as_deref().unwrap_or(at.job), "finishedOn": at.recorded_at},
+                "byproducts": byproducts,
             },
         }
     }))
@@ -230,77 +339,176 @@ fn rebuild_provenance(verdict: &Value, job: &str, recorded_at: &str) -> Option<V
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verdict::testing::verdict;
+    use crate::verdict::{Status, StepReport, StepTermination};
 
-    fn verdict(status: &str, matched: bool) -> Value {
-        json!({
-            "status": status,
-            "reason": if matched { Value::Null } else { "digest-mismatch".into() },
-            "provenance": {"sha256": "ab".repeat(32)},
-            "source": {"uri": "file:///src", "commit": "c0ffee"},
-            "subjects": [
-                {"name": "reg/app", "digest": format!("sha256:{}", "11".repeat(32)), "matched": matched,
-                 "rebuilt_digest": format!("sha256:{}", if matched { "11" } else { "22" }.repeat(32))},
-                {"name": "reg/app", "digest": format!("sha256:{}", "11".repeat(32)), "matched": matched},
-            ],
-            "steps": [{"name": "build", "image": format!("reg/builder@sha256:{}", "33".repeat(32)),
-                       "pulled_image": format!("reg/builder@sha256:{}", "33".repeat(32)), "exit_code": 0}],
-            "reprod_version": "0.1.0",
-        })
+    const AT: Publication<'static> = Publication {
+        job: "sha256:abab",
+        recorded_at: "2026-12-01T00:00:00.000Z",
+        base_url: "https://rebuilder.example",
+    };
+
+    fn sha(c: &str) -> String {
+        format!("sha256:{}", c.repeat(64))
     }
 
-    #[test]
-    fn the_vsa_passes_only_reproducible_verdicts() {
-        for (status, matched, expect) in [
-            ("reproducible", true, "PASSED"),
-            ("unreproducible", false, "FAILED"),
-            ("build-failed", false, "FAILED"),
-            ("rejected", false, "FAILED"),
-        ] {
-            let v = verdict(status, matched);
-            let s = vsa(&v, &recorded_subjects(&v, false), "2026-11-28T00:00:00Z");
-            assert_eq!(s["predicate"]["verificationResult"], expect, "{status}");
-            assert_eq!(
-                s["subject"].as_array().map(Vec::len),
-                Some(1),
-                "duplicate subjects are listed once"
-            );
-            assert_eq!(
-                s["predicate"]["resourceUri"],
-                format!("reg/app@sha256:{}", "11".repeat(32))
-            );
+    fn step() -> StepReport {
+        StepReport {
+            name: "build".into(),
+            image: format!("reg/builder@{}", sha("3")),
+            pulled_image: format!("127.0.0.1:5000/builder@{}", sha("3")),
+            exit_code: 0,
+            termination: StepTermination::Exited,
+            duration_ms: 5,
+            log_bytes: 3,
+            log_truncated: false,
+            log_artifact: Some("logs/00-build.log".into()),
+            log_sha256: Some(sha("4")),
+            log_tail: "ok\n".into(),
         }
     }
 
-    #[test]
-    fn subjects_never_compared_are_not_attested() {
-        let mut v = verdict("reproducible", true);
-        v["subjects"]
-            .as_array_mut()
-            .unwrap()
-            .push(json!({"name": "evil/x", "digest": format!("sha512:{}", "44".repeat(64)), "matched": false}));
-        let subjects = recorded_subjects(&v, true);
-        assert_eq!(subjects.len(), 1, "{subjects:?}");
-        assert!(subjects.iter().all(|(_, d)| d.starts_with("sha256:")));
-        let mut partly = verdict("unreproducible", true);
-        partly["subjects"][1]["matched"] = false.into();
-        partly["subjects"][1]["digest"] = format!("sha256:{}", "55".repeat(32)).into();
-        assert_eq!(
-            recorded_subjects(&partly, true).len(),
-            1,
-            "a PASSED summary names only what matched"
-        );
-        assert_eq!(recorded_subjects(&partly, false).len(), 2);
+    fn kinds(v: &Verdict) -> Vec<&'static str> {
+        statements(v, &AT).into_iter().map(|(k, _)| k).collect()
     }
 
     #[test]
-    fn the_rebuild_provenance_names_what_was_rebuilt() {
-        let p = rebuild_provenance(&verdict("unreproducible", false), "job1", "t").unwrap();
-        assert_eq!(p["subject"][0]["digest"]["sha256"], "22".repeat(32));
-        let deps = p["predicate"]["buildDefinition"]["resolvedDependencies"].to_string();
-        assert!(deps.contains("git+file:///src@c0ffee"), "{deps}");
-        assert!(deps.contains(&"33".repeat(32)), "{deps}");
-        let mut nothing_built = verdict("build-failed", false);
-        nothing_built["subjects"][0]["rebuilt_digest"] = Value::Null;
-        assert!(rebuild_provenance(&nothing_built, "job1", "t").is_none());
+    fn each_summary_names_exactly_the_digests_it_speaks_for() {
+        let (a, b) = (sha("a"), sha("b"));
+        let mut v = verdict(
+            Status::Unreproducible,
+            &[
+                ("hello.txt", &a, SubjectState::Matched),
+                ("reg/app", &b, SubjectState::Differs),
+                ("reg/app", "sha512:00", SubjectState::NotCompared),
+            ],
+        );
+        v.subjects[0].artifact = Some(ArtifactKind::File);
+        v.subjects[1].rebuilt_digest = Some(sha("c"));
+        v.steps.push(step());
+        let all = statements(&v, &AT);
+        assert_eq!(kinds(&v), ["vsa-passed", "vsa-failed", "provenance"]);
+        let digests = |s: &Value| -> Vec<String> {
+            s["subject"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d["digest"]["sha256"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let (passed, failed) = (&all[0].1, &all[1].1);
+        assert_eq!(digests(passed), ["a".repeat(64)]);
+        assert_eq!(passed["predicate"]["verificationResult"], "PASSED");
+        assert_eq!(
+            passed["predicate"]["verifiedLevels"],
+            json!([uri::LEVEL_REPRODUCIBLE])
+        );
+        assert_eq!(
+            passed["predicate"]["resourceUri"],
+            format!("pkg:generic/hello.txt?checksum=sha256%3A{}", "a".repeat(64))
+        );
+        assert_eq!(
+            digests(failed),
+            ["b".repeat(64)],
+            "a matched digest is never in a FAILED summary"
+        );
+        assert_eq!(failed["predicate"]["verificationResult"], "FAILED");
+        assert_eq!(failed["predicate"]["verifiedLevels"], json!(["FAILED"]));
+        assert_eq!(
+            failed["predicate"]["resourceUri"],
+            format!("pkg:docker/reg/app@sha256%3A{}", "b".repeat(64))
+        );
+        for s in [passed, failed] {
+            assert_eq!(
+                s["predicate"]["policy"]["digest"]["sha256"],
+                uri::policy_sha256()
+            );
+            assert_eq!(
+                s["predicate"]["inputAttestations"][0]["uri"],
+                format!(
+                    "https://rebuilder.example/v1/provenance/sha256:{}",
+                    "ab".repeat(32)
+                )
+            );
+            assert!(
+                !s.to_string().contains("sha512"),
+                "never-compared digests stay out"
+            );
+        }
+        let p = &all[2].1;
+        let deps = &p["predicate"]["buildDefinition"]["resolvedDependencies"];
+        assert_eq!(
+            deps[0]["digest"]["sha256"],
+            "ab".repeat(32),
+            "the input document"
+        );
+        assert!(deps.to_string().contains("git+file:///src@c0ffee"));
+        let byproducts = p["predicate"]["runDetails"]["byproducts"]
+            .as_array()
+            .unwrap();
+        assert!(
+            byproducts.iter().all(|b| b["uri"].is_string()),
+            "every byproduct has a locator"
+        );
+        assert_eq!(byproducts[1]["annotations"]["exitCode"], 0);
+        assert_eq!(
+            byproducts[1]["uri"],
+            "https://rebuilder.example/v1/jobs/sha256:abab/artifacts/logs/00-build.log"
+        );
+        assert!(
+            p["predicate"]["buildDefinition"]["externalParameters"]["steps"][0]
+                .get("exitCode")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn nothing_compared_means_no_summary() {
+        let mut failed = verdict(
+            Status::BuildFailed,
+            &[("reg/app", &sha("a"), SubjectState::NotCompared)],
+        );
+        failed.steps.push(step());
+        assert_eq!(
+            kinds(&failed),
+            ["provenance"],
+            "a failed build has only its provenance"
+        );
+        let p = &statements(&failed, &AT)[0].1;
+        assert_eq!(p["subject"][0]["name"], "logs/00-build.log");
+        let refused = verdict(
+            Status::Rejected,
+            &[("reg/app", &sha("a"), SubjectState::NotCompared)],
+        );
+        assert!(
+            kinds(&refused).is_empty(),
+            "nothing ran, nothing was compared"
+        );
+    }
+
+    #[test]
+    fn resource_uris_are_package_urls() {
+        let s = |name: &str| {
+            let mut r = SubjectResult::not_compared(name, sha("a"));
+            r.set_state(SubjectState::Matched);
+            resource_uri(&r)
+        };
+        let hex = "a".repeat(64);
+        assert_eq!(
+            s("127.0.0.1:5000/hello/app:v1"),
+            format!("pkg:docker/hello/app@sha256%3A{hex}?repository_url=127.0.0.1%3A5000")
+        );
+        assert_eq!(
+            s("docker.io/library/alpine"),
+            format!("pkg:docker/library/alpine@sha256%3A{hex}")
+        );
+        assert_eq!(
+            s("example.invalid/<script>"),
+            format!("pkg:docker/%3Cscript%3E@sha256%3A{hex}?repository_url=example.invalid")
+        );
+        assert_eq!(
+            s(""),
+            format!("pkg:generic/artifact?checksum=sha256%3A{hex}")
+        );
     }
 }

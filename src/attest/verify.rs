@@ -34,6 +34,8 @@ pub struct Vouched {
     pub predicate_type: String,
     /// `name@digest` (or the digest alone) of each subject.
     pub subjects: Vec<String>,
+    /// Every `alg:hex` digest the subjects carry.
+    pub digests: Vec<String>,
     /// VSA: `PASSED`/`FAILED`; rebuild provenance: the verdict status.
     pub result: String,
     /// When the verdict was reached.
@@ -69,6 +71,60 @@ impl Vouched {
             s.push_str(&format!("verifier: {v}\n"));
         }
         s
+    }
+}
+
+/// What a deploy gate requires of a verified attestation, beyond its signature (`reprod verify --digest`,
+/// `--require-passed`, `--any-result`, `--verifier-id`), after slsa-verifier's `verify-vsa`: a summary is
+/// accepted only when it says PASSED, unless the caller asks for any result.
+#[derive(Debug, Clone, Default)]
+pub struct Gate {
+    /// The statement must be a verification summary naming this digest.
+    pub digest: Option<String>,
+    /// The statement must be a summary that says PASSED (a rebuild provenance does not qualify).
+    pub require_passed: bool,
+    /// Accept a summary whatever it says (it still has to verify, and to name `digest`).
+    pub any_result: bool,
+    /// The verifier (VSA) or builder (rebuild provenance) must be this.
+    pub verifier_id: Option<String>,
+}
+
+impl Gate {
+    /// `Err` says which requirement the verified statement does not meet.
+    pub fn check(&self, v: &Vouched) -> Result<(), String> {
+        let summary = v.predicate_type == uri::VSA_V1;
+        if (self.digest.is_some() || self.require_passed) && !summary {
+            return Err(format!(
+                "it is a {}, not a verification summary; only a summary vouches for a digest",
+                v.predicate_type
+            ));
+        }
+        if let Some(d) = &self.digest {
+            if !v.digests.iter().any(|x| x == d) {
+                return Err(format!(
+                    "the summary does not name {d} (it names {})",
+                    v.digests.join(", ")
+                ));
+            }
+        }
+        if let Some(id) = &self.verifier_id {
+            if v.verifier.as_deref() != Some(id.as_str()) {
+                return Err(format!(
+                    "its verifier is {}, not {id}",
+                    v.verifier.as_deref().unwrap_or("(none)")
+                ));
+            }
+        }
+        if summary && !self.any_result && v.result != "PASSED" {
+            return Err(format!(
+                "it says {}{} (pass --any-result to accept a summary whatever it says)",
+                v.result,
+                self.digest
+                    .as_ref()
+                    .map_or(String::new(), |d| format!(" for {d}"))
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -110,6 +166,16 @@ pub fn verify_attestation(bytes: &[u8], keys: &[PublicKey]) -> Result<Vouched, V
         .as_str()
         .ok_or_else(|| VerifyError::NotStatement("no predicateType".into()))?
         .to_string();
+    let digests = statement["subject"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["digest"].as_object())
+        .flat_map(|d| {
+            d.iter()
+                .map(|(alg, hex)| format!("{alg}:{}", hex.as_str().unwrap_or_default()))
+        })
+        .collect();
     let subjects = statement["subject"]
         .as_array()
         .into_iter()
@@ -151,6 +217,7 @@ pub fn verify_attestation(bytes: &[u8], keys: &[PublicKey]) -> Result<Vouched, V
         key_id: signer.id.clone(),
         predicate_type,
         subjects,
+        digests,
         result: result.unwrap_or_else(|| "(none stated)".into()),
         time,
         input_provenance: input,
@@ -185,6 +252,41 @@ mod tests {
         assert_eq!(v.result, "PASSED");
         assert_eq!(v.key_id, k.key_id());
         assert_eq!(v.subjects, vec!["a@sha256:00".to_string()]);
+        assert_eq!(v.digests, vec!["sha256:00".to_string()]);
+        let gate = |digest: &str, any_result| Gate {
+            digest: Some(digest.into()),
+            any_result,
+            ..Gate::default()
+        };
+        assert!(gate("sha256:00", false).check(&v).is_ok());
+        assert!(gate("sha256:11", true).check(&v).is_err(), "another digest");
+        let mut failed = v;
+        failed.result = "FAILED".into();
+        assert!(gate("sha256:00", false).check(&failed).is_err(), "FAILED");
+        assert!(
+            Gate::default().check(&failed).is_err(),
+            "a FAILED summary is refused by default"
+        );
+        assert!(
+            gate("sha256:00", true).check(&failed).is_ok(),
+            "--any-result"
+        );
+        let other_verifier = Gate {
+            verifier_id: Some("https://elsewhere/".into()),
+            any_result: true,
+            ..Gate::default()
+        };
+        assert!(other_verifier.check(&failed).is_err());
+        let mut provenance = failed;
+        provenance.predicate_type = uri::PROVENANCE_V1.into();
+        assert!(
+            Gate::default().check(&provenance).is_ok(),
+            "a rebuild provenance verifies as such"
+        );
+        assert!(
+            gate("sha256:00", true).check(&provenance).is_err(),
+            "but vouches for no digest"
+        );
 
         let other = key();
         assert!(matches!(

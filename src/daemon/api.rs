@@ -43,7 +43,7 @@ fn bad_parameter(message: impl Into<String>) -> Response {
 /// `sha256:<64 lowercase hex>` (the only digests a rebuild compares), or a sentence saying what was expected.
 pub fn parse_digest(text: &str) -> Result<&str, String> {
     let shown: String = text.chars().take(80).collect();
-    if crate::attest::statements::is_sha256(text) {
+    if crate::verdict::is_sha256(text) {
         Ok(text)
     } else {
         Err(format!(
@@ -238,20 +238,50 @@ pub async fn attestation(
     State(shared): State<Arc<Shared>>,
     Path((job, kind)): Path<(String, String)>,
 ) -> Response {
-    if kind != "vsa" && kind != "provenance" {
+    use crate::attest::statements::KINDS;
+    if kind != "vsa" && !KINDS.contains(&kind.as_str()) {
         return error(
             StatusCode::NOT_FOUND,
             "unknown-attestation",
-            format!("attestations are `vsa` and `provenance`, not {kind:?}"),
+            format!(
+                "attestations are {} (and `vsa`, the one summary of a verdict that has one), not {kind:?}",
+                KINDS.map(|k| format!("`{k}`")).join(", ")
+            ),
         );
     }
     let (j, k) = (job.clone(), kind.clone());
-    match blocking(&shared, move |s| s.store.attestation(&j, &k)).await {
-        Ok(Some(bytes)) => ([("content-type", uri::ENVELOPE_MEDIA_TYPE)], bytes).into_response(),
+    let found = blocking(&shared, move |s| -> Result<_, crate::store::StoreError> {
+        if k != "vsa" {
+            return Ok(s.store.attestation(&j, &k)?.map(|b| (k, b)));
+        }
+        // `vsa`: the verdict's summary when it has exactly one; verdicts recorded before summaries were
+        // split kept theirs under this name.
+        if let Some(b) = s.store.attestation(&j, "vsa")? {
+            return Ok(Some(("vsa".to_string(), b)));
+        }
+        let passed = s.store.attestation(&j, "vsa-passed")?;
+        let failed = s.store.attestation(&j, "vsa-failed")?;
+        Ok(match (passed, failed) {
+            (Some(b), None) => Some(("vsa-passed".to_string(), b)),
+            (None, Some(b)) => Some(("vsa-failed".to_string(), b)),
+            (Some(_), Some(_)) => Some(("ambiguous".to_string(), Vec::new())),
+            (None, None) => None,
+        })
+    })
+    .await;
+    match found {
+        Ok(Some((k, _))) if k == "ambiguous" => error(
+            StatusCode::CONFLICT,
+            "ambiguous-attestation",
+            format!(
+                "job {job} has two summaries: `vsa-passed` for the digests rebuilt bit for bit and `vsa-failed` for those that were not; ask for one"
+            ),
+        ),
+        Ok(Some((_, bytes))) => ([("content-type", uri::ENVELOPE_MEDIA_TYPE)], bytes).into_response(),
         Ok(None) => error(
             StatusCode::NOT_FOUND,
             "unknown-attestation",
-            format!("job {job} has no {kind} attestation (no verdict yet, or nothing was rebuilt to attest)"),
+            format!("job {job} has no {kind} attestation (no verdict yet, or nothing was compared or run to attest)"),
         ),
         Err(e) => storage_error(e),
     }

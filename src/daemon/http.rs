@@ -340,7 +340,8 @@ pub struct RemoteLease {
 pub struct RemoteCompletion {
     pub job: String,
     pub token: String,
-    /// The verdict, when one was reached.
+    /// The verdict, when one was reached: read as a [`crate::verdict::Verdict`] only after the lease is
+    /// found to be this worker's.
     pub verdict: Option<serde_json::Value>,
     /// Why the job should be retried, when no verdict was reached.
     pub retry: Option<String>,
@@ -480,24 +481,22 @@ async fn worker_complete(
     shared.saw_worker(&format!("remote:{name}"), None);
     let how = match (done.verdict, done.retry) {
         (Some(verdict), None) => {
-            let status = verdict["status"].as_str().unwrap_or_default();
-            if !api::STATUSES.contains(&status) || !verdict["subjects"].is_array() {
-                return error(
-                    StatusCode::BAD_REQUEST,
-                    "bad-body",
-                    format!(
-                        "`verdict` must be a verdict object with `subjects` and a `status` of {}",
-                        api::STATUSES.join(", ")
-                    ),
-                );
-            }
-            let j = done.job.clone();
+            let verdict: crate::verdict::Verdict = match serde_json::from_value(verdict) {
+                Ok(v) => v,
+                Err(e) => {
+                    return error(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "bad-verdict",
+                        format!("`verdict` is not a verdict object: {e}"),
+                    )
+                }
+            };
+            let (j, worker) = (done.job.clone(), name.clone());
             let checked = blocking(&shared, move |s| {
-                let mut verdict = verdict;
-                super::record::check_remote_verdict(s, &j, &mut verdict).map(|()| verdict)
+                super::record::check_remote_verdict(s, &j, &worker, verdict)
             })
             .await;
-            let verdict = match checked {
+            let (verdict, work_key) = match checked {
                 Ok(v) => v,
                 Err(Blocking::Op(why)) => {
                     return error(StatusCode::UNPROCESSABLE_ENTITY, "bad-verdict", why)
@@ -524,7 +523,7 @@ async fn worker_complete(
             }
             let stored = blocking(&shared, move |s| {
                 s.store.put_artifacts(&job, &files)?;
-                super::record::record_verdict(s, &job, &verdict)
+                super::record::record_verdict(s, &job, &verdict, work_key.as_deref())
             });
             if let Err(e) = stored.await {
                 return storage_error(e);

@@ -2,7 +2,6 @@
 //! policy are decided here, before anything is queued.
 
 use reprod_jobs::{Enqueued, JobId, NewJob, Queue};
-use sha2::{Digest, Sha256};
 
 use super::Shared;
 use crate::examine;
@@ -12,7 +11,7 @@ use crate::provenance::container::NoBlobs;
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub enum Intake {
-    /// Queued under `job` (`duplicate_of` names the known job when the same work was already queued).
+    /// Queued under `job` (`duplicate_of` names it when this very document was already queued).
     Queued {
         job: String,
         duplicate_of: Option<String>,
@@ -47,50 +46,31 @@ pub fn ingest(shared: &Shared, bytes: &[u8]) -> Result<Intake, IntakeError> {
 }
 
 fn decide(shared: &Shared, bytes: &[u8]) -> Result<Intake, IntakeError> {
-    let findings = examine::examine(
-        bytes,
-        shared.config.max_document_bytes,
-        &NoBlobs,
-        &shared.material,
-    )
-    .map_err(|e| IntakeError::Parse(e.to_string()))?;
-    let finding = findings
-        .iter()
-        .find(|f| f.recipe.is_some())
-        .or_else(|| findings.first())
-        .ok_or_else(|| IntakeError::Parse("the document holds no statement".into()))?;
-    let digest = format!("sha256:{}", hex::encode(Sha256::digest(bytes)));
-    if let Some(problem) = crate::rebuild::judge(&shared.config, finding, &shared.material) {
+    let admitted = examine::admit(&shared.config, bytes, &NoBlobs, &shared.material)
+        .map_err(|e| IntakeError::Parse(e.to_string()))?;
+    let digest = format!("sha256:{}", admitted.sha256);
+    if let Some(problem) = &admitted.refusal {
         shared
             .store
             .put_rejection(&digest, &serde_json::json!(problem))
             .map_err(|e| IntakeError::Storage(e.to_string()))?;
         return Ok(Intake::Rejected {
-            reason: problem.reason,
-            detail: problem.detail,
+            reason: problem.reason.clone(),
+            detail: problem.detail.clone(),
         });
     }
     shared
         .store
         .put_provenance(&digest, bytes)
         .map_err(|e| IntakeError::Storage(e.to_string()))?;
-    // Two documents with the same source commit and steps are the same work, whatever subjects they list.
-    let aliases = finding
-        .recipe
-        .as_ref()
-        .and_then(|r| {
-            let key = serde_json::to_vec(&(&r.source, &r.steps, &r.build_type)).ok()?;
-            Some(vec![format!(
-                "recipe:sha256:{}",
-                hex::encode(Sha256::digest(key))
-            )])
-        })
-        .unwrap_or_default();
+    // Every document is its own job, judged on its own subjects: two documents for the same work (source
+    // commit and steps) are not merged here. The worker reuses a completed rebuild of the same work for the
+    // second, so the work runs once while each document gets a verdict of its own.
     let outcome = shared
         .queue
         .enqueue(NewJob {
             id: JobId(digest.clone()),
-            aliases,
+            aliases: Vec::new(),
             payload: bytes.to_vec(),
             priority: 0,
         })

@@ -17,6 +17,7 @@ use reprod_jobs::Queue;
 
 use super::{blocking, Shared};
 use crate::store::{ListQuery, VerdictRecord};
+use crate::verdict::SubjectState;
 
 const STYLE: &str = include_str!("../../templates/style.css");
 const RECENT: usize = 25;
@@ -68,6 +69,9 @@ fn job_href(job: &str) -> String {
 
 /// Text XML 1.0 can carry: its forbidden control characters become U+FFFD (a hostile name must not make
 /// the feed unreadable for everyone).
+/// Subjects whose state a feed entry lists.
+const FEED_SUBJECTS: usize = 10;
+
 fn xml_text(s: &str) -> String {
     s.chars()
         .map(|c| match c {
@@ -87,15 +91,19 @@ pub struct Row {
     pub reason: String,
     /// (name, href)
     pub images: Vec<(String, String)>,
-    pub digests: Vec<String>,
+    /// (digest, subject state)
+    pub digests: Vec<(String, &'static str)>,
 }
 
 impl Row {
     fn of(r: &VerdictRecord) -> Self {
-        let mut digests: Vec<String> = Vec::new();
+        let mut digests: Vec<(String, &'static str)> = Vec::new();
         for s in &r.subjects {
-            if !digests.contains(&s.digest) {
-                digests.push(s.digest.clone());
+            if !digests.iter().any(|(d, _)| *d == s.digest) {
+                digests.push((
+                    crate::text::inert(&s.digest).into_owned(),
+                    s.state(&r.status).as_str(),
+                ));
             }
         }
         Row {
@@ -155,7 +163,8 @@ pub struct StepRow {
 pub struct SubjectRow {
     pub name: String,
     pub digest: String,
-    pub matched: bool,
+    /// `matched`, `differs`, `not-found` or `not-compared`.
+    pub state: &'static str,
     pub rebuilt: String,
     pub why: Vec<String>,
 }
@@ -352,10 +361,11 @@ async fn image(
     )
 }
 
+/// A JSON value as page text, with control characters made visible (see [`crate::text::inert`]).
 fn text(v: &Value) -> String {
     match v {
         Value::Null => String::new(),
-        Value::String(s) => s.clone(),
+        Value::String(s) => crate::text::inert(s).into_owned(),
         other => other.to_string(),
     }
 }
@@ -449,11 +459,29 @@ async fn job(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Respo
                     }
                 }
             }
+            let state =
+                serde_json::from_value::<SubjectState>(s["state"].clone()).unwrap_or_else(|_| {
+                    // Verdicts recorded before subject states existed.
+                    let record = crate::store::SubjectRecord {
+                        name: String::new(),
+                        digest: text(&s["digest"]),
+                        matched: s["matched"].as_bool() == Some(true),
+                        state: None,
+                    };
+                    record.state(&text(&verdict["status"]))
+                });
+            if let Some(p) = s["problem"].as_str() {
+                why.insert(0, p.to_string());
+            }
             SubjectRow {
                 name: text(&s["name"]),
                 digest: text(&s["digest"]),
-                matched: s["matched"].as_bool() == Some(true),
-                rebuilt: text(&s["rebuilt_digest"]),
+                state: state.as_str(),
+                rebuilt: if state == SubjectState::Matched {
+                    String::new()
+                } else {
+                    text(&s["rebuilt_digest"])
+                },
                 why,
             }
         })
@@ -541,9 +569,23 @@ async fn feed(
                 title: xml_text(&format!("{}: {what}", r.status)),
                 link: xml_text(&format!("{base}{}", job_href(&r.job))),
                 updated: r.recorded_at.clone(),
-                summary: xml_text(&match &r.reason {
-                    Some(reason) => format!("{} ({reason}): {}", r.status, r.detail),
-                    None => format!("{}: {}", r.status, r.detail),
+                summary: xml_text(&{
+                    let mut text = match &r.reason {
+                        Some(reason) => format!("{} ({reason}): {}", r.status, r.detail),
+                        None => format!("{}: {}", r.status, r.detail),
+                    };
+                    let states: Vec<String> = r
+                        .subjects
+                        .iter()
+                        .take(FEED_SUBJECTS)
+                        .map(|s| {
+                            format!("{} {}: {}", s.name, s.digest, s.state(&r.status).as_str())
+                        })
+                        .collect();
+                    if !states.is_empty() {
+                        text.push_str(&format!(" | subjects: {}", states.join("; ")));
+                    }
+                    text
                 }),
             }
         })

@@ -1,8 +1,10 @@
 //! Recording a verdict: sign its attestations, then keep verdict, record, indexes and envelopes in one
 //! transaction. The one path both in-process and remote workers' verdicts take.
 
-use crate::attest::{self, AttestError};
+use crate::attest::{self, AttestError, Publication};
+use crate::examine::Admitted;
 use crate::store::{now_rfc3339, StoreError, VerdictRecord};
+use crate::verdict::{Status, StepTermination, SubjectState, Verdict};
 
 use super::Shared;
 
@@ -14,12 +16,14 @@ pub enum RecordError {
     Sign(#[from] AttestError),
 }
 
-/// Signs and stores `verdict` for `job` unless the job has one. Blocking (signing, flush): call it from
+/// Signs and stores `verdict` for `job` unless the job has one. `work_key` names the work its rebuild did,
+/// so later documents for the same work can be judged against it. Blocking (signing, flush): call it from
 /// `spawn_blocking`. Returns the record when this call wrote it.
 pub fn record_verdict(
     shared: &Shared,
     job: &str,
-    verdict: &serde_json::Value,
+    verdict: &Verdict,
+    work_key: Option<&str>,
 ) -> Result<Option<VerdictRecord>, RecordError> {
     if shared.store.has_verdict(job)? {
         return Ok(None);
@@ -31,12 +35,18 @@ pub fn record_verdict(
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
     let at = now_rfc3339();
-    let signed = attest::attest(verdict, job, &at, &shared.signer)?;
+    let base = shared.config.server.base_url();
+    let publication = Publication {
+        job,
+        recorded_at: &at,
+        base_url: &base,
+    };
+    let signed = attest::attest(verdict, &publication, &shared.signer)?;
     let envelopes: Vec<(&str, Vec<u8>)> =
         signed.into_iter().map(|a| (a.kind, a.envelope)).collect();
     let record = shared
         .store
-        .put_verdict_once(job, verdict, &at, &envelopes)?;
+        .put_verdict_once(job, verdict, &at, &envelopes, work_key)?;
     if let Some(r) = &record {
         shared.metrics.verdict_recorded(&r.status, r.duration_ms);
         tracing::info!(job, status = %r.status, attestations = ?r.attestations, "verdict recorded");
@@ -44,61 +54,217 @@ pub fn record_verdict(
     Ok(record)
 }
 
-/// Holds a remote worker's verdict to the document it was leased: the server signs it, so the worker may
-/// not choose what is signed. The provenance digest is the job's; the sha256 subjects must be the
-/// document's, each once at least; and `reproducible` needs every one of them matched.
-pub fn check_remote_verdict(
-    shared: &Shared,
-    job: &str,
-    verdict: &mut serde_json::Value,
-) -> Result<(), String> {
-    use crate::attest::statements::is_sha256;
+/// The stored document of `job`, admitted as the server admits it.
+pub fn admit_stored(shared: &Shared, job: &str) -> Result<Admitted, String> {
     let document = shared
         .store
         .provenance(job)
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("job {job} has no stored document"))?;
-    let findings = crate::examine::examine(
+    crate::examine::admit(
+        &shared.config,
         &document,
-        shared.config.max_document_bytes,
         &crate::provenance::container::NoBlobs,
         &shared.material,
     )
-    .map_err(|e| format!("the job's document no longer parses: {e}"))?;
-    let finding = findings
-        .iter()
-        .find(|f| f.recipe.is_some())
-        .or_else(|| findings.first())
-        .ok_or("the job's document holds no statement")?;
-    let mut expected: Vec<String> = finding
-        .subjects
-        .iter()
-        .filter_map(|s| s.sha256())
-        .filter(|d| is_sha256(d))
-        .collect();
-    expected.sort_unstable();
-    expected.dedup();
-    let subjects = verdict["subjects"].as_array().cloned().unwrap_or_default();
-    let mut given: Vec<String> = subjects
-        .iter()
-        .filter_map(|s| s["digest"].as_str())
-        .filter(|d| is_sha256(d))
-        .map(str::to_string)
-        .collect();
-    given.sort_unstable();
-    given.dedup();
-    if given != expected {
+    .map_err(|e| format!("the job's document no longer parses: {e}"))
+}
+
+/// Reasons a remote worker may give for a document it could not rebuild (what only its run can tell).
+const RUNTIME_UNREBUILDABLE: &[&str] = &[
+    "source-unavailable",
+    "commit-not-found",
+    "disallowed-source-scheme",
+    "image-unavailable",
+    "unpinned-image",
+];
+
+/// Turns a remote worker's report into the verdict the server signs. The server never signs the worker's
+/// words about the document: the provenance, its digest, the source, the steps and their images, and the
+/// subjects are re-derived from the stored document, and the status is decided here from the per-subject
+/// results. What only the worker can know (exit codes, logs, outputs, rebuilt digests) is kept as its
+/// claim, named in the verdict (`rebuilt_by`) and in the signed rebuild provenance (its builder).
+/// Returns the verdict and the work key of the document's recipe.
+pub fn check_remote_verdict(
+    shared: &Shared,
+    job: &str,
+    worker: &str,
+    claimed: Verdict,
+) -> Result<(Verdict, Option<String>), String> {
+    let admitted = admit_stored(shared, job)?;
+    let work_key = admitted
+        .finding()
+        .recipe
+        .as_ref()
+        .map(crate::provenance::Recipe::work_key);
+    checked(&admitted, job, worker, claimed).map(|v| (v, work_key))
+}
+
+fn checked(
+    admitted: &Admitted,
+    job: &str,
+    worker: &str,
+    claimed: Verdict,
+) -> Result<Verdict, String> {
+    let mut verdict = crate::rebuild::verdict_for(admitted, &format!("job {job}"));
+    verdict.rebuilt_by = Some(format!("remote:{worker}"));
+    verdict.duration_ms = claimed.duration_ms;
+    let finding = admitted.finding();
+    if let Some(refusal) = &admitted.refusal {
+        verdict.conclude_uncompared(Status::Rejected, &refusal.reason, refusal.detail.clone());
+        verdict.rebuilt_by = None;
+        return Ok(verdict);
+    }
+    let recipe = match (&finding.recipe, &finding.unrebuildable) {
+        (Some(r), None) => r,
+        (_, Some(p)) => {
+            verdict.conclude_uncompared(Status::Unrebuildable, &p.reason, p.detail.clone());
+            verdict.rebuilt_by = None;
+            return Ok(verdict);
+        }
+        (None, None) => return Err("the job's document yields no recipe".into()),
+    };
+    // Subjects: every claimed one must be the document's.
+    for c in &claimed.subjects {
+        if !verdict
+            .subjects
+            .iter()
+            .any(|s| s.name == c.name && s.digest == c.digest)
+        {
+            return Err(format!(
+                "the verdict names subject {:?} {}, which the document does not",
+                c.name, c.digest
+            ));
+        }
+    }
+    // Steps: the recorded ones, in order, in the recorded images (a mirror may change the repository,
+    // never the digest).
+    if claimed.steps.len() > recipe.steps.len() {
         return Err(format!(
-            "the verdict's sha256 subjects {given:?} are not the document's {expected:?}"
+            "the verdict reports {} steps; the document records {}",
+            claimed.steps.len(),
+            recipe.steps.len()
         ));
     }
-    if verdict["status"] == "reproducible"
-        && subjects
-            .iter()
-            .any(|s| s["digest"].as_str().is_some_and(is_sha256) && s["matched"] != true)
-    {
-        return Err("a reproducible verdict with a subject that did not match".into());
+    for (i, (c, r)) in claimed.steps.iter().zip(&recipe.steps).enumerate() {
+        let digest = |image: &str| image.rsplit_once('@').map(|(_, d)| d.to_string());
+        if c.name != r.name || c.image != r.image || digest(&c.pulled_image) != digest(&r.image) {
+            return Err(format!(
+                "step {}: the verdict reports {:?} in {} (pulled {}); the document records {:?} in {}",
+                i + 1,
+                c.name,
+                c.image,
+                c.pulled_image,
+                r.name,
+                r.image
+            ));
+        }
     }
-    verdict["provenance"]["sha256"] = job.trim_start_matches("sha256:").into();
-    Ok(())
+    let ran_all = claimed.steps.len() == recipe.steps.len()
+        && claimed
+            .steps
+            .iter()
+            .all(|s| s.termination == StepTermination::Exited && s.exit_code == 0);
+    verdict.steps = claimed.steps.clone();
+    verdict.fetched_url = claimed.fetched_url.clone();
+    verdict.claimed_results = claimed.claimed_results.clone();
+    match claimed.status {
+        Status::Rejected => Err(
+            "the server admitted this document; a worker reports `retry`, not `rejected`".into(),
+        ),
+        Status::Unrebuildable => {
+            let reason = claimed.reason.clone().unwrap_or_default();
+            if !RUNTIME_UNREBUILDABLE.contains(&reason.as_str()) {
+                return Err(format!(
+                    "unrebuildable reason {reason:?} is not one a rebuild can find that the server cannot (one of {})",
+                    RUNTIME_UNREBUILDABLE.join(", ")
+                ));
+            }
+            verdict.conclude_uncompared(Status::Unrebuildable, &reason, claimed.detail.clone());
+            Ok(verdict)
+        }
+        Status::BuildFailed => {
+            let last = claimed.steps.last();
+            let reason = match (claimed.reason.as_deref(), last) {
+                (Some("job-timed-out"), _) => "job-timed-out",
+                (Some("output-scan-limit"), _) if ran_all => "output-scan-limit",
+                (_, Some(s)) if s.termination == StepTermination::TimedOut => "step-timed-out",
+                (_, Some(s)) if s.termination == StepTermination::OutOfMemory => {
+                    "step-out-of-memory"
+                }
+                (_, Some(s)) if s.exit_code != 0 => "step-failed",
+                _ => return Err(
+                    "a build-failed verdict whose last step did not fail (nor the job time out)"
+                        .into(),
+                ),
+            };
+            verdict.conclude_uncompared(Status::BuildFailed, reason, claimed.detail.clone());
+            Ok(verdict)
+        }
+        Status::Reproducible | Status::Unreproducible => {
+            if !ran_all {
+                return Err(
+                    "a comparison is claimed, but not every recorded step ran and exited 0".into(),
+                );
+            }
+            let outputs = claimed
+                .outputs
+                .clone()
+                .ok_or("a comparison is claimed without the outputs it compared")?;
+            for s in verdict.subjects.iter_mut().filter(|s| s.is_sha256()) {
+                let Some(c) = claimed
+                    .subjects
+                    .iter()
+                    .find(|c| c.name == s.name && c.digest == s.digest)
+                else {
+                    return Err(format!(
+                        "the verdict says nothing of subject {:?} {}",
+                        s.name, s.digest
+                    ));
+                };
+                match c.state {
+                    SubjectState::Matched
+                        if c.rebuilt_digest.as_deref() != Some(&s.digest)
+                            || !outputs.contains(&s.digest) =>
+                    {
+                        return Err(format!(
+                            "subject {:?} {} is claimed matched without a rebuilt output of that digest",
+                            s.name, s.digest
+                        ))
+                    }
+                    SubjectState::Differs
+                        if c.rebuilt_digest.is_none() || c.rebuilt_digest.as_deref() == Some(&s.digest) =>
+                    {
+                        return Err(format!(
+                            "subject {:?} {} is claimed to differ without a different rebuilt digest",
+                            s.name, s.digest
+                        ))
+                    }
+                    SubjectState::NotCompared => {
+                        return Err(format!(
+                            "sha256 subject {:?} {} is claimed not compared after a complete rebuild",
+                            s.name, s.digest
+                        ))
+                    }
+                    _ => {}
+                }
+                s.set_state(c.state);
+                s.artifact = c.artifact;
+                s.rebuilt_digest = c.rebuilt_digest.clone();
+                s.rebuilt_path = c.rebuilt_path.clone();
+                s.problem = c.problem.clone();
+                s.explanation = c.explanation.clone();
+            }
+            verdict.outputs = Some(outputs);
+            verdict.decide();
+            if verdict.status != claimed.status {
+                return Err(format!(
+                    "the verdict claims {} but its per-subject results make it {}",
+                    claimed.status.as_str(),
+                    verdict.status.as_str()
+                ));
+            }
+            Ok(verdict)
+        }
+    }
 }

@@ -91,7 +91,7 @@ async fn run_job(shared: &Arc<Shared>, lease: &Lease, ttl: Duration) -> Option<C
         }
     };
     let log_job = job.clone();
-    let progress = move |line: &str| tracing::info!(job = %log_job, "{line}");
+    let progress = move |line: &str| tracing::info!(job = %log_job, "{}", crate::text::inert(line));
     let opts = RebuildOptions {
         origin: format!("job {job}"),
         // Kept until its logs and diffs are in the store, then removed.
@@ -102,21 +102,64 @@ async fn run_job(shared: &Arc<Shared>, lease: &Lease, ttl: Duration) -> Option<C
         blobs: &crate::provenance::container::NoBlobs,
         collected: true,
     };
+    let admitted = {
+        let payload = lease.payload.clone();
+        blocking(shared, move |s| {
+            crate::examine::admit(
+                &s.config,
+                &payload,
+                &crate::provenance::container::NoBlobs,
+                &s.material,
+            )
+        })
+        .await
+    };
+    let admitted = match admitted {
+        Ok(a) => a,
+        Err(e) => {
+            return Some(Completion::Retry {
+                reason: format!("the leased document does not parse: {e}"),
+            })
+        }
+    };
+    let work_key = admitted
+        .finding()
+        .recipe
+        .as_ref()
+        .map(crate::provenance::Recipe::work_key);
+    // The same work already rebuilt for another document: judge this one against it.
+    let prior = match &work_key {
+        Some(key) => {
+            let k = key.clone();
+            match blocking(shared, move |s| s.store.prior_rebuild(&k)).await {
+                Ok(p) => p.filter(|(_, v)| rebuild::Prior::usable(v)),
+                Err(e) => {
+                    return Some(Completion::Retry {
+                        reason: format!("store: {e}"),
+                    })
+                }
+            }
+        }
+        None => None,
+    };
+    if let Some((prior_job, _)) = &prior {
+        tracing::info!(job = %job, reused = %prior_job, "same work as an earlier rebuild: judging against it");
+    }
+    let rebuilt = rebuild::rebuild_admitted(
+        &shared.config,
+        &admitted,
+        &opts,
+        prior
+            .as_ref()
+            .map(|(j, v)| rebuild::Prior { job: j, verdict: v }),
+    );
     let result = tokio::select! {
-        r = rebuild::rebuild(&shared.config, &lease.payload, &opts) => r,
+        r = rebuilt => r,
         () = heartbeat => return None,
     };
     Some(match result {
         Ok(mut verdict) => {
             let dir = verdict.job_dir.take().map(std::path::PathBuf::from);
-            let value = match serde_json::to_value(&verdict) {
-                Ok(v) => v,
-                Err(e) => {
-                    return Some(Completion::Retry {
-                        reason: e.to_string(),
-                    })
-                }
-            };
             let j = job.clone();
             let kept = dir.clone();
             let stored = blocking(shared, move |s| {
@@ -125,7 +168,7 @@ async fn run_job(shared: &Arc<Shared>, lease: &Lease, ttl: Duration) -> Option<C
                     .map(rebuild::job_artifacts)
                     .unwrap_or_default();
                 s.store.put_artifacts(&j, &files)?;
-                super::record::record_verdict(s, &j, &value)
+                super::record::record_verdict(s, &j, &verdict, work_key.as_deref())
             })
             .await;
             if let Some(dir) = dir {

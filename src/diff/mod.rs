@@ -22,7 +22,9 @@ pub const SCHEMA: &str = "https://reprod.dev/diff/v1";
 pub const TEXT_DIFF_LINES: usize = 40;
 
 /// What kind of difference.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum Class {
     /// A file's bytes, type, link target, presence; a layer or platform present on one side only.
@@ -85,7 +87,7 @@ impl Class {
 }
 
 /// One difference.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Difference {
     pub class: Class,
     /// Where: `<platform> layer <n> <path>`, `<platform> config`, `index`, ...

@@ -32,6 +32,8 @@ pub struct PlatformImage {
 pub struct BlobRef {
     pub name: String,
     pub digest: Option<String>,
+    /// The size its descriptor declares (`None` in legacy archives).
+    pub size: Option<u64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,8 +51,11 @@ pub struct ImageSource {
     pub images: Vec<PlatformImage>,
 }
 
-fn blob_name(d: &Descriptor) -> String {
-    crate::oci::blob_name(d.digest().as_ref())
+impl ImageSource {
+    /// The blob file a descriptor names; a digest of an unregistered algorithm or malformed hex names none.
+    fn blob_name(&self, d: &Descriptor) -> Result<String, DiffError> {
+        crate::oci::blob_name(d.digest().as_ref()).map_err(|why| self.blob_error(why))
+    }
 }
 
 fn sorted(map: Option<&HashMap<String, String>>) -> Vec<(String, String)> {
@@ -112,6 +117,38 @@ impl ImageSource {
             .map_err(|problem| self.blob_error(problem))
     }
 
+    /// Proves a blob that is not read (its digest equals the other side's) is there with the size its
+    /// descriptor declares; its bytes are hashed only with `--verify-layers`.
+    pub fn check_present(&self, blob: &BlobRef) -> Result<(), DiffError> {
+        let (_, size) = self.open_blob(&blob.name)?;
+        match blob.size {
+            Some(declared) if declared != size => Err(self.blob_error(format!(
+                "{} is {size} bytes, but its descriptor says {declared}",
+                blob.name
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Hashes a blob and proves it matches its digest.
+    pub fn check_digest(&self, blob: &BlobRef) -> Result<(), DiffError> {
+        let Some(expected) = blob.digest.as_deref() else {
+            return Ok(());
+        };
+        let alg = crate::oci::Algorithm::of(expected)
+            .ok_or_else(|| self.blob_error(format!("{expected}: unregistered digest algorithm")))?;
+        let (reader, _) = self.open_blob(&blob.name)?;
+        let (found, _) = crate::oci::digest_reader(alg, reader, |_| Ok(()))
+            .map_err(|e| self.blob_error(format!("{}: {e}", blob.name)))?;
+        if found != expected {
+            return Err(self.blob_error(format!(
+                "{} does not match its digest {expected}: its bytes hash to {found}",
+                blob.name
+            )));
+        }
+        Ok(())
+    }
+
     fn blob_error(&self, problem: String) -> DiffError {
         DiffError::Blob {
             image: self.display.clone(),
@@ -123,7 +160,10 @@ impl ImageSource {
     pub fn read_verified(&self, name: &str, digest: Option<&str>) -> Result<Vec<u8>, DiffError> {
         let bytes = self.read_small(name)?;
         if let Some(expected) = digest {
-            let found = crate::oci::sha256_bytes(&bytes);
+            let found = match crate::oci::Algorithm::of(expected) {
+                Some(alg) => crate::oci::digest_bytes(alg, &bytes),
+                None => String::from("(an algorithm reprod does not compute)"),
+            };
             if found != expected {
                 return Err(self.blob_error(format!(
                     "{name} does not match its digest {expected}: its bytes hash to {found}"
@@ -150,7 +190,7 @@ impl ImageSource {
         out: &mut Vec<PlatformImage>,
     ) -> Result<(), DiffError> {
         let media_type = d.media_type().to_string();
-        let name = blob_name(d);
+        let name = self.blob_name(d)?;
         if is_index_media_type(&media_type) {
             if depth >= MAX_INDEX_DEPTH {
                 return Err(self.blob_error(format!(
@@ -179,20 +219,24 @@ impl ImageSource {
                 manifest_digest: Some(d.digest().to_string()),
                 manifest_annotations: sorted(manifest.annotations().as_ref()),
                 config: BlobRef {
-                    name: blob_name(manifest.config()),
+                    name: self.blob_name(manifest.config())?,
                     digest: Some(manifest.config().digest().to_string()),
+                    size: Some(manifest.config().size()),
                 },
                 layers: manifest
                     .layers()
                     .iter()
-                    .map(|l| LayerRef {
-                        blob: BlobRef {
-                            name: blob_name(l),
-                            digest: Some(l.digest().to_string()),
-                        },
-                        media_type: l.media_type().to_string(),
+                    .map(|l| {
+                        Ok(LayerRef {
+                            blob: BlobRef {
+                                name: self.blob_name(l)?,
+                                digest: Some(l.digest().to_string()),
+                                size: Some(l.size()),
+                            },
+                            media_type: l.media_type().to_string(),
+                        })
                     })
-                    .collect(),
+                    .collect::<Result<_, DiffError>>()?,
             });
         }
         // Other artifacts (attestations, signatures) in an index are not images; they are skipped.
@@ -217,6 +261,7 @@ impl ImageSource {
                 config: BlobRef {
                     name: e.config,
                     digest: None,
+                    size: None,
                 },
                 layers: e
                     .layers
@@ -225,6 +270,7 @@ impl ImageSource {
                         blob: BlobRef {
                             name: l,
                             digest: None,
+                            size: None,
                         },
                         media_type: String::new(),
                     })

@@ -1,17 +1,16 @@
-//! Scanning a workspace for build outputs.
+//! Scanning a workspace for build outputs, within [`ScanLimits`].
 
+use std::collections::HashSet;
 use std::io::Read;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use super::{read_image, sha256_file, RebuiltImage};
-
-/// Stop scanning after this many directory entries (a build that writes more is reported, not followed).
-const MAX_ENTRIES: usize = 500_000;
+use super::limits::{push_bounded, Budget, ScanLimits};
+use super::{read_image_within, Algorithm, RebuiltImage};
 
 /// A plain file among the outputs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RebuiltFile {
     pub path: String,
     pub digest: String,
@@ -19,53 +18,119 @@ pub struct RebuiltFile {
 }
 
 /// Everything found under a root.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Outputs {
     pub images: Vec<RebuiltImage>,
+    /// The first files found (and, beyond that, those whose digest was asked for).
     pub files: Vec<RebuiltFile>,
-    /// Things that could not be read (unreadable files, corrupt archives, the entry cap).
+    /// Files hashed but not listed (over `max_files_listed`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub files_omitted: usize,
+    /// Things that could not be read (unreadable files, corrupt archives, a limit reached).
     pub problems: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub problems_omitted: usize,
+    /// Why the scan stopped before reading everything (a deadline or a limit): then a subject not found
+    /// may only not have been reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
+    /// Files and images that were there before the steps ran and are unchanged (the checked-out source):
+    /// inputs, not outputs, so they are not listed and match nothing.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub inputs_unchanged: usize,
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }
 
 impl Outputs {
-    /// True when some image or file has exactly this `sha256:<hex>` digest.
+    /// True when some image whose every blob was verified, or some file, has exactly this digest.
     pub fn contains(&self, digest: &str) -> bool {
         self.images.iter().any(|i| i.digests.contains(digest))
             || self.files.iter().any(|f| f.digest == digest)
     }
+
+    /// Why an image with this digest was found but does not count (a blob beneath it is missing or wrong).
+    pub fn incomplete(&self, digest: &str) -> Option<(&RebuiltImage, &str)> {
+        self.images
+            .iter()
+            .find_map(|i| i.incomplete.get(digest).map(|p| (i, p.as_str())))
+    }
+
+    /// Removes what `before` (a scan of the same root before the steps ran) already held at the same
+    /// path with the same digests: a build's outputs are what its steps wrote, not the source it was given.
+    pub fn without_inputs(mut self, before: &Outputs) -> Outputs {
+        let files_before: std::collections::HashMap<&str, &str> = before
+            .files
+            .iter()
+            .map(|f| (f.path.as_str(), f.digest.as_str()))
+            .collect();
+        let n = self.files.len() + self.images.len();
+        self.files
+            .retain(|f| files_before.get(f.path.as_str()) != Some(&f.digest.as_str()));
+        self.images.retain(|i| {
+            !before
+                .images
+                .iter()
+                .any(|b| b.path == i.path && b.digests == i.digests && b.entries == i.entries)
+        });
+        self.inputs_unchanged += n - self.files.len() - self.images.len();
+        self
+    }
+
+    fn problem(&mut self, max: usize, p: String) {
+        push_bounded(&mut self.problems, &mut self.problems_omitted, max, p);
+    }
 }
 
-/// Scans `root` (symlinks are not followed, `.git` directories are skipped). Blocking: run it off the
-/// async runtime.
+/// Scans `root` within default limits.
 pub fn collect(root: &Path) -> Outputs {
+    collect_within(root, ScanLimits::default(), &HashSet::new())
+}
+
+/// Scans `root` (symlinks are not followed, `.git` directories are skipped). Files whose digest is in
+/// `wanted` are listed even beyond `max_files_listed`. Blocking: run it off the async runtime.
+pub fn collect_within(root: &Path, limits: ScanLimits, wanted: &HashSet<String>) -> Outputs {
+    let max_problems = limits.max_problems;
+    let max_entries = limits.max_entries;
+    let max_files = limits.max_files_listed;
+    let mut budget = Budget::new(limits);
     let mut out = Outputs::default();
     let mut stack = vec![root.to_path_buf()];
     let mut seen = 0usize;
+    let regular = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_file());
     while let Some(dir) = stack.pop() {
+        if let Err(why) = budget.check_time() {
+            out.problem(max_problems, why);
+            break;
+        }
         let rel = |p: &Path| p.strip_prefix(root).unwrap_or(p).display().to_string();
-        if dir.join("oci-layout").is_file() && dir.join("index.json").is_file() {
-            match read_image(&dir, &rel(&dir)) {
+        if regular(&dir.join("oci-layout")) && regular(&dir.join("index.json")) {
+            match read_image_within(&dir, &rel(&dir), &mut budget) {
                 Ok(Some(image)) => out.images.push(image),
                 Ok(None) => {}
-                Err(e) => out.problems.push(e),
+                Err(e) => out.problem(max_problems, e),
             }
             continue;
         }
         let mut entries = match std::fs::read_dir(&dir) {
             Ok(rd) => rd.filter_map(Result::ok).collect::<Vec<_>>(),
             Err(e) => {
-                out.problems.push(format!("{}: {e}", rel(&dir)));
+                out.problem(max_problems, format!("{}: {e}", rel(&dir)));
                 continue;
             }
         };
         entries.sort_by_key(|e| e.file_name());
         for entry in entries.into_iter().rev() {
             seen += 1;
-            if seen > MAX_ENTRIES {
-                out.problems.push(format!(
-                    "stopped after {MAX_ENTRIES} directory entries; later outputs were not scanned"
-                ));
-                return out;
+            if seen > max_entries {
+                let why = format!(
+                    "stopped after {max_entries} directory entries; later outputs were not scanned"
+                );
+                out.problem(max_problems, why.clone());
+                out.stopped = Some(why);
+                return finish(out, &budget, max_problems);
             }
             let path = entry.path();
             let Ok(meta) = std::fs::symlink_metadata(&path) else {
@@ -76,31 +141,59 @@ pub fn collect(root: &Path) -> Outputs {
                     stack.push(path);
                 }
             } else if meta.is_file() {
-                file(&path, &rel(&path), meta.len(), &mut out);
+                file(&path, &rel(&path), &mut out, &mut budget, wanted, max_files);
             }
         }
+    }
+    finish(out, &budget, max_problems)
+}
+
+fn finish(mut out: Outputs, budget: &Budget, max_problems: usize) -> Outputs {
+    if let Some(why) = budget.exhausted() {
+        let why = why.to_string();
+        if !out.problems.contains(&why) {
+            out.problem(max_problems, why.clone());
+        }
+        out.stopped.get_or_insert(why);
     }
     out.files.sort_by(|a, b| a.path.cmp(&b.path));
     out
 }
 
-fn file(path: &Path, rel: &str, size: u64, out: &mut Outputs) {
-    match sha256_file(path) {
-        Ok(digest) => out.files.push(RebuiltFile {
-            path: rel.to_string(),
-            digest,
-            size,
-        }),
+fn file(
+    path: &Path,
+    rel: &str,
+    out: &mut Outputs,
+    budget: &mut Budget,
+    wanted: &HashSet<String>,
+    max_files: usize,
+) {
+    let max_problems = budget.limits.max_problems;
+    let hashed = crate::safe_fs::open_regular(path)
+        .map_err(|e| e.to_string())
+        .and_then(|f| budget.digest(Algorithm::Sha256, f));
+    match hashed {
+        Ok((digest, size)) => {
+            if out.files.len() < max_files || wanted.contains(&digest) {
+                out.files.push(RebuiltFile {
+                    path: rel.to_string(),
+                    digest,
+                    size,
+                });
+            } else {
+                out.files_omitted += 1;
+            }
+        }
         Err(e) => {
-            out.problems.push(format!("{rel}: {e}"));
+            out.problem(max_problems, format!("{rel}: {e}"));
             return;
         }
     }
     if looks_like_tar(path) {
-        match read_image(path, rel) {
+        match read_image_within(path, rel, budget) {
             Ok(Some(image)) => out.images.push(image),
             Ok(None) => {}
-            Err(e) => out.problems.push(e),
+            Err(e) => out.problem(max_problems, e),
         }
     }
 }
@@ -108,7 +201,7 @@ fn file(path: &Path, rel: &str, size: u64, out: &mut Outputs) {
 /// A POSIX/GNU tar header carries `ustar` at offset 257.
 fn looks_like_tar(path: &Path) -> bool {
     let mut header = [0u8; 263];
-    std::fs::File::open(path)
+    crate::safe_fs::open_regular(path)
         .and_then(|mut f| f.read_exact(&mut header))
         .is_ok_and(|()| &header[257..262] == b"ustar")
 }

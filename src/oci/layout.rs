@@ -1,14 +1,20 @@
 //! OCI image layouts, as directories or tarballs, and `docker save` archives.
+//!
+//! An image digest counts as rebuilt only when every blob beneath it was read and verified against its
+//! name and size: a manifest whose config or a layer is missing, unreadable or wrong is *incomplete*, and so
+//! is every index above it. Each descriptor is visited once per image however often it is named, and the
+//! whole walk spends from one [`Budget`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Read;
 use std::path::Path;
 
 use oci_spec::image::{Descriptor, ImageIndex, ImageManifest};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
+use super::limits::{push_bounded, Budget, ScanLimits};
 use super::store::{blob_name, BlobStore};
-use super::{is_index_media_type, is_manifest_media_type, sha256_bytes, sha256_reader};
+use super::{is_index_media_type, is_manifest_media_type, sha256_bytes, Algorithm};
 
 /// JSON blobs (indexes, manifests) larger than this are refused rather than read into memory.
 const MAX_JSON_BLOB: u64 = 4 << 20;
@@ -17,7 +23,7 @@ const MAX_INDEX_DEPTH: usize = 8;
 const REF_NAME: &str = "org.opencontainers.image.ref.name";
 
 /// How an image was found in the workspace.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum ImageKind {
     /// A directory with `oci-layout` and `index.json`.
@@ -39,67 +45,101 @@ impl ImageKind {
 }
 
 /// An entry of the layout's `index.json`: what a push of this layout would publish.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopEntry {
-    /// sha256 of the blob's bytes.
+    /// sha256 of the blob's bytes (the descriptor's digest when the blob could not be read).
     pub digest: String,
     pub media_type: String,
     /// `org.opencontainers.image.ref.name`, when set.
     pub ref_name: Option<String>,
+    /// Every blob beneath it was read and verified.
+    #[serde(default = "yes")]
+    pub complete: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// An image found among the outputs.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RebuiltImage {
     /// Path relative to the scanned root.
     pub path: String,
     pub kind: ImageKind,
     pub entries: Vec<TopEntry>,
-    /// Every index and manifest digest reachable (any platform), plus the digest of `index.json` itself.
+    /// Index and manifest digests (any platform) whose every blob was read and verified, plus the digest of
+    /// `index.json` itself when all of it was: only these can match a subject.
     pub digests: BTreeSet<String>,
-    /// Blobs that are missing, unreadable or whose bytes do not match their name.
+    /// Index and manifest digests found whose own bytes are right but beneath which something is missing,
+    /// unreadable or wrong, with the first such problem. They never match a subject.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub incomplete: BTreeMap<String, String>,
+    /// Blobs that are missing, unreadable or whose bytes do not match their name (the first ones).
     pub problems: Vec<String>,
+    /// Problems beyond those kept.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub problems_omitted: usize,
 }
 
-/// A blob as found: the digest of its bytes, and the bytes themselves when small enough to parse.
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+impl RebuiltImage {
+    fn new(path: &str, kind: ImageKind) -> Self {
+        RebuiltImage {
+            path: path.to_string(),
+            kind,
+            entries: Vec::new(),
+            digests: BTreeSet::new(),
+            incomplete: BTreeMap::new(),
+            problems: Vec::new(),
+            problems_omitted: 0,
+        }
+    }
+}
+
+/// A blob as found: its digest in the descriptor's algorithm, its sha256, size, and the bytes themselves
+/// when small enough to parse.
 struct Blob {
     computed: String,
+    sha256: String,
+    size: u64,
     bytes: Option<Vec<u8>>,
 }
 
-/// Reads an image from an OCI layout directory or a tarball (OCI archive or legacy `docker save`).
-/// `Ok(None)` when `path` is neither (a tarball is then just a file).
+/// Reads an image from an OCI layout directory or a tarball (OCI archive or legacy `docker save`) within
+/// default limits. `Ok(None)` when `path` is neither (a tarball is then just a file).
 pub fn read_image(path: &Path, display_path: &str) -> Result<Option<RebuiltImage>, String> {
+    read_image_within(path, display_path, &mut Budget::new(ScanLimits::default()))
+}
+
+/// [`read_image`], spending from `budget`.
+pub fn read_image_within(
+    path: &Path,
+    display_path: &str,
+    budget: &mut Budget,
+) -> Result<Option<RebuiltImage>, String> {
     let store = BlobStore::open(path)?;
     let at = |e: String| format!("{display_path}/{e}");
     if store.exists("oci-layout") && store.exists("index.json") {
         let index = store.read_small("index.json", MAX_JSON_BLOB).map_err(at)?;
-        let get = |digest: &str, want_bytes: bool| -> Result<Blob, String> {
-            let fail = |e: String| format!("blob {digest}: {e}");
-            let (mut reader, size) = store.open_blob(&blob_name(digest)).map_err(fail)?;
-            if want_bytes && size <= MAX_JSON_BLOB {
-                let mut bytes = Vec::with_capacity(size as usize);
-                reader
-                    .read_to_end(&mut bytes)
-                    .map_err(|e| fail(e.to_string()))?;
-                Ok(Blob {
-                    computed: sha256_bytes(&bytes),
-                    bytes: Some(bytes),
-                })
-            } else {
-                let (computed, _) = sha256_reader(reader).map_err(|e| fail(e.to_string()))?;
-                Ok(Blob {
-                    computed,
-                    bytes: None,
-                })
-            }
-        };
         let kind = if store.is_archive() {
             ImageKind::OciArchive
         } else {
             ImageKind::OciLayout
         };
-        return Ok(Some(walk(display_path, kind, &index, get)));
+        let max_problems = budget.limits.max_problems;
+        let mut walk = Walk {
+            store: &store,
+            budget,
+            image: RebuiltImage::new(display_path, kind),
+            memo: HashMap::new(),
+            max_problems,
+        };
+        walk.index_json(&index);
+        return Ok(Some(walk.image));
     }
     if store.is_archive() && store.exists("manifest.json") {
         let manifest = store
@@ -120,17 +160,12 @@ fn docker_archive(display_path: &str, manifest: &[u8]) -> RebuiltImage {
         #[serde(rename = "RepoTags", default)]
         repo_tags: Option<Vec<String>>,
     }
-    let mut image = RebuiltImage {
-        path: display_path.to_string(),
-        kind: ImageKind::DockerArchive,
-        entries: Vec::new(),
-        digests: BTreeSet::new(),
-        problems: vec![
-            "legacy docker save archive: it carries no manifest digest, so it cannot match a subject; \
-             have the build write an OCI layout (docker save from Docker 25+, or buildx --output type=oci)"
-                .to_string(),
-        ],
-    };
+    let mut image = RebuiltImage::new(display_path, ImageKind::DockerArchive);
+    image.problems.push(
+        "legacy docker save archive: it carries no manifest digest, so it cannot match a subject; \
+         have the build write an OCI layout (docker save from Docker 25+, or buildx --output type=oci)"
+            .to_string(),
+    );
     match serde_json::from_slice::<Vec<Entry>>(manifest) {
         Ok(entries) => {
             for e in entries {
@@ -142,6 +177,7 @@ fn docker_archive(display_path: &str, manifest: &[u8]) -> RebuiltImage {
                     digest: format!("sha256:{hex}"),
                     media_type: "application/vnd.docker.container.image.v1+json".into(),
                     ref_name: e.repo_tags.and_then(|t| t.into_iter().next()),
+                    complete: false,
                 });
             }
         }
@@ -150,106 +186,195 @@ fn docker_archive(display_path: &str, manifest: &[u8]) -> RebuiltImage {
     image
 }
 
-/// Walks index.json → (nested indexes) → manifests → config and layers, verifying every blob.
-fn walk(
-    display_path: &str,
-    kind: ImageKind,
-    index_json: &[u8],
-    get: impl Fn(&str, bool) -> Result<Blob, String>,
-) -> RebuiltImage {
-    let mut image = RebuiltImage {
-        path: display_path.to_string(),
-        kind,
-        entries: Vec::new(),
-        digests: BTreeSet::new(),
-        problems: Vec::new(),
-    };
-    image.digests.insert(sha256_bytes(index_json));
-    let index: ImageIndex = match serde_json::from_slice(index_json) {
-        Ok(i) => i,
-        Err(e) => {
-            image
-                .problems
-                .push(format!("index.json is not an OCI image index: {e}"));
-            return image;
-        }
-    };
-    for desc in index.manifests() {
-        let computed = visit(desc, 0, &get, &mut image);
-        image.entries.push(TopEntry {
-            digest: computed.unwrap_or_else(|| desc.digest().to_string()),
-            media_type: desc.media_type().to_string(),
-            ref_name: desc
-                .annotations()
-                .as_ref()
-                .and_then(|a| a.get(REF_NAME).cloned()),
-        });
-    }
-    image
+/// One walk over one image: index.json → (nested indexes) → manifests → config and layers.
+struct Walk<'a> {
+    store: &'a BlobStore,
+    budget: &'a mut Budget,
+    image: RebuiltImage,
+    /// Outcome per (claimed digest, media type): `Ok(sha256 of the bytes)` when it and everything beneath
+    /// verified, else the first problem.
+    memo: HashMap<(String, String), Result<String, String>>,
+    max_problems: usize,
 }
 
-/// Verifies one descriptor's blob and descends into it. Returns the digest computed from its bytes.
-fn visit(
-    desc: &Descriptor,
-    depth: usize,
-    get: &impl Fn(&str, bool) -> Result<Blob, String>,
-    image: &mut RebuiltImage,
-) -> Option<String> {
-    let claimed = desc.digest().to_string();
-    let media_type = desc.media_type().to_string();
-    let is_index = is_index_media_type(&media_type);
-    let is_manifest = is_manifest_media_type(&media_type);
-    let blob = match get(&claimed, is_index || is_manifest) {
-        Ok(b) => b,
-        Err(e) => {
-            image.problems.push(e);
-            return None;
-        }
-    };
-    if blob.computed != claimed {
-        image.problems.push(format!(
-            "blob {claimed} does not match its digest: its bytes hash to {}",
-            blob.computed
-        ));
+impl Walk<'_> {
+    fn problem(&mut self, p: String) {
+        push_bounded(
+            &mut self.image.problems,
+            &mut self.image.problems_omitted,
+            self.max_problems,
+            p,
+        );
     }
-    if !(is_index || is_manifest) {
-        return Some(blob.computed);
-    }
-    image.digests.insert(blob.computed.clone());
-    let Some(bytes) = blob.bytes else {
-        image.problems.push(format!(
-            "{media_type} blob {claimed} is over {MAX_JSON_BLOB} bytes; not parsed"
-        ));
-        return Some(blob.computed);
-    };
-    if is_index {
-        if depth >= MAX_INDEX_DEPTH {
-            image.problems.push(format!(
-                "indexes nested deeper than {MAX_INDEX_DEPTH}; stopped at {claimed}"
-            ));
-            return Some(blob.computed);
-        }
-        match serde_json::from_slice::<ImageIndex>(&bytes) {
-            Ok(nested) => {
-                for child in nested.manifests() {
-                    visit(child, depth + 1, get, image);
-                }
+
+    fn index_json(&mut self, index_json: &[u8]) {
+        let own = sha256_bytes(index_json);
+        let index: ImageIndex = match serde_json::from_slice(index_json) {
+            Ok(i) => i,
+            Err(e) => {
+                let p = format!("index.json is not an OCI image index: {e}");
+                self.image.incomplete.insert(own, p.clone());
+                self.problem(p);
+                return;
             }
-            Err(e) => image
-                .problems
-                .push(format!("index {claimed} does not parse: {e}")),
-        }
-    } else {
-        match serde_json::from_slice::<ImageManifest>(&bytes) {
-            Ok(manifest) => {
-                for child in std::iter::once(manifest.config()).chain(manifest.layers()) {
-                    visit(child, depth + 1, get, image);
-                }
+        };
+        let mut first_problem = None;
+        for desc in index.manifests() {
+            let outcome = self.visit(desc, 0);
+            if let Err(p) = &outcome {
+                first_problem.get_or_insert_with(|| p.clone());
             }
-            Err(e) => image
-                .problems
-                .push(format!("manifest {claimed} does not parse: {e}")),
+            self.image.entries.push(TopEntry {
+                digest: outcome
+                    .as_ref()
+                    .map_or_else(|_| desc.digest().to_string(), Clone::clone),
+                media_type: desc.media_type().to_string(),
+                ref_name: desc
+                    .annotations()
+                    .as_ref()
+                    .and_then(|a| a.get(REF_NAME).cloned()),
+                complete: outcome.is_ok(),
+            });
+        }
+        match first_problem {
+            None => {
+                self.image.digests.insert(own);
+            }
+            Some(p) => {
+                self.image
+                    .incomplete
+                    .insert(own, format!("index.json: {p}"));
+            }
         }
     }
-    Some(blob.computed)
+
+    /// Verifies one descriptor's blob and everything beneath it, once per image.
+    fn visit(&mut self, desc: &Descriptor, depth: usize) -> Result<String, String> {
+        let key = (desc.digest().to_string(), desc.media_type().to_string());
+        if let Some(known) = self.memo.get(&key) {
+            return known.clone();
+        }
+        let outcome = self.visit_once(desc, depth);
+        self.memo.insert(key, outcome.clone());
+        outcome
+    }
+
+    fn visit_once(&mut self, desc: &Descriptor, depth: usize) -> Result<String, String> {
+        let claimed = desc.digest().to_string();
+        let media_type = desc.media_type().to_string();
+        let is_index = is_index_media_type(&media_type);
+        let is_manifest = is_manifest_media_type(&media_type);
+        let blob = match self.read(&claimed, is_index || is_manifest) {
+            Ok(b) => b,
+            Err(e) => {
+                self.problem(e.clone());
+                return Err(e);
+            }
+        };
+        if blob.computed != claimed {
+            let p = format!(
+                "blob {claimed} does not match its digest: its bytes hash to {}",
+                blob.computed
+            );
+            self.problem(p.clone());
+            return Err(p);
+        }
+        let declared = desc.size();
+        if declared != blob.size {
+            let p = format!(
+                "blob {claimed} is {} bytes, but its descriptor says {declared}",
+                blob.size
+            );
+            self.problem(p.clone());
+            return Err(p);
+        }
+        if !(is_index || is_manifest) {
+            return Ok(blob.computed);
+        }
+        let own = blob.sha256.clone();
+        let Some(bytes) = blob.bytes else {
+            let p =
+                format!("{media_type} blob {claimed} is over {MAX_JSON_BLOB} bytes; not parsed");
+            self.problem(p.clone());
+            self.image.incomplete.insert(own, p.clone());
+            return Err(p);
+        };
+        let children: Result<Vec<Descriptor>, String> = if is_index {
+            if depth >= MAX_INDEX_DEPTH {
+                Err(format!(
+                    "indexes nested deeper than {MAX_INDEX_DEPTH}; stopped at {claimed}"
+                ))
+            } else {
+                serde_json::from_slice::<ImageIndex>(&bytes)
+                    .map(|i| i.manifests().clone())
+                    .map_err(|e| format!("index {claimed} does not parse: {e}"))
+            }
+        } else {
+            serde_json::from_slice::<ImageManifest>(&bytes)
+                .map(|m| {
+                    std::iter::once(m.config().clone())
+                        .chain(m.layers().iter().cloned())
+                        .collect()
+                })
+                .map_err(|e| format!("manifest {claimed} does not parse: {e}"))
+        };
+        let children = match children {
+            Ok(c) => c,
+            Err(p) => {
+                self.problem(p.clone());
+                self.image.incomplete.insert(own, p.clone());
+                return Err(p);
+            }
+        };
+        let mut first_problem = None;
+        for child in &children {
+            if let Err(p) = self.visit(child, depth + 1) {
+                first_problem.get_or_insert(p);
+            }
+        }
+        match first_problem {
+            None => {
+                self.image.digests.insert(own.clone());
+                Ok(own)
+            }
+            Some(p) => {
+                let kind = if is_index { "index" } else { "manifest" };
+                let p = format!("{kind} {own}: {p}");
+                self.image.incomplete.insert(own, p.clone());
+                Err(p)
+            }
+        }
+    }
+
+    /// Opens and hashes one blob (keeping the bytes of JSON documents small enough to parse).
+    fn read(&mut self, digest: &str, want_bytes: bool) -> Result<Blob, String> {
+        let fail = |e: String| format!("blob {digest}: {e}");
+        let name = blob_name(digest)?;
+        let alg = Algorithm::of(digest).ok_or_else(|| fail("unregistered algorithm".into()))?;
+        self.budget.blob().map_err(fail)?;
+        let (mut reader, size) = self.store.open_blob(&name).map_err(fail)?;
+        if want_bytes && size <= MAX_JSON_BLOB {
+            let mut bytes = Vec::with_capacity(size as usize);
+            reader
+                .by_ref()
+                .take(MAX_JSON_BLOB + 1)
+                .read_to_end(&mut bytes)
+                .map_err(|e| fail(e.to_string()))?;
+            self.budget.bytes(bytes.len()).map_err(fail)?;
+            Ok(Blob {
+                computed: super::digest_bytes(alg, &bytes),
+                sha256: sha256_bytes(&bytes),
+                size: bytes.len() as u64,
+                bytes: Some(bytes),
+            })
+        } else {
+            let (computed, read) = self.budget.digest(alg, reader).map_err(fail)?;
+            Ok(Blob {
+                sha256: computed.clone(),
+                computed,
+                size: read,
+                bytes: None,
+            })
+        }
+    }
 }

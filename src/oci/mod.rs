@@ -7,13 +7,17 @@ mod collect;
 mod digest;
 mod fetch;
 mod layout;
+mod limits;
 mod store;
 
-pub use collect::{collect, Outputs, RebuiltFile};
-pub use digest::{sha256_bytes, sha256_file, sha256_reader};
+pub use collect::{collect, collect_within, Outputs, RebuiltFile};
+pub use digest::{
+    digest_bytes, digest_reader, sha256_bytes, sha256_file, sha256_reader, Algorithm,
+};
 pub use fetch::{fetch, parse_reference, FetchError};
-pub use layout::{read_image, ImageKind, RebuiltImage, TopEntry};
-pub use store::{blob_name, BlobStore};
+pub use layout::{read_image, read_image_within, ImageKind, RebuiltImage, TopEntry};
+pub use limits::{Budget, ScanLimits};
+pub use store::{blob_name, BlobStore, REGISTERED_ALGORITHMS};
 
 /// Media types whose blobs are indexes (descend into them).
 pub(crate) fn is_index_media_type(media_type: &str) -> bool {

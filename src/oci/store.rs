@@ -1,5 +1,9 @@
 //! Raw access to the blobs of an image on disk: an OCI layout directory, or a tarball (an OCI archive or a
 //! `docker save` archive), read in place with random access and nothing unpacked.
+//!
+//! A layout in a build's workspace is the build's to shape: every name is opened beneath the layout
+//! directory without following any symlink ([`crate::safe_fs::open_beneath`]), so a `blobs/sha256 -> /`
+//! link cannot make host files look like outputs.
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -8,7 +12,8 @@ use std::path::{Path, PathBuf};
 
 /// Where the bytes are.
 enum Root {
-    Dir(PathBuf),
+    /// The layout directory, opened once (not through a symlink).
+    Dir(File),
     /// Entry name → (offset of the data in the tarball, size).
     Tar {
         path: PathBuf,
@@ -29,7 +34,7 @@ impl BlobStore {
         let display = path.display().to_string();
         let meta = std::fs::metadata(path).map_err(|e| format!("{display}: {e}"))?;
         let root = if meta.is_dir() {
-            Root::Dir(path.to_path_buf())
+            Root::Dir(crate::safe_fs::open_dir(path).map_err(|e| format!("{display}: {e}"))?)
         } else {
             Root::Tar {
                 path: path.to_path_buf(),
@@ -44,32 +49,25 @@ impl BlobStore {
         matches!(self.root, Root::Tar { .. })
     }
 
+    /// True when `name` is a regular file of the image (reached without following a symlink).
     pub fn exists(&self, name: &str) -> bool {
         match &self.root {
-            Root::Dir(dir) => dir.join(name).is_file(),
+            Root::Dir(dir) => crate::safe_fs::open_beneath(dir, name).is_ok(),
             Root::Tar { entries, .. } => entries.contains_key(name),
         }
     }
 
-    /// Opens a file for streaming; returns it with its size. Names that leave the image are refused.
+    /// Opens a file for streaming; returns it with its size. Names that leave the image, and names reached
+    /// through a symlink, are refused.
     pub fn open_blob(&self, name: &str) -> Result<(Box<dyn Read + Send>, u64), String> {
         match &self.root {
             Root::Dir(dir) => {
-                let relative = Path::new(name);
-                let escapes = relative.is_absolute()
-                    || relative
-                        .components()
-                        .any(|c| matches!(c, std::path::Component::ParentDir));
-                if escapes {
-                    return Err(format!("{name}: names a path outside the image directory"));
-                }
-                let path = dir.join(relative);
-                let meta = std::fs::symlink_metadata(&path).map_err(|e| format!("{name}: {e}"))?;
-                if !meta.is_file() {
-                    return Err(format!("{name}: not a regular file"));
-                }
-                let f = File::open(&path).map_err(|e| format!("{name}: {e}"))?;
-                Ok((Box::new(f), meta.len()))
+                let f = crate::safe_fs::open_beneath(dir, name).map_err(|e| match e.kind() {
+                    std::io::ErrorKind::InvalidInput => e.to_string(),
+                    _ => format!("{name}: {e}"),
+                })?;
+                let size = f.metadata().map_err(|e| format!("{name}: {e}"))?.len();
+                Ok((Box::new(f), size))
             }
             Root::Tar { path, entries } => {
                 let &(offset, size) = entries
@@ -100,18 +98,28 @@ impl BlobStore {
     }
 }
 
-/// `blobs/<alg>/<hex>` for a digest; one that is not plain lowercase alphanumerics maps to a name that
-/// never exists.
-pub fn blob_name(digest: &str) -> String {
-    let plain = |s: &str| {
-        !s.is_empty()
-            && s.bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+/// The digest algorithms the OCI image spec registers, with the length of their hex encoding.
+pub const REGISTERED_ALGORITHMS: &[(&str, usize)] = &[("sha256", 64), ("sha512", 128)];
+
+/// `blobs/<alg>/<hex>` for a digest of a registered algorithm (`sha256`, `sha512`) in lowercase hex of the
+/// right length; anything else is refused with the reason (it could only name a file that is not a blob).
+pub fn blob_name(digest: &str) -> Result<String, String> {
+    let Some((alg, hex)) = digest.split_once(':') else {
+        return Err(format!(
+            "{digest:?} is not a digest (expected <algorithm>:<hex>)"
+        ));
     };
-    match digest.split_once(':') {
-        Some((alg, hex)) if plain(alg) && plain(hex) => format!("blobs/{alg}/{hex}"),
-        _ => "blobs/(malformed digest)".to_string(),
+    let Some(&(_, len)) = REGISTERED_ALGORITHMS.iter().find(|(a, _)| *a == alg) else {
+        return Err(format!(
+            "digest {digest:?}: algorithm {alg:?} is not one the OCI image spec registers (sha256, sha512)"
+        ));
+    };
+    if hex.len() != len || !hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return Err(format!(
+            "digest {digest:?}: expected {len} lowercase hex digits after {alg}:"
+        ));
     }
+    Ok(format!("blobs/{alg}/{hex}"))
 }
 
 /// Maps each regular file of a tarball to its data offset and size.

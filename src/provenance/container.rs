@@ -31,7 +31,7 @@ pub enum ParseError {
 }
 
 /// How an item was wrapped.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Container {
     /// A bare statement: nothing signs it.

@@ -22,7 +22,7 @@ impl Subject {
 }
 
 /// Where the source comes from: repository URI and the exact commit.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct SourceRef {
     pub uri: String,
     pub commit: String,
@@ -82,6 +82,16 @@ pub struct Recipe {
 }
 
 impl Recipe {
+    /// What makes two documents the same work: the same source commit, steps and build conventions,
+    /// whatever subjects they name. A rebuild of it may answer for any of them (each is judged on its own
+    /// subjects). `recipe:sha256:<hex>`.
+    pub fn work_key(&self) -> String {
+        use sha2::{Digest, Sha256};
+        let key =
+            serde_json::to_vec(&(&self.source, &self.steps, &self.build_type)).unwrap_or_default();
+        format!("recipe:sha256:{}", hex::encode(Sha256::digest(key)))
+    }
+
     /// Says what a rebuild would lack, first problem first.
     pub fn check(&self) -> Result<(), Unrebuildable> {
         if self.subjects.iter().all(|s| s.sha256().is_none()) {

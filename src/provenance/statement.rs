@@ -124,7 +124,12 @@ fn subjects(value: Option<&Value>) -> Result<Vec<Subject>, ParseError> {
                         let hex = v
                             .as_str()
                             .ok_or_else(|| field(format!("digest `{alg}` is not a string")))?;
-                        digests.insert(alg.to_ascii_lowercase(), hex.to_ascii_lowercase());
+                        let alg = alg.to_ascii_lowercase();
+                        if let Some(problem) = malformed_hex(&alg, hex) {
+                            let shown = if name.is_empty() { "(unnamed)" } else { &name };
+                            return Err(field(format!("subject {shown:?}: {problem}")));
+                        }
+                        digests.insert(alg, hex.to_string());
                     }
                 }
                 None | Some(Value::Null) => {}
@@ -138,4 +143,68 @@ fn subjects(value: Option<&Value>) -> Result<Vec<Subject>, ParseError> {
             Ok(Subject { name, digests })
         })
         .collect()
+}
+
+/// Hash algorithms of the in-toto DigestSet whose values have a fixed form: lowercase hex of this length.
+const FIXED_HEX: &[(&str, usize)] = &[
+    ("sha256", 64),
+    ("sha224", 56),
+    ("sha384", 96),
+    ("sha512", 128),
+    ("sha512_224", 56),
+    ("sha512_256", 64),
+    ("sha3_224", 56),
+    ("sha3_256", 64),
+    ("sha3_384", 96),
+    ("sha3_512", 128),
+    ("sha1", 40),
+    ("md5", 32),
+];
+
+/// Why a digest value of a known algorithm is malformed (a wrong length, upper case, a non-hex digit): a
+/// digest that cannot be what it claims is an error in the document, never a mismatch found by a rebuild.
+fn malformed_hex(alg: &str, hex: &str) -> Option<String> {
+    let &(_, len) = FIXED_HEX.iter().find(|(a, _)| *a == alg)?;
+    if hex.len() == len && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+        return None;
+    }
+    let what = if hex.bytes().any(|b| b.is_ascii_uppercase()) {
+        "has upper-case letters"
+    } else if hex.len() != len {
+        "has the wrong length"
+    } else {
+        "has characters that are not hex digits"
+    };
+    Some(format!(
+        "its {alg} digest {hex:?} {what} ({} characters); a {alg} digest is {len} lowercase hex digits",
+        hex.chars().count()
+    ))
+}
+
+#[cfg(test)]
+mod digest_tests {
+    use super::*;
+
+    #[test]
+    fn malformed_subject_digests_are_parse_errors_naming_the_subject() {
+        let doc = |hex: &str| {
+            serde_json::json!({"_type": "https://in-toto.io/Statement/v1", "predicateType": "x",
+                "subject": [{"name": "reg/app", "digest": {"sha256": hex}}], "predicate": {}})
+        };
+        let good = "a".repeat(64);
+        assert!(Statement::from_json(&doc(&good)).is_ok());
+        for bad in [
+            "a".repeat(63),
+            "A".repeat(64),
+            format!("{}g", "a".repeat(63)),
+        ] {
+            let e = Statement::from_json(&doc(&bad)).unwrap_err().to_string();
+            assert!(e.contains("subject[0]") && e.contains("\"reg/app\""), "{e}");
+            assert!(e.contains("64 lowercase hex digits"), "{e}");
+        }
+        // Algorithms without a fixed form are kept as written.
+        let custom = serde_json::json!({"predicateType": "x",
+            "subject": [{"name": "a", "digest": {"gitCommit": "ABC"}}]});
+        assert!(Statement::from_json(&custom).is_ok());
+    }
 }

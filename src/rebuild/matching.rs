@@ -3,59 +3,63 @@
 use std::collections::BTreeMap;
 
 use super::{Job, JobDirs};
-use crate::oci::Outputs;
-use crate::provenance::Recipe;
-use crate::verdict::{Explanation, Status, Verdict};
+use crate::oci::{Outputs, TopEntry};
+use crate::verdict::{ArtifactKind, Explanation, SubjectState, Verdict};
 
-/// Matches subjects against the outputs and sets the verdict status.
-pub(super) fn compare(recipe: &Recipe, outputs: &Outputs, verdict: &mut Verdict) {
+/// Matches subjects against the outputs, sets each one's state, keeps the outputs in the verdict and
+/// decides it.
+pub(super) fn compare(outputs: Outputs, verdict: &mut Verdict) {
     for subject in &mut verdict.subjects {
-        if !subject.digest.starts_with("sha256:") {
+        subject.rebuilt_digest = None;
+        subject.rebuilt_path = None;
+        subject.problem = None;
+        if !subject.is_sha256() {
+            subject.set_state(SubjectState::NotCompared);
             continue;
         }
-        subject.matched = outputs.contains(&subject.digest);
-        if subject.matched {
+        subject.artifact = None;
+        if outputs.contains(&subject.digest) {
+            subject.set_state(SubjectState::Matched);
+            subject.artifact = Some(
+                if outputs.files.iter().any(|f| f.digest == subject.digest) {
+                    ArtifactKind::File
+                } else {
+                    ArtifactKind::Image
+                },
+            );
             subject.rebuilt_digest = Some(subject.digest.clone());
-        } else if let Some((digest, path)) = counterpart(&subject.name, outputs) {
-            subject.rebuilt_digest = Some(digest);
+        } else if let Some((image, problem)) = outputs.incomplete(&subject.digest) {
+            // The digest was written, but not everything beneath it: that image was not rebuilt.
+            subject.set_state(SubjectState::NotFound);
+            subject.artifact = Some(ArtifactKind::Image);
+            subject.rebuilt_path = Some(image.path.clone());
+            subject.problem = Some(format!(
+                "{} holds {} but not whole: {problem}",
+                image.path, subject.digest
+            ));
+        } else if let Some((entry, path)) = counterpart(&subject.name, &outputs) {
+            subject.set_state(SubjectState::Differs);
+            subject.artifact = Some(ArtifactKind::Image);
+            subject.rebuilt_digest = Some(entry.digest.clone());
             subject.rebuilt_path = Some(path);
+            if !entry.complete {
+                subject.problem = Some(format!(
+                    "the rebuilt counterpart {} is itself incomplete (a blob beneath it is missing or wrong)",
+                    entry.digest
+                ));
+            }
+        } else {
+            subject.set_state(SubjectState::NotFound);
         }
     }
-    let compared: Vec<_> = verdict
-        .subjects
-        .iter()
-        .filter(|s| s.digest.starts_with("sha256:"))
-        .collect();
-    let differing: Vec<_> = compared.iter().filter(|s| !s.matched).collect();
-    if differing.is_empty() {
-        verdict.status = Status::Reproducible;
-        verdict.reason = None;
-        verdict.detail = format!(
-            "all {} distinct sha256 subject digest(s) were rebuilt bit for bit",
-            recipe.distinct_sha256().len()
-        );
-    } else {
-        verdict.status = Status::Unreproducible;
-        verdict.reason = Some("digest-mismatch".into());
-        let first = differing[0];
-        verdict.detail = format!(
-            "{} of {} subject(s) differ; first: {} expected {}, rebuilt {}",
-            differing.len(),
-            compared.len(),
-            first.name,
-            first.digest,
-            first
-                .rebuilt_digest
-                .as_deref()
-                .unwrap_or("(nothing corresponding)")
-        );
-    }
+    verdict.outputs = Some(outputs);
+    verdict.decide();
 }
 
 /// The rebuilt image a subject name corresponds to (digest, path in the workspace): by the
 /// `org.opencontainers.image.ref.name` annotation (full name, tag, or last path component), else the only
 /// image built.
-fn counterpart(name: &str, outputs: &Outputs) -> Option<(String, String)> {
+fn counterpart<'a>(name: &str, outputs: &'a Outputs) -> Option<(&'a TopEntry, String)> {
     // A subject named like an output file is a file subject, not an image.
     if outputs
         .files
@@ -86,7 +90,7 @@ fn counterpart(name: &str, outputs: &Outputs) -> Option<(String, String)> {
             _ => None,
         }
     });
-    found.map(|(image, e)| (e.digest.clone(), image.path.clone()))
+    found.map(|(image, e)| (e, image.path.clone()))
 }
 
 /// Differences shown in a verdict's explanation (the job directory's `diffs/` has them all).
@@ -95,7 +99,11 @@ const EXPLANATION_DIFFERENCES: usize = 10;
 /// Fetches each differing subject's original image by digest and diffs it against its rebuild.
 pub(super) async fn explain(job: &Job<'_>, verdict: &mut Verdict) {
     let mut done: BTreeMap<(String, String), Explanation> = BTreeMap::new();
-    for subject in verdict.subjects.iter_mut().filter(|s| !s.matched) {
+    for subject in verdict
+        .subjects
+        .iter_mut()
+        .filter(|s| s.state == SubjectState::Differs)
+    {
         let Some(path) = subject.rebuilt_path.clone() else {
             continue;
         };

@@ -121,58 +121,76 @@ pub async fn rebuild(
     bytes: &[u8],
     opts: &RebuildOptions<'_>,
 ) -> Result<Verdict, RebuildError> {
-    let started = Instant::now();
-    let findings =
-        crate::examine::examine(bytes, config.max_document_bytes, opts.blobs, &opts.material)
-            .map_err(|error| RebuildError::Parse {
+    let admitted =
+        crate::examine::admit(config, bytes, opts.blobs, &opts.material).map_err(|error| {
+            RebuildError::Parse {
                 path: opts.origin.clone(),
                 error,
-            })?;
-    // A document may hold several statements (JSON Lines, Cloud Build's list): the first that is
-    // provenance reprod can read is the one rebuilt.
-    let Some(finding) = findings
-        .iter()
-        .find(|f| f.recipe.is_some())
-        .or_else(|| findings.first())
-    else {
-        return Err(RebuildError::Parse {
-            path: opts.origin.clone(),
-            error: ParseError::NotAStatement("the document holds no statement".into()),
-        });
-    };
-    if findings.len() > 1 {
-        (opts.progress)(&format!(
-            "the document holds {} statements; rebuilding the one at {}",
-            findings.len(),
-            finding.at
-        ));
+            }
+        })?;
+    rebuild_admitted(config, &admitted, opts, None).await
+}
+
+/// A completed rebuild of the same work (same source commit, steps and conventions) for another document,
+/// to judge this document's subjects against instead of running the steps again.
+pub struct Prior<'a> {
+    /// The job whose verdict carries that rebuild.
+    pub job: &'a str,
+    pub verdict: &'a Verdict,
+}
+
+impl Prior<'_> {
+    /// Whether the prior verdict holds a rebuild that ran to completion (its outputs were scanned).
+    pub fn usable(verdict: &Verdict) -> bool {
+        verdict.outputs.is_some()
+            && verdict.reused_rebuild.is_none()
+            && matches!(
+                verdict.status,
+                Status::Reproducible | Status::Unreproducible
+            )
     }
-    let mut verdict = Verdict {
-        status: Status::Unrebuildable,
-        reason: None,
-        detail: String::new(),
-        provenance: ProvenanceInfo {
-            origin: opts.origin.clone(),
-            sha256: oci::sha256_bytes(bytes)["sha256:".len()..].to_string(),
+}
+
+/// The verdict skeleton for an admitted document: every subject not compared yet.
+pub fn verdict_for(admitted: &crate::examine::Admitted, origin: &str) -> Verdict {
+    let finding = admitted.finding();
+    Verdict::new(
+        ProvenanceInfo {
+            origin: origin.to_string(),
+            sha256: admitted.sha256.clone(),
             signature: finding.verification.summary(),
             verification: finding.verification.clone(),
             container: finding.container.clone(),
             predicate_type: finding.predicate_type.clone().unwrap_or_default(),
         },
-        source: None,
-        fetched_url: None,
-        subjects: subjects_unmatched(&finding.subjects),
-        steps: Vec::new(),
-        outputs: None,
-        claimed_results: BTreeMap::new(),
-        job_dir: None,
-        reprod_version: env!("CARGO_PKG_VERSION"),
-        duration_ms: 0,
-    };
-    if let Some(rejection) = judge(config, finding, &opts.material) {
-        verdict.status = Status::Rejected;
-        verdict.reason = Some(rejection.reason);
-        verdict.detail = rejection.detail;
+        finding.recipe.as_ref().and_then(|r| r.source.clone()),
+        subjects_uncompared(&finding.subjects),
+    )
+}
+
+/// Rebuilds an admitted document, or (with `prior`) judges it against a rebuild of the same work.
+pub async fn rebuild_admitted(
+    config: &Config,
+    admitted: &crate::examine::Admitted,
+    opts: &RebuildOptions<'_>,
+    prior: Option<Prior<'_>>,
+) -> Result<Verdict, RebuildError> {
+    let started = Instant::now();
+    let finding = admitted.finding();
+    if admitted.findings.len() > 1 {
+        (opts.progress)(&format!(
+            "the document holds {} statements; rebuilding the one at {}",
+            admitted.findings.len(),
+            finding.at
+        ));
+    }
+    let mut verdict = verdict_for(admitted, &opts.origin);
+    if let Some(rejection) = &admitted.refusal {
+        verdict.conclude_uncompared(
+            Status::Rejected,
+            &rejection.reason,
+            rejection.detail.clone(),
+        );
         verdict.duration_ms = started.elapsed().as_millis() as u64;
         return Ok(verdict);
     }
@@ -183,10 +201,13 @@ pub async fn rebuild(
         ));
     }
     let outcome = match (&finding.recipe, &finding.unrebuildable) {
-        (Some(recipe), None) => {
-            verdict.source = recipe.source.clone();
-            run(config, recipe, &mut verdict, opts).await?
+        (Some(_), None) if prior.is_some() => {
+            if let Some(p) = prior {
+                judge_against(&mut verdict, &p);
+            }
+            Ok(())
         }
+        (Some(recipe), None) => run(config, recipe, &mut verdict, opts).await?,
         (_, Some(problem)) => Err(Unrebuildable::new(
             UnrebuildableReason::Other(problem.reason.clone()),
             problem.detail.clone(),
@@ -197,61 +218,38 @@ pub async fn rebuild(
         )),
     };
     if let Err(u) = outcome {
-        verdict.status = Status::Unrebuildable;
-        verdict.reason = Some(u.reason.to_string());
-        verdict.detail = u.detail;
+        verdict.conclude_uncompared(Status::Unrebuildable, &u.reason.to_string(), u.detail);
     }
     verdict.duration_ms = started.elapsed().as_millis() as u64;
     Ok(verdict)
 }
 
-/// Signature and policy: `Some` when the provenance must be refused before anything runs.
-pub(crate) fn judge(
-    config: &Config,
-    finding: &crate::examine::Finding,
-    material: &crate::trust::TrustMaterial,
-) -> Option<crate::examine::Problem> {
-    use crate::trust::Verification;
-    let refuse = |reason: &str, detail: String| {
-        Some(crate::examine::Problem {
-            reason: reason.to_string(),
-            detail,
-        })
-    };
-    match &finding.verification {
-        Verification::Failed { reason } => refuse("signature-failed", reason.clone()),
-        Verification::Unsigned { reason } if config.trust.require_signature => refuse(
-            "unsigned",
-            format!("{reason}; trust.require_signature is on"),
-        ),
-        Verification::Unverifiable { reason } if config.trust.require_signature => refuse(
-            "unverified",
-            format!("{reason}; trust.require_signature is on"),
-        ),
-        Verification::Verified { signers } => config
-            .trust
-            .admit(signers, &finding.subjects, finding.builder_id(), material)
-            .err()
-            .and_then(|e| refuse("policy", e)),
-        _ => None,
-    }
+/// Judges this document's subjects against a prior rebuild's outputs: what that rebuild ran and found is
+/// carried over and named as reused; nothing is run.
+fn judge_against(verdict: &mut Verdict, prior: &Prior<'_>) {
+    let p = prior.verdict;
+    verdict.source = p.source.clone();
+    verdict.fetched_url = p.fetched_url.clone();
+    verdict.steps = p.steps.clone();
+    verdict.claimed_results = p.claimed_results.clone();
+    verdict.reused_rebuild = Some(prior.job.to_string());
+    verdict.rebuilt_by = p.rebuilt_by.clone();
+    matching::compare(p.outputs.clone().unwrap_or_default(), verdict);
 }
 
-fn subjects_unmatched(subjects: &[crate::provenance::Subject]) -> Vec<SubjectResult> {
+fn subjects_uncompared(subjects: &[crate::provenance::Subject]) -> Vec<SubjectResult> {
     subjects
         .iter()
-        .map(|s| SubjectResult {
-            name: s.name.clone(),
-            digest: s.sha256().unwrap_or_else(|| {
-                s.digests
-                    .iter()
-                    .next()
-                    .map_or_else(|| "(none)".into(), |(alg, hex)| format!("{alg}:{hex}"))
-            }),
-            matched: false,
-            rebuilt_digest: None,
-            rebuilt_path: None,
-            explanation: None,
+        .map(|s| {
+            SubjectResult::not_compared(
+                &s.name,
+                s.sha256().unwrap_or_else(|| {
+                    s.digests
+                        .iter()
+                        .next()
+                        .map_or_else(|| "(none)".into(), |(alg, hex)| format!("{alg}:{hex}"))
+                }),
+            )
         })
         .collect()
 }
@@ -347,6 +345,7 @@ async fn run(
         sandbox: &sandbox,
         id: job_id,
         dirs,
+        deadline: Instant::now() + Duration::from_secs(config.sandbox.job_timeout_secs),
     };
     let result = run_in(&job, verdict).await;
     // A step cut short by the job deadline was dropped mid-flight; make sure its container is gone.
@@ -401,6 +400,8 @@ struct Job<'a> {
     sandbox: &'a Sandbox,
     id: String,
     dirs: JobDirs,
+    /// Steps, the output scan and the explanation of differences all end by this instant.
+    deadline: Instant,
 }
 
 async fn run_in(
@@ -432,17 +433,36 @@ async fn run_in(
         Ok(c) => verdict.fetched_url = Some(c.fetched_url),
         Err(e) => return source_failure(e),
     }
+    // What the workspace holds before any step runs is the build's input: it is taken out of the outputs
+    // afterwards, so a subject that is only a file of the source is never "rebuilt".
+    let root = dirs.path(JobDirs::WORKSPACE);
+    let limits = oci::ScanLimits {
+        deadline: Some(job.deadline),
+        ..oci::ScanLimits::default()
+    };
+    let inputs = {
+        // Every input file is kept (not only the first listed ones), so none can pass as an output.
+        let limits = oci::ScanLimits {
+            max_files_listed: usize::MAX,
+            ..limits.clone()
+        };
+        let root = root.clone();
+        tokio::task::spawn_blocking(move || {
+            oci::collect_within(&root, limits, &std::collections::HashSet::new())
+        })
+        .await
+        .map_err(|e| RebuildError::Infrastructure(format!("source scan failed: {e}")))?
+    };
 
-    let deadline = Duration::from_secs(config.sandbox.job_timeout_secs);
+    let limit = Duration::from_secs(config.sandbox.job_timeout_secs);
     let steps = steps::run_steps(job, verdict);
-    let finished = match tokio::time::timeout(deadline, steps).await {
+    let finished = match tokio::time::timeout_at(job.deadline.into(), steps).await {
         Ok(r) => r?,
         Err(_) => {
-            verdict.status = Status::BuildFailed;
-            verdict.reason = Some("job-timed-out".into());
-            verdict.detail = format!(
-                "the job exceeded its {}s wall-clock limit",
-                deadline.as_secs()
+            verdict.conclude_uncompared(
+                Status::BuildFailed,
+                "job-timed-out",
+                format!("the job exceeded its {}s wall-clock limit", limit.as_secs()),
             );
             return Ok(Ok(()));
         }
@@ -455,15 +475,34 @@ async fn run_in(
     }
 
     (opts.progress)("collecting outputs");
-    let root = dirs.path(JobDirs::WORKSPACE);
-    let outputs = tokio::task::spawn_blocking(move || oci::collect(&root))
-        .await
-        .map_err(|e| RebuildError::Infrastructure(format!("output scan failed: {e}")))?;
+    let wanted: std::collections::HashSet<String> =
+        verdict.subjects.iter().map(|s| s.digest.clone()).collect();
+    let outputs = tokio::task::spawn_blocking(move || {
+        oci::collect_within(&root, limits, &wanted).without_inputs(&inputs)
+    })
+    .await
+    .map_err(|e| RebuildError::Infrastructure(format!("output scan failed: {e}")))?;
     verdict.claimed_results = read_results(&dirs.path(JobDirs::RESULTS));
-    matching::compare(recipe, &outputs, verdict);
-    verdict.outputs = Some(outputs);
+    let stopped = outputs.stopped.clone();
+    matching::compare(outputs, verdict);
+    if let (Some(why), false) = (stopped, verdict.status == Status::Reproducible) {
+        // A subject not found in a scan that stopped early may only not have been reached: that is a limit
+        // of this rebuilder, not a finding about the artifact.
+        verdict.conclude_uncompared(
+            Status::BuildFailed,
+            "output-scan-limit",
+            format!("the outputs could not all be read ({why}); this is a limit of this rebuilder, not a finding about the artifact"),
+        );
+        return Ok(Ok(()));
+    }
     if config.images.fetch_originals && verdict.status == Status::Unreproducible {
-        matching::explain(job, verdict).await;
+        // Explaining is best effort and bounded by the same deadline; the verdict stands without it (the
+        // subjects left unexplained say how to see why).
+        let explained =
+            tokio::time::timeout_at(job.deadline.into(), matching::explain(job, verdict));
+        if explained.await.is_err() {
+            (opts.progress)("the job deadline came before every difference was explained");
+        }
     }
     Ok(Ok(()))
 }

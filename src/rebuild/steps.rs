@@ -8,7 +8,7 @@ use super::{Job, JobDirs, RebuildError};
 use crate::config::Config;
 use crate::provenance::{tekton, Unrebuildable, UnrebuildableReason};
 use crate::vary::Variation;
-use crate::verdict::{Status, StepReport, Verdict};
+use crate::verdict::{Status, StepReport, StepTermination, Verdict};
 
 /// Lines of a failed step's log carried in the verdict.
 const LOG_TAIL_LINES: usize = 40;
@@ -84,7 +84,7 @@ pub(super) async fn run_steps(
         (opts.progress)(&format!(
             "step {}/{total} {}: running in {image}",
             i + 1,
-            step.name
+            crate::text::inert_line(&step.name)
         ));
         let outcome = match sandbox.run_step(&spec).await {
             Ok(o) => o,
@@ -103,23 +103,43 @@ pub(super) async fn run_steps(
             Err(e) => return Err(RebuildError::Infrastructure(e.to_string())),
         };
         let termination = match outcome.termination {
-            Termination::Exited => "exited",
-            Termination::TimedOut => "timed-out",
-            Termination::OutOfMemory => "out-of-memory",
+            Termination::Exited => StepTermination::Exited,
+            Termination::TimedOut => StepTermination::TimedOut,
+            Termination::OutOfMemory => StepTermination::OutOfMemory,
+            Termination::Killed => {
+                return Err(RebuildError::Infrastructure(format!(
+                    "step {}/{total} {:?} was ended by SIGKILL that neither the build nor reprod's limits \
+                     explain (exit 137, not OOM-killed at its own memory limit): a container killed from \
+                     outside, an engine restart or the host's OOM killer; not a verdict on the artifact",
+                    i + 1,
+                    step.name
+                )))
+            }
         };
         (opts.progress)(&format!(
-            "step {}/{total} {}: {termination}, exit {} after {:.1}s",
+            "step {}/{total} {}: {}, exit {} after {:.1}s",
             i + 1,
-            step.name,
+            crate::text::inert_line(&step.name),
+            termination.as_str(),
             outcome.exit_code,
             outcome.duration.as_secs_f64()
         ));
-        let log_path = dirs
-            .path(JobDirs::LOGS)
-            .join(format!("{i:02}-{}.log", sanitize(&step.name)));
-        if let Err(e) = std::fs::write(&log_path, &outcome.log.text) {
-            tracing::warn!(path = %log_path.display(), error = %e, "could not write the step log");
-        }
+        let log_file = format!("{i:02}-{}.log", sanitize(&step.name));
+        let log_path = dirs.path(JobDirs::LOGS).join(&log_file);
+        let (log_artifact, log_sha256) = match write_new(
+            &log_path,
+            outcome.log.text.as_bytes(),
+            0o600,
+        ) {
+            Ok(()) => (
+                Some(format!("{}/{log_file}", JobDirs::LOGS)),
+                Some(crate::oci::sha256_bytes(outcome.log.text.as_bytes())),
+            ),
+            Err(e) => {
+                tracing::warn!(path = %log_path.display(), error = %e, "could not write the step log");
+                (None, None)
+            }
+        };
         verdict.steps.push(StepReport {
             name: step.name.clone(),
             image: step.image.clone(),
@@ -129,32 +149,36 @@ pub(super) async fn run_steps(
             duration_ms: outcome.duration.as_millis() as u64,
             log_bytes: outcome.log.total_bytes,
             log_truncated: outcome.log.truncated(),
+            log_artifact,
+            log_sha256,
             log_tail: outcome.log.tail_lines(LOG_TAIL_LINES),
         });
         if !outcome.succeeded() {
-            verdict.status = Status::BuildFailed;
-            let (reason, what) = match outcome.termination {
-                Termination::TimedOut => (
+            let (reason, what) = match termination {
+                StepTermination::TimedOut => (
                     "step-timed-out",
                     format!(
                         "was killed at the {}s step limit",
                         config.sandbox.step_timeout_secs
                     ),
                 ),
-                Termination::OutOfMemory => (
+                StepTermination::OutOfMemory => (
                     "step-out-of-memory",
                     format!(
                         "was killed at the {}-byte memory limit",
                         config.sandbox.memory_bytes
                     ),
                 ),
-                Termination::Exited => (
+                StepTermination::Exited => (
                     "step-failed",
                     format!("exited with code {}", outcome.exit_code),
                 ),
             };
-            verdict.reason = Some(reason.into());
-            verdict.detail = format!("step {}/{total} {:?} {what}", i + 1, step.name);
+            verdict.conclude_uncompared(
+                Status::BuildFailed,
+                reason,
+                format!("step {}/{total} {:?} {what}", i + 1, step.name),
+            );
             return Ok(Ok(()));
         }
     }
@@ -188,7 +212,14 @@ fn sanitize(name: &str) -> String {
 }
 
 fn write_script(path: &Path, script: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::write(path, script)?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o555))
+    write_new(path, script.as_bytes(), 0o555)
+}
+
+/// Writes a new file in the job directory; anything already there (a build's symlink or FIFO) is refused,
+/// never followed.
+fn write_new(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut f = crate::safe_fs::create_new(path, mode)?;
+    f.write_all(bytes)?;
+    f.sync_all()
 }

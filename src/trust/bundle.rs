@@ -13,7 +13,7 @@ use super::timestamp::{self, VerifiedTimestamp};
 use crate::provenance::json::decode_base64;
 
 /// Which bundle format, decided by `mediaType` alone.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum BundleVersion {
     #[serde(rename = "0.1")]
     V01,

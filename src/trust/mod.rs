@@ -40,14 +40,14 @@ impl TrustMaterial {
 }
 
 /// Who signed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
 pub enum Signer {
     Key {
         key_id: String,
         label: String,
         /// `dsse-pae`, or `legacy-payload` for Cloud Build's pre-DSSE signatures over the payload itself.
-        form: &'static str,
+        form: std::borrow::Cow<'static, str>,
     },
     Certificate {
         identity: Option<String>,
@@ -92,7 +92,7 @@ impl std::fmt::Display for Signer {
 }
 
 /// The signature outcome of one item.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "status", rename_all = "kebab-case")]
 pub enum Verification {
     /// At least one signature verified with trusted material.
@@ -163,7 +163,7 @@ fn verify_envelope(
             let signer = Signer::Key {
                 key_id: key.id.clone(),
                 label: key.label.clone(),
-                form,
+                form: form.into(),
             };
             if !signers.contains(&signer) {
                 signers.push(signer);
@@ -234,7 +234,7 @@ fn verify_bundle(b: &bundle::Bundle, material: &TrustMaterial) -> Verification {
                         signers: vec![Signer::Key {
                             key_id: key.id.clone(),
                             label: key.label.clone(),
-                            form: "dsse-pae",
+                            form: "dsse-pae".into(),
                         }],
                     };
                 }
