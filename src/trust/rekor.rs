@@ -159,7 +159,8 @@ fn verify_proof(body: &[u8], proof: &InclusionProof, log: &Log) -> Result<(), St
         .checkpoint
         .as_deref()
         .ok_or("the inclusion proof has no checkpoint, so nothing signed vouches for its root")?;
-    let cp = checkpoint::verify(note, &log.key).map_err(|e| format!("checkpoint: {e}"))?;
+    let cp =
+        checkpoint::verify(note, &log.log_id, &log.key).map_err(|e| format!("checkpoint: {e}"))?;
     if cp.tree_size != proof.tree_size || cp.root_hash != proof.root_hash {
         return Err(format!(
             "the checkpoint (size {}) does not vouch for the proof's root (size {})",
