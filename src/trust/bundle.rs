@@ -1,6 +1,7 @@
 //! Sigstore bundles (v0.1, v0.2, v0.3) and their offline keyless verification: Fulcio chain at the signing
 //! time, signature, transparency-log entry (signed entry timestamp and/or inclusion proof with a signed
-//! checkpoint, and a body that logs this very signature) and RFC 3161 timestamps.
+//! checkpoint, and a body that logs this very signature), RFC 3161 timestamps, and the certificate's
+//! embedded certificate-transparency SCTs.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -9,6 +10,7 @@ use super::certificate::{format_unix, LeafCertificate, EKU_CODE_SIGNING};
 use super::dsse::Envelope;
 use super::rekor::{self, InclusionProof, Logged, LoggedContent, TlogEntry, VerifiedEntry};
 use super::root::{RawCert, RawChain, TrustedRoot};
+use super::sct::{self, VerifiedSct};
 use super::timestamp::{self, VerifiedTimestamp};
 use crate::provenance::json::decode_base64;
 
@@ -86,6 +88,8 @@ pub struct KeylessSigner {
     pub identity: Option<String>,
     pub issuer: Option<String>,
     pub authority: String,
+    /// The certificate-transparency promises that verified (at least one).
+    pub scts: Vec<VerifiedSct>,
     pub entries: Vec<VerifiedEntry>,
     pub timestamps: Vec<VerifiedTimestamp>,
     /// Timestamps that no trusted authority signed, and why (they contributed nothing).
@@ -423,7 +427,7 @@ impl Bundle {
                 .try_for_each(|t| cert.verify_chain(ca, *t, EKU_CODE_SIGNING))
             {
                 Ok(()) => {
-                    authority = Some(ca.uri.clone());
+                    authority = Some(ca);
                     break;
                 }
                 Err(e) => reasons.push(e),
@@ -445,10 +449,33 @@ impl Bundle {
                 }
             )
         })?;
+        // 5. Certificate transparency: a CT log of the trust root promised to publish the certificate.
+        let issuer = authority
+            .chain
+            .iter()
+            .find(|c| c.issued(cert.x509()) == openssl::x509::X509VerifyResult::OK)
+            .ok_or_else(|| {
+                format!(
+                    "no certificate of {} issued the signing certificate, so its SCTs cannot be checked",
+                    authority.uri
+                )
+            })?;
+        let issuer_spki = issuer
+            .public_key()
+            .and_then(|k| k.public_key_to_der())
+            .map_err(|e| {
+                format!(
+                    "the issuing certificate's key: {}",
+                    super::keys::first_openssl_reason(&e)
+                )
+            })?;
+        let scts =
+            sct::verify_embedded(&cert.der, &issuer_spki, root).map_err(|e| e.to_string())?;
         Ok(KeylessSigner {
             identity: cert.identity.clone(),
             issuer: cert.issuer.clone(),
-            authority,
+            authority: authority.uri.clone(),
+            scts,
             entries,
             timestamps,
             ignored_timestamps: ignored,

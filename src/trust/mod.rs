@@ -13,6 +13,7 @@ pub mod merkle;
 pub mod policy;
 pub mod rekor;
 pub mod root;
+pub mod sct;
 pub mod timestamp;
 
 use serde::Serialize;
@@ -55,6 +56,8 @@ pub enum Signer {
         authority: String,
         /// Transparency-log entries, as `log#index`.
         log_entries: Vec<String>,
+        /// The certificate-transparency logs whose SCTs in the certificate verified, as `log@time`.
+        sct_logs: Vec<String>,
         /// Earliest verified time, RFC 3339.
         signed_at: String,
     },
@@ -78,14 +81,16 @@ impl std::fmt::Display for Signer {
                 identity,
                 issuer,
                 log_entries,
+                sct_logs,
                 signed_at,
                 ..
             } => write!(
                 f,
-                "certificate for {} issued by {}, logged at {} ({signed_at})",
+                "certificate for {} issued by {}, logged at {} ({signed_at}), SCT from {}",
                 identity.as_deref().unwrap_or("(no identity)"),
                 issuer.as_deref().unwrap_or("(no issuer)"),
-                log_entries.join(", ")
+                log_entries.join(", "),
+                sct_logs.join(", ")
             ),
         }
     }
@@ -297,6 +302,11 @@ fn identity_check(signer: KeylessSigner, material: &TrustMaterial) -> Verificati
                 .entries
                 .iter()
                 .map(|e| format!("{}#{}", e.log, e.log_index))
+                .collect(),
+            sct_logs: signer
+                .scts
+                .iter()
+                .map(|s| format!("{}@{}", s.log, s.timestamp))
                 .collect(),
             signed_at: certificate::format_unix(signer.signed_at),
         }],
