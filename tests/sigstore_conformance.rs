@@ -310,3 +310,120 @@ fn the_message_signature_cases_of_the_same_checks_agree_too() {
         table.join("\n")
     );
 }
+
+const HAPPY: &str = "bundle-verify/happy-path-intoto-in-dsse-v3/bundle.sigstore.json";
+
+/// A valid keyless bundle is not accepted on its certificate alone: the identity must be required (both
+/// --identity and --issuer), waived in so many words (--any-identity), or named by a trust rule.
+#[test]
+fn a_keyless_signature_is_accepted_only_for_a_required_or_expressly_waived_identity() {
+    let r = Reprod::new();
+    let (bundle, root) = (suite(HAPPY), suite("roots/production_trusted_root.json"));
+    // Neither: the signature checks out, the identity was not checked, so it is not verified.
+    let o = verify(&r, &bundle, &root, &[]);
+    assert_eq!(o.code, Some(1), "{}", reasons(&o));
+    assert_eq!(status(&o.findings[0]), "unverifiable", "{}", reasons(&o));
+    assert!(
+        reasons(&o).contains("no identity was required"),
+        "{}",
+        reasons(&o)
+    );
+    // Half of the pair is a usage error, not a weaker check.
+    for half in [["--identity", ID], ["--issuer", ISS]] {
+        let o = verify(&r, &bundle, &root, &half);
+        assert_eq!(o.code, Some(2), "{half:?}: {}", o.stderr);
+        assert!(o.stderr.contains("required arguments"), "{}", o.stderr);
+    }
+    let o = verify(&r, &bundle, &root, &["--any-identity", "--identity", ID]);
+    assert_eq!(o.code, Some(2), "{}", o.stderr);
+    // The pair, exactly.
+    let o = verify(&r, &bundle, &root, &["--identity", ID, "--issuer", ISS]);
+    assert_eq!(o.code, Some(0), "{}", reasons(&o));
+    assert_eq!(
+        o.findings[0]["verification"]["signers"][0]["identity_check"],
+        "required"
+    );
+    let o = verify(
+        &r,
+        &bundle,
+        &root,
+        &["--identity", ID, "--issuer", "https://accounts.google.com"],
+    );
+    assert_eq!((o.code, status(&o.findings[0])), (Some(1), "failed"));
+    assert!(reasons(&o).contains("not the required"), "{}", reasons(&o));
+    // Any identity, said so in the JSON and in the text.
+    let o = verify(&r, &bundle, &root, &["--any-identity"]);
+    assert_eq!(o.code, Some(0), "{}", reasons(&o));
+    let signer = &o.findings[0]["verification"]["signers"][0];
+    assert_eq!(signer["identity_check"], "any", "{signer}");
+    assert_eq!(signer["identity"], ID);
+    let text = r.run(&[
+        "verify-provenance",
+        "--trusted-root",
+        root.to_str().unwrap(),
+        "--any-identity",
+        bundle.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("ANY identity accepted"), "{text}");
+}
+
+/// The configuration's path (what the daemon uses): a trust rule naming identity and issuer admits the
+/// keyless signer with nothing on the command line, in `verify-provenance` and `rebuild` alike; a rule
+/// naming no signers does not.
+#[test]
+fn a_trust_rule_naming_identity_and_issuer_admits_a_keyless_signer() {
+    let r = Reprod::new();
+    let root = suite("roots/production_trusted_root.json");
+    let config = r.data.path().join("reprod.toml");
+    let run = |rule: &str, command: &str| -> (Option<i32>, Value) {
+        std::fs::write(
+            &config,
+            format!(
+                "[trust]\ntrusted_roots = [{:?}]\n\n[[trust.rules]]\nimages = [\"a.txt\"]\n{rule}\n",
+                root.display().to_string()
+            ),
+        )
+        .unwrap();
+        let out = r.run(&[
+            "--config",
+            config.to_str().unwrap(),
+            command,
+            "--json",
+            suite(HAPPY).to_str().unwrap(),
+        ]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        (
+            out.status.code(),
+            serde_json::from_slice(&out.stdout).unwrap_or(Value::Null),
+        )
+    };
+    let named = format!("signers = [{{ identity = \"https://github.com/sigstore-conformance/*\", issuer = {ISS:?} }}]");
+    let (code, doc) = run(&named, "verify-provenance");
+    assert_eq!(code, Some(0), "{doc:#}");
+    let (_, verdict) = run(&named, "rebuild");
+    // Admitted: what stops it is the build type, not the signer.
+    assert_eq!(verdict["status"], "unrebuildable", "{verdict:#}");
+    assert_eq!(verdict["provenance"]["verification"]["status"], "verified");
+
+    let other = r#"signers = [{ identity = "*", issuer = "https://accounts.google.com" }]"#;
+    let (code, doc) = run(other, "verify-provenance");
+    assert_eq!(code, Some(1), "{doc:#}");
+    assert_eq!(doc["findings"][0]["verification"]["status"], "failed");
+    let (_, verdict) = run(other, "rebuild");
+    assert_eq!(
+        (verdict["status"].as_str(), verdict["reason"].as_str()),
+        (Some("rejected"), Some("policy")),
+        "{verdict:#}"
+    );
+
+    let (code, doc) = run("", "verify-provenance");
+    assert_eq!(code, Some(1), "{doc:#}");
+    let reason = doc["findings"][0]["verification"]["reason"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(reason.contains("names no signers"), "{reason}");
+    let (_, verdict) = run("", "rebuild");
+    assert_eq!(verdict["reason"], "policy", "{verdict:#}");
+}

@@ -205,11 +205,12 @@ pub async fn rebuild(
     Ok(verdict)
 }
 
-/// Signature and policy: `Some` when the provenance must be refused before anything runs.
+/// Signature and policy: `Some` when the provenance must be refused before anything runs. (`_material` is
+/// not consulted: how a keyless signer's identity was required is recorded in the signer itself.)
 pub(crate) fn judge(
     config: &Config,
     finding: &crate::examine::Finding,
-    material: &crate::trust::TrustMaterial,
+    _material: &crate::trust::TrustMaterial,
 ) -> Option<crate::examine::Problem> {
     use crate::trust::Verification;
     let refuse = |reason: &str, detail: String| {
@@ -230,9 +231,9 @@ pub(crate) fn judge(
         ),
         Verification::Verified { signers } => config
             .trust
-            .admit(signers, &finding.subjects, finding.builder_id(), material)
+            .admit(signers, &finding.subjects, finding.builder_id())
             .err()
-            .and_then(|e| refuse("policy", e)),
+            .and_then(|e| refuse("policy", e.to_string())),
         _ => None,
     }
 }
