@@ -76,7 +76,7 @@ pub fn admit(
             "the document holds no statement".into(),
         ));
     };
-    let refusal = refusal(config, finding, material);
+    let refusal = refusal(config, finding);
     Ok(Admitted {
         sha256: crate::oci::sha256_bytes(bytes)["sha256:".len()..].to_string(),
         chosen,
@@ -86,11 +86,7 @@ pub fn admit(
 }
 
 /// Signature and policy: `Some` when the provenance must be refused before anything runs.
-fn refusal(
-    config: &crate::config::Config,
-    finding: &Finding,
-    material: &TrustMaterial,
-) -> Option<Problem> {
+fn refusal(config: &crate::config::Config, finding: &Finding) -> Option<Problem> {
     let refuse = |reason: &str, detail: String| {
         Some(Problem {
             reason: reason.to_string(),
@@ -109,9 +105,9 @@ fn refusal(
         ),
         Verification::Verified { signers } => config
             .trust
-            .admit(signers, &finding.subjects, finding.builder_id(), material)
+            .admit(signers, &finding.subjects, finding.builder_id())
             .err()
-            .and_then(|e| refuse("policy", e)),
+            .and_then(|e| refuse("policy", e.to_string())),
         _ => None,
     }
 }

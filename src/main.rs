@@ -39,12 +39,19 @@ struct TrustArgs {
     /// A Sigstore trusted_root.json for keyless signatures (repeatable).
     #[arg(long = "trusted-root", value_name = "JSON")]
     trusted_roots: Vec<PathBuf>,
-    /// Require this certificate identity (subject alternative name) on keyless signatures.
-    #[arg(long)]
+    /// Require this certificate identity (subject alternative name, exactly) on keyless signatures; needs
+    /// --issuer. A keyless signature is accepted only with both, with --any-identity, or under a trust
+    /// rule naming its identity and issuer: a valid certificate alone proves only that someone signed.
+    #[arg(long, value_name = "SAN", requires = "issuer")]
     identity: Option<String>,
-    /// Require this OIDC issuer on keyless signatures.
-    #[arg(long)]
+    /// Require this OIDC issuer on keyless signatures; needs --identity.
+    #[arg(long, value_name = "URL", requires = "identity")]
     issuer: Option<String>,
+    /// Accept a keyless signature whatever identity its certificate names (as cosign's
+    /// --certificate-identity-regexp '.*'). It must still chain to the trust root, be logged and carry a
+    /// verified SCT, but anyone with an OIDC account can make one; the output says ANY identity was accepted.
+    #[arg(long, conflicts_with_all = ["identity", "issuer"])]
+    any_identity: bool,
 }
 
 impl TrustArgs {
@@ -57,6 +64,7 @@ impl TrustArgs {
         let mut material = trust.load_material().map_err(anyhow::Error::msg)?;
         material.identity = self.identity.clone();
         material.issuer = self.issuer.clone();
+        material.any_identity = self.any_identity;
         Ok(material)
     }
 }
@@ -113,8 +121,11 @@ enum Command {
     /// Reads bare in-toto statements, DSSE envelopes, JSON Lines of either, Sigstore bundles v0.1-v0.3,
     /// Cloud Build `--show-provenance` output, npm attestation responses, cosign `.att` manifests (the DSSE
     /// layer beside the file) and `rekor-cli get` output. Keys and roots from the configuration's `[trust]`
-    /// section are used too. Exit status: 0 every statement verified; 1 a signature is missing, fails or
-    /// cannot be checked offline; 2 the input cannot be read or parsed.
+    /// section are used too, and so is its trust policy: a signer `rebuild` would refuse is not verified
+    /// here either (a keyless signature needs --identity and --issuer, --any-identity, or a trust rule
+    /// naming its identity and issuer). Exit status: 0 every statement verified and its signer accepted;
+    /// 1 a signature is missing, fails, cannot be checked offline or is not accepted; 2 the input cannot
+    /// be read or parsed.
     VerifyProvenance {
         file: PathBuf,
         #[command(flatten)]
@@ -446,9 +457,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 dir: file.parent().map(PathBuf::from).unwrap_or_default(),
                 max_bytes: config.max_document_bytes,
             };
-            let findings =
+            let mut findings =
                 reprod::examine::examine(&bytes, config.max_document_bytes, &blobs, &material)
                     .with_context(|| format!("{} cannot be parsed", file.display()))?;
+            config.trust.settle(&mut findings);
             if json {
                 let doc = serde_json::json!({
                     "file": file.display().to_string(),

@@ -473,3 +473,144 @@ fn every_key_type_verifies_dsse_in_every_encoding() {
         }
     }
 }
+
+/// A file of the sigstore-conformance suite in the shared corpus.
+fn suite(rel: &str) -> std::path::PathBuf {
+    common::project_root()
+        .join("../shared/corpus/sigstore-conformance")
+        .join(rel)
+}
+
+fn suite_json(rel: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(suite(rel)).unwrap()).unwrap()
+}
+
+fn suite_root(rel: &str) -> TrustedRoot {
+    TrustedRoot::from_json(&std::fs::read(suite(rel)).unwrap(), rel).unwrap()
+}
+
+/// A trust root from JSON edited in the test.
+fn root_from(value: &Value) -> TrustedRoot {
+    TrustedRoot::from_json(&serde_json::to_vec(value).unwrap(), "edited root").unwrap()
+}
+
+const PRODUCTION_ROOT: &str = "roots/production_trusted_root.json";
+const HAPPY_DSSE: &str = "bundle-verify/happy-path-intoto-in-dsse-v3/bundle.sigstore.json";
+
+fn happy_dsse_bundle() -> reprod::trust::bundle::Bundle {
+    reprod::trust::bundle::Bundle::from_value(&suite_json(HAPPY_DSSE), "bundle").unwrap()
+}
+
+/// The leaf's DER and its issuer's SubjectPublicKeyInfo (the production intermediate).
+fn happy_leaf_and_issuer() -> (Vec<u8>, Vec<u8>) {
+    let bundle = happy_dsse_bundle();
+    let reprod::trust::bundle::Material::Certificate(leaf) = &bundle.material else {
+        panic!("a keyless bundle")
+    };
+    let root = suite_root(PRODUCTION_ROOT);
+    let issuer = root
+        .certificate_authorities
+        .iter()
+        .flat_map(|ca| &ca.chain)
+        .find(|c| c.issued(leaf.x509()) == openssl::x509::X509VerifyResult::OK)
+        .unwrap();
+    (
+        leaf.der.clone(),
+        issuer.public_key().unwrap().public_key_to_der().unwrap(),
+    )
+}
+
+#[test]
+fn a_fulcio_certificates_sct_verifies_with_the_trust_roots_ct_log() {
+    let signer = happy_dsse_bundle()
+        .verify_keyless(&suite_root(PRODUCTION_ROOT))
+        .unwrap();
+    assert_eq!(signer.scts.len(), 1, "{:?}", signer.scts);
+    assert_eq!(signer.scts[0].log, "https://ctfe.sigstore.dev/2022");
+    // The signed data binds the issuer: the same SCT with another issuer key does not verify.
+    let (leaf, issuer) = happy_leaf_and_issuer();
+    let production = suite_root(PRODUCTION_ROOT);
+    assert!(reprod::trust::sct::verify_embedded(&leaf, &issuer, &production).is_ok());
+    let other = PKey::from_ec_key(
+        EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap(),
+    )
+    .unwrap()
+    .public_key_to_der()
+    .unwrap();
+    let err = reprod::trust::sct::verify_embedded(&leaf, &other, &production)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("signature does not verify"), "{err}");
+}
+
+#[test]
+fn an_sct_needs_a_ct_log_of_the_trust_root_valid_at_its_time() {
+    let (leaf, issuer) = happy_leaf_and_issuer();
+    let check = |edit: &dyn Fn(&mut Value)| -> String {
+        let mut value = suite_json(PRODUCTION_ROOT);
+        edit(&mut value);
+        reprod::trust::sct::verify_embedded(&leaf, &issuer, &root_from(&value))
+            .unwrap_err()
+            .to_string()
+    };
+    // The 2022 CT log's key made valid only from 2030: not at the SCT's time (December 2024).
+    let err = check(&|v| {
+        for log in v["ctlogs"].as_array_mut().unwrap() {
+            log["publicKey"]["validFor"]["start"] = Value::String("2030-01-01T00:00:00Z".into());
+        }
+    });
+    assert!(err.contains("was not valid at the SCT's time"), "{err}");
+    // Without a start, the key is refused, and said so.
+    let err = check(&|v| {
+        for log in v["ctlogs"].as_array_mut().unwrap() {
+            log["publicKey"]["validFor"]
+                .as_object_mut()
+                .unwrap()
+                .remove("start");
+        }
+    });
+    assert!(
+        err.contains("not trusted") && err.contains("validFor.start"),
+        "{err}"
+    );
+    // No CT log at all.
+    let err = check(&|v| v["ctlogs"] = Value::Array(Vec::new()));
+    assert!(
+        err.contains("lists no certificate-transparency log"),
+        "{err}"
+    );
+    // Only another log (the suite's invalid-ct-key_fail: the staging logs for a production SCT).
+    let staging = suite_json("roots/staging_trusted_root.json");
+    let err = check(&|v| v["ctlogs"] = staging["ctlogs"].clone());
+    assert!(err.contains("does not list"), "{err}");
+}
+
+#[test]
+fn a_certificate_without_an_sct_is_refused() {
+    use openssl::x509::{X509Builder, X509NameBuilder};
+    let key = PKey::from_ec_key(
+        EcKey::generate(&EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap(),
+    )
+    .unwrap();
+    let mut name = X509NameBuilder::new().unwrap();
+    name.append_entry_by_text("CN", "no sct").unwrap();
+    let name = name.build();
+    let mut b = X509Builder::new().unwrap();
+    b.set_version(2).unwrap();
+    b.set_subject_name(&name).unwrap();
+    b.set_issuer_name(&name).unwrap();
+    b.set_pubkey(&key).unwrap();
+    b.set_not_before(&openssl::asn1::Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&openssl::asn1::Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    b.sign(&key, MessageDigest::sha256()).unwrap();
+    let der = b.build().to_der().unwrap();
+    let err = reprod::trust::sct::verify_embedded(
+        &der,
+        &key.public_key_to_der().unwrap(),
+        &suite_root(PRODUCTION_ROOT),
+    )
+    .unwrap_err();
+    assert_eq!(err, reprod::trust::sct::SctError::Missing);
+}

@@ -478,6 +478,9 @@ fn cosign(
                 Signing::Bundle(Box::new(Bundle {
                     version: BundleVersion::CosignAnnotations,
                     material: Material::Certificate(cert),
+                    // The `dev.sigstore.cosign/chain` annotation is not read: intermediates and roots come
+                    // from the trust root only.
+                    document_chain: Vec::new(),
                     tlog_entries,
                     timestamps: Vec::new(),
                     content: crate::trust::bundle::Content::Dsse(envelope),

@@ -1,6 +1,7 @@
 //! Sigstore bundles (v0.1, v0.2, v0.3) and their offline keyless verification: Fulcio chain at the signing
 //! time, signature, transparency-log entry (signed entry timestamp and/or inclusion proof with a signed
-//! checkpoint, and a body that logs this very signature) and RFC 3161 timestamps.
+//! checkpoint, and a body that logs this very signature), RFC 3161 timestamps, and the certificate's
+//! embedded certificate-transparency SCTs.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -9,6 +10,7 @@ use super::certificate::{format_unix, LeafCertificate, EKU_CODE_SIGNING};
 use super::dsse::Envelope;
 use super::rekor::{self, InclusionProof, Logged, LoggedContent, TlogEntry, VerifiedEntry};
 use super::root::{RawCert, RawChain, TrustedRoot};
+use super::sct::{self, VerifiedSct};
 use super::timestamp::{self, VerifiedTimestamp};
 use crate::provenance::json::decode_base64;
 
@@ -71,6 +73,9 @@ pub enum Content {
 pub struct Bundle {
     pub version: BundleVersion,
     pub material: Material,
+    /// The certificates an `x509CertificateChain` carries after the leaf. Never used to build a chain (the
+    /// trust root's are); only checked for a root that must not be there.
+    pub document_chain: Vec<openssl::x509::X509>,
     pub tlog_entries: Vec<TlogEntry>,
     /// DER RFC 3161 timestamps.
     pub timestamps: Vec<Vec<u8>>,
@@ -83,6 +88,8 @@ pub struct KeylessSigner {
     pub identity: Option<String>,
     pub issuer: Option<String>,
     pub authority: String,
+    /// The certificate-transparency promises that verified (at least one).
+    pub scts: Vec<VerifiedSct>,
     pub entries: Vec<VerifiedEntry>,
     pub timestamps: Vec<VerifiedTimestamp>,
     /// Timestamps that no trusted authority signed, and why (they contributed nothing).
@@ -228,21 +235,30 @@ impl Bundle {
         let vm = raw
             .verification_material
             .ok_or_else(|| format!("{at}: no verificationMaterial"))?;
+        let mut document_chain = Vec::new();
         let material = if let Some(cert) = &vm.certificate {
             Material::Certificate(leaf(
                 &cert.raw_bytes,
                 &format!("{at}.verificationMaterial.certificate"),
             )?)
         } else if let Some(chain) = &vm.x509_certificate_chain {
-            let first = chain
+            let cat = format!("{at}.verificationMaterial.x509CertificateChain");
+            let (first, rest) = chain
                 .certificates
-                .first()
-                .ok_or_else(|| format!("{at}.verificationMaterial.x509CertificateChain: empty"))?;
+                .split_first()
+                .ok_or_else(|| format!("{cat}: empty"))?;
+            for (i, c) in rest.iter().enumerate() {
+                let at = format!("{cat}.certificates[{}]", i + 1);
+                let der = b64(&c.raw_bytes, &at)?;
+                document_chain.push(openssl::x509::X509::from_der(&der).map_err(|e| {
+                    format!(
+                        "{at}: not a DER X.509 certificate: {}",
+                        super::keys::first_openssl_reason(&e)
+                    )
+                })?);
+            }
             // Only the leaf is used: intermediates come from the trust root, never from the document.
-            Material::Certificate(leaf(
-                &first.raw_bytes,
-                &format!("{at}.verificationMaterial.x509CertificateChain"),
-            )?)
+            Material::Certificate(leaf(&first.raw_bytes, &cat)?)
         } else if let Some(key) = vm.public_key {
             Material::PublicKey { hint: key.hint }
         } else {
@@ -299,6 +315,7 @@ impl Bundle {
         Ok(Bundle {
             version,
             material,
+            document_chain,
             tlog_entries,
             timestamps,
             content,
@@ -327,6 +344,7 @@ impl Bundle {
                 "the bundle is signed with a key, not a certificate: verify it with --key".into(),
             );
         };
+        self.check_document_chain(cert)?;
         let signature = self.signature()?;
         // 1. The signature, over the exact received bytes.
         let signed = match &self.content {
@@ -409,7 +427,7 @@ impl Bundle {
                 .try_for_each(|t| cert.verify_chain(ca, *t, EKU_CODE_SIGNING))
             {
                 Ok(()) => {
-                    authority = Some(ca.uri.clone());
+                    authority = Some(ca);
                     break;
                 }
                 Err(e) => reasons.push(e),
@@ -431,15 +449,75 @@ impl Bundle {
                 }
             )
         })?;
+        // 5. Certificate transparency: a CT log of the trust root promised to publish the certificate.
+        let issuer = authority
+            .chain
+            .iter()
+            .find(|c| c.issued(cert.x509()) == openssl::x509::X509VerifyResult::OK)
+            .ok_or_else(|| {
+                format!(
+                    "no certificate of {} issued the signing certificate, so its SCTs cannot be checked",
+                    authority.uri
+                )
+            })?;
+        let issuer_spki = issuer
+            .public_key()
+            .and_then(|k| k.public_key_to_der())
+            .map_err(|e| {
+                format!(
+                    "the issuing certificate's key: {}",
+                    super::keys::first_openssl_reason(&e)
+                )
+            })?;
+        let scts =
+            sct::verify_embedded(&cert.der, &issuer_spki, root).map_err(|e| e.to_string())?;
         Ok(KeylessSigner {
             identity: cert.identity.clone(),
             issuer: cert.issuer.clone(),
-            authority,
+            authority: authority.uri.clone(),
+            scts,
             entries,
             timestamps,
             ignored_timestamps: ignored,
             signed_at: times.iter().copied().min().unwrap_or_default(),
         })
+    }
+}
+
+impl Bundle {
+    /// Refuses a root certificate in the bundle's chain (sigstore-conformance `bundle-with-root-cert_fail`;
+    /// protobuf-specs' client policy: the chain carries the leaf and at most intermediates, since a trust
+    /// anchor must come from the trust root). reprod never builds a chain from these certificates, so this
+    /// is conformance, not safety: a v0.1 bundle carrying the complete chain in issuing order ending in the
+    /// root, as cosign and slsa-github-generator wrote them, is tolerated (sigstore-python only warns).
+    fn check_document_chain(&self, leaf: &LeafCertificate) -> Result<(), String> {
+        let Some(pos) = self
+            .document_chain
+            .iter()
+            .position(|c| super::certificate::is_self_signed(c))
+        else {
+            return Ok(());
+        };
+        let in_order = std::iter::once(leaf.x509())
+            .chain(&self.document_chain)
+            .zip(&self.document_chain)
+            .all(|(child, parent)| parent.issued(child) == openssl::x509::X509VerifyResult::OK);
+        let legacy_full_chain =
+            self.version == BundleVersion::V01 && in_order && pos + 1 == self.document_chain.len();
+        if legacy_full_chain {
+            return Ok(());
+        }
+        Err(format!(
+            "the bundle's certificate chain includes a root certificate ({}, at position {}){}: a bundle may carry \
+             the signing certificate and intermediates, never a trust anchor, which comes from the trust root only",
+            super::certificate::subject_of(&self.document_chain[pos]),
+            pos + 1,
+            if self.version == BundleVersion::V01 && !in_order {
+                ", out of issuing order"
+            } else {
+                ""
+            }
+        ))
     }
 }
 

@@ -86,6 +86,11 @@ impl LeafCertificate {
         Self::from_der(&der)
     }
 
+    /// The OpenSSL form, decoded once at parse.
+    pub fn x509(&self) -> &X509 {
+        &self.x509
+    }
+
     pub fn has_ext_key_usage(&self, oid: &str) -> bool {
         self.ext_key_usage.iter().any(|o| o == oid)
     }
@@ -155,6 +160,35 @@ pub fn verify_chain(
             format_unix(unix_time),
             error.error_string()
         )),
+    }
+}
+
+/// Whether `cert` is a root: issued by itself (names and key identifiers, as OpenSSL judges) and signed
+/// with its own key.
+pub fn is_self_signed(cert: &openssl::x509::X509Ref) -> bool {
+    cert.issued(cert) == openssl::x509::X509VerifyResult::OK
+        && cert
+            .public_key()
+            .is_ok_and(|key| cert.verify(&key).unwrap_or(false))
+}
+
+/// A certificate's subject as `CN=..., O=...`, for messages.
+pub fn subject_of(cert: &openssl::x509::X509Ref) -> String {
+    let parts: Vec<String> = cert
+        .subject_name()
+        .entries()
+        .map(|e| {
+            format!(
+                "{}={}",
+                e.object().nid().short_name().unwrap_or("?"),
+                String::from_utf8_lossy(e.data().as_slice())
+            )
+        })
+        .collect();
+    if parts.is_empty() {
+        "(empty subject)".into()
+    } else {
+        parts.join(", ")
     }
 }
 

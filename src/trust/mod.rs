@@ -13,6 +13,7 @@ pub mod merkle;
 pub mod policy;
 pub mod rekor;
 pub mod root;
+pub mod sct;
 pub mod timestamp;
 
 use serde::Serialize;
@@ -27,16 +28,33 @@ pub use root::TrustedRoot;
 pub struct TrustMaterial {
     pub keys: Vec<PublicKey>,
     pub roots: Vec<TrustedRoot>,
-    /// Required certificate identity (subject alternative name) for keyless signatures, if any.
+    /// Required certificate identity (subject alternative name) for keyless signatures, if any. Only with
+    /// `issuer` too does it make a keyless signer acceptable on its own ([`IdentityCheck::Required`]).
     pub identity: Option<String>,
     /// Required OIDC issuer for keyless signatures, if any.
     pub issuer: Option<String>,
+    /// Accept a keyless signer whatever identity it names (`--any-identity`), when none is required.
+    pub any_identity: bool,
 }
 
 impl TrustMaterial {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty() && self.roots.is_empty()
     }
+}
+
+/// How a keyless signer's identity was judged when its signature was verified. A valid Fulcio certificate
+/// only says that *someone* with an OIDC account signed, so the identity is what makes it trust.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdentityCheck {
+    /// It is the identity and issuer the caller required (`--identity` and `--issuer`).
+    Required,
+    /// The caller accepted any identity (`--any-identity`), as cosign's `--certificate-identity-regexp '.*'`.
+    Any,
+    /// Nothing was required: the trust policy decides (a trust rule naming the identity and issuer), and
+    /// without one the signer is not accepted.
+    Policy,
 }
 
 /// Who signed.
@@ -52,9 +70,13 @@ pub enum Signer {
     Certificate {
         identity: Option<String>,
         issuer: Option<String>,
+        identity_check: IdentityCheck,
         authority: String,
         /// Transparency-log entries, as `log#index`.
         log_entries: Vec<String>,
+        /// The certificate-transparency logs whose SCTs in the certificate verified, as `log@time`.
+        #[serde(default)]
+        sct_logs: Vec<String>,
         /// Earliest verified time, RFC 3339.
         signed_at: String,
     },
@@ -77,15 +99,23 @@ impl std::fmt::Display for Signer {
             Signer::Certificate {
                 identity,
                 issuer,
+                identity_check,
                 log_entries,
+                sct_logs,
                 signed_at,
                 ..
             } => write!(
                 f,
-                "certificate for {} issued by {}, logged at {} ({signed_at})",
+                "certificate for {} issued by {}{}, logged at {} ({signed_at}), SCT from {}",
                 identity.as_deref().unwrap_or("(no identity)"),
                 issuer.as_deref().unwrap_or("(no issuer)"),
-                log_entries.join(", ")
+                match identity_check {
+                    IdentityCheck::Required => " (the required identity)",
+                    IdentityCheck::Any => " (ANY identity accepted: --any-identity)",
+                    IdentityCheck::Policy => "",
+                },
+                log_entries.join(", "),
+                sct_logs.join(", ")
             ),
         }
     }
@@ -267,6 +297,9 @@ fn verify_bundle(b: &bundle::Bundle, material: &TrustMaterial) -> Verification {
     }
 }
 
+/// Checks the identity and issuer the caller required, each if given, and records how the identity was
+/// judged: only both together (or `any_identity`) make the signer acceptable without a trust rule, which
+/// [`policy::TrustConfig::admit`] enforces for every consumer.
 fn identity_check(signer: KeylessSigner, material: &TrustMaterial) -> Verification {
     if let Some(want) = &material.identity {
         if signer.identity.as_deref() != Some(want.as_str()) {
@@ -288,15 +321,26 @@ fn identity_check(signer: KeylessSigner, material: &TrustMaterial) -> Verificati
             };
         }
     }
+    let identity_check = match (&material.identity, &material.issuer) {
+        (Some(_), Some(_)) => IdentityCheck::Required,
+        _ if material.any_identity => IdentityCheck::Any,
+        _ => IdentityCheck::Policy,
+    };
     Verification::Verified {
         signers: vec![Signer::Certificate {
             identity: signer.identity,
             issuer: signer.issuer,
+            identity_check,
             authority: signer.authority,
             log_entries: signer
                 .entries
                 .iter()
                 .map(|e| format!("{}#{}", e.log, e.log_index))
+                .collect(),
+            sct_logs: signer
+                .scts
+                .iter()
+                .map(|s| format!("{}@{}", s.log, s.timestamp))
                 .collect(),
             signed_at: certificate::format_unix(signer.signed_at),
         }],

@@ -1,12 +1,13 @@
 //! The trust policy: the keys and roots reprod trusts, and per image-name pattern which signers and
 //! builders are accepted. A key the operator configured is trust enough on its own; a keyless signature is
-//! only as good as the identity it names, so it must match a rule (or the identity the caller required).
+//! only as good as the identity it names, so it must match a rule, or the identity and issuer the caller
+//! required, or the caller must have said that any identity will do (`--any-identity`).
 
 use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use super::{Signer, TrustMaterial};
+use super::{IdentityCheck, Signer, TrustMaterial, Verification};
 use crate::provenance::Subject;
 
 /// The `[trust]` section of the configuration.
@@ -24,13 +25,34 @@ pub struct TrustConfig {
     pub rules: Vec<Rule>,
 }
 
+/// Why the policy does not accept a verified statement.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A keyless signer, and nothing says which identity to accept: its signature proves only that someone
+    /// with an OIDC account signed.
+    #[error(
+        "the keyless signature verifies ({signer}), but no identity was required of it{rule}: pass \
+         --identity and --issuer (or --any-identity), or name the identity and issuer in a trust rule"
+    )]
+    NoIdentityRequired {
+        signer: String,
+        /// Empty, or which rule matched without naming signers.
+        rule: String,
+    },
+    /// A trust rule matched and refuses the signer or the builder.
+    #[error("{0}")]
+    Rule(String),
+}
+
 /// Which signers and builders are accepted for images whose name matches `images`.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
 #[serde(default, deny_unknown_fields)]
 pub struct Rule {
     /// Glob patterns over subject names (`registry.example/team/*`).
     pub images: Vec<String>,
-    /// Accepted signers; empty accepts any verified signer.
+    /// Accepted signers; empty accepts any configured key, and a keyless signer only with `--identity`
+    /// and `--issuer` (or `--any-identity`). To accept any identity of one issuer, say so:
+    /// `identity = "*"`.
     pub signers: Vec<SignerRule>,
     /// Accepted builder ids (glob patterns); empty accepts any.
     pub builders: Vec<String>,
@@ -83,54 +105,96 @@ impl TrustConfig {
         Ok(material)
     }
 
-    /// Judges verified signers for a statement's subjects and builder. `Err` says why it is refused.
+    /// Applies the policy to verified findings, as a rebuild does before running anything, so that
+    /// `verify-provenance` never calls verified what `rebuild` would refuse. A keyless signer nothing vouches
+    /// for becomes `unverifiable` (its identity was not checked); a signer or builder a rule refuses,
+    /// `failed`.
+    pub fn settle(&self, findings: &mut [crate::examine::Finding]) {
+        for f in findings {
+            let Verification::Verified { signers } = &f.verification else {
+                continue;
+            };
+            f.verification = match self.admit(signers, &f.subjects, f.builder_id()) {
+                Ok(()) => continue,
+                Err(e @ Refusal::NoIdentityRequired { .. }) => Verification::Unverifiable {
+                    reason: e.to_string(),
+                },
+                Err(Refusal::Rule(e)) => Verification::Failed {
+                    reason: format!("the trust policy refuses it: {e}"),
+                },
+            };
+        }
+    }
+
+    /// Judges verified signers for a statement's subjects and builder, for every consumer (`rebuild`,
+    /// `verify-provenance`, the daemon's intake).
     pub fn admit(
         &self,
         signers: &[Signer],
         subjects: &[Subject],
         builder_id: Option<&str>,
-        material: &TrustMaterial,
-    ) -> Result<(), String> {
+    ) -> Result<(), Refusal> {
         let matches =
             |pattern: &str, text: &str| glob::Pattern::new(pattern).is_ok_and(|p| p.matches(text));
+        // A certificate whose identity the caller required, or whose identity the caller said not to mind.
+        let vouched = |check: &IdentityCheck| *check != IdentityCheck::Policy;
+        let unvouched = |rule: String| Refusal::NoIdentityRequired {
+            signer: signers
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("; "),
+            rule,
+        };
         let rule = self.rules.iter().find(|r| {
             r.images
                 .iter()
                 .any(|pat| subjects.iter().any(|s| matches(pat, &s.name)))
         });
         let Some(rule) = rule else {
-            // No rule: a configured key is trusted as such; a certificate only with a required identity.
+            // No rule: a configured key is trusted as such; a certificate only as the caller vouched.
             let ok = signers.iter().any(|s| match s {
                 Signer::Key { .. } => true,
-                Signer::Certificate { .. } => {
-                    material.identity.is_some() && material.issuer.is_some()
-                }
+                Signer::Certificate { identity_check, .. } => vouched(identity_check),
             });
             return if ok {
                 Ok(())
             } else {
-                Err("a keyless signature is accepted only for images a trust rule names (with the accepted identity and \
-                     issuer), or with --identity and --issuer"
-                    .into())
+                Err(unvouched(String::new()))
             };
         };
-        let accepted = rule.signers.is_empty()
-            || signers.iter().any(|signer| {
-                rule.signers.iter().any(|want| match signer {
-                    Signer::Key { key_id, .. } => want.key.as_deref() == Some(key_id.as_str()),
-                    Signer::Certificate {
-                        identity, issuer, ..
-                    } => {
+        let accepted = signers.iter().any(|signer| match signer {
+            Signer::Key { key_id, .. } => {
+                rule.signers.is_empty()
+                    || rule
+                        .signers
+                        .iter()
+                        .any(|want| want.key.as_deref() == Some(key_id.as_str()))
+            }
+            Signer::Certificate {
+                identity,
+                issuer,
+                identity_check,
+                ..
+            } => {
+                (rule.signers.is_empty() && vouched(identity_check))
+                    || rule.signers.iter().any(|want| {
                         want.key.is_none()
                             && want.identity.as_deref().is_some_and(|pat| {
                                 identity.as_deref().is_some_and(|id| matches(pat, id))
                             })
                             && want.issuer.as_deref() == issuer.as_deref()
-                    }
-                })
-            });
+                    })
+            }
+        });
         if !accepted {
-            return Err(format!(
+            if rule.signers.is_empty() {
+                return Err(unvouched(format!(
+                    ", and the trust rule for {:?} names no signers",
+                    rule.images
+                )));
+            }
+            return Err(Refusal::Rule(format!(
                 "no signer the trust rule for {:?} accepts (signed by: {})",
                 rule.images,
                 signers
@@ -138,17 +202,149 @@ impl TrustConfig {
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
                     .join("; ")
-            ));
+            )));
         }
         if !rule.builders.is_empty() {
             let builder = builder_id.unwrap_or_default();
             if !rule.builders.iter().any(|pat| matches(pat, builder)) {
-                return Err(format!(
+                return Err(Refusal::Rule(format!(
                     "builder {builder:?} is not one the trust rule for {:?} accepts",
                     rule.images
-                ));
+                )));
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{IdentityCheck, Refusal, Rule, Signer, SignerRule, TrustConfig};
+    use crate::provenance::Subject;
+
+    const ID: &str = "https://github.com/org/repo/.github/workflows/release.yml@refs/heads/main";
+    const ISS: &str = "https://token.actions.githubusercontent.com";
+
+    fn keyless(check: IdentityCheck) -> Signer {
+        Signer::Certificate {
+            identity: Some(ID.into()),
+            issuer: Some(ISS.into()),
+            identity_check: check,
+            authority: "https://fulcio.sigstore.dev".into(),
+            log_entries: vec!["https://rekor.sigstore.dev#1".into()],
+            sct_logs: vec!["https://ctfe.sigstore.dev/2022@2024-01-01T00:00:00Z".into()],
+            signed_at: "2024-01-01T00:00:00Z".into(),
+        }
+    }
+
+    fn key() -> Signer {
+        Signer::Key {
+            key_id: "sha256:00".into(),
+            label: "k.pem".into(),
+            form: "dsse-pae".into(),
+        }
+    }
+
+    fn subjects() -> Vec<Subject> {
+        vec![Subject {
+            name: "registry.example/team/app".into(),
+            digests: [("sha256".to_string(), "a".repeat(64))].into(),
+        }]
+    }
+
+    fn with_rule(signers: Vec<SignerRule>) -> TrustConfig {
+        TrustConfig {
+            rules: vec![Rule {
+                images: vec!["registry.example/team/*".into()],
+                signers,
+                builders: Vec::new(),
+            }],
+            ..Default::default()
+        }
+    }
+
+    fn admit(config: &TrustConfig, signer: Signer) -> Result<(), Refusal> {
+        config.admit(&[signer], &subjects(), None)
+    }
+
+    #[test]
+    fn without_a_rule_a_keyless_signer_needs_a_required_or_waived_identity() {
+        let none = TrustConfig::default();
+        assert_eq!(admit(&none, keyless(IdentityCheck::Required)), Ok(()));
+        assert_eq!(admit(&none, keyless(IdentityCheck::Any)), Ok(()));
+        assert_eq!(admit(&none, key()), Ok(()));
+        let err = admit(&none, keyless(IdentityCheck::Policy)).unwrap_err();
+        assert!(matches!(err, Refusal::NoIdentityRequired { .. }), "{err}");
+        assert!(
+            err.to_string().contains("no identity was required"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_rule_naming_identity_and_issuer_admits_that_signer_only() {
+        // The daemon's path: nothing on a command line, the rule decides.
+        let glob = with_rule(vec![SignerRule {
+            key: None,
+            identity: Some("https://github.com/org/repo/*".into()),
+            issuer: Some(ISS.into()),
+        }]);
+        assert_eq!(admit(&glob, keyless(IdentityCheck::Policy)), Ok(()));
+        let other_issuer = with_rule(vec![SignerRule {
+            key: None,
+            identity: Some("*".into()),
+            issuer: Some("https://accounts.google.com".into()),
+        }]);
+        let err = admit(&other_issuer, keyless(IdentityCheck::Policy)).unwrap_err();
+        assert!(matches!(err, Refusal::Rule(_)), "{err}");
+        // The rule still decides when the caller vouched on the command line.
+        assert!(admit(&other_issuer, keyless(IdentityCheck::Any)).is_err());
+    }
+
+    #[test]
+    fn a_rule_without_signers_admits_keys_but_not_an_unchecked_identity() {
+        let open = with_rule(Vec::new());
+        assert_eq!(admit(&open, key()), Ok(()));
+        assert_eq!(admit(&open, keyless(IdentityCheck::Required)), Ok(()));
+        let err = admit(&open, keyless(IdentityCheck::Policy)).unwrap_err();
+        assert!(err.to_string().contains("names no signers"), "{err}");
+    }
+
+    #[test]
+    fn settle_downgrades_what_the_policy_refuses() {
+        use crate::trust::Verification;
+        let finding = |signer: Signer| crate::examine::Finding {
+            at: "document".into(),
+            container: crate::provenance::Container::BareStatement,
+            verification: Verification::Verified {
+                signers: vec![signer],
+            },
+            predicate_type: None,
+            subjects: subjects(),
+            recipe: None,
+            unrebuildable: None,
+        };
+        let mut findings = vec![
+            finding(keyless(IdentityCheck::Policy)),
+            finding(keyless(IdentityCheck::Required)),
+        ];
+        TrustConfig::default().settle(&mut findings);
+        assert!(
+            matches!(&findings[0].verification, Verification::Unverifiable { reason } if reason.contains("no identity was required")),
+            "{:?}",
+            findings[0].verification
+        );
+        assert!(findings[1].verification.is_verified());
+        let mut refused = vec![finding(keyless(IdentityCheck::Required))];
+        with_rule(vec![SignerRule {
+            key: Some("sha256:ff".into()),
+            ..Default::default()
+        }])
+        .settle(&mut refused);
+        assert!(
+            matches!(&refused[0].verification, Verification::Failed { reason } if reason.contains("trust policy refuses")),
+            "{:?}",
+            refused[0].verification
+        );
     }
 }

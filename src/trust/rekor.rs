@@ -67,11 +67,17 @@ pub fn verify_entry(
 ) -> Result<VerifiedEntry, String> {
     use base64::Engine;
     let log = root.tlog(&entry.log_id).ok_or_else(|| {
-        format!(
-            "the entry is in transparency log {}, which {} does not list (an unknown or newer log)",
-            base64::engine::general_purpose::STANDARD.encode(&entry.log_id),
-            root.label
-        )
+        let id = base64::engine::general_purpose::STANDARD.encode(&entry.log_id);
+        match root.refused_tlog(&entry.log_id) {
+            Some(refused) => format!(
+                "the entry is in transparency log {id}, which is not trusted: {}",
+                refused.reason
+            ),
+            None => format!(
+                "the entry is in transparency log {id}, which {} does not list (an unknown or newer log)",
+                root.label
+            ),
+        }
     })?;
     let body = decode_base64(&entry.canonicalized_body_b64)
         .map_err(|e| format!("canonicalizedBody is not base64: {e}"))?;
@@ -159,7 +165,8 @@ fn verify_proof(body: &[u8], proof: &InclusionProof, log: &Log) -> Result<(), St
         .checkpoint
         .as_deref()
         .ok_or("the inclusion proof has no checkpoint, so nothing signed vouches for its root")?;
-    let cp = checkpoint::verify(note, &log.key).map_err(|e| format!("checkpoint: {e}"))?;
+    let cp =
+        checkpoint::verify(note, &log.log_id, &log.key).map_err(|e| format!("checkpoint: {e}"))?;
     if cp.tree_size != proof.tree_size || cp.root_hash != proof.root_hash {
         return Err(format!(
             "the checkpoint (size {}) does not vouch for the proof's root (size {})",

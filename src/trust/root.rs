@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::keys::PublicKey;
+use super::keys::{KeyError, PublicKey};
 use crate::provenance::json::{self, decode_base64};
 
 /// A time window from the trust root; `end` open means still valid.
@@ -39,12 +39,26 @@ pub struct Log {
     pub valid: Validity,
 }
 
+/// A log the trust root lists but whose key reprod refuses to trust, and why. Kept so that an entry or SCT
+/// naming it is refused with that reason rather than as from an unknown log.
+#[derive(Debug, Clone)]
+pub struct RefusedLog {
+    pub base_url: String,
+    pub log_id: Vec<u8>,
+    pub reason: String,
+}
+
 /// A parsed trust root.
 #[derive(Debug, Clone)]
 pub struct TrustedRoot {
     pub label: String,
     pub certificate_authorities: Vec<Authority>,
     pub tlogs: Vec<Log>,
+    /// Certificate-transparency logs, whose SCTs Fulcio embeds in the certificates it issues.
+    pub ctlogs: Vec<Log>,
+    /// Transparency and CT logs listed without a usable key validity (see [`RefusedLog`]).
+    pub refused_tlogs: Vec<RefusedLog>,
+    pub refused_ctlogs: Vec<RefusedLog>,
     pub timestamp_authorities: Vec<Authority>,
 }
 
@@ -55,6 +69,8 @@ struct RawRoot {
     media_type: String,
     #[serde(default)]
     tlogs: Vec<RawLog>,
+    #[serde(default)]
+    ctlogs: Vec<RawLog>,
     #[serde(default)]
     certificate_authorities: Vec<RawAuthority>,
     #[serde(default)]
@@ -74,6 +90,10 @@ struct RawLog {
 #[serde(rename_all = "camelCase")]
 struct RawPublicKey {
     raw_bytes: String,
+    /// `PKIX_*` (a SubjectPublicKeyInfo) or `PKCS1_*` (a bare PKCS#1 RSAPublicKey, as the old staging
+    /// CT log's key is written).
+    #[serde(default)]
+    key_details: String,
     #[serde(default)]
     valid_for: Option<RawValidity>,
 }
@@ -132,24 +152,11 @@ impl TrustedRoot {
                 raw.media_type
             ));
         }
-        let tlogs = raw
-            .tlogs
-            .into_iter()
-            .enumerate()
-            .map(|(i, l)| {
-                let at = format!("{label}: tlogs[{i}]");
-                let der = decode_base64(&l.public_key.raw_bytes)
-                    .map_err(|e| format!("{at}.publicKey.rawBytes: {e}"))?;
-                Ok(Log {
-                    key: PublicKey::from_spki_der(&der, format!("log {}", l.base_url))
-                        .map_err(|e| format!("{at}: {e}"))?,
-                    log_id: decode_base64(&l.log_id.key_id)
-                        .map_err(|e| format!("{at}.logId.keyId: {e}"))?,
-                    valid: validity(l.public_key.valid_for.as_ref(), &at)?,
-                    base_url: l.base_url,
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let (tlogs, refused_tlogs) = logs(raw.tlogs, &format!("{label}: tlogs"), KeyErrors::Fail)?;
+        // CT logs were not read before SCTs were checked: one whose key cannot be used is refused, so a
+        // root that loaded before still loads (its certificates then need an SCT from another log).
+        let (ctlogs, refused_ctlogs) =
+            logs(raw.ctlogs, &format!("{label}: ctlogs"), KeyErrors::Refuse)?;
         let authorities = |list: Vec<RawAuthority>, what: &str| {
             list.into_iter()
                 .enumerate()
@@ -189,6 +196,9 @@ impl TrustedRoot {
             )?,
             timestamp_authorities: authorities(raw.timestamp_authorities, "timestampAuthorities")?,
             tlogs,
+            ctlogs,
+            refused_tlogs,
+            refused_ctlogs,
             label,
         })
     }
@@ -197,6 +207,89 @@ impl TrustedRoot {
     pub fn tlog(&self, log_id: &[u8]) -> Option<&Log> {
         self.tlogs.iter().find(|l| l.log_id == log_id)
     }
+
+    /// The refused transparency log with this id, if the trust root lists one.
+    pub fn refused_tlog(&self, log_id: &[u8]) -> Option<&RefusedLog> {
+        self.refused_tlogs.iter().find(|l| l.log_id == log_id)
+    }
+}
+
+/// What an unusable log key does to the trust root.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum KeyErrors {
+    Fail,
+    Refuse,
+}
+
+/// Parses a list of logs (`at` names it). A key whose `validFor` has no `start` is refused, not loaded: a
+/// trust root must say from when a log key may be trusted, and reading a missing start as "always" would
+/// let a key vouch for times before it existed (sigstore-conformance
+/// `trust-root-tlog-missing-validity-start_fail`; sigstore-python refuses such a root too).
+fn logs(
+    raw: Vec<RawLog>,
+    at: &str,
+    key_errors: KeyErrors,
+) -> Result<(Vec<Log>, Vec<RefusedLog>), String> {
+    let mut loaded = Vec::new();
+    let mut refused = Vec::new();
+    for (i, l) in raw.into_iter().enumerate() {
+        let at = format!("{at}[{i}]");
+        let log_id =
+            decode_base64(&l.log_id.key_id).map_err(|e| format!("{at}.logId.keyId: {e}"))?;
+        let valid = validity(l.public_key.valid_for.as_ref(), &at)?;
+        let refuse = |reason: String| RefusedLog {
+            reason,
+            base_url: l.base_url.clone(),
+            log_id: log_id.clone(),
+        };
+        if valid.start.is_none() {
+            refused.push(refuse(format!(
+                "{at} ({}) has no publicKey.validFor.start, so its key is not trusted",
+                l.base_url
+            )));
+            continue;
+        }
+        let key = decode_base64(&l.public_key.raw_bytes)
+            .map_err(|e| format!("{at}.publicKey.rawBytes: {e}"))
+            .and_then(|der| {
+                log_key(&der, &l.public_key.key_details, &l.base_url)
+                    .map_err(|e| format!("{at}: {e}"))
+            });
+        let key = match (key, key_errors) {
+            (Ok(key), _) => key,
+            (Err(e), KeyErrors::Fail) => return Err(e),
+            (Err(e), KeyErrors::Refuse) => {
+                refused.push(refuse(format!("its key cannot be used: {e}")));
+                continue;
+            }
+        };
+        loaded.push(Log {
+            key,
+            log_id,
+            valid,
+            base_url: l.base_url,
+        });
+    }
+    Ok((loaded, refused))
+}
+
+/// A log key as the trust root writes it: a SubjectPublicKeyInfo, or for `PKCS1_*` key details a bare
+/// RSAPublicKey, re-wrapped as one.
+fn log_key(der: &[u8], details: &str, base_url: &str) -> Result<PublicKey, KeyError> {
+    let label = format!("log {base_url}");
+    if !details.starts_with("PKCS1_") {
+        return PublicKey::from_spki_der(der, label);
+    }
+    let spki = openssl::rsa::Rsa::public_key_from_der_pkcs1(der)
+        .and_then(openssl::pkey::PKey::from_rsa)
+        .and_then(|k| k.public_key_to_der())
+        .map_err(|e| {
+            KeyError(format!(
+                "{label}: not a DER PKCS#1 RSA public key: {}",
+                super::keys::first_openssl_reason(&e)
+            ))
+        })?;
+    PublicKey::from_spki_der(&spki, label)
 }
 
 fn validity(raw: Option<&RawValidity>, at: &str) -> Result<Validity, String> {
