@@ -763,6 +763,14 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         [format!("unreproducible: {evil_name}")]
     );
     assert_eq!(fetch(&format!("{}/feed.atom?limit=9", d.url), &[]).0, 400);
+    // Each entry says what became of each subject, in the state words.
+    let feed = String::from_utf8_lossy(&fetch(&format!("{}/feed.atom", d.url), &[]).2).into_owned();
+    assert!(
+        feed.contains(&format!("example.invalid/hello {}: matched", digests[0]))
+            && feed.contains(&format!("hello.txt {}: not-found", digests[2]))
+            && feed.contains(&format!("evil.example/other {sha512_only}: not-compared")),
+        "{feed}"
+    );
 
     // ---- the pages, in a real browser ----
     let dom = render(&format!("http://127.0.0.1:{port}/"), port);

@@ -268,3 +268,125 @@ fn checked(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::verdict::{StepReport, SubjectResult};
+
+    const IMAGE: &str =
+        "127.0.0.1:5000/builder@sha256:3333333333333333333333333333333333333333333333333333333333333333";
+
+    fn sha(c: &str) -> String {
+        format!("sha256:{}", c.repeat(64))
+    }
+
+    fn admitted() -> Admitted {
+        let doc = serde_json::json!({
+            "_type": "https://in-toto.io/Statement/v0.1",
+            "predicateType": "https://tekton.dev/chains/provenance",
+            "subject": [{"name": "reg/app", "digest": {"sha256": "a".repeat(64)}}],
+            "predicate": {
+                "invocation": {"parameters": [], "recipe_uri": "task://t", "builder.id": "t"},
+                "recipe": {"steps": [{"entryPoint": "#!/bin/sh\n./build.sh\n", "arguments": null,
+                    "environment": {"container": "build", "image": IMAGE}, "annotations": null}]},
+                "materials": [{"uri": "https://git.example/app", "digest": {"revision": "c".repeat(40)}}]
+            }
+        });
+        crate::examine::admit(
+            &crate::config::Config::default(),
+            &serde_json::to_vec(&doc).unwrap(),
+            &crate::provenance::container::NoBlobs,
+            &crate::trust::TrustMaterial::default(),
+        )
+        .unwrap()
+    }
+
+    /// What an honest worker reports after a reproducible rebuild.
+    fn honest(a: &Admitted) -> Verdict {
+        let mut v = crate::rebuild::verdict_for(a, "worker");
+        v.steps.push(StepReport {
+            name: "build".into(),
+            image: IMAGE.into(),
+            pulled_image: IMAGE.into(),
+            exit_code: 0,
+            termination: StepTermination::Exited,
+            duration_ms: 1,
+            log_bytes: 0,
+            log_truncated: false,
+            log_artifact: None,
+            log_sha256: None,
+            log_tail: String::new(),
+        });
+        let mut outputs = crate::oci::Outputs::default();
+        outputs.files.push(crate::oci::RebuiltFile {
+            path: "out/app".into(),
+            digest: sha("a"),
+            size: 1,
+        });
+        v.outputs = Some(outputs);
+        v.subjects[0].set_state(SubjectState::Matched);
+        v.subjects[0].rebuilt_digest = Some(sha("a"));
+        v.status = Status::Reproducible;
+        v
+    }
+
+    #[test]
+    fn an_honest_report_is_kept_as_the_workers_claim() {
+        let a = admitted();
+        let mut claimed = honest(&a);
+        // What the worker says about the document itself is not taken: the server re-derives it.
+        claimed.provenance.sha256 = "ff".repeat(32);
+        claimed.source = None;
+        let v = checked(&a, "sha256:job", "w1", claimed).unwrap();
+        assert_eq!(v.status, Status::Reproducible);
+        assert_eq!(v.rebuilt_by.as_deref(), Some("remote:w1"));
+        assert_eq!(v.provenance.sha256, a.sha256);
+        assert_eq!(
+            v.source.as_ref().map(|s| s.uri.as_str()),
+            Some("https://git.example/app")
+        );
+    }
+
+    #[test]
+    fn claims_the_document_or_the_outputs_contradict_are_refused() {
+        let a = admitted();
+        let refused = |claimed: Verdict| checked(&a, "sha256:job", "w1", claimed).unwrap_err();
+
+        let mut no_digest = honest(&a);
+        no_digest.subjects[0].rebuilt_digest = None;
+        assert!(refused(no_digest).contains("without a rebuilt output"));
+
+        let mut not_in_outputs = honest(&a);
+        not_in_outputs.outputs = Some(crate::oci::Outputs::default());
+        assert!(refused(not_in_outputs).contains("without a rebuilt output"));
+
+        let mut other_image = honest(&a);
+        other_image.steps[0].pulled_image = format!("127.0.0.1:5000/builder@{}", sha("4"));
+        assert!(refused(other_image).contains("the document records"));
+
+        let mut extra = honest(&a);
+        extra
+            .subjects
+            .push(SubjectResult::not_compared("evil/app", sha("e")));
+        assert!(refused(extra).contains("which the document does not"));
+
+        let mut inconsistent = honest(&a);
+        inconsistent.subjects[0].set_state(SubjectState::Differs);
+        inconsistent.subjects[0].rebuilt_digest = Some(sha("b"));
+        assert!(refused(inconsistent).contains("make it unreproducible"));
+
+        let mut failed_step = honest(&a);
+        failed_step.steps[0].exit_code = 1;
+        assert!(refused(failed_step).contains("not every recorded step ran"));
+
+        let mut rejected = honest(&a);
+        rejected.status = Status::Rejected;
+        assert!(refused(rejected).contains("retry"));
+
+        let mut made_up_reason = honest(&a);
+        made_up_reason.status = Status::Unrebuildable;
+        made_up_reason.reason = Some("no-steps".into());
+        assert!(refused(made_up_reason).contains("not one a rebuild can find"));
+    }
+}
