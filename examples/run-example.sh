@@ -27,7 +27,7 @@ commit=$(git -C "$work/hello.git" rev-parse main)
 echo "[example] reference build with plain docker run, to learn the real digests" >&2
 git clone -q "$work/hello.git" "$work/reference"
 git -C "$work/reference" checkout -q "$commit"
-docker run --rm --network none -v "$work/reference:/workspace/source" "$builder" \
+docker run --rm --userns=host --network none -v "$work/reference:/workspace/source" "$builder" \
   /bin/sh -c 'cd /workspace/source && ./build.sh' >&2
 hello=$(skopeo inspect --format '{{.Digest}}' "oci:$work/reference/out/hello")
 debug=$(skopeo inspect --format '{{.Digest}}' "oci:$work/reference/out/hello-debug")

@@ -41,7 +41,7 @@ JSON
 raw_times=() reprod_times=()
 for _ in $(seq "$runs"); do
   t0=$(now)
-  docker run --rm --network none -v "$work/checkout:/workspace" -v "$work/scripts:/tekton/scripts:ro" \
+  docker run --rm --userns=host --network none -v "$work/checkout:/workspace" -v "$work/scripts:/tekton/scripts:ro" \
     "$builder" /tekton/scripts/run >/dev/null
   t1=$(now)
   REPROD_SOURCE_ALLOW_FILE=true REPROD_DATA_DIR="$work/data" "$reprod" rebuild --json "$work/provenance.json" >"$work/verdict.json" || true

@@ -9,7 +9,7 @@ set -euo pipefail
 
 REGISTRY="${REPROD_REGISTRY:-127.0.0.1:5000}"
 STATE_DIR="${REPROD_STATE_DIR:-/var/lib/reprod-dev}"
-PACKAGES=(libssl-dev pkg-config python3-venv docker.io docker-registry busybox-static skopeo umoci diffoscope-minimal git curl jq ca-certificates bc time chromium socat iproute2 wrk)
+PACKAGES=(libssl-dev pkg-config python3-venv docker.io docker-registry busybox-static skopeo umoci diffoscope-minimal git curl jq ca-certificates bc time chromium socat iproute2 wrk e2fsprogs mount)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }
@@ -42,8 +42,23 @@ wait_for() { # wait_for SECONDS DESCRIPTION COMMAND...
 # True when PID is a live (not zombie) process.
 alive() { [ -r "/proc/$1/status" ] && ! grep -q '^State:[[:space:]]*Z' "/proc/$1/status"; }
 
+# Step containers run in a user namespace: root in a step is an unprivileged uid on the host
+# (/etc/subuid's dockremap range), never host root. reprod refuses an engine without it.
+DOCKERD_ARGS=(--userns-remap=default)
+
+userns_on() { docker info --format '{{json .SecurityOptions}}' 2>/dev/null | grep -q 'name=userns'; }
+
 start_dockerd() {
-  if docker version >/dev/null 2>&1; then log "dockerd answers"; return; fi
+  if docker version >/dev/null 2>&1 && userns_on; then log "dockerd answers (user namespaces on)"; return; fi
+  if docker version >/dev/null 2>&1; then
+    # Started without user-namespace remapping (by hand, or by an older setup.sh): restart it with it.
+    local old
+    old=$(cat /var/run/docker.pid 2>/dev/null || true)
+    log "restarting dockerd with ${DOCKERD_ARGS[*]} (pid ${old:-?})"
+    [ -n "$old" ] && kill "$old" 2>/dev/null || true
+    for _ in $(seq 1 150); do docker version >/dev/null 2>&1 || break; sleep 0.2; done
+    for _ in $(seq 1 150); do [ -z "$old" ] || ! alive "$old" && break; sleep 0.2; done
+  fi
   mkdir -p "$STATE_DIR"
   # A dockerd killed without cleanup leaves its pid file behind, and a new one refuses to start over it.
   local pidfile=/var/run/docker.pid
@@ -52,10 +67,10 @@ start_dockerd() {
     rm -f "$pidfile"
   fi
   log "starting dockerd (log: $STATE_DIR/dockerd.log)"
-  setsid nohup dockerd >"$STATE_DIR/dockerd.log" 2>&1 </dev/null &
+  setsid nohup dockerd "${DOCKERD_ARGS[@]}" >"$STATE_DIR/dockerd.log" 2>&1 </dev/null &
   local pid=$!
   for _ in $(seq 1 450); do
-    docker version >/dev/null 2>&1 && { log "dockerd answers"; return; }
+    docker version >/dev/null 2>&1 && userns_on && { log "dockerd answers (user namespaces on)"; return; }
     alive "$pid" || { tail -n 30 "$STATE_DIR/dockerd.log" >&2; die "dockerd exited during start-up (log above)"; }
     sleep 0.2
   done

@@ -115,6 +115,21 @@ pub struct SandboxConfig {
     pub job_timeout_secs: u64,
     pub log_limit_bytes: usize,
     pub hostname: String,
+    /// Size of each tmpfs a step can write outside its workspace (`/tmp`, `/var/tmp`, `/run`; the root
+    /// filesystem is read-only).
+    pub tmpfs_bytes: i64,
+    /// Largest file a step may write (`ulimit -f`).
+    pub file_size_bytes: i64,
+    /// Open files per process (`ulimit -n`).
+    pub open_files: i64,
+    /// Processes per user in a step (`ulimit -u`).
+    pub processes: i64,
+    /// The job directory (workspace, results, home, logs) of each job is a filesystem of this size of its
+    /// own (a loop-mounted ext4 image): a build that fills it fills only it. 0 leaves it on the data
+    /// directory's filesystem, unbounded.
+    pub workspace_bytes: u64,
+    /// Refuse to run steps unless the engine runs containers in a user namespace (`userns-remap`).
+    pub require_userns: bool,
 }
 
 /// Images: registry rewrites for step images and originals (the digest never changes), longest prefix
@@ -124,6 +139,12 @@ pub struct SandboxConfig {
 pub struct ImagesConfig {
     pub mirrors: BTreeMap<String, String>,
     pub fetch_originals: bool,
+    /// Largest step image (uncompressed, as the engine reports it); a larger one is removed after the pull
+    /// and the job is `unrebuildable` (`image-too-large`).
+    pub max_image_bytes: i64,
+    /// Step images reprod pulled are kept up to this many bytes in all; beyond it the least recently used
+    /// are removed after a job (0: never removed).
+    pub cache_bytes: u64,
 }
 
 impl Default for ImagesConfig {
@@ -131,6 +152,8 @@ impl Default for ImagesConfig {
         ImagesConfig {
             mirrors: BTreeMap::new(),
             fetch_originals: true,
+            max_image_bytes: reprod_sandbox::Policy::default().max_image_bytes,
+            cache_bytes: 64 << 30,
         }
     }
 }
@@ -160,6 +183,12 @@ impl Default for SandboxConfig {
             job_timeout_secs: 3 * 3600,
             log_limit_bytes: p.log_limit_bytes,
             hostname: p.hostname,
+            tmpfs_bytes: p.tmpfs_bytes,
+            file_size_bytes: p.file_size_bytes,
+            open_files: p.open_files,
+            processes: p.processes,
+            workspace_bytes: 20 << 30,
+            require_userns: p.require_userns,
         }
     }
 }
@@ -295,6 +324,12 @@ impl Config {
             step_timeout: Duration::from_secs(s.step_timeout_secs),
             log_limit_bytes: s.log_limit_bytes,
             hostname: s.hostname.clone(),
+            tmpfs_bytes: s.tmpfs_bytes,
+            file_size_bytes: s.file_size_bytes,
+            open_files: s.open_files,
+            processes: s.processes,
+            require_userns: s.require_userns,
+            max_image_bytes: self.images.max_image_bytes,
         }
     }
 }

@@ -13,6 +13,13 @@ use reprod::rebuild::{self, RebuildOptions};
 /// Exit code when no verdict could be reached (bad input, infrastructure down).
 const EXIT_ERROR: u8 = 2;
 
+/// `println!` for human output: what builds, documents and servers chose is made inert for a terminal.
+macro_rules! say {
+    ($($t:tt)*) => {
+        println!("{}", reprod::text::inert(&format!($($t)*)))
+    };
+}
+
 #[derive(Parser)]
 #[command(
     name = "reprod",
@@ -276,7 +283,7 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", reprod::text::inert(&format!("{e:#}")));
             ExitCode::from(EXIT_ERROR)
         }
     }
@@ -356,7 +363,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     serde_json::to_string_pretty(&report).context("rendering the report")?
                 );
             } else {
-                print!("{}", report.human(limit));
+                print!("{}", reprod::text::inert(&report.human(limit)));
             }
             Ok(report.exit_code())
         }
@@ -372,7 +379,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 for image in &outputs.images {
                     for e in &image.entries {
                         let name = e.ref_name.as_deref().unwrap_or("-");
-                        println!(
+                        say!(
                             "{}\t{}\t{}\t{name}",
                             image.kind.as_str(),
                             image.path,
@@ -380,14 +387,14 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                         );
                     }
                     for p in &image.problems {
-                        println!("problem\t{}\t{p}", image.path);
+                        say!("problem\t{}\t{p}", image.path);
                     }
                 }
                 for f in &outputs.files {
-                    println!("file\t{}\t{}", f.path, f.digest);
+                    say!("file\t{}\t{}", f.path, f.digest);
                 }
                 for p in &outputs.problems {
-                    println!("problem\t-\t{p}");
+                    say!("problem\t-\t{p}");
                 }
             }
             let clean =
@@ -474,7 +481,10 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 print!(
                     "{}",
-                    reprod::examine::human(&file.display().to_string(), &findings)
+                    reprod::text::inert(&reprod::examine::human(
+                        &file.display().to_string(),
+                        &findings
+                    ))
                 );
             }
             Ok(if findings.iter().all(|f| f.verification.is_verified()) {
@@ -503,7 +513,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             let on_terminal = std::io::stderr().is_terminal();
             let progress = move |line: &str| {
                 if on_terminal {
-                    eprintln!("reprod: {line}");
+                    eprintln!("reprod: {}", reprod::text::inert(line));
                 } else if let Some(warning) = line.strip_prefix("warning: ") {
                     // Warnings reach logs at the default level; progress stays at info.
                     tracing::warn!("{warning}");
@@ -529,18 +539,43 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                         serde_json::to_string_pretty(&report).context("rendering the report")?
                     );
                 } else {
-                    print!("{}", report.human());
+                    print!("{}", reprod::text::inert(&report.human()));
                 }
                 return Ok(report.exit_code());
             }
-            let verdict = runtime.block_on(rebuild::rebuild(&config, &bytes, &opts))?;
+            // SIGINT/SIGTERM: the rebuild is dropped (its job directory removes itself), then this
+            // process's build containers are removed before it exits.
+            let outcome = runtime.block_on(async {
+                tokio::select! {
+                    v = rebuild::rebuild(&config, &bytes, &opts) => Some(v),
+                    () = reprod::daemon::shutdown_signal() => None,
+                }
+            });
+            let Some(verdict) = outcome else {
+                let removed = runtime.block_on(async {
+                    reprod_sandbox::Sandbox::connect(config.policy())
+                        .await?
+                        .remove_own_containers()
+                        .await
+                });
+                match removed {
+                    Ok(n) => eprintln!(
+                        "reprod rebuild: interrupted; no verdict. Removed {n} build container(s) and the job directory."
+                    ),
+                    Err(e) => eprintln!(
+                        "reprod rebuild: interrupted; no verdict. Could not remove the build containers: {e}"
+                    ),
+                }
+                return Ok(EXIT_ERROR);
+            };
+            let verdict = verdict?;
             if json {
                 println!(
                     "{}",
                     serde_json::to_string_pretty(&verdict).context("rendering the verdict")?
                 );
             } else {
-                print!("{}", verdict.human());
+                print!("{}", reprod::text::inert(&verdict.human()));
             }
             Ok(verdict.exit_code() as u8)
         }
@@ -634,7 +669,7 @@ fn verify(
     if json {
         println!("{}", serde_json::to_string_pretty(&v)?);
     } else {
-        print!("{}", v.human());
+        print!("{}", reprod::text::inert(&v.human()));
         if let Some(d) = &gate.digest {
             println!("accepted: {} for {d}", v.result);
         }
@@ -656,7 +691,7 @@ fn status(
                 serde_json::json!({"digest": digest, "status": "unknown"})
             );
         } else {
-            println!("unknown: no verdict names {digest} (never submitted, or its rebuild has not finished)");
+            say!("unknown: no verdict names {digest} (never submitted, or its rebuild has not finished)");
         }
         return Ok(EXIT_ERROR);
     };
@@ -677,30 +712,32 @@ fn status(
         }
         println!("{}", serde_json::to_string_pretty(&answer)?);
     } else {
-        println!("{verdict}: {reference}");
+        say!("{verdict}: {reference}");
         if let Some(reason) = &decided.reason {
-            println!("  reason:   {reason}");
+            say!("  reason:   {reason}");
         }
-        println!(
+        say!(
             "  job:      {} (recorded {})",
-            decided.job, decided.recorded_at
+            decided.job,
+            decided.recorded_at
         );
         if history_total > 1 {
-            println!(
+            say!(
                 "  history:  {} other verdict(s) name this digest; a reproducible one decides, else the latest",
                 history_total - 1
             );
         }
         for kind in &decided.attestations {
-            println!(
+            say!(
                 "  signed:   {kind} /v1/jobs/{}/attestations/{kind}",
                 decided.job
             );
         }
         if let Some(v) = &signed {
-            println!(
+            say!(
                 "  verified: the signed summary says {} for this digest (key {})",
-                v.result, v.key_id
+                v.result,
+                v.key_id
             );
         }
         if let Some(name) = name {
@@ -711,7 +748,7 @@ fn status(
                 .map(|s| s.name.as_str())
                 .collect();
             if !names.is_empty() && !names.contains(&name) {
-                println!(
+                say!(
                     "  note:     the verdict names this digest {}, not {name}; the digest is what was rebuilt",
                     names.join(", ")
                 );
@@ -806,7 +843,7 @@ fn submit(
                     serde_json::json!({"refused": {"code": code, "message": message}})
                 );
             } else {
-                println!("refused ({code}): {message}");
+                say!("refused ({code}): {message}");
             }
             return Ok(1);
         }
@@ -823,7 +860,7 @@ fn submit(
             println!("{answer}");
         } else {
             for j in answer["jobs"].as_array().into_iter().flatten() {
-                println!(
+                say!(
                     "queued: job {} ({})",
                     j["id"].as_str().unwrap_or("?"),
                     j["status"].as_str().unwrap_or("?")
@@ -852,12 +889,12 @@ fn submit(
         if json {
             println!("{job}");
         } else {
-            println!("{status}: job {id}");
+            say!("{status}: job {id}");
             if let Some(detail) = job["verdict"]["detail"].as_str() {
-                println!("  {detail}");
+                say!("  {detail}");
             }
             if let Some(e) = job["last_error"].as_str().filter(|_| status == "error") {
-                println!("  given up after retries: {e}");
+                say!("  given up after retries: {e}");
             }
         }
         let code = match status {

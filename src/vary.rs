@@ -442,7 +442,7 @@ async fn cleanup(dirs: &[PathBuf], keep: bool) {
     let dirs = dirs.to_vec();
     let _ = tokio::task::spawn_blocking(move || {
         for d in dirs {
-            let _ = std::fs::remove_dir_all(d);
+            let _ = crate::rebuild::remove_job_dir_blocking(&d);
         }
     })
     .await;

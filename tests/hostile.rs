@@ -179,9 +179,23 @@ fn no_host_path_but_the_workspace_is_visible() {
     let virtual_fs = [
         "overlay", "proc", "tmpfs", "devpts", "sysfs", "cgroup", "cgroup2", "mqueue",
     ];
+    // In a user namespace device nodes cannot be made, so the engine binds these from the host's devtmpfs:
+    // devices, not files; and it masks sensitive /proc and /sys paths by binding /dev/null over them.
+    let devices = [
+        "/dev/null",
+        "/dev/zero",
+        "/dev/full",
+        "/dev/random",
+        "/dev/urandom",
+        "/dev/tty",
+    ];
     let mut disk_mounts = Vec::new();
     for line in log.lines().filter_map(|l| l.strip_prefix("mount ")) {
         let (point, fstype) = line.split_once(' ').unwrap();
+        let masked = point.starts_with("/proc/") || point.starts_with("/sys/");
+        if fstype == "devtmpfs" && (devices.contains(&point) || masked) {
+            continue;
+        }
         if !virtual_fs.contains(&fstype) {
             disk_mounts.push(point.to_string());
             assert!(
@@ -212,4 +226,162 @@ fn job_deadline_stops_a_step_within_its_own_limit() {
         "{}",
         v["duration_ms"]
     );
+}
+
+/// Escape sequences a build prints cannot rewrite what a person sees: 84 ESC bytes once forged a green
+/// `verdict: reproducible` line above the real `build-failed`.
+#[test]
+fn terminal_output_is_inert() {
+    let repo = Repo::hello();
+    let forged = "printf '\\033[1A\\033[2K\\033[32mverdict: reproducible\\033[0m\\r\\n\\233c'";
+    let prov = repo.provenance(
+        vec![subject(
+            "example.invalid/\u{1b}[32mhello",
+            &unbuilt_digest('f'),
+        )],
+        &format!("#!/bin/sh\n{forged}\nexit 3\n"),
+    );
+    let r = Reprod::new();
+    let path = r.data.path().join("p.json");
+    std::fs::write(&path, serde_json::to_vec(&prov).unwrap()).unwrap();
+    let out = r.run(&["rebuild", path.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("verdict: build-failed\n"), "{text}");
+    for (i, b) in out.stdout.iter().enumerate() {
+        assert!(
+            *b == b'\n' || *b == b'\t' || !b.is_ascii_control(),
+            "control byte {b:#04x} at {i} in: {text}"
+        );
+    }
+    assert!(
+        !text.contains('\u{9b}'),
+        "C1 controls are escaped too: {text}"
+    );
+    assert!(
+        text.contains("\\x1b[32mverdict: reproducible"),
+        "shown, not obeyed: {text}"
+    );
+    assert!(text.contains("example.invalid/\\x1b[32mhello"), "{text}");
+}
+
+/// A step that fills its disk fills only its own: the workspace is a filesystem of `workspace_bytes`, the
+/// root filesystem is read-only, `/tmp` is a bounded tmpfs, and a single file is capped by `ulimit -f`. Each
+/// ends the step as `build-failed` / `step-out-of-disk`, a limit of this rebuilder.
+#[test]
+fn a_step_that_fills_its_disk_hits_the_rebuilders_limits() {
+    let before = free_bytes(std::path::Path::new("/"));
+    for (what, script) in [
+        (
+            "workspace",
+            "i=0; while dd if=/dev/zero of=/workspace/f$i bs=1M count=16 2>/dev/null; do i=$((i+1)); done; echo wrote $i; exit 1",
+        ),
+        ("inodes", "cd /workspace && i=0; while touch f$i; do i=$((i+1)); done; echo made $i files; exit 1"),
+        ("tmp", "dd if=/dev/zero of=/tmp/fill bs=1M count=200"),
+        ("one file", "dd if=/dev/zero of=/workspace/big bs=1M count=40"),
+    ] {
+        let (v, _) = run_hostile_with(
+            &format!("#!/bin/sh\n{script}\n"),
+            &[
+                ("REPROD_SANDBOX_WORKSPACE_BYTES", &(64u64 << 20).to_string()),
+                ("REPROD_SANDBOX_TMPFS_BYTES", &(16u64 << 20).to_string()),
+                ("REPROD_SANDBOX_FILE_SIZE_BYTES", &(32u64 << 20).to_string()),
+            ],
+            &[],
+        );
+        assert_eq!(
+            (v["status"].as_str(), v["reason"].as_str()),
+            (Some("build-failed"), Some("step-out-of-disk")),
+            "{what}: {v:#}"
+        );
+        assert!(
+            v["detail"].as_str().unwrap().contains("limit of this rebuilder"),
+            "{what}: {}",
+            v["detail"]
+        );
+    }
+    let after = free_bytes(std::path::Path::new("/"));
+    assert!(
+        before.saturating_sub(after) < 64 << 20,
+        "the host lost {} bytes",
+        before.saturating_sub(after)
+    );
+    // The root filesystem is read-only.
+    let v = run_hostile(
+        "#!/bin/sh\ntouch /usr/x && echo rootfs-writable; mkdir /opt/x 2>&1; exit 4\n",
+        &[],
+    );
+    let log = log_tail(&v);
+    assert!(
+        log.contains("Read-only file system") && !log.contains("rootfs-writable"),
+        "{log}"
+    );
+}
+
+fn free_bytes(path: &std::path::Path) -> u64 {
+    let out = sh(std::process::Command::new("df")
+        .args(["-B1", "--output=avail"])
+        .arg(path));
+    out.lines().nth(1).unwrap().trim().parse().unwrap()
+}
+
+/// What a step leaves in a kept job directory cannot serve a local user: the job directory is the
+/// daemon's alone (0700), and a setuid binary a step made is owned by the remapped uid of root in the
+/// step, not by root.
+#[test]
+fn job_directories_are_private_and_container_root_is_not_host_root() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let (v, _r) = run_hostile_with(
+        "#!/bin/sh\ncp /bin/busybox /workspace/suid && chmod 4755 /workspace/suid && id -u; exit 7\n",
+        &[],
+        &["--keep-workspace"],
+    );
+    let dir = std::path::PathBuf::from(v["job_dir"].as_str().expect("kept"));
+    let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o700, "the job directory is the daemon's alone");
+    let suid = std::fs::metadata(dir.join("workspace/suid")).unwrap();
+    assert!(suid.mode() & 0o4000 != 0, "the step did make it setuid");
+    assert_ne!(suid.uid(), 0, "root in the step is not root on the host");
+    assert_eq!(
+        log_tail(&v).trim(),
+        "0",
+        "the step ran as root in its namespace"
+    );
+    reprod::rebuild::remove_job_dir_blocking(&dir).unwrap();
+}
+
+/// `reprod rebuild` stopped by SIGTERM or SIGINT leaves nothing behind: no container, no job directory, no
+/// mounted workspace (they used to stay until the next start's sweep).
+#[test]
+fn an_interrupted_rebuild_removes_its_containers_and_job_directory() {
+    let repo = Repo::hello();
+    let prov = repo.provenance(
+        vec![subject("example.invalid/hello", &unbuilt_digest('e'))],
+        "#!/bin/sh\necho started\nsleep 60\n",
+    );
+    for signal in ["-TERM", "-INT"] {
+        let r = Reprod::new();
+        let child = spawn_rebuild(&r, &prov);
+        let pid = child.id();
+        wait_for_step_container(pid);
+        sh(std::process::Command::new("kill").args([signal, &pid.to_string()]));
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{signal}: {stderr}");
+        assert!(stderr.contains("interrupted; no verdict"), "{stderr}");
+        assert!(
+            containers_of(&[pid]).is_empty(),
+            "{:?}",
+            containers_of(&[pid])
+        );
+        let left: Vec<_> = std::fs::read_dir(r.data.path().join("jobs"))
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(left.is_empty(), "{signal}: left {left:?}");
+        let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert!(
+            !mounts.contains(&r.data.path().display().to_string()),
+            "{signal}: a workspace is still mounted"
+        );
+    }
 }

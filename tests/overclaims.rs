@@ -4,8 +4,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use common::*;
 use serde_json::Value;
@@ -138,43 +138,8 @@ fn a_step_killed_from_outside_is_infrastructure_not_a_verdict() {
         "#!/bin/sh\necho started\nsleep 60\n",
     );
     let r = Reprod::new();
-    let path = r.data.path().join("p.json");
-    std::fs::write(&path, serde_json::to_vec(&prov).unwrap()).unwrap();
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reprod"));
-    cmd.args(["rebuild", "--json", path.to_str().unwrap()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in &r.env {
-        cmd.env(k, v);
-    }
-    let child = cmd.spawn().unwrap();
-    let owner = format!("{}:", child.id());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let container = loop {
-        let listed = sh(Command::new("docker").args([
-            "ps",
-            "--filter",
-            "label=dev.reprod.managed=true",
-            "--format",
-            "{{.ID}} {{.Label \"dev.reprod.owner\"}}",
-        ]));
-        if let Some(id) = listed
-            .lines()
-            .find(|l| {
-                l.split_whitespace()
-                    .nth(1)
-                    .is_some_and(|o| o.starts_with(&owner))
-            })
-            .and_then(|l| l.split_whitespace().next())
-        {
-            break id.to_string();
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the step container never started"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let child = spawn_rebuild(&r, &prov);
+    let container = wait_for_step_container(child.id());
     std::thread::sleep(Duration::from_millis(500));
     sh(Command::new("docker").args(["kill", &container]));
     let out = child.wait_with_output().unwrap();

@@ -13,7 +13,9 @@ mod verify;
 
 pub use image::{ImageRefError, PinnedImage};
 pub use log::CapturedLog;
-pub use policy::{Policy, ALLOWED_CAPABILITIES, LABEL_JOB, LABEL_MANAGED, LABEL_OWNER};
+pub use policy::{
+    Policy, ALLOWED_CAPABILITIES, LABEL_JOB, LABEL_MANAGED, LABEL_OWNER, TMPFS_PATHS,
+};
 pub use run::{Sandbox, StepMount, StepOutcome, StepSpec, Termination};
 
 /// Why a step could not be run (as opposed to a step that ran and failed, which is a [`StepOutcome`]).
@@ -25,6 +27,17 @@ pub enum SandboxError {
     /// The step image is not pinned by digest; reprod never runs a mutable tag.
     #[error(transparent)]
     UnpinnedImage(#[from] ImageRefError),
+    /// The pinned image is larger than this rebuilder runs (a limit of the rebuilder, not a finding about
+    /// the artifact).
+    #[error("image {image} is {size} bytes, over this rebuilder's {limit}-byte limit for step images (sandbox.max_image_bytes); it was removed again")]
+    ImageTooLarge {
+        image: String,
+        size: i64,
+        limit: i64,
+    },
+    /// The engine does not run containers in a user namespace, and the policy requires one.
+    #[error("the Docker engine at {endpoint} does not run containers in a user namespace, so root in a step would be root on this host; start dockerd with --userns-remap=default (scripts/setup.sh does), or set sandbox.require_userns = false to accept that")]
+    NoUserNamespace { endpoint: String },
     /// The pinned image could not be pulled (unknown digest, unreachable or refusing registry).
     #[error("image {image} cannot be pulled: {detail}; check that its registry is reachable from dockerd, or map it with an image mirror")]
     ImageUnavailable { image: String, detail: String },
@@ -69,6 +82,7 @@ impl SandboxError {
                 | SandboxError::PolicyNotApplied(_)
                 | SandboxError::LeftBehind { .. }
                 | SandboxError::Lost(_)
+                | SandboxError::NoUserNamespace { .. }
                 | SandboxError::Io { .. }
         )
     }

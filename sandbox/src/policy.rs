@@ -26,8 +26,10 @@ pub const ALLOWED_CAPABILITIES: &[&str] = &[
 /// Resource bounds and hardening applied to every step container.
 ///
 /// Always on, not configurable: no network (`--network none`), not privileged, every capability dropped but
-/// [`ALLOWED_CAPABILITIES`], `no-new-privileges`, the engine's default seccomp profile, private IPC and cgroup
-/// namespaces, no swap beyond the memory limit, no host path but the job workspace, a fixed hostname.
+/// [`ALLOWED_CAPABILITIES`], exactly `no-new-privileges`, the engine's default seccomp profile, private IPC,
+/// PID and cgroup namespaces, no devices and no sysctls, no swap beyond the memory limit, a read-only root
+/// filesystem with bounded tmpfs mounts where programs expect to write ([`TMPFS_PATHS`]), no host path but
+/// the job workspace, a fixed hostname, and `ulimit`s on file size, open files and processes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
     /// Memory limit in bytes (swap is limited to the same figure, i.e. none).
@@ -42,6 +44,41 @@ pub struct Policy {
     pub log_limit_bytes: usize,
     /// Hostname inside the container: fixed, so builds that embed it stay reproducible.
     pub hostname: String,
+    /// Size of each tmpfs mount (its pages also count against the memory limit).
+    pub tmpfs_bytes: i64,
+    /// Largest file a process may write (`ulimit -f`; beyond it the write fails with SIGXFSZ).
+    pub file_size_bytes: i64,
+    /// Open files per process (`ulimit -n`).
+    pub open_files: i64,
+    /// Processes per user (`ulimit -u`), beside the container's pids limit.
+    pub processes: i64,
+    /// Refuse to run unless the engine runs containers in a user namespace (Docker's `userns-remap`), so
+    /// that root in a step is not root on the host.
+    pub require_userns: bool,
+    /// Largest step image (uncompressed, as the engine reports it) a step may run in; a larger one is
+    /// removed again after the pull.
+    pub max_image_bytes: i64,
+}
+
+/// Where a step can write besides its workspace: tmpfs mounts of [`Policy::tmpfs_bytes`] each, over a
+/// read-only root filesystem (`nosuid,nodev`; `/tmp` and `/var/tmp` sticky and world-writable, as usual).
+pub const TMPFS_PATHS: &[&str] = &["/tmp", "/var/tmp", "/run"];
+
+impl Policy {
+    /// The mount options of each tmpfs mount.
+    pub fn tmpfs_options(&self, path: &str) -> String {
+        let mode = if path == "/run" { "0755" } else { "1777" };
+        format!("rw,nosuid,nodev,size={},mode={mode}", self.tmpfs_bytes)
+    }
+
+    /// The `ulimit`s every step gets, as (name, soft = hard).
+    pub fn ulimits(&self) -> [(&'static str, i64); 3] {
+        [
+            ("fsize", self.file_size_bytes),
+            ("nofile", self.open_files),
+            ("nproc", self.processes),
+        ]
+    }
 }
 
 impl Default for Policy {
@@ -53,6 +90,12 @@ impl Default for Policy {
             step_timeout: Duration::from_secs(3600),
             log_limit_bytes: 1 << 20,
             hostname: "reprod-build".to_string(),
+            tmpfs_bytes: 1 << 30,
+            file_size_bytes: 8 << 30,
+            open_files: 16_384,
+            processes: 4096,
+            require_userns: true,
+            max_image_bytes: 16 << 30,
         }
     }
 }

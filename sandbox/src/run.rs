@@ -96,6 +96,8 @@ pub struct Sandbox {
     docker: Docker,
     policy: Policy,
     endpoint: String,
+    /// The host uid and gid root in a container maps to, when the engine remaps users (`userns-remap`).
+    userns_root: Option<(u32, u32)>,
 }
 
 fn docker_err(action: &'static str) -> impl FnOnce(bollard::errors::Error) -> SandboxError {
@@ -121,11 +123,26 @@ impl Sandbox {
             .ping()
             .await
             .map_err(|e| unavailable(e.to_string()))?;
+        let info = docker
+            .info()
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        let userns_root = userns_root(&info);
+        if policy.require_userns && userns_root.is_none() {
+            return Err(SandboxError::NoUserNamespace { endpoint });
+        }
         Ok(Sandbox {
             docker,
             policy,
             endpoint,
+            userns_root,
         })
+    }
+
+    /// The host uid and gid that root in a step is, when the engine runs containers in a user namespace:
+    /// job directories a step writes are handed to this owner.
+    pub fn userns_root(&self) -> Option<(u32, u32)> {
+        self.userns_root
     }
 
     pub fn policy(&self) -> &Policy {
@@ -255,6 +272,7 @@ impl Sandbox {
     pub async fn ensure_image(&self, image: &PinnedImage) -> Result<String, SandboxError> {
         let reference = image.to_string();
         if let Ok(found) = self.docker.inspect_image(&reference).await {
+            self.within_size(&reference, &found).await?;
             return Ok(found.id.unwrap_or_default());
         }
         tracing::info!(image = %reference, "pulling image by digest");
@@ -291,7 +309,36 @@ impl Sandbox {
                 detail: format!("pulled, but the engine cannot find it by digest afterwards: {e}"),
             }
         })?;
+        self.within_size(&reference, &found).await?;
         Ok(found.id.unwrap_or_default())
+    }
+
+    /// Refuses (and removes) an image larger than the policy allows. The engine pulls it whole first: the
+    /// pull itself is bounded only by the engine's own disk.
+    async fn within_size(
+        &self,
+        reference: &str,
+        image: &bollard::models::ImageInspect,
+    ) -> Result<(), SandboxError> {
+        let size = image.size.unwrap_or(0);
+        if size <= self.policy.max_image_bytes {
+            return Ok(());
+        }
+        let options = bollard::query_parameters::RemoveImageOptionsBuilder::default()
+            .force(false)
+            .build();
+        if let Err(e) = self
+            .docker
+            .remove_image(reference, Some(options), None)
+            .await
+        {
+            tracing::warn!(image = reference, error = %e, "could not remove an oversized image");
+        }
+        Err(SandboxError::ImageTooLarge {
+            image: reference.to_string(),
+            size,
+            limit: self.policy.max_image_bytes,
+        })
     }
 
     /// Runs one step to completion under the policy. The container is removed whatever happens.
@@ -348,9 +395,29 @@ impl Sandbox {
             nano_cpus: Some(p.nano_cpus),
             pids_limit: Some(p.pids_limit),
             ipc_mode: Some("private".into()),
+            pid_mode: Some(String::new()),
+            cgroupns_mode: Some(bollard::models::HostConfigCgroupnsModeEnum::PRIVATE),
+            devices: Some(Vec::new()),
+            sysctls: Some(HashMap::new()),
+            ulimits: Some(
+                p.ulimits()
+                    .iter()
+                    .map(|(name, n)| bollard::models::ResourcesUlimits {
+                        name: Some(name.to_string()),
+                        soft: Some(*n),
+                        hard: Some(*n),
+                    })
+                    .collect(),
+            ),
+            tmpfs: Some(
+                crate::TMPFS_PATHS
+                    .iter()
+                    .map(|path| (path.to_string(), p.tmpfs_options(path)))
+                    .collect(),
+            ),
             cpuset_cpus: spec.cpuset_cpus.clone(),
             mounts: Some(mounts),
-            readonly_rootfs: Some(false),
+            readonly_rootfs: Some(true),
             publish_all_ports: Some(false),
             // Output is read through attach; nothing is written to the engine's disk.
             log_config: Some(HostConfigLogConfig {
@@ -623,4 +690,20 @@ fn resolve_mount(workspace: &Path, m: &StepMount) -> Result<Mount, SandboxError>
         read_only: Some(m.read_only),
         ..Default::default()
     })
+}
+
+/// `<uid>.<gid>` at the end of the engine's root directory is how dockerd names a remapped root, and
+/// `name=userns` among its security options says it remaps at all.
+fn userns_root(info: &bollard::models::SystemInfo) -> Option<(u32, u32)> {
+    let remaps = info
+        .security_options
+        .iter()
+        .flatten()
+        .any(|o| o.split(',').any(|kv| kv == "name=userns"));
+    if !remaps {
+        return None;
+    }
+    let dir = info.docker_root_dir.as_deref()?;
+    let (uid, gid) = dir.rsplit('/').next()?.split_once('.')?;
+    Some((uid.parse().ok()?, gid.parse().ok()?))
 }

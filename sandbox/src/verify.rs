@@ -46,15 +46,88 @@ pub(crate) fn policy_applied(
             ));
         }
     }
-    if !hc
+    // Exactly no-new-privileges: `no-new-privileges:false`, `seccomp=unconfined`, `apparmor=unconfined`
+    // or `label=disable` beside it would all weaken the step.
+    let security: Vec<&str> = hc
         .security_opt
         .iter()
         .flatten()
-        .any(|o| o.starts_with("no-new-privileges"))
+        .map(String::as_str)
+        .collect();
+    if security.is_empty()
+        || !security.iter().all(|o| {
+            matches!(
+                *o,
+                "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true"
+            )
+        })
     {
         return fail(format!(
-            "no-new-privileges is not set: SecurityOpt={:?}",
-            hc.security_opt
+            "SecurityOpt is {security:?}, not exactly no-new-privileges"
+        ));
+    }
+    if hc.readonly_rootfs != Some(true) {
+        return fail("the root filesystem is not read-only".into());
+    }
+    let namespaces = [
+        ("IPC", hc.ipc_mode.as_deref(), &["private"][..]),
+        ("PID", hc.pid_mode.as_deref(), &["", "private"][..]),
+        ("user", hc.userns_mode.as_deref(), &[""][..]),
+        ("UTS", hc.uts_mode.as_deref(), &[""][..]),
+    ];
+    for (what, got, allowed) in namespaces {
+        if !allowed.contains(&got.unwrap_or("")) {
+            return fail(format!(
+                "the {what} namespace mode is {got:?}, not a private one"
+            ));
+        }
+    }
+    if hc.cgroupns_mode != Some(bollard::models::HostConfigCgroupnsModeEnum::PRIVATE) {
+        return fail(format!(
+            "the cgroup namespace mode is {:?}, not private",
+            hc.cgroupns_mode
+        ));
+    }
+    if hc.devices.iter().flatten().next().is_some()
+        || hc.device_cgroup_rules.iter().flatten().next().is_some()
+        || hc.device_requests.iter().flatten().next().is_some()
+    {
+        return fail("devices are passed into the container".into());
+    }
+    if hc.sysctls.iter().flatten().next().is_some() {
+        return fail(format!("sysctls are set: {:?}", hc.sysctls));
+    }
+    let mut ulimits: Vec<(String, Option<i64>, Option<i64>)> = hc
+        .ulimits
+        .iter()
+        .flatten()
+        .map(|u| (u.name.clone().unwrap_or_default(), u.soft, u.hard))
+        .collect();
+    ulimits.sort();
+    let mut wanted: Vec<(String, Option<i64>, Option<i64>)> = policy
+        .ulimits()
+        .iter()
+        .map(|(n, v)| (n.to_string(), Some(*v), Some(*v)))
+        .collect();
+    wanted.sort();
+    if ulimits != wanted {
+        return fail(format!("ulimits are {ulimits:?}, expected {wanted:?}"));
+    }
+    let mut tmpfs: Vec<(String, String)> = hc
+        .tmpfs
+        .iter()
+        .flatten()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    tmpfs.sort();
+    let mut wanted_tmpfs: Vec<(String, String)> = crate::TMPFS_PATHS
+        .iter()
+        .map(|p| (p.to_string(), policy.tmpfs_options(p)))
+        .collect();
+    wanted_tmpfs.sort();
+    if tmpfs != wanted_tmpfs {
+        return fail(format!(
+            "tmpfs mounts are {tmpfs:?}, expected {wanted_tmpfs:?}"
         ));
     }
     let checks = [
@@ -80,6 +153,10 @@ pub(crate) fn policy_applied(
             }
             // An image's VOLUME gets a fresh anonymous volume, removed with the container: no host content.
             Some("volume") if m.name.as_deref().is_some_and(|n| n.len() == 64) => {}
+            Some("tmpfs")
+                if m.destination
+                    .as_deref()
+                    .is_some_and(|d| crate::TMPFS_PATHS.contains(&d)) => {}
             other => {
                 return fail(format!(
                     "unexpected mount of type {other:?} at {:?}",
@@ -89,4 +166,114 @@ pub(crate) fn policy_applied(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bollard::models::{HostConfig, HostConfigCgroupnsModeEnum, ResourcesUlimits};
+
+    fn good(policy: &Policy) -> ContainerInspectResponse {
+        ContainerInspectResponse {
+            host_config: Some(HostConfig {
+                network_mode: Some("none".into()),
+                privileged: Some(false),
+                cap_drop: Some(vec!["ALL".into()]),
+                cap_add: Some(vec!["CHOWN".into()]),
+                security_opt: Some(vec!["no-new-privileges".into()]),
+                memory: Some(policy.memory_bytes),
+                memory_swap: Some(policy.memory_bytes),
+                nano_cpus: Some(policy.nano_cpus),
+                pids_limit: Some(policy.pids_limit),
+                ipc_mode: Some("private".into()),
+                pid_mode: Some(String::new()),
+                cgroupns_mode: Some(HostConfigCgroupnsModeEnum::PRIVATE),
+                readonly_rootfs: Some(true),
+                ulimits: Some(
+                    policy
+                        .ulimits()
+                        .iter()
+                        .map(|(n, v)| ResourcesUlimits {
+                            name: Some(n.to_string()),
+                            soft: Some(*v),
+                            hard: Some(*v),
+                        })
+                        .collect(),
+                ),
+                tmpfs: Some(
+                    crate::TMPFS_PATHS
+                        .iter()
+                        .map(|p| (p.to_string(), policy.tmpfs_options(p)))
+                        .collect(),
+                ),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn every_weakened_setting_is_refused() {
+        let policy = Policy::default();
+        let ws = Path::new("/ws");
+        assert!(policy_applied(&good(&policy), &policy, ws).is_ok());
+        let weakened: Vec<(&str, Box<dyn Fn(&mut HostConfig)>)> = vec![
+            (
+                "nnp false",
+                Box::new(|h| h.security_opt = Some(vec!["no-new-privileges:false".into()])),
+            ),
+            (
+                "seccomp off",
+                Box::new(|h| {
+                    h.security_opt = Some(vec![
+                        "no-new-privileges".into(),
+                        "seccomp=unconfined".into(),
+                    ])
+                }),
+            ),
+            (
+                "writable root",
+                Box::new(|h| h.readonly_rootfs = Some(false)),
+            ),
+            (
+                "host cgroupns",
+                Box::new(|h| h.cgroupns_mode = Some(HostConfigCgroupnsModeEnum::HOST)),
+            ),
+            ("host pid", Box::new(|h| h.pid_mode = Some("host".into()))),
+            ("host ipc", Box::new(|h| h.ipc_mode = Some("host".into()))),
+            (
+                "host userns",
+                Box::new(|h| h.userns_mode = Some("host".into())),
+            ),
+            ("host uts", Box::new(|h| h.uts_mode = Some("host".into()))),
+            (
+                "a device",
+                Box::new(|h| {
+                    h.devices = Some(vec![bollard::models::DeviceMapping {
+                        path_on_host: Some("/dev/kvm".into()),
+                        ..Default::default()
+                    }])
+                }),
+            ),
+            (
+                "a sysctl",
+                Box::new(|h| {
+                    h.sysctls = Some([("net.ipv4.ip_forward".to_string(), "1".to_string())].into())
+                }),
+            ),
+            ("no ulimits", Box::new(|h| h.ulimits = None)),
+            (
+                "bigger tmpfs",
+                Box::new(|h| h.tmpfs = Some([("/tmp".to_string(), "rw".to_string())].into())),
+            ),
+        ];
+        for (what, weaken) in weakened {
+            let mut c = good(&policy);
+            weaken(c.host_config.as_mut().unwrap());
+            assert!(
+                policy_applied(&c, &policy, ws).is_err(),
+                "{what} was accepted"
+            );
+        }
+    }
 }

@@ -29,11 +29,16 @@ fn policy() -> Policy {
         step_timeout: Duration::from_secs(30),
         log_limit_bytes: 1 << 16,
         hostname: "reprod-test".into(),
+        tmpfs_bytes: 16 << 20,
+        ..Policy::default()
     }
 }
 
 fn spec(workspace: &std::path::Path, script: &str) -> StepSpec {
+    use std::os::unix::fs::PermissionsExt;
     std::fs::create_dir_all(workspace.join("ws")).unwrap();
+    // Root in the step is a remapped uid on the host: the workspace must be writable for it.
+    std::fs::set_permissions(workspace.join("ws"), std::fs::Permissions::from_mode(0o777)).unwrap();
     StepSpec {
         job_id: format!("policy-test-{}", std::process::id()),
         name: "probe".into(),
@@ -65,6 +70,12 @@ async fn limits_and_privileges_take_effect_inside_the_container() {
                   echo pids=$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max); \
                   echo cpu=$(cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null)/$(cat /sys/fs/cgroup/cpu/cpu.cfs_period_us 2>/dev/null); \
                   echo host=$(hostname) pwd=$(pwd) env=$(env | grep -E '^(A|B)=' | tr '\\n' ,); \
+                  echo uidmap=$(cat /proc/self/uid_map | tr -s ' ' | sed 's/^ //'); \
+                  echo cgroup=$(grep -c ':/$' /proc/self/cgroup)/$(wc -l < /proc/self/cgroup); \
+                  echo ulimits=$(ulimit -f)/$(ulimit -n)/$(ulimit -u); \
+                  touch /usr/x 2>/dev/null && echo rootfs=writable || echo rootfs=read-only; \
+                  echo tmp=$(df -k /tmp | tail -1 | tr -s ' ' | cut -d' ' -f2); \
+                  touch /tmp/x /var/tmp/x /run/x && echo tmpfs=writable; \
                   echo written > /workspace/out.txt";
     let outcome = sandbox.run_step(&spec(dir.path(), script)).await.unwrap();
     let log = &outcome.log.text;
@@ -80,6 +91,30 @@ async fn limits_and_privileges_take_effect_inside_the_container() {
         log.contains("host=reprod-test pwd=/workspace env=A=1,B=2,"),
         "{log}"
     );
+    // Root in the step is not root on the host: uid 0 maps to the engine's remapped range.
+    let root = sandbox.userns_root().expect("the engine remaps users");
+    assert!(log.contains(&format!("uidmap=0 {} 65536", root.0)), "{log}");
+    assert_ne!(root.0, 0);
+    // A cgroup namespace of its own: every hierarchy's path is its root.
+    let cgroup = log.split("cgroup=").nth(1).unwrap().lines().next().unwrap();
+    let (at_root, all) = cgroup.split_once('/').unwrap();
+    assert_eq!(at_root, all, "{log}");
+    let p = policy();
+    assert!(
+        log.contains(&format!(
+            "ulimits={}/{}/{}",
+            p.file_size_bytes / 512,
+            p.open_files,
+            p.processes
+        )),
+        "{log}"
+    );
+    assert!(log.contains("rootfs=read-only"), "{log}");
+    assert!(
+        log.contains(&format!("tmp={}", p.tmpfs_bytes / 1024)),
+        "{log}"
+    );
+    assert!(log.contains("tmpfs=writable"), "{log}");
     assert_eq!(
         std::fs::read_to_string(dir.path().join("ws/out.txt")).unwrap(),
         "written\n"

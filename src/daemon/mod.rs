@@ -316,7 +316,7 @@ fn load_signer(config: &Config) -> anyhow::Result<SigningKey> {
     Ok(key)
 }
 
-pub(crate) async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());

@@ -1,14 +1,15 @@
 //! One rebuild, end to end: provenance → recipe → checkout → steps in the sandbox → outputs → verdict.
 
+mod jobdir;
 mod matching;
 mod steps;
 
 use std::collections::BTreeMap;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use reprod_sandbox::{Sandbox, StepMount};
+use reprod_sandbox::Sandbox;
 
 use crate::config::Config;
 use crate::oci;
@@ -82,38 +83,8 @@ pub struct RebuildOptions<'a> {
     pub collected: bool,
 }
 
-/// Marks a job directory a worker keeps only until it has collected the logs.
-const COLLECTED_MARKER: &str = ".collected-by-worker";
-
-/// Removes the marked job directories of worker processes that no longer run (killed before they
-/// collected and removed them). Job directory names carry the creating process id. Blocking. Returns how
-/// many were removed.
-pub fn sweep_abandoned_job_dirs(data_dir: &Path) -> std::io::Result<usize> {
-    let jobs = data_dir.join("jobs");
-    let entries = match std::fs::read_dir(&jobs) {
-        Ok(e) => e,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(e),
-    };
-    let mut removed = 0;
-    for entry in entries {
-        let path = entry?.path();
-        let pid = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.split('-').nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        let Some(pid) = pid else { continue };
-        let abandoned = path.join(COLLECTED_MARKER).exists()
-            && pid != std::process::id()
-            && !Path::new("/proc").join(pid.to_string()).exists();
-        if abandoned {
-            std::fs::remove_dir_all(&path)?;
-            removed += 1;
-        }
-    }
-    Ok(removed)
-}
+pub use jobdir::sweep_abandoned as sweep_abandoned_job_dirs;
+use jobdir::{JobDirs, COLLECTED_MARKER};
 
 /// Rebuilds from provenance bytes. Returns a verdict whenever one can honestly be given.
 pub async fn rebuild(
@@ -254,52 +225,6 @@ fn subjects_uncompared(subjects: &[crate::provenance::Subject]) -> Vec<SubjectRe
         .collect()
 }
 
-/// The directories of one job. Everything a step can see lives under `root`.
-struct JobDirs {
-    root: PathBuf,
-}
-
-impl JobDirs {
-    const WORKSPACE: &'static str = "workspace";
-    const RESULTS: &'static str = "results";
-    const HOME: &'static str = "home";
-    const SCRIPTS: &'static str = "scripts";
-    /// Full captured step logs; not mounted into any step.
-    const LOGS: &'static str = "logs";
-
-    fn create(data_dir: &Path, job_id: &str) -> std::io::Result<Self> {
-        use std::os::unix::fs::PermissionsExt;
-        let root = data_dir.join("jobs").join(job_id);
-        std::fs::create_dir_all(&root)?;
-        std::fs::create_dir_all(root.join(Self::LOGS))?;
-        for sub in [Self::WORKSPACE, Self::RESULTS, Self::HOME, Self::SCRIPTS] {
-            let p = root.join(sub);
-            std::fs::create_dir_all(&p)?;
-            // Steps may run as any user the image chooses; like Tekton's emptyDir volumes, these are writable.
-            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o777))?;
-        }
-        Ok(JobDirs { root })
-    }
-
-    fn path(&self, sub: &str) -> PathBuf {
-        self.root.join(sub)
-    }
-
-    fn mounts(workspace_at: &str) -> Vec<StepMount> {
-        let m = |sub: &str, at: &str, read_only: bool| StepMount {
-            workspace_subdir: PathBuf::from(sub),
-            container_path: at.to_string(),
-            read_only,
-        };
-        vec![
-            m(Self::WORKSPACE, workspace_at, false),
-            m(Self::RESULTS, tekton::RESULTS_DIR, false),
-            m(Self::HOME, tekton::HOME_DIR, false),
-            m(Self::SCRIPTS, tekton::SCRIPTS_DIR, true),
-        ]
-    }
-}
-
 /// Runs checkout, steps and comparison. The outer `Err` is infrastructure; the inner one an unrebuildable.
 async fn run(
     config: &Config,
@@ -328,12 +253,16 @@ async fn run(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis())
     );
-    let dirs = JobDirs::create(&config.data_dir, &job_id).map_err(|e| {
-        infra(&format!(
-            "cannot create the job directory under {}: {e}",
-            config.data_dir.join("jobs").display()
-        ))
-    })?;
+    let (data_dir, quota, owner) = (
+        config.data_dir.clone(),
+        config.sandbox.workspace_bytes,
+        sandbox.userns_root(),
+    );
+    let id = job_id.clone();
+    let dirs = tokio::task::spawn_blocking(move || JobDirs::create(&data_dir, &id, quota, owner))
+        .await
+        .map_err(|e| infra(&e))?
+        .map_err(|e| infra(&format!("cannot create the job directory: {e}")))?;
     if opts.collected {
         std::fs::write(dirs.root.join(COLLECTED_MARKER), b"")
             .map_err(|e| infra(&format!("cannot mark the job directory: {e}")))?;
@@ -353,11 +282,20 @@ async fn run(
         tracing::warn!(job = %job.id, error = %e, "could not remove the job's containers");
     }
     let dirs = job.dirs;
+    let image = dirs.image().map(Path::to_path_buf);
+    let root = dirs.keep();
     if opts.keep_workspace {
-        (opts.progress)(&format!("kept the job directory: {}", dirs.root.display()));
-        verdict.job_dir = Some(dirs.root.display().to_string());
-    } else if let Err(e) = remove_job_dir(&dirs.root).await {
-        tracing::warn!(path = %dirs.root.display(), error = %e, "could not remove the job directory");
+        (opts.progress)(&match image {
+            Some(image) if !opts.collected => format!(
+                "kept the job directory: {} (a mounted filesystem image; `umount {0} && rm -r {0} {}` when done)",
+                root.display(),
+                image.display()
+            ),
+            _ => format!("kept the job directory: {}", root.display()),
+        });
+        verdict.job_dir = Some(root.display().to_string());
+    } else if let Err(e) = remove_job_dir(&root).await {
+        tracing::warn!(path = %root.display(), error = %e, "could not remove the job directory");
     }
     result
 }
@@ -384,10 +322,15 @@ pub fn job_artifacts(job_dir: &Path) -> Vec<(String, Vec<u8>)> {
     out
 }
 
-/// Removes a job directory kept for its artifacts.
+/// Removes a kept job directory (unmounting its filesystem, if it has one). Blocking.
+pub fn remove_job_dir_blocking(root: &Path) -> std::io::Result<()> {
+    jobdir::remove_at(root)
+}
+
+/// Removes a job directory kept for its artifacts (unmounting its filesystem, if it has one).
 pub async fn remove_job_dir(root: &Path) -> std::io::Result<()> {
     let root = root.to_path_buf();
-    tokio::task::spawn_blocking(move || std::fs::remove_dir_all(root))
+    tokio::task::spawn_blocking(move || jobdir::remove_at(&root))
         .await
         .map_err(std::io::Error::other)?
 }
@@ -432,6 +375,16 @@ async fn run_in(
     match checkout {
         Ok(c) => verdict.fetched_url = Some(c.fetched_url),
         Err(e) => return source_failure(e),
+    }
+    if let Some(owner) = job.sandbox.userns_root() {
+        // The checkout is the steps' to write in (builds write their outputs beside the source).
+        let source = dirs.path(JobDirs::WORKSPACE).join(tekton::SOURCE_WORKSPACE);
+        tokio::task::spawn_blocking(move || jobdir::chown_tree(&source, owner))
+            .await
+            .map_err(|e| RebuildError::Infrastructure(e.to_string()))?
+            .map_err(|e| {
+                RebuildError::Infrastructure(format!("handing the checkout to the step user: {e}"))
+            })?;
     }
     // What the workspace holds before any step runs is the build's input: it is taken out of the outputs
     // afterwards, so a subject that is only a file of the source is never "rebuilt".

@@ -77,7 +77,11 @@ pub(super) async fn run_steps(
             workspace: dirs.root.clone(),
             mounts: JobDirs::mounts(workspace_at),
             hostname: launch.hostname,
-            domainname: launch.domainname,
+            // runc cannot set a domain name inside a remapped user namespace (it opens
+            // /proc/sys/kernel/domainname without the right): the hostname variation varies the hostname only.
+            domainname: launch
+                .domainname
+                .filter(|_| sandbox.userns_root().is_none()),
             user: launch.user,
             cpuset_cpus: launch.cpuset_cpus,
         };
@@ -91,6 +95,12 @@ pub(super) async fn run_steps(
             Err(e @ SandboxError::ImageUnavailable { .. }) => {
                 return Ok(Err(Unrebuildable::new(
                     UnrebuildableReason::ImageUnavailable,
+                    format!("step {:?}: {e}", step.name),
+                )))
+            }
+            Err(e @ SandboxError::ImageTooLarge { .. }) => {
+                return Ok(Err(Unrebuildable::new(
+                    UnrebuildableReason::Other("image-too-large".into()),
                     format!("step {:?}: {e}", step.name),
                 )))
             }
@@ -169,6 +179,18 @@ pub(super) async fn run_steps(
                         config.sandbox.memory_bytes
                     ),
                 ),
+                StepTermination::Exited if out_of_disk(dirs, &outcome) => (
+                    "step-out-of-disk",
+                    format!(
+                        "exited with code {} on reaching a disk limit of this rebuilder (workspace {} bytes, \
+                         tmpfs {} bytes each, files up to {} bytes; sandbox.workspace_bytes, tmpfs_bytes, \
+                         file_size_bytes), not a finding about the artifact",
+                        outcome.exit_code,
+                        config.sandbox.workspace_bytes,
+                        config.sandbox.tmpfs_bytes,
+                        config.sandbox.file_size_bytes
+                    ),
+                ),
                 StepTermination::Exited => (
                     "step-failed",
                     format!("exited with code {}", outcome.exit_code),
@@ -183,6 +205,17 @@ pub(super) async fn run_steps(
         }
     }
     Ok(Ok(()))
+}
+
+/// Whether a failed step ran into one of the rebuilder's disk limits: its workspace filesystem is full (of
+/// bytes or inodes), it was killed by SIGXFSZ at the file-size limit (exit 153), or a write failed with
+/// ENOSPC in a tmpfs (which is gone with the container, so the log says it).
+fn out_of_disk(dirs: &JobDirs, outcome: &reprod_sandbox::StepOutcome) -> bool {
+    const SIGXFSZ_EXIT: i64 = 128 + 25;
+    dirs.full()
+        || outcome.exit_code == SIGXFSZ_EXIT
+        || outcome.log.text.contains("No space left on device")
+        || outcome.log.text.contains("Disk quota exceeded")
 }
 
 /// Applies the image mirror map (longest prefix); the digest is kept.

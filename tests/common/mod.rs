@@ -119,6 +119,8 @@ impl Repo {
         sh(Command::new("docker").args([
             "run",
             "--rm",
+            // The reference build writes into a host checkout owned by root: not in a remapped namespace.
+            "--userns=host",
             "--network",
             "none",
             "-v",
@@ -189,6 +191,27 @@ pub const HELLO_SCRIPT: &str = "#!/bin/sh\nset -e\ncd $(workspaces.source.path)\
 pub struct Reprod {
     pub data: tempfile::TempDir,
     pub env: Vec<(String, String)>,
+}
+
+impl Drop for Reprod {
+    /// A job directory kept with `--keep-workspace` is a mounted filesystem: unmount what is left under this
+    /// data directory before the temporary directory is removed.
+    fn drop(&mut self) {
+        unmount_beneath(self.data.path());
+    }
+}
+
+/// Unmounts every mount point beneath `dir` (job directories kept, or left by a killed process).
+pub fn unmount_beneath(dir: &Path) {
+    let Ok(dir) = std::fs::canonicalize(dir) else {
+        return;
+    };
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for point in info.lines().filter_map(|l| l.split(' ').nth(4)) {
+        if Path::new(point).starts_with(&dir) {
+            let _ = Command::new("umount").arg("-l").arg(point).status();
+        }
+    }
 }
 
 impl Default for Reprod {
@@ -302,4 +325,49 @@ pub fn containers_of(pids: &[u32]) -> Vec<String> {
         .filter(|(_, pid)| pids.contains(pid))
         .map(|(line, _)| line)
         .collect()
+}
+
+/// Waits until the reprod process `pid` runs a step container, and returns the container's id.
+pub fn wait_for_step_container(pid: u32) -> String {
+    let owner = format!("{pid}:");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let listed = sh(Command::new("docker").args([
+            "ps",
+            "--filter",
+            "label=dev.reprod.managed=true",
+            "--format",
+            "{{.ID}} {{.Label \"dev.reprod.owner\"}}",
+        ]));
+        if let Some(id) = listed
+            .lines()
+            .find(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .is_some_and(|o| o.starts_with(&owner))
+            })
+            .and_then(|l| l.split_whitespace().next())
+        {
+            return id.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step container never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
+/// Starts `reprod rebuild --json` on `provenance` in the background.
+pub fn spawn_rebuild(r: &Reprod, provenance: &Value) -> std::process::Child {
+    let path = r.data.path().join("p.json");
+    std::fs::write(&path, serde_json::to_vec(provenance).unwrap()).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_reprod"));
+    cmd.args(["rebuild", "--json", path.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    for (k, v) in &r.env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().unwrap()
 }

@@ -1,0 +1,282 @@
+//! The directory of one job, and the filesystem it lives on.
+//!
+//! Everything a step can see lives under the job's root: `workspace/`, `results/`, `home/` and `scripts/`
+//! (read-only). The root is 0700 and the daemon's, so no local user can reach what a step leaves there
+//! (a setuid binary, say). When the engine remaps users, the directories a step writes belong to the
+//! host uid that root in the step is, not to host root. With `sandbox.workspace_bytes` set, the root is a
+//! filesystem of its own, a loop-mounted ext4 image of that size beside it (`<id>.img`): a build that
+//! fills its disk or its inodes fills only that.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use reprod_sandbox::StepMount;
+
+use crate::provenance::tekton;
+
+/// Marks a job directory a worker keeps only until it has collected the logs.
+pub(super) const COLLECTED_MARKER: &str = ".collected-by-worker";
+
+/// Below this many free bytes (or no free inode) after a failed step, the step ran out of disk.
+const FULL_BELOW_BYTES: u64 = 1 << 20;
+
+/// The directories of one job. Dropped without [`JobDirs::keep`] or [`JobDirs::release`] (the rebuild was
+/// cancelled: a signal, a deadline), it removes itself.
+pub(super) struct JobDirs {
+    pub root: PathBuf,
+    /// The filesystem image mounted at `root`, when the job has one.
+    image: Option<PathBuf>,
+    armed: bool,
+}
+
+impl Drop for JobDirs {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Err(e) = self.remove() {
+                tracing::warn!(path = %self.root.display(), error = %e, "could not remove the job directory");
+            }
+        }
+    }
+}
+
+impl JobDirs {
+    pub const WORKSPACE: &'static str = "workspace";
+    pub const RESULTS: &'static str = "results";
+    pub const HOME: &'static str = "home";
+    pub const SCRIPTS: &'static str = "scripts";
+    /// Full captured step logs; not mounted into any step.
+    pub const LOGS: &'static str = "logs";
+
+    /// Creates the job's directories (on a filesystem of `quota` bytes of their own when `quota > 0`),
+    /// handing the ones steps write to `owner` (the host uid and gid of root in a step).
+    pub fn create(
+        data_dir: &Path,
+        job_id: &str,
+        quota: u64,
+        owner: Option<(u32, u32)>,
+    ) -> Result<Self, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let jobs = data_dir.join("jobs");
+        std::fs::create_dir_all(&jobs).map_err(|e| format!("creating {}: {e}", jobs.display()))?;
+        let root = jobs.join(job_id);
+        std::fs::create_dir(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
+        let mut dirs = JobDirs {
+            root,
+            image: None,
+            armed: true,
+        };
+        if quota > 0 {
+            let image = jobs.join(format!("{job_id}.img"));
+            // Recorded before mounting, so a failure half-way is cleaned up by `remove`.
+            dirs.image = Some(image.clone());
+            if let Err(e) = mount_image(&image, &dirs.root, quota) {
+                let _ = dirs.remove();
+                return Err(e);
+            }
+        }
+        let chmod = |p: &Path, mode| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+                .map_err(|e| format!("chmod {}: {e}", p.display()))
+        };
+        chmod(&dirs.root, 0o700)?;
+        let mk =
+            |p: &Path| std::fs::create_dir(p).map_err(|e| format!("creating {}: {e}", p.display()));
+        mk(&dirs.root.join(Self::LOGS))?;
+        for sub in [Self::WORKSPACE, Self::RESULTS, Self::HOME, Self::SCRIPTS] {
+            let p = dirs.root.join(sub);
+            mk(&p)?;
+            // Steps may run as any user the image chooses; like Tekton's emptyDir volumes, these are
+            // writable. Only steps reach them: the root above is 0700.
+            chmod(&p, 0o777)?;
+            if let (Some((uid, gid)), true) = (owner, sub != Self::SCRIPTS) {
+                std::os::unix::fs::lchown(&p, Some(uid), Some(gid))
+                    .map_err(|e| format!("chown {}: {e}", p.display()))?;
+            }
+        }
+        Ok(dirs)
+    }
+
+    pub fn path(&self, sub: &str) -> PathBuf {
+        self.root.join(sub)
+    }
+
+    pub fn mounts(workspace_at: &str) -> Vec<StepMount> {
+        let m = |sub: &str, at: &str, read_only: bool| StepMount {
+            workspace_subdir: PathBuf::from(sub),
+            container_path: at.to_string(),
+            read_only,
+        };
+        vec![
+            m(Self::WORKSPACE, workspace_at, false),
+            m(Self::RESULTS, tekton::RESULTS_DIR, false),
+            m(Self::HOME, tekton::HOME_DIR, false),
+            m(Self::SCRIPTS, tekton::SCRIPTS_DIR, true),
+        ]
+    }
+
+    /// True when the job's filesystem is (nearly) out of space or inodes: what a failed step ran into.
+    pub fn full(&self) -> bool {
+        rustix::fs::statvfs(&self.root).is_ok_and(|s| {
+            s.f_bavail.saturating_mul(s.f_frsize) < FULL_BELOW_BYTES || s.f_favail == 0
+        })
+    }
+
+    /// Where the filesystem image is, when the job has one (to say how to clean up a kept directory).
+    pub fn image(&self) -> Option<&Path> {
+        self.image.as_deref()
+    }
+
+    /// Unmounts (if mounted) and removes the job directory and its filesystem image. Blocking.
+    pub fn remove(&self) -> std::io::Result<()> {
+        remove_at(&self.root)
+    }
+
+    /// The directory stays (kept for a person, or for the caller to remove): returns its path.
+    pub fn keep(mut self) -> PathBuf {
+        self.armed = false;
+        self.root.clone()
+    }
+}
+
+/// Removes a job directory, unmounting it first when it is a mount point, and its `<dir>.img` beside it.
+/// Blocking.
+pub fn remove_at(root: &Path) -> std::io::Result<()> {
+    if is_mount_point(root) {
+        let out = Command::new("umount").arg(root).output()?;
+        if !out.status.success() && is_mount_point(root) {
+            // Busy (a kept shell in it, say): detach it; the kernel frees it when the last user leaves.
+            let out = Command::new("umount").arg("-l").arg(root).output()?;
+            if !out.status.success() {
+                return Err(std::io::Error::other(format!(
+                    "umount {}: {}",
+                    root.display(),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                )));
+            }
+        }
+    }
+    match std::fs::remove_dir_all(root) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    let mut image = root.as_os_str().to_owned();
+    image.push(".img");
+    match std::fs::remove_file(PathBuf::from(image)) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `path` is listed as a mount point of this process's mount namespace.
+fn is_mount_point(path: &Path) -> bool {
+    let Ok(canonical) = std::fs::canonicalize(path) else {
+        return false;
+    };
+    let wanted = canonical.to_string_lossy();
+    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|info| {
+        info.lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            // mountinfo escapes spaces and other bytes as octal; job paths have none.
+            .any(|mp| mp == wanted)
+    })
+}
+
+/// Makes a sparse ext4 image of `bytes` and mounts it at `at` (`nosuid,nodev`). Needs root (mount) and
+/// `mkfs.ext4` (e2fsprogs).
+fn mount_image(image: &Path, at: &Path, bytes: u64) -> Result<(), String> {
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(image)
+        .map_err(|e| format!("creating {}: {e}", image.display()))?;
+    file.set_len(bytes)
+        .map_err(|e| format!("sizing {}: {e}", image.display()))?;
+    drop(file);
+    let run = |cmd: &mut Command, what: &str| -> Result<(), String> {
+        let out = cmd.output().map_err(|e| {
+            format!("{what}: cannot run it ({e}); scripts/setup.sh installs e2fsprogs and mount")
+        })?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    };
+    run(
+        Command::new("mkfs.ext4")
+            .args([
+                "-q",
+                "-F",
+                "-m",
+                "0",
+                "-O",
+                "^has_journal",
+                "-E",
+                "nodiscard,lazy_itable_init=1",
+            ])
+            .arg(image),
+        "mkfs.ext4 for the job's workspace quota",
+    )?;
+    run(
+        Command::new("mount")
+            .args(["-o", "loop,nosuid,nodev"])
+            .arg(image)
+            .arg(at),
+        "mounting the job's workspace filesystem (sandbox.workspace_bytes; reprod must run as root to \
+         mount it, or set sandbox.workspace_bytes = 0 to leave the workspace unbounded)",
+    )?;
+    // mkfs leaves lost+found in the new root; it is reprod's, not the build's.
+    Ok(())
+}
+
+/// Hands a checked-out tree to `owner`, never following a symlink in it (the tree is the repository's).
+pub fn chown_tree(root: &Path, owner: (u32, u32)) -> std::io::Result<()> {
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        std::os::unix::fs::lchown(&p, Some(owner.0), Some(owner.1))?;
+        if std::fs::symlink_metadata(&p)?.is_dir() {
+            for e in std::fs::read_dir(&p)? {
+                stack.push(e?.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Removes the marked job directories of worker processes that no longer run (killed before they
+/// collected and removed them), unmounting their filesystems. Job directory names carry the creating
+/// process id. Blocking. Returns how many were removed.
+pub fn sweep_abandoned(data_dir: &Path) -> std::io::Result<usize> {
+    let jobs = data_dir.join("jobs");
+    let entries = match std::fs::read_dir(&jobs) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "img") {
+            continue;
+        }
+        let pid = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.split('-').nth(1))
+            .and_then(|p| p.parse::<u32>().ok());
+        let Some(pid) = pid else { continue };
+        let abandoned = path.join(COLLECTED_MARKER).exists()
+            && pid != std::process::id()
+            && !Path::new("/proc").join(pid.to_string()).exists();
+        if abandoned {
+            remove_at(&path)?;
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
