@@ -145,6 +145,27 @@ pub struct ImagesConfig {
     /// Step images reprod pulled are kept up to this many bytes in all; beyond it the least recently used
     /// are removed after a job (0: never removed).
     pub cache_bytes: u64,
+    /// Registries (`host[:port]`, as in image names) an unreproducible subject's original may be fetched
+    /// from to explain it. Empty: none (the subject names choose the registry, so it is opt-in). Names
+    /// that resolve to loopback, link-local or private addresses are refused unless the entry is that
+    /// address itself. A registry reached through `mirrors` is the operator's choice and always allowed.
+    pub originals_from: Vec<String>,
+    /// Registries reached with plain HTTP or unverified TLS (never inferred from a name).
+    pub insecure: Vec<String>,
+    /// A fetch of an original stops after this long, or past `max_fetch_bytes`.
+    pub fetch_timeout_secs: u64,
+    pub max_fetch_bytes: u64,
+}
+
+impl ImagesConfig {
+    /// The limits a fetch from `registry` runs under.
+    pub fn fetch_limits(&self, registry: &str) -> crate::oci::FetchLimits {
+        crate::oci::FetchLimits {
+            insecure: self.insecure.iter().any(|r| r == registry),
+            timeout: std::time::Duration::from_secs(self.fetch_timeout_secs),
+            max_bytes: self.max_fetch_bytes,
+        }
+    }
 }
 
 impl Default for ImagesConfig {
@@ -154,6 +175,10 @@ impl Default for ImagesConfig {
             fetch_originals: true,
             max_image_bytes: reprod_sandbox::Policy::default().max_image_bytes,
             cache_bytes: 64 << 30,
+            originals_from: Vec::new(),
+            insecure: Vec::new(),
+            fetch_timeout_secs: 600,
+            max_fetch_bytes: 16 << 30,
         }
     }
 }

@@ -342,7 +342,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                     return Ok(PathBuf::from(arg));
                 }
                 let dest = scratch.path().join(side);
-                reprod::oci::fetch(arg, &dest)?;
+                let limits = config.images.fetch_limits(reprod::oci::registry_of(arg));
+                reprod::oci::fetch(arg, &dest, &limits)?;
                 Ok(dest)
             };
             let (pa, pb) = (local(&a, "a")?, local(&b, "b")?);

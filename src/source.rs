@@ -18,6 +18,10 @@ pub struct SourceConfig {
     /// Prefix rewrites applied to repository URLs before anything else, longest prefix first
     /// (e.g. `"https://github.com/" = "https://git.internal/mirror/github/"`).
     pub mirrors: std::collections::BTreeMap<String, String>,
+    /// A fetch from the remote stops after this long (the server's provenance chooses the URL).
+    pub fetch_timeout_secs: u64,
+    /// A fetch from the remote stops after receiving this many bytes.
+    pub max_fetch_bytes: u64,
 }
 
 impl Default for SourceConfig {
@@ -26,8 +30,23 @@ impl Default for SourceConfig {
             cache_dir: PathBuf::new(),
             allow_file: false,
             mirrors: Default::default(),
+            fetch_timeout_secs: 900,
+            max_fetch_bytes: 8 << 30,
         }
     }
+}
+
+/// libgit2's connect and read timeouts, set once per process: a remote that accepts and then says nothing
+/// cannot hold a job until its deadline.
+fn set_network_timeouts() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        // SAFETY: called once, before any fetch of this process, as libgit2 requires of global options.
+        unsafe {
+            let _ = git2::opts::set_server_connect_timeout_in_milliseconds(30_000);
+            let _ = git2::opts::set_server_timeout_in_milliseconds(60_000);
+        }
+    });
 }
 
 /// Schemes reprod fetches from; `file` additionally needs [`SourceConfig::allow_file`].
@@ -140,7 +159,7 @@ pub fn checkout(
     // Held until the job's copy is fetched: concurrent jobs (threads or processes) take turns per mirror.
     let (mirror, _lock) = mirror_for(config, &url)?;
     let want_ref = format!("refs/reprod/want/{commit}");
-    ensure_commit(&mirror, &url, oid, commit, &want_ref)?;
+    ensure_commit(config, &mirror, &url, oid, commit, &want_ref)?;
 
     // The job's repository fetches that one ref from the local mirror: no network, only what is needed.
     std::fs::create_dir_all(dest).map_err(|error| SourceError::Io {
@@ -249,6 +268,7 @@ fn remove_stale_git_locks(dir: &Path, depth: usize) {
 /// Makes sure the mirror has the commit (fetching branches and tags, then the object itself if the server
 /// allows it) and pins it under `want_ref`.
 fn ensure_commit(
+    config: &SourceConfig,
     mirror: &Repository,
     url: &str,
     oid: Oid,
@@ -257,10 +277,40 @@ fn ensure_commit(
 ) -> Result<(), SourceError> {
     let has = |repo: &Repository| repo.find_commit(oid).is_ok();
     if !has(mirror) {
+        set_network_timeouts();
         let mut remote = mirror
             .remote_anonymous(url)
             .map_err(git_err(mirror.path()))?;
-        let mut options = FetchOptions::new();
+        let started = std::time::Instant::now();
+        let limit = std::time::Duration::from_secs(config.fetch_timeout_secs);
+        let max_bytes = config.max_fetch_bytes;
+        let stopped = std::cell::Cell::new(None::<String>);
+        let bounded = || {
+            let mut callbacks = git2::RemoteCallbacks::new();
+            callbacks.transfer_progress(|p| {
+                let why = if p.received_bytes() as u64 > max_bytes {
+                    Some(format!(
+                        "stopped after receiving over {max_bytes} bytes (source.max_fetch_bytes)"
+                    ))
+                } else if started.elapsed() > limit {
+                    Some(format!(
+                        "stopped after {}s (source.fetch_timeout_secs)",
+                        limit.as_secs()
+                    ))
+                } else {
+                    None
+                };
+                let go_on = why.is_none();
+                if why.is_some() {
+                    stopped.set(why);
+                }
+                go_on
+            });
+            let mut options = FetchOptions::new();
+            options.remote_callbacks(callbacks);
+            options
+        };
+        let mut options = bounded();
         options.download_tags(git2::AutotagOption::All);
         remote
             .fetch(
@@ -270,11 +320,11 @@ fn ensure_commit(
             )
             .map_err(|e| SourceError::Fetch {
                 url: url.to_string(),
-                detail: e.message().to_string(),
+                detail: stopped.take().unwrap_or_else(|| e.message().to_string()),
             })?;
         if !has(mirror) {
             // Servers with uploadpack.allowReachableSHA1InWant serve unadvertised commits; others refuse.
-            let _ = remote.fetch(&[commit], None, None);
+            let _ = remote.fetch(&[commit], Some(&mut bounded()), None);
         }
         if !has(mirror) {
             return Err(SourceError::CommitNotFound {

@@ -385,3 +385,55 @@ fn an_interrupted_rebuild_removes_its_containers_and_job_directory() {
         );
     }
 }
+
+/// Step images are removed least recently used first once those reprod pulled pass `images.cache_bytes`.
+#[test]
+fn step_images_beyond_the_cache_budget_are_removed() {
+    let builder = builder_image();
+    let (_, digest) = builder.split_once('@').unwrap();
+    let repo_name = format!("127.0.0.1:5000/reprod/gc-{}", std::process::id());
+    sh(std::process::Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--preserve-digests",
+        &format!("docker://{builder}"),
+        &format!("docker://{repo_name}:latest"),
+    ]));
+    let old = format!("{repo_name}@{digest}");
+    let repo = Repo::hello();
+    let r = Reprod::new().with("REPROD_IMAGES_CACHE_BYTES", "1");
+    let run = |image: &str| {
+        let prov = chains_provenance(
+            vec![subject("x", &unbuilt_digest('9'))],
+            "#!/bin/sh\nexit 3\n",
+            image,
+            &repo.url,
+            &repo.commit,
+        );
+        let (code, v, stderr) = r.rebuild(&prov);
+        assert_eq!(
+            (code, v["reason"].as_str()),
+            (1, Some("step-failed")),
+            "{stderr}"
+        );
+    };
+    run(&old);
+    let present = |image: &str| {
+        std::process::Command::new("docker")
+            .args(["image", "inspect", image])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert!(present(&old), "the job's own image stays after it");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    run(builder);
+    assert!(
+        !present(&old),
+        "the least recently used image is removed over the budget"
+    );
+    assert!(present(builder), "the image the last job used stays");
+}

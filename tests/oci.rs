@@ -211,3 +211,74 @@ fn legacy_docker_save_archive_reports_the_image_id_and_why_it_cannot_match() {
         ImageKind::OciLayout => panic!("a tarball is not a layout directory"),
     }
 }
+
+/// A small layout whose descriptors fan out (10 → 1,000 → 1,001 names of the same blobs) is read once per
+/// descriptor: bounded memory and time, where a walk of every path drove `reprod rebuild` to 1.5 GiB.
+#[test]
+fn a_fan_out_layout_is_walked_once_per_descriptor() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("fan");
+    let blobs = root.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| -> (String, usize) {
+        let d = oci::sha256_bytes(bytes);
+        std::fs::write(blobs.join(&d[7..]), bytes).unwrap();
+        (d, bytes.len())
+    };
+    let (layer, layer_size) = put(b"layer bytes");
+    let (config, config_size) = put(br#"{"architecture":"amd64","os":"linux"}"#);
+    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_size}]});
+    let (m, m_size) = put(&serde_json::to_vec(&manifest).unwrap());
+    let index = |child: &str, size: usize, media: &str, n: usize| {
+        let d = serde_json::json!({"mediaType": media, "digest": child, "size": size});
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": vec![d; n]}))
+            .unwrap()
+    };
+    const INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    let (i2, i2_size) = put(&index(
+        &m,
+        m_size,
+        "application/vnd.oci.image.manifest.v1+json",
+        1001,
+    ));
+    let (i1, i1_size) = put(&index(&i2, i2_size, INDEX, 1000));
+    std::fs::write(root.join("index.json"), index(&i1, i1_size, INDEX, 10)).unwrap();
+    std::fs::write(root.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    // 20,000 plain files beside it: the outputs list the first 10,000 and count the rest.
+    let many = dir.path().join("many");
+    std::fs::create_dir_all(&many).unwrap();
+    for i in 0..20_000 {
+        std::fs::write(many.join(format!("f{i:05}")), i.to_string()).unwrap();
+    }
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "maxrss_kib=%M"])
+        .arg(env!("CARGO_BIN_EXE_reprod"))
+        .args(["scan", "--json"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let scanned: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let image = &scanned["images"][0];
+    for d in [&m, &i2, &i1] {
+        assert!(
+            image["digests"]
+                .as_array()
+                .unwrap()
+                .contains(&d.as_str().into()),
+            "{d} verified"
+        );
+    }
+    assert_eq!(scanned["files"].as_array().unwrap().len(), 10_000);
+    assert_eq!(scanned["files_omitted"], 10_000);
+    let rss: u64 = stderr
+        .split("maxrss_kib=")
+        .nth(1)
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap();
+    eprintln!("reprod scan of a 10x1000x1001 fan-out and 20,000 files: peak RSS {rss} KiB");
+    assert!(rss < 200 << 10, "peak RSS {rss} KiB");
+}

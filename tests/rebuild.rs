@@ -284,6 +284,7 @@ fn an_unreproducible_image_is_explained_by_diffing_the_original_from_the_registr
     let prov = repo.provenance(vec![subject(&format!("{name}:v1"), &hello)], script);
     let (code, v, stderr) = Reprod::new()
         .with("REPROD_IMAGES_FETCH_ORIGINALS", "true")
+        .with("REPROD_IMAGES_ORIGINALS_FROM", "[\"127.0.0.1:5000\"]")
         .rebuild(&prov);
     assert_eq!(code, 1, "{v:#}\n{stderr}");
     assert_eq!(v["status"], "unreproducible");
@@ -321,11 +322,37 @@ fn an_original_that_cannot_be_fetched_is_said_plainly() {
     );
     let (code, v, _) = Reprod::new()
         .with("REPROD_IMAGES_FETCH_ORIGINALS", "true")
+        .with("REPROD_IMAGES_ORIGINALS_FROM", "[\"127.0.0.1:5000\"]")
         .rebuild(&prov);
     assert_eq!(code, 1);
     let x = &subjects_of(&v)[0]["explanation"];
+    // Said plainly, in reprod's words: the registry's own error text stays in the log.
+    assert_eq!(
+        x["error"], "the original could not be fetched: the registry does not have it",
+        "{x:#}"
+    );
+}
+
+/// The subject names (the provenance's) choose the registry an original would come from: nothing is
+/// fetched from a registry the configuration does not list.
+#[test]
+fn originals_come_only_from_listed_registries() {
+    let repo = Repo::hello();
+    let prov = repo.provenance(
+        vec![subject(
+            "169.254.169.254/latest/hello",
+            &unbuilt_digest('8'),
+        )],
+        HELLO_SCRIPT,
+    );
+    let (code, v, stderr) = Reprod::new()
+        .with("REPROD_IMAGES_FETCH_ORIGINALS", "true")
+        .rebuild(&prov);
+    assert_eq!(code, 1, "{stderr}");
+    let x = &subjects_of(&v)[0]["explanation"];
+    let error = x["error"].as_str().unwrap_or_default();
     assert!(
-        x["error"].as_str().unwrap().contains("never-pushed"),
+        error.contains("169.254.169.254 is not in images.originals_from"),
         "{x:#}"
     );
 }

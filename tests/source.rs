@@ -11,7 +11,7 @@ fn config(cache: &std::path::Path) -> SourceConfig {
     SourceConfig {
         cache_dir: cache.to_path_buf(),
         allow_file: true,
-        mirrors: Default::default(),
+        ..SourceConfig::default()
     }
 }
 
@@ -154,4 +154,31 @@ fn stale_git_locks_and_concurrent_jobs_do_not_break_the_mirror() {
         assert_eq!(t.join().unwrap().unwrap(), new_commit);
     }
     assert!(!mirror.join("refs/heads/main.lock").exists());
+}
+
+/// The repository is the provenance's choice: a fetch stops at a byte cap (and a time limit) instead of
+/// filling the mirror cache.
+#[test]
+fn a_fetch_stops_at_its_byte_cap() {
+    let repo = Repo::hello();
+    let cache = tempfile::tempdir().unwrap();
+    let dest = tempfile::tempdir().unwrap();
+    let capped = SourceConfig {
+        max_fetch_bytes: 16,
+        ..config(cache.path())
+    };
+    match source::checkout(&capped, &repo.url, &repo.commit, &dest.path().join("c")) {
+        Err(SourceError::Fetch { detail, .. }) => {
+            assert!(detail.contains("source.max_fetch_bytes"), "{detail}")
+        }
+        other => panic!("expected a stopped fetch, got {other:?}"),
+    }
+    // Within the cap, the same fetch works.
+    let fine = source::checkout(
+        &config(cache.path()),
+        &repo.url,
+        &repo.commit,
+        &dest.path().join("d"),
+    );
+    assert!(fine.is_ok(), "{fine:?}");
 }

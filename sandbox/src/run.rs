@@ -113,8 +113,17 @@ impl Sandbox {
             endpoint: endpoint.clone(),
             detail,
         };
-        let docker =
-            Docker::connect_with_local_defaults().map_err(|e| unavailable(e.to_string()))?;
+        // `DOCKER_HOST` as the docker CLI reads it: `unix://`, `tcp://` (with `DOCKER_TLS_VERIFY` and
+        // `DOCKER_CERT_PATH` for TLS), `https://`.
+        if endpoint.starts_with("ssh://") {
+            return Err(unavailable(
+                "ssh:// engines are not supported; forward the remote engine's socket \
+                 (ssh -nNT -L /run/reprod-docker.sock:/var/run/docker.sock HOST) and set \
+                 DOCKER_HOST=unix:///run/reprod-docker.sock"
+                    .into(),
+            ));
+        }
+        let docker = Docker::connect_with_defaults().map_err(|e| unavailable(e.to_string()))?;
         let docker = docker
             .negotiate_version()
             .await
@@ -339,6 +348,38 @@ impl Sandbox {
             size,
             limit: self.policy.max_image_bytes,
         })
+    }
+
+    /// Removes the image reference `reference` (`name@sha256:…`): `Ok(false)` when the engine keeps it
+    /// because a container uses it, or it is already gone.
+    pub async fn remove_image(&self, reference: &str) -> Result<bool, SandboxError> {
+        let options = bollard::query_parameters::RemoveImageOptionsBuilder::default()
+            .force(false)
+            .build();
+        match self
+            .docker
+            .remove_image(reference, Some(options), None)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404 | 409,
+                ..
+            }) => Ok(false),
+            Err(error) => Err(SandboxError::Docker {
+                action: "removing a step image",
+                error,
+            }),
+        }
+    }
+
+    /// The size the engine reports for a present image, if it is present.
+    pub async fn image_size(&self, reference: &str) -> Option<i64> {
+        self.docker
+            .inspect_image(reference)
+            .await
+            .ok()
+            .and_then(|i| i.size)
     }
 
     /// Runs one step to completion under the policy. The container is removed whatever happens.

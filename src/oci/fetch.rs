@@ -3,10 +3,123 @@
 //!
 //! Blocking: run it off the async runtime.
 
+use std::net::IpAddr;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use super::read_image;
+
+/// How a fetch may reach a registry and how much it may take.
+#[derive(Debug, Clone)]
+pub struct FetchLimits {
+    /// Plain HTTP or unverified TLS: only for registries the configuration names (`images.insecure`).
+    pub insecure: bool,
+    /// The fetch is killed after this long.
+    pub timeout: Duration,
+    /// The fetch is killed once the layout it writes is larger than this.
+    pub max_bytes: u64,
+}
+
+impl Default for FetchLimits {
+    fn default() -> Self {
+        FetchLimits {
+            insecure: false,
+            timeout: Duration::from_secs(600),
+            max_bytes: 16 << 30,
+        }
+    }
+}
+
+/// The registry part of an image name (`host[:port]`), `docker.io` when the name has none.
+pub fn registry_of(name: &str) -> &str {
+    let plain = name.strip_prefix("docker://").unwrap_or(name);
+    match plain.split_once('/') {
+        Some((first, _)) if first.contains(['.', ':']) || first == "localhost" => first,
+        _ => "docker.io",
+    }
+}
+
+/// Whether a fetch the provenance chose may go to `ip`, a resolved address of the registry named `entry`
+/// in the allow-list: public addresses always; loopback, link-local (169.254.169.254, the cloud metadata
+/// service), private, unique-local, unspecified and multicast ones only when the entry names exactly that
+/// address (or `localhost` for loopback) — a name that resolves there is refused (DNS rebinding).
+pub fn address_allowed(entry: &str, ip: IpAddr) -> bool {
+    let host = host_of(entry);
+    let named =
+        host.parse::<IpAddr>().ok() == Some(ip) || (host == "localhost" && ip.is_loopback());
+    named || is_public(ip)
+}
+
+fn host_of(entry: &str) -> &str {
+    let entry = entry.trim();
+    if let Some(rest) = entry.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or(rest);
+    }
+    match entry.rsplit_once(':') {
+        Some((h, port)) if port.bytes().all(|b| b.is_ascii_digit()) && !h.contains(':') => h,
+        _ => entry,
+    }
+}
+
+/// Globally routable unicast: what a fetch the provenance chose may reach without being named.
+pub fn is_public(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => {
+            let o = v4.octets();
+            !(v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || v4.is_broadcast()
+                || v4.is_multicast()
+                || v4.is_documentation()
+                || o[0] == 0
+                || (o[0] == 100 && (o[1] & 0xc0) == 64) // 100.64/10, carrier-grade NAT
+                || (o[0] == 198 && (o[1] & 0xfe) == 18) // 198.18/15, benchmarking
+                || o[0] >= 240)
+        }
+        IpAddr::V6(v6) => {
+            if let Some(v4) = v6.to_ipv4_mapped() {
+                return is_public(IpAddr::V4(v4));
+            }
+            let s = v6.segments();
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00 // unique local
+                || (s[0] & 0xffc0) == 0xfe80 // link local
+                || (s[0] == 0x2001 && s[1] == 0x0db8)) // documentation
+        }
+    }
+}
+
+/// Decides whether an original may be fetched from the registry of `name`: it must be in `allowed`
+/// (`images.originals_from`), and every address it resolves to must pass [`address_allowed`]. Blocking
+/// (a DNS lookup). The error says what to configure.
+pub fn check_registry(name: &str, allowed: &[String]) -> Result<(), String> {
+    let registry = registry_of(name);
+    let Some(entry) = allowed.iter().find(|e| e.as_str() == registry) else {
+        return Err(format!(
+            "registry {registry} is not in images.originals_from, so its images are not fetched (add it to compare with the originals)"
+        ));
+    };
+    let host = host_of(registry);
+    let port = registry
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .unwrap_or(443);
+    let addrs: Vec<IpAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
+        .map_err(|e| format!("registry {registry} does not resolve: {e}"))?
+        .map(|a| a.ip())
+        .collect();
+    if let Some(ip) = addrs.iter().find(|ip| !address_allowed(entry, **ip)) {
+        return Err(format!(
+            "registry {registry} resolves to {ip}, a non-public address; list the address itself in images.originals_from to allow it"
+        ));
+    }
+    Ok(())
+}
 
 /// Why an image could not be fetched.
 #[derive(Debug, thiserror::Error)]
@@ -44,16 +157,9 @@ pub fn parse_reference(reference: &str) -> Result<(String, Option<String>), Fetc
     Ok((plain.to_string(), digest))
 }
 
-/// True when the registry part of `name` is on the loopback (where, like Docker, plain HTTP is allowed).
-fn loopback_registry(name: &str) -> bool {
-    let host = name.split('/').next().unwrap_or("");
-    let host = host.split(':').next().unwrap_or("");
-    name.contains('/') && (host == "localhost" || host.starts_with("127."))
-}
-
-/// Copies `reference` (all platforms, digests preserved) into a new OCI layout at `dest`, and checks that
-/// the requested digest is among the digests of the bytes fetched.
-pub fn fetch(reference: &str, dest: &Path) -> Result<(), FetchError> {
+/// Copies `reference` (all platforms, digests preserved) into a new OCI layout at `dest` within `limits`,
+/// and checks that the requested digest is among the digests of the bytes fetched.
+pub fn fetch(reference: &str, dest: &Path, limits: &FetchLimits) -> Result<(), FetchError> {
     let (name, digest) = parse_reference(reference)?;
     if let Some(parent) = dest.parent() {
         std::fs::create_dir_all(parent).map_err(|e| FetchError::Copy {
@@ -62,25 +168,62 @@ pub fn fetch(reference: &str, dest: &Path) -> Result<(), FetchError> {
         })?;
     }
     let mut cmd = Command::new("skopeo");
-    cmd.args([
-        "copy",
-        "--quiet",
-        "--all",
-        "--preserve-digests",
-        "--retry-times",
-        "2",
-    ]);
-    if loopback_registry(&name) {
+    cmd.arg("--command-timeout")
+        .arg(format!("{}s", limits.timeout.as_secs().max(1)))
+        .args([
+            "copy",
+            "--quiet",
+            "--all",
+            "--preserve-digests",
+            "--retry-times",
+            "2",
+        ]);
+    if limits.insecure {
         cmd.arg("--src-tls-verify=false");
     }
     cmd.arg(format!("docker://{name}"))
-        .arg(format!("oci:{}", dest.display()));
-    let out = cmd.output().map_err(|e| FetchError::NoSkopeo {
+        .arg(format!("oci:{}", dest.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let copy = |detail: String| FetchError::Copy {
+        reference: reference.to_string(),
+        detail,
+    };
+    let mut child = cmd.spawn().map_err(|e| FetchError::NoSkopeo {
         reference: reference.to_string(),
         error: e.to_string(),
     })?;
-    if !out.status.success() {
-        let stderr = String::from_utf8_lossy(&out.stderr);
+    // skopeo has a timeout of its own, but no byte cap: watch what it writes, and kill it at either limit.
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) => {}
+            Err(e) => return Err(copy(e.to_string())),
+        }
+        let over_time = started.elapsed() > limits.timeout + Duration::from_secs(5);
+        let over_size = dir_bytes(dest) > limits.max_bytes;
+        if over_time || over_size {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(copy(if over_size {
+                format!(
+                    "stopped: the image is over the {}-byte limit",
+                    limits.max_bytes
+                )
+            } else {
+                format!("stopped: no answer within {}s", limits.timeout.as_secs())
+            }));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut stderr_bytes = Vec::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.by_ref().take(64 << 10).read_to_end(&mut stderr_bytes);
+    }
+    if !status.success() {
+        let stderr = String::from_utf8_lossy(&stderr_bytes);
         let last = stderr.trim().lines().last().unwrap_or("skopeo failed");
         // skopeo logs `time=… level=fatal msg="…"`: keep the message.
         let detail = last
@@ -111,6 +254,25 @@ pub fn fetch(reference: &str, dest: &Path) -> Result<(), FetchError> {
     Ok(())
 }
 
+/// Bytes of the regular files under `dir` (what a fetch has written so far).
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            match e.metadata() {
+                Ok(m) if m.is_dir() => stack.push(e.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -126,9 +288,50 @@ mod tests {
         assert!(parse_reference("x@sha256:abc").is_err());
         assert!(parse_reference("--help").is_err());
         assert!(parse_reference("").is_err());
-        assert!(loopback_registry("127.0.0.1:5000/x"));
-        assert!(loopback_registry("localhost/x"));
-        assert!(!loopback_registry("gcr.io/x"));
-        assert!(!loopback_registry("localhost"));
+        assert_eq!(registry_of("127.0.0.1:5000/x"), "127.0.0.1:5000");
+        assert_eq!(registry_of("gcr.io/p/x"), "gcr.io");
+        assert_eq!(registry_of("library/alpine"), "docker.io");
+        assert_eq!(registry_of("alpine"), "docker.io");
+    }
+
+    #[test]
+    fn only_named_registries_and_public_or_named_addresses_are_fetched_from() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        for refused in [
+            "127.0.0.1",
+            "169.254.169.254",
+            "10.0.0.1",
+            "172.16.5.4",
+            "192.168.1.1",
+            "100.64.0.1",
+            "0.0.0.0",
+            "::1",
+            "fe80::1",
+            "fd00::1",
+            "::ffff:10.0.0.1",
+            "::ffff:169.254.169.254",
+        ] {
+            assert!(
+                !address_allowed("registry.example:443", ip(refused)),
+                "{refused}"
+            );
+            assert!(!is_public(ip(refused)), "{refused}");
+        }
+        assert!(
+            address_allowed("registry.example", ip("203.0.114.7")) || !is_public(ip("203.0.114.7"))
+        );
+        assert!(address_allowed("registry.example", ip("8.8.8.8")));
+        assert!(address_allowed("registry.example", ip("2606:4700::1111")));
+        // Named exactly, a non-public address is allowed: the operator chose it.
+        assert!(address_allowed("127.0.0.1:5000", ip("127.0.0.1")));
+        assert!(address_allowed("localhost:5000", ip("127.0.0.1")));
+        assert!(address_allowed("[::1]:5000", ip("::1")));
+        assert!(!address_allowed("127.0.0.1:5000", ip("127.0.0.2")));
+        // Not listed at all: not fetched, whatever the address.
+        let e = check_registry("gcr.io/p/x", &[]).unwrap_err();
+        assert!(e.contains("images.originals_from"), "{e}");
+        assert!(check_registry("127.0.0.1:5000/x", &["127.0.0.1:5000".into()]).is_ok());
+        let e = check_registry("localhost:5000/x", &["localhost:5001".into()]).unwrap_err();
+        assert!(e.contains("not in images.originals_from"), "{e}");
     }
 }

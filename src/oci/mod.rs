@@ -14,7 +14,10 @@ pub use collect::{collect, collect_within, Outputs, RebuiltFile};
 pub use digest::{
     digest_bytes, digest_reader, sha256_bytes, sha256_file, sha256_reader, Algorithm,
 };
-pub use fetch::{fetch, parse_reference, FetchError};
+pub use fetch::{
+    address_allowed, check_registry, fetch, is_public, parse_reference, registry_of, FetchError,
+    FetchLimits,
+};
 pub use layout::{read_image, read_image_within, ImageKind, RebuiltImage, TopEntry};
 pub use limits::{Budget, ScanLimits};
 pub use store::{blob_name, BlobStore, REGISTERED_ALGORITHMS};

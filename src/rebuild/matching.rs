@@ -116,13 +116,24 @@ pub(super) async fn explain(job: &Job<'_>, verdict: &mut Verdict) {
             Some((r, t)) if !t.contains('/') => r,
             _ => subject.name.as_str(),
         };
-        let repository = crate::config::rewrite_prefix(&job.config.images.mirrors, repository)
-            .unwrap_or_else(|| repository.to_string());
+        let mirrored = crate::config::rewrite_prefix(&job.config.images.mirrors, repository);
+        // A mirror is the operator's choice; any other registry must be on the allow-list, since the
+        // subject name (the provenance's) chose it.
+        let allowed = if mirrored.is_some() {
+            None
+        } else {
+            Some(job.config.images.originals_from.clone())
+        };
+        let repository = mirrored.unwrap_or_else(|| repository.to_string());
         let original = format!("{repository}@{}", subject.digest);
         (job.opts.progress)(&format!(
             "explaining {}: fetching the original {original}",
-            subject.name
+            crate::text::inert_line(&subject.name)
         ));
+        let limits = job
+            .config
+            .images
+            .fetch_limits(crate::oci::registry_of(&repository));
         let n = done.len();
         let original_dir = job.dirs.root.join("originals").join(n.to_string());
         let rebuilt = job.dirs.path(JobDirs::WORKSPACE).join(&path);
@@ -130,13 +141,22 @@ pub(super) async fn explain(job: &Job<'_>, verdict: &mut Verdict) {
         let reference = original.clone();
         let result =
             tokio::task::spawn_blocking(move || -> Result<crate::diff::DiffReport, String> {
-                crate::oci::fetch(&reference, &original_dir).map_err(|e| e.to_string())?;
+                if let Some(allowed) = allowed {
+                    crate::oci::check_registry(&reference, &allowed)?;
+                }
+                crate::oci::fetch(&reference, &original_dir, &limits).map_err(|e| {
+                    tracing::warn!(original = %reference, error = %e, "fetching the original failed");
+                    summarize_fetch_error(&e.to_string())
+                })?;
                 let report = crate::diff::diff(
                     &original_dir,
                     &rebuilt,
                     &crate::diff::DiffOptions::default(),
                 )
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| {
+                    tracing::warn!(original = %reference, error = %e, "comparing the original failed");
+                    "the original and the rebuild could not be compared (the job log says why)".to_string()
+                })?;
                 if let Some(dir) = report_path.parent() {
                     let _ = std::fs::create_dir_all(dir);
                 }
@@ -174,5 +194,62 @@ pub(super) async fn explain(job: &Job<'_>, verdict: &mut Verdict) {
         };
         subject.explanation = Some(x.clone());
         done.insert(key, x);
+    }
+}
+
+/// What a verdict says of a failed fetch: a fixed phrase, never the registry's or skopeo's own words (a
+/// public verdict must not carry internal error text); the whole error goes to the log.
+fn summarize_fetch_error(error: &str) -> String {
+    let e = error.to_ascii_lowercase();
+    let what = if e.contains("manifest unknown") || e.contains("not found") || e.contains("404") {
+        "the registry does not have it"
+    } else if e.contains("unauthorized")
+        || e.contains("denied")
+        || e.contains("401")
+        || e.contains("403")
+    {
+        "the registry refused access"
+    } else if e.contains("over the") && e.contains("byte limit") {
+        "it is over images.max_fetch_bytes"
+    } else if e.contains("timeout") || e.contains("timed out") || e.contains("no answer within") {
+        "the registry did not answer in time (images.fetch_timeout_secs)"
+    } else if e.contains("connection refused")
+        || e.contains("no such host")
+        || e.contains("dial tcp")
+    {
+        "the registry could not be reached"
+    } else if e.contains("x509")
+        || e.contains("certificate")
+        || e.contains("tls")
+        || e.contains("http response to https")
+    {
+        "TLS to the registry failed (a plain-HTTP registry must be listed in images.insecure)"
+    } else if e.contains("hash to") || e.contains("digest") {
+        "what it served does not match the digest asked for"
+    } else if e.contains("skopeo is needed") {
+        "skopeo is not installed"
+    } else {
+        "the registry's answer could not be used"
+    };
+    format!("the original could not be fetched: {what}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::summarize_fetch_error;
+
+    #[test]
+    fn fetch_errors_are_summarized_not_copied() {
+        let leaked = "fetching x: reading manifest sha256:aa in 10.1.2.3:5000/internal/secret-project: manifest unknown";
+        let s = summarize_fetch_error(leaked);
+        assert_eq!(
+            s,
+            "the original could not be fetched: the registry does not have it"
+        );
+        assert!(!s.contains("10.1.2.3") && !s.contains("secret"));
+        assert!(summarize_fetch_error(
+            "pinging container registry: http: server gave HTTP response to HTTPS client"
+        )
+        .contains("images.insecure"));
     }
 }

@@ -1,5 +1,6 @@
 //! One rebuild, end to end: provenance → recipe → checkout → steps in the sandbox → outputs → verdict.
 
+mod images;
 mod jobdir;
 mod matching;
 mod steps;
@@ -275,12 +276,19 @@ async fn run(
         id: job_id,
         dirs,
         deadline: Instant::now() + Duration::from_secs(config.sandbox.job_timeout_secs),
+        used_images: std::sync::Mutex::new(Vec::new()),
     };
     let result = run_in(&job, verdict).await;
     // A step cut short by the job deadline was dropped mid-flight; make sure its container is gone.
     if let Err(e) = sandbox.remove_job_containers(&job.id).await {
         tracing::warn!(job = %job.id, error = %e, "could not remove the job's containers");
     }
+    let used = job
+        .used_images
+        .lock()
+        .map(|u| u.clone())
+        .unwrap_or_default();
+    images::collect_garbage(&sandbox, &config.data_dir, used, config.images.cache_bytes).await;
     let dirs = job.dirs;
     let image = dirs.image().map(Path::to_path_buf);
     let root = dirs.keep();
@@ -345,6 +353,8 @@ struct Job<'a> {
     dirs: JobDirs,
     /// Steps, the output scan and the explanation of differences all end by this instant.
     deadline: Instant,
+    /// The step images (as pulled) the job's steps ran in, for the image cache.
+    used_images: std::sync::Mutex<Vec<String>>,
 }
 
 async fn run_in(

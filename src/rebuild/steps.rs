@@ -90,6 +90,11 @@ pub(super) async fn run_steps(
             i + 1,
             crate::text::inert_line(&step.name)
         ));
+        if let Ok(mut used) = job.used_images.lock() {
+            if !used.contains(&image.to_string()) {
+                used.push(image.to_string());
+            }
+        }
         let outcome = match sandbox.run_step(&spec).await {
             Ok(o) => o,
             Err(e @ SandboxError::ImageUnavailable { .. }) => {

@@ -229,6 +229,11 @@ impl Reprod {
             // Test subjects are named after hosts that do not exist; only the explanation test, whose
             // originals are in the local registry, turns fetching on.
             ("REPROD_IMAGES_FETCH_ORIGINALS".into(), "false".into()),
+            // The test registry speaks plain HTTP on the loopback: said, never inferred from its name.
+            (
+                "REPROD_IMAGES_INSECURE".into(),
+                "[\"127.0.0.1:5000\"]".into(),
+            ),
             ("RUST_BACKTRACE".into(), "0".into()),
         ];
         Reprod { data, env }
