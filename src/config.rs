@@ -58,6 +58,8 @@ pub struct ServerConfig {
     pub signing_key: PathBuf,
     /// The base URL links in the Atom feed use (empty: `http://<listen>`).
     pub public_url: String,
+    /// Largest `POST /v1/worker/complete` body: the verdict plus every step log and diff report, base64.
+    pub max_completion_bytes: usize,
 }
 
 impl ServerConfig {
@@ -100,6 +102,7 @@ impl Default for ServerConfig {
             watch: Vec::new(),
             signing_key: PathBuf::new(),
             public_url: String::new(),
+            max_completion_bytes: 64 << 20,
         }
     }
 }
@@ -258,8 +261,8 @@ impl Config {
         if s.log_limit_bytes < 1024 {
             return bad("sandbox.log_limit_bytes must be at least 1024");
         }
-        if self.max_document_bytes == 0 {
-            return bad("max_document_bytes must be positive");
+        if self.max_document_bytes == 0 || self.server.max_completion_bytes == 0 {
+            return bad("max_document_bytes and server.max_completion_bytes must be positive");
         }
         let v = &self.server;
         if v.listen.parse::<std::net::SocketAddr>().is_err() {
