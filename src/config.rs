@@ -60,6 +60,15 @@ pub struct ServerConfig {
     pub public_url: String,
     /// Largest `POST /v1/worker/complete` body: the verdict plus every step log and diff report, base64.
     pub max_completion_bytes: usize,
+    /// A connection that has not sent a whole request head within this is closed; hyper starts it again
+    /// while a kept-alive connection waits for its next request.
+    pub header_read_timeout_secs: u64,
+    /// A connection on which nothing was read or written for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Connections open at once (lowered to fit the file-descriptor limit); more wait in the backlog.
+    pub max_connections: usize,
+    /// Requests handled at once; one more is answered `503 overloaded` rather than queued.
+    pub max_requests: usize,
 }
 
 impl ServerConfig {
@@ -103,6 +112,10 @@ impl Default for ServerConfig {
             signing_key: PathBuf::new(),
             public_url: String::new(),
             max_completion_bytes: 64 << 20,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 4096,
+            max_requests: 256,
         }
     }
 }
@@ -267,6 +280,13 @@ impl Config {
         let v = &self.server;
         if v.listen.parse::<std::net::SocketAddr>().is_err() {
             return bad("server.listen must be an address and port, e.g. 127.0.0.1:8780");
+        }
+        if v.header_read_timeout_secs == 0
+            || v.idle_timeout_secs == 0
+            || v.max_connections == 0
+            || v.max_requests == 0
+        {
+            return bad("server.header_read_timeout_secs, server.idle_timeout_secs, server.max_connections and server.max_requests must be positive");
         }
         if v.workers > 64 {
             return bad("server.workers must be 0 (remote workers only) to 64");

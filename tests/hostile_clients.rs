@@ -4,8 +4,10 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::daemon::*;
@@ -277,4 +279,177 @@ fn each_route_has_its_own_body_limit_and_the_worker_protocol_its_codes() {
     );
     let (code, v) = post("/v1/worker/complete", WORKER_A, &retry);
     assert_eq!(code, 200, "{v}");
+}
+
+/// Sets the spawned process's soft file-descriptor limit (the hard one stays).
+fn with_soft_nofile(cmd: &mut Command, soft: u64) {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let hard = getrlimit(Resource::Nofile).maximum;
+    // SAFETY: setrlimit is a single system call, safe between fork and exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            setrlimit(
+                Resource::Nofile,
+                Rlimit {
+                    current: Some(soft),
+                    maximum: hard,
+                },
+            )
+            .map_err(std::io::Error::from)
+        });
+    }
+}
+
+/// Raises this test process's soft file-descriptor limit to its hard limit.
+fn raise_own_nofile() -> u64 {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let hard = limit.maximum.unwrap_or(1 << 20);
+    setrlimit(
+        Resource::Nofile,
+        Rlimit {
+            current: Some(hard),
+            maximum: limit.maximum,
+        },
+    )
+    .unwrap();
+    hard
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// 1,100 connections that never finish their request head: `/healthz` still answers while they are open,
+/// and the server closes them after its header-read timeout. The daemon is started with the soft
+/// file-descriptor limit many service managers and shells give (1024), below the 1,100 connections.
+#[test]
+fn stalled_request_heads_neither_starve_healthz_nor_stay_open() {
+    const STALLED: usize = 1100;
+    const HEADER_TIMEOUT: u64 = 8;
+    let data = tempfile::tempdir().unwrap();
+    let timeout = HEADER_TIMEOUT.to_string();
+    let d = Daemon::start_with(
+        data.path(),
+        &[
+            ("REPROD_SERVER_WORKERS", "0"),
+            ("REPROD_SERVER_HEADER_READ_TIMEOUT_SECS", &timeout),
+        ],
+        |cmd| with_soft_nofile(cmd, 1024),
+    );
+    let hard = raise_own_nofile();
+    assert!(
+        hard as usize > STALLED + 100,
+        "the hard limit {hard} is too low for this test"
+    );
+    let pid = d.child.id();
+    let addr = addr(&d);
+    let opened = Instant::now();
+    let mut stalled: Vec<TcpStream> = (0..STALLED)
+        .map(|_| {
+            let mut s = TcpStream::connect(&addr).unwrap();
+            s.write_all(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Never-Ends: ")
+                .unwrap();
+            s
+        })
+        .collect();
+    // Wait until the daemon has accepted what it will.
+    let mut fds = open_fds(pid);
+    let settle = Instant::now();
+    while settle.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(250));
+        let now = open_fds(pid);
+        if now == fds && now > STALLED {
+            break;
+        }
+        fds = now;
+    }
+    let asked = Instant::now();
+    let (code, text) = get(&addr, "/healthz", Duration::from_secs(15));
+    let took = asked.elapsed();
+    eprintln!(
+        "GET /healthz with {STALLED} stalled connections open ({fds} descriptors in the daemon): {} after {took:.3?}",
+        if code == 0 { "no answer".to_string() } else { code.to_string() }
+    );
+    assert_eq!(code, 200, "{text}");
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    // After the header timeout every stalled connection is closed by the server.
+    for s in &stalled {
+        s.set_nonblocking(true).unwrap();
+    }
+    let mut open: Vec<usize> = (0..stalled.len()).collect();
+    let deadline = opened + Duration::from_secs(HEADER_TIMEOUT + 15);
+    let mut buf = [0u8; 4096];
+    while !open.is_empty() && Instant::now() < deadline {
+        open.retain(|&i| loop {
+            match stalled[i].read(&mut buf) {
+                Ok(0) => break false,
+                Ok(_) => continue, // an error response before the close
+                Err(e) if e.kind() == ErrorKind::WouldBlock => break true,
+                Err(_) => break false,
+            }
+        });
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    eprintln!(
+        "{} of {STALLED} stalled connections closed by the server {:.1?} after they were opened (header timeout {HEADER_TIMEOUT}s)",
+        STALLED - open.len(),
+        opened.elapsed()
+    );
+    assert!(
+        open.is_empty(),
+        "{} stalled connections are still open",
+        open.len()
+    );
+    assert!(
+        d.startup.iter().any(|l| l.contains("file descriptors")),
+        "the daemon logs its file-descriptor limit: {:?}",
+        d.startup
+    );
+}
+
+/// An authorized upload that stalls holds a request slot; with every slot taken the daemon answers 503
+/// at once instead of queueing, and the stalled connection is closed after the idle timeout.
+#[test]
+fn requests_over_the_in_flight_cap_are_shed_and_stalled_uploads_time_out() {
+    let data = tempfile::tempdir().unwrap();
+    let d = Daemon::start(
+        data.path(),
+        &[
+            ("REPROD_SERVER_WORKERS", "0"),
+            ("REPROD_SERVER_MAX_REQUESTS", "1"),
+            ("REPROD_SERVER_IDLE_TIMEOUT_SECS", "3"),
+        ],
+    );
+    let addr = addr(&d);
+    let mut upload = TcpStream::connect(&addr).unwrap();
+    upload
+        .write_all(
+            format!(
+                "POST /v1/provenance HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\nContent-Length: 1000\r\n\r\n{{\"half"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    let stalled_at = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    let (code, text) = get(&addr, "/healthz", Duration::from_secs(10));
+    assert_eq!(
+        (code, error_code(&text).as_deref()),
+        (503, Some("overloaded")),
+        "{text}"
+    );
+    upload
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let (code, text) = read_response(&mut upload);
+    let closed = stalled_at.elapsed();
+    eprintln!("a stalled upload was closed {closed:.1?} after it stalled (idle timeout 3 s): {code} {text:?}");
+    assert!(
+        closed >= Duration::from_secs(2) && closed < Duration::from_secs(10),
+        "{closed:?}"
+    );
+    assert_eq!(get(&addr, "/healthz", Duration::from_secs(10)).0, 200);
 }

@@ -104,7 +104,7 @@ async fn method_not_allowed() -> Response {
 }
 
 /// Nothing served here is to be sniffed, framed, or run as script: pages are plain HTML and CSS.
-async fn security_headers(mut response: Response) -> Response {
+pub(crate) async fn security_headers(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.insert(
         "x-content-type-options",
