@@ -219,6 +219,111 @@ fn inbox_files_are_queued_or_rejected_beside_a_reason() {
     drop(d);
 }
 
+/// What a writer of the inbox could do to the root daemon: a FIFO renamed into place (a reader that opens
+/// it blocks forever), a symbolic link to a file outside (following it reads what nobody submitted), a link
+/// where the rejection's reason will be written (writing through it overwrites its target). Each is refused
+/// without being followed, and the inbox goes on with the next file.
+#[test]
+fn inbox_refuses_fifos_and_links_without_following_them_and_keeps_working() {
+    use std::os::unix::fs::{symlink, FileTypeExt};
+    let repo = Repo::hello();
+    let data = tempfile::tempdir().unwrap();
+    let d = Daemon::start(data.path(), &[("REPROD_SERVER_WORKERS", "0")]);
+    let inbox = data.path().join("inbox");
+    let outside = data.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let doc = |c: char| {
+        serde_json::to_vec(&repo.provenance(
+            vec![subject("example.invalid/x", &unbuilt_digest(c))],
+            HELLO_SCRIPT,
+        ))
+        .unwrap()
+    };
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        outside.join("pipe"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    std::fs::rename(outside.join("pipe"), inbox.join("a-pipe.json")).unwrap();
+    // A valid document outside: had the link been followed, it would be queued.
+    let secret = doc('1');
+    std::fs::write(outside.join("secret.json"), &secret).unwrap();
+    symlink(outside.join("secret.json"), inbox.join("b-link.json")).unwrap();
+    // An unparsable file whose reason file is already a link to a victim outside.
+    std::fs::write(outside.join("victim"), b"untouched\n").unwrap();
+    symlink(
+        outside.join("victim"),
+        inbox.join("rejected/c-bad.json.reason"),
+    )
+    .unwrap();
+    std::fs::write(inbox.join("c-bad.json"), b"{\"truncated\": ").unwrap();
+    std::fs::write(inbox.join("d-good.json.tmp"), doc('2')).unwrap();
+    std::fs::rename(inbox.join("d-good.json.tmp"), inbox.join("d-good.json")).unwrap();
+    let taken = ["a-pipe.json", "b-link.json", "c-bad.json", "d-good.json"];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(taken
+        .iter()
+        .all(|f| std::fs::symlink_metadata(inbox.join(f)).is_err())
+        && inbox.join("processed/d-good.json").exists())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "inbox not processed: {:?} {:?}",
+            std::fs::read_dir(&inbox).unwrap().collect::<Vec<_>>(),
+            std::fs::read_dir(inbox.join("rejected"))
+                .unwrap()
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let kind = |f: &str| {
+        std::fs::symlink_metadata(inbox.join(f))
+            .unwrap()
+            .file_type()
+    };
+    assert!(kind("rejected/a-pipe.json").is_fifo(), "moved as it is");
+    assert!(kind("rejected/b-link.json").is_symlink(), "moved as it is");
+    let reason = |f: &str| std::fs::read_to_string(inbox.join(f)).unwrap();
+    let r = reason("rejected/a-pipe.json.reason");
+    assert!(r.contains("not a regular file"), "{r}");
+    let r = reason("rejected/b-link.json.reason");
+    assert!(r.contains("symbolic link"), "{r}");
+    // The link in rejected/ was not written through: the file and its reason went under a fresh name.
+    assert_eq!(
+        std::fs::read_to_string(outside.join("victim")).unwrap(),
+        "untouched\n"
+    );
+    let fresh: Vec<String> = std::fs::read_dir(inbox.join("rejected"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.starts_with("c-bad.json") && n.ends_with(".reason") && n != "c-bad.json.reason"
+        })
+        .collect();
+    assert_eq!(fresh.len(), 1, "{fresh:?}");
+    let r = reason(&format!("rejected/{}", fresh[0]));
+    assert!(r.contains("cannot be parsed"), "{r}");
+    assert!(
+        std::fs::read_to_string(
+            inbox.join(format!("rejected/{}", fresh[0].trim_end_matches(".reason")))
+        )
+        .unwrap()
+        .contains("truncated"),
+        "the moved file is beside its reason"
+    );
+    // The link's target was never read, and the good document after them all was queued.
+    use sha2::Digest;
+    let secret_job = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&secret)));
+    let (code, _) = d.request("GET", &format!("/v1/jobs/{secret_job}"), None, None);
+    assert_eq!(code, 404, "the link's target was queued");
+    let (_, h) = d.request("GET", "/healthz", None, None);
+    assert_eq!(h["queue"]["ready"], 1, "{h}");
+}
+
 #[test]
 fn sigterm_lets_a_running_rebuild_finish_and_runs_nothing_twice() {
     let repo = Repo::hello();
