@@ -295,6 +295,11 @@ impl Config {
             if w.registry.is_empty() || w.repositories.is_empty() || w.interval_secs == 0 {
                 return bad("each [[server.watch]] needs a registry, repositories and a positive interval_secs");
             }
+            if let Some(r) = w.repositories.iter().find(|r| !is_repository_name(r)) {
+                return Err(ConfigError::Invalid(format!(
+                    "server.watch: {r:?} is not a repository name (lowercase letters, digits and . _ - between them, in parts joined by /)"
+                )));
+            }
             let loopback = w.registry.starts_with("127.")
                 || w.registry.starts_with("localhost:")
                 || w.registry.starts_with("[::1]");
@@ -320,6 +325,18 @@ impl Config {
             hostname: s.hostname.clone(),
         }
     }
+}
+
+/// A repository name as the OCI distribution spec has it: `team/app`, `a.b/c-d_e`.
+fn is_repository_name(name: &str) -> bool {
+    name.split('/').all(|part| {
+        let b = part.as_bytes();
+        !b.is_empty()
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(c))
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+    })
 }
 
 /// Rewrites `text` with the longest matching prefix of `map` (used by the git and the image mirror maps).

@@ -760,11 +760,69 @@ fn sign_envelope(statement: &Value, key: &openssl::pkey::PKey<openssl::pkey::Pri
     .unwrap()
 }
 
+/// A P-256 key to sign attestations with, and its public key written where the daemon's `[trust]` reads it.
+fn builder_key(
+    data: &Path,
+) -> (
+    openssl::pkey::PKey<openssl::pkey::Private>,
+    std::path::PathBuf,
+) {
+    use openssl::ec::{EcGroup, EcKey};
+    let key = openssl::pkey::PKey::from_ec_key(
+        EcKey::generate(&EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let pem = data.join("builder.pub.pem");
+    std::fs::write(&pem, key.public_key_to_pem().unwrap()).unwrap();
+    (key, pem)
+}
+
+/// A daemon watching `repositories` on the local registry every second, trusting the key at `pem` and
+/// nothing unsigned.
+fn watching_daemon(
+    data: &Path,
+    pem: &Path,
+    repositories: &[&str],
+    extra: &[(&str, &str)],
+) -> Daemon {
+    let config = data.join("reprod.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[trust]\nkeys = [{:?}]\n\n[[server.watch]]\nregistry = \"127.0.0.1:5000\"\nrepositories = {repositories:?}\ninsecure = true\ninterval_secs = 1\n",
+            pem.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut env = vec![
+        ("REPROD_CONFIG", config.to_str().unwrap()),
+        ("REPROD_SERVER_ACCEPT_UNSIGNED", "false"),
+    ];
+    env.extend_from_slice(extra);
+    Daemon::start(data, &env)
+}
+
+/// Waits until `n` jobs are in queue state `state`.
+fn wait_queue(d: &Daemon, state: &str, n: u64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (_, h) = d.request("GET", "/healthz", None, None);
+        if h["queue"][state].as_u64() == Some(n) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not {n} jobs {state} within {timeout:?}: {h}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// Images pushed to a real registry with a cosign `.att` attestation and an OCI 1.1 referrer (through the
 /// referrers fallback tag, as this registry has no referrers API) are found, verified and rebuilt.
 #[test]
 fn the_registry_watcher_finds_cosign_and_referrer_attestations() {
-    use openssl::ec::{EcGroup, EcKey};
     let repo = Repo::hello();
     let digests = reference(&repo);
     let data = tempfile::tempdir().unwrap();
@@ -779,13 +837,7 @@ fn the_registry_watcher_finds_cosign_and_referrer_attestations() {
         &format!("docker://127.0.0.1:5000/{name}:v1"),
     ]));
     let image = &digests[0];
-    let key = openssl::pkey::PKey::from_ec_key(
-        EcKey::generate(&EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap())
-            .unwrap(),
-    )
-    .unwrap();
-    let pem = data.path().join("builder.pub.pem");
-    std::fs::write(&pem, key.public_key_to_pem().unwrap()).unwrap();
+    let (key, pem) = builder_key(data.path());
     // The cosign way: a manifest under the tag sha256-<hex>.att.
     let hex = image.trim_start_matches("sha256:");
     let att = attestation_manifest(
@@ -824,34 +876,8 @@ fn the_registry_watcher_finds_cosign_and_referrer_attestations() {
         &index,
     );
 
-    let config = data.path().join("reprod.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[trust]\nkeys = [{:?}]\n\n[[server.watch]]\nregistry = \"127.0.0.1:5000\"\nrepositories = [{name:?}]\ninsecure = true\ninterval_secs = 1\n",
-            pem.display().to_string()
-        ),
-    )
-    .unwrap();
-    let mut d = Daemon::start(
-        data.path(),
-        &[
-            ("REPROD_CONFIG", config.to_str().unwrap()),
-            ("REPROD_SERVER_ACCEPT_UNSIGNED", "false"),
-        ],
-    );
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let (_, h) = d.request("GET", "/healthz", None, None);
-        if h["queue"]["done"].as_u64() == Some(2) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the watcher did not get both attestations rebuilt: {h}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let mut d = watching_daemon(data.path(), &pem, &[&name], &[]);
+    wait_queue(&d, "done", 2, Duration::from_secs(180));
     d.signal("-TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(60)), Some(0));
     let store = reprod::store::Store::open(&data.path().join("store")).unwrap();
@@ -865,6 +891,92 @@ fn the_registry_watcher_finds_cosign_and_referrer_attestations() {
             "{v:#}"
         );
     }
+}
+
+/// A small image of its own (one layer), pushed under `tag`; returns its manifest digest.
+fn push_small_image(repo: &str, tag: &str) -> String {
+    let config = format!("{{\"tag\": {tag:?}}}");
+    let config_digest = push_blob(repo, config.as_bytes());
+    let layer = format!("layer of {repo}:{tag}");
+    let layer_digest = push_blob(repo, layer.as_bytes());
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
+    });
+    push_manifest(
+        repo,
+        tag,
+        "application/vnd.oci.image.manifest.v1+json",
+        &manifest,
+    )
+}
+
+/// One watched image whose attestation cannot be fetched (its layer blob is gone from the registry) does
+/// not stop the watcher: the good images beside it, in its own repository and in the next one, are still
+/// ingested, and the broken one is logged and retried with a backoff of its own.
+#[test]
+fn one_poisoned_image_does_not_stop_the_registry_watcher() {
+    let repo = Repo::hello();
+    let data = tempfile::tempdir().unwrap();
+    let poisoned_repo = format!("reprod-test/poisoned-{}", std::process::id());
+    let good_repo = format!("reprod-test/good-{}", std::process::id());
+    let (key, pem) = builder_key(data.path());
+    let attest = |name: &str, image: &str, c: char| {
+        let doc = repo.provenance(
+            vec![subject("example.invalid/watched", &unbuilt_digest(c))],
+            HELLO_SCRIPT,
+        );
+        let att = attestation_manifest(name, &sign_envelope(&doc, &key), None);
+        let hex = image.trim_start_matches("sha256:");
+        push_manifest(
+            name,
+            &format!("sha256-{hex}.att"),
+            "application/vnd.oci.image.manifest.v1+json",
+            &att,
+        );
+        att
+    };
+    // The poisoned image is in the first repository: a poll that stops at it never reaches the second.
+    let poisoned = push_small_image(&poisoned_repo, "a-poisoned");
+    let att = attest(&poisoned_repo, &poisoned, 'a');
+    let layer = att["layers"][0]["digest"].as_str().unwrap();
+    sh(Command::new("curl").args([
+        "-sf",
+        "-X",
+        "DELETE",
+        &format!("http://127.0.0.1:5000/v2/{poisoned_repo}/blobs/{layer}"),
+    ]));
+    let beside = push_small_image(&poisoned_repo, "b-good");
+    attest(&poisoned_repo, &beside, 'b');
+    let next = push_small_image(&good_repo, "v1");
+    attest(&good_repo, &next, 'c');
+
+    let d = watching_daemon(
+        data.path(),
+        &pem,
+        &[&poisoned_repo, &good_repo],
+        &[("REPROD_SERVER_WORKERS", "0")],
+    );
+    // Both good images are ingested beside the poisoned one.
+    wait_queue(&d, "ready", 2, Duration::from_secs(60));
+    let line = d.wait_line(&poisoned, Duration::from_secs(10));
+    assert!(line.contains("retry"), "{line}");
+    let store_dir = data.path().join("store");
+    drop(d);
+    let store = reprod::store::Store::open(&store_dir).unwrap();
+    for (name, image) in [(&poisoned_repo, &beside), (&good_repo, &next)] {
+        assert!(store
+            .watched(&format!("127.0.0.1:5000/{name}@{image}"))
+            .unwrap());
+    }
+    assert!(
+        !store
+            .watched(&format!("127.0.0.1:5000/{poisoned_repo}@{poisoned}"))
+            .unwrap(),
+        "looked at again later, not given up"
+    );
 }
 
 /// A full disk stops intake with a clear error and loses nothing acknowledged. The data directory is a
