@@ -167,7 +167,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the effective configuration (file + environment + defaults) as TOML.
+    /// Print the effective configuration (file + environment + defaults) as TOML, secrets redacted.
     Config,
     /// Create the ECDSA P-256 key pair verdicts are signed with: PREFIX.key (PKCS#8 PEM, mode 0600) and
     /// PREFIX.pub (the public key to give to `reprod verify` and other verifiers). Never overwrites a file.
@@ -317,7 +317,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Config => {
             print!(
                 "{}",
-                toml::to_string_pretty(&config).context("rendering the configuration")?
+                toml::to_string_pretty(&config.redacted())
+                    .context("rendering the configuration")?
             );
             Ok(0)
         }

@@ -507,12 +507,17 @@ fn remote_workers_lease_over_http_and_a_dead_workers_job_goes_to_another() {
             ("REPROD_SERVER_LEASE_SECS", "4"),
             (
                 "REPROD_SERVER_WORKER_TOKENS",
-                "{a = \"tok-a\", b = \"tok-b\"}",
+                "{a = \"tok-a-0123456789abcdef\", b = \"tok-b-0123456789abcdef\"}",
             ),
         ],
     );
     // Registration is closed: unknown workers are refused.
-    let (code, v) = d.request("POST", "/v1/worker/lease", Some("tok-x"), Some(b"{}"));
+    let (code, v) = d.request(
+        "POST",
+        "/v1/worker/lease",
+        Some("tok-x-0123456789abcdef"),
+        Some(b"{}"),
+    );
     assert_eq!(
         (code, v["error"]["code"].as_str()),
         (403, Some("forbidden")),
@@ -523,7 +528,7 @@ fn remote_workers_lease_over_http_and_a_dead_workers_job_goes_to_another() {
 
     // Worker A (a real process) leases a slow job and is killed mid-rebuild.
     let dir_a = tempfile::tempdir().unwrap();
-    let (mut a, a_lines) = start_worker(dir_a.path(), &d.url, "tok-a");
+    let (mut a, a_lines) = start_worker(dir_a.path(), &d.url, "tok-a-0123456789abcdef");
     let a_pid = a.id();
     let (_, v) = d.submit(&hello_doc(&repo, &digests, "slow", "sleep 20\n"));
     let slow = v["jobs"][0]["id"].as_str().unwrap().to_string();
@@ -535,14 +540,24 @@ fn remote_workers_lease_over_http_and_a_dead_workers_job_goes_to_another() {
     // A lease taken by hand as worker a: b cannot complete it; after expiry a's completion is stale.
     let (_, v) = d.submit(&hello_doc(&repo, &digests, "quick", ""));
     let quick = v["jobs"][0]["id"].as_str().unwrap().to_string();
-    let (code, lease) = d.request("POST", "/v1/worker/lease", Some("tok-a"), Some(b"{}"));
+    let (code, lease) = d.request(
+        "POST",
+        "/v1/worker/lease",
+        Some("tok-a-0123456789abcdef"),
+        Some(b"{}"),
+    );
     assert_eq!(
         (code, lease["job"].as_str()),
         (200, Some(quick.as_str())),
         "{lease}"
     );
     let late = serde_json::to_vec(&json!({"job": quick, "token": lease["token"], "verdict": {"status": "reproducible", "subjects": []}})).unwrap();
-    let (code, v) = d.request("POST", "/v1/worker/complete", Some("tok-b"), Some(&late));
+    let (code, v) = d.request(
+        "POST",
+        "/v1/worker/complete",
+        Some("tok-b-0123456789abcdef"),
+        Some(&late),
+    );
     assert_eq!(
         (code, v["error"]["code"].as_str()),
         (403, Some("not-your-lease")),
@@ -554,7 +569,12 @@ fn remote_workers_lease_over_http_and_a_dead_workers_job_goes_to_another() {
         "status": "reproducible",
         "subjects": [{"name": "evil.example/app", "digest": unbuilt_digest('e'), "matched": true}]}}))
     .unwrap();
-    let (code, v) = d.request("POST", "/v1/worker/complete", Some("tok-a"), Some(&forged));
+    let (code, v) = d.request(
+        "POST",
+        "/v1/worker/complete",
+        Some("tok-a-0123456789abcdef"),
+        Some(&forged),
+    );
     assert_eq!(
         (code, v["error"]["code"].as_str()),
         (422, Some("bad-verdict")),
@@ -563,7 +583,7 @@ fn remote_workers_lease_over_http_and_a_dead_workers_job_goes_to_another() {
 
     // Worker B finishes both once the leases expire.
     let dir_b = tempfile::tempdir().unwrap();
-    let (mut b, _b_lines) = start_worker(dir_b.path(), &d.url, "tok-b");
+    let (mut b, _b_lines) = start_worker(dir_b.path(), &d.url, "tok-b-0123456789abcdef");
     let j = d.wait_job(&quick, "done", Duration::from_secs(120));
     assert_eq!(
         j["artifacts"],
@@ -593,7 +613,12 @@ fn remote_workers_lease_over_http_and_a_dead_workers_job_goes_to_another() {
         (code, vsa["payloadType"].as_str()),
         (200, Some("application/vnd.in-toto+json"))
     );
-    let (code, v) = d.request("POST", "/v1/worker/complete", Some("tok-a"), Some(&late));
+    let (code, v) = d.request(
+        "POST",
+        "/v1/worker/complete",
+        Some("tok-a-0123456789abcdef"),
+        Some(&late),
+    );
     assert_eq!(
         (code, v["error"]["code"].as_str()),
         (409, Some("stale-lease")),
