@@ -453,3 +453,44 @@ fn requests_over_the_in_flight_cap_are_shed_and_stalled_uploads_time_out() {
     );
     assert_eq!(get(&addr, "/healthz", Duration::from_secs(10)).0, 200);
 }
+
+/// Text a client chose comes back in error messages, and goes into the daemon's log, with its escape
+/// sequences shown rather than obeyed by whoever reads it on a terminal.
+#[test]
+fn client_text_is_echoed_with_escape_sequences_made_visible() {
+    let data = tempfile::tempdir().unwrap();
+    let d = quiet_daemon(data.path(), &[]);
+    let (code, v) = d.request(
+        "GET",
+        "/v1/jobs/%1B%5B2J%1B%5B32mverdict%3A%20reproducible",
+        None,
+        None,
+    );
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(code, 404, "{v}");
+    assert!(
+        !message.contains('\u{1b}') && message.contains("\\x1b[2J\\x1b[32m"),
+        "{message:?}"
+    );
+    let heartbeat =
+        serde_json::to_vec(&json!({"job": "\u{1b}]0;owned\u{7}", "token": "t"})).unwrap();
+    let (code, v) = d.request(
+        "POST",
+        "/v1/worker/heartbeat",
+        Some(WORKER_A),
+        Some(&heartbeat),
+    );
+    let message = v["error"]["message"].as_str().unwrap_or_default();
+    assert_eq!(code, 404, "{v}");
+    assert!(
+        !message.contains('\u{1b}') && message.contains("\\x1b]0;owned\\x07"),
+        "{message:?}"
+    );
+    let inbox = data.path().join("inbox");
+    std::fs::write(inbox.join("evil\u{1b}[31m.json"), b"{\"cut").unwrap();
+    let line = d.wait_line("inbox: rejected", Duration::from_secs(20));
+    assert!(
+        !line.contains('\u{1b}') && line.contains("\\x1b[31m"),
+        "{line:?}"
+    );
+}

@@ -125,10 +125,13 @@ pub(crate) fn storage_error(e: impl std::fmt::Display) -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string())
 }
 
+/// An error answer. Messages echo what clients sent (ids, names, parse errors quoting a body), so every
+/// one is made inert here: a client printing it raw on a terminal sees escape sequences, not their effect.
 pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let message = crate::text::inert_line(&message.into()).into_owned();
     (
         status,
-        Json(json!({"error": {"code": code, "message": message.into()}})),
+        Json(json!({"error": {"code": code, "message": message}})),
     )
         .into_response()
 }
