@@ -58,6 +58,17 @@ pub struct ServerConfig {
     pub signing_key: PathBuf,
     /// The base URL links in the Atom feed use (empty: `http://<listen>`).
     pub public_url: String,
+    /// Largest `POST /v1/worker/complete` body: the verdict plus every step log and diff report, base64.
+    pub max_completion_bytes: usize,
+    /// A connection that has not sent a whole request head within this is closed; hyper starts it again
+    /// while a kept-alive connection waits for its next request.
+    pub header_read_timeout_secs: u64,
+    /// A connection on which nothing was read or written for this long is closed.
+    pub idle_timeout_secs: u64,
+    /// Connections open at once (lowered to fit the file-descriptor limit); more wait in the backlog.
+    pub max_connections: usize,
+    /// Requests handled at once; one more is answered `503 overloaded` rather than queued.
+    pub max_requests: usize,
 }
 
 impl ServerConfig {
@@ -100,6 +111,11 @@ impl Default for ServerConfig {
             watch: Vec::new(),
             signing_key: PathBuf::new(),
             public_url: String::new(),
+            max_completion_bytes: 64 << 20,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 60,
+            max_connections: 4096,
+            max_requests: 256,
         }
     }
 }
@@ -218,6 +234,36 @@ impl Default for SandboxConfig {
     }
 }
 
+/// `REPROD_*` environment variables that are not configuration options but are read elsewhere. Any other
+/// `REPROD_*` variable that names no option is an error, as an unknown key in the file is: a misspelt
+/// override would otherwise be ignored without a word. (`tests` in this file checks that the repository
+/// reads no other.)
+pub const OTHER_VARIABLES: &[&str] = &[
+    // The command line: --config, `submit --token`, `status`/`submit --server`, `worker --token`.
+    "REPROD_CONFIG",
+    "REPROD_TOKEN",
+    "REPROD_SERVER",
+    "REPROD_WORKER_TOKEN",
+    // Tests, benchmarks and scripts.
+    "REPROD_PYTHON",
+    "REPROD_REGISTRY",
+    "REPROD_STATE_DIR",
+    "REPROD_TEST_THREADS",
+    "REPROD_BENCH_VERDICTS",
+    "REPROD_BENCH_SECS",
+    "REPROD_BENCH_DOCS",
+    "REPROD_CORPUS",
+    "REPROD_JOBS_CRASH_DIR",
+    "REPROD_JOBS_CRASH_START",
+];
+
+/// Bearer tokens shorter than this are refused at load: an empty or short one can be guessed (an empty
+/// `submit_tokens` entry admitted `Authorization: Bearer `).
+pub const MIN_TOKEN_CHARS: usize = 16;
+
+/// Options whose values are secrets: never printed, in errors or by `reprod config`.
+const SECRET_OPTIONS: &[&str] = &["server.submit_tokens", "server.worker_tokens"];
+
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -225,12 +271,8 @@ pub enum ConfigError {
     Read { path: String, error: std::io::Error },
     #[error("config file {path}: {message}")]
     Parse { path: String, message: String },
-    #[error("environment variable {name}={value:?}: {message}")]
-    Env {
-        name: String,
-        value: String,
-        message: String,
-    },
+    #[error("environment variable {name}: {message}")]
+    Env { name: String, message: String },
     #[error("config: {0}")]
     Invalid(String),
 }
@@ -256,34 +298,50 @@ impl Config {
             }
             None => toml::Table::new(),
         };
+        let source = path.map_or("(defaults)".to_string(), |p| p.display().to_string());
+        // The file alone first, so that what is wrong in it names the file ...
+        let mut config = from_table(&table).map_err(|message| ConfigError::Parse {
+            path: source,
+            message,
+        })?;
+        // ... and each override after it, so that a bad value names its variable.
         let defaults = toml::Table::try_from(Config::default()).unwrap_or_default();
+        let mut env: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(name, _)| name.starts_with("REPROD_"))
+            .collect();
+        env.sort();
+        let mut from_env = BTreeMap::new();
         for (name, value) in env {
-            let Some(rest) = name.strip_prefix("REPROD_") else {
-                continue;
+            let rest = name.trim_start_matches("REPROD_").to_ascii_lowercase();
+            let Some(path) = leaf_path(&defaults, &rest) else {
+                if OTHER_VARIABLES.contains(&name.as_str()) {
+                    continue;
+                }
+                return Err(ConfigError::Env {
+                    name,
+                    message: "names no configuration option (an option's variable is its path in capitals, e.g. REPROD_SERVER_LISTEN for server.listen; `reprod config` shows them all)".into(),
+                });
             };
-            if let Some(path) = leaf_path(&defaults, &rest.to_ascii_lowercase()) {
-                let parsed = format!("v = {value}")
-                    .parse::<toml::Table>()
-                    .ok()
-                    .and_then(|mut t| t.remove("v"))
-                    .unwrap_or_else(|| toml::Value::String(value.clone()));
-                set_path(&mut table, &path, parsed).map_err(|message| ConfigError::Env {
-                    name: name.clone(),
-                    value: value.clone(),
-                    message,
-                })?;
-            }
+            let key = path.join(".");
+            let secret = SECRET_OPTIONS.contains(&key.as_str());
+            let parsed = format!("v = {value}")
+                .parse::<toml::Table>()
+                .ok()
+                .and_then(|mut t| t.remove("v"))
+                .unwrap_or_else(|| toml::Value::String(value.clone()));
+            let env_error = |message: String| ConfigError::Env {
+                name: name.clone(),
+                message: if secret {
+                    format!("not a valid value for {key} (not shown: it is a secret)")
+                } else {
+                    format!("{value:?} for {key}: {message}")
+                },
+            };
+            set_path(&mut table, &path, parsed).map_err(env_error)?;
+            config = from_table(&table).map_err(env_error)?;
+            from_env.insert(key, name.clone());
         }
-        let source = path.map_or("(defaults and environment)".to_string(), |p| {
-            p.display().to_string()
-        });
-        let mut config: Config =
-            toml::Value::Table(table)
-                .try_into()
-                .map_err(|e: toml::de::Error| ConfigError::Parse {
-                    path: source,
-                    message: e.to_string(),
-                })?;
         if config.server.inbox_dir.as_os_str().is_empty() {
             config.server.inbox_dir = config.data_dir.join("inbox");
         }
@@ -291,7 +349,78 @@ impl Config {
             config.source.cache_dir = config.data_dir.join("git");
         }
         config.validate()?;
+        config.check_tokens(&from_env)?;
         Ok(config)
+    }
+
+    /// Every token at least [`MIN_TOKEN_CHARS`] printable ASCII characters, and no two workers with the
+    /// same one (a worker would be taken for the other). Errors name the key and where it was set, never the
+    /// token.
+    fn check_tokens(&self, from_env: &BTreeMap<String, String>) -> Result<(), ConfigError> {
+        let set_by = |option: &str| {
+            from_env
+                .get(option)
+                .map(|var| format!(" (set by {var})"))
+                .unwrap_or_default()
+        };
+        let check = |key: String, option: &str, token: &str| {
+            let n = token.chars().count();
+            let rule = if n < MIN_TOKEN_CHARS {
+                format!("a token must be at least {MIN_TOKEN_CHARS} characters; this one has {n}")
+            } else if !token.bytes().all(|b| b.is_ascii_graphic()) {
+                "a token must be printable ASCII without spaces (it is sent in an HTTP header)"
+                    .to_string()
+            } else {
+                return Ok(());
+            };
+            Err(ConfigError::Invalid(format!(
+                "{key}{}: {rule}",
+                set_by(option)
+            )))
+        };
+        let v = &self.server;
+        for (i, token) in v.submit_tokens.iter().enumerate() {
+            check(
+                format!("server.submit_tokens[{i}]"),
+                "server.submit_tokens",
+                token,
+            )?;
+        }
+        let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
+        for (name, token) in &v.worker_tokens {
+            let key = format!("server.worker_tokens.{}", crate::text::inert_line(name));
+            check(key.clone(), "server.worker_tokens", token)?;
+            if let Some(first) = seen.insert(token, name) {
+                return Err(ConfigError::Invalid(format!(
+                    "server.worker_tokens.{} and {key}{}: two workers have the same token, so one would be taken for the other",
+                    crate::text::inert_line(first),
+                    set_by("server.worker_tokens")
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// This configuration as `reprod config` shows it: every secret replaced by a note of its length
+    /// (tokens, and the password of a URL in a mirror map or `server.public_url`).
+    pub fn redacted(&self) -> Config {
+        let mut c = self.clone();
+        let hide = |secret: &str| format!("<redacted: {} characters>", secret.chars().count());
+        for t in &mut c.server.submit_tokens {
+            *t = hide(t);
+        }
+        for t in c.server.worker_tokens.values_mut() {
+            *t = hide(t);
+        }
+        let urls = |map: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+            map.iter()
+                .map(|(k, v)| (redact_password(k), redact_password(v)))
+                .collect()
+        };
+        c.source.mirrors = urls(&c.source.mirrors);
+        c.images.mirrors = urls(&c.images.mirrors);
+        c.server.public_url = redact_password(&c.server.public_url);
+        c
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -312,12 +441,19 @@ impl Config {
         if s.log_limit_bytes < 1024 {
             return bad("sandbox.log_limit_bytes must be at least 1024");
         }
-        if self.max_document_bytes == 0 {
-            return bad("max_document_bytes must be positive");
+        if self.max_document_bytes == 0 || self.server.max_completion_bytes == 0 {
+            return bad("max_document_bytes and server.max_completion_bytes must be positive");
         }
         let v = &self.server;
         if v.listen.parse::<std::net::SocketAddr>().is_err() {
             return bad("server.listen must be an address and port, e.g. 127.0.0.1:8780");
+        }
+        if v.header_read_timeout_secs == 0
+            || v.idle_timeout_secs == 0
+            || v.max_connections == 0
+            || v.max_requests == 0
+        {
+            return bad("server.header_read_timeout_secs, server.idle_timeout_secs, server.max_connections and server.max_requests must be positive");
         }
         if v.workers > 64 {
             return bad("server.workers must be 0 (remote workers only) to 64");
@@ -325,6 +461,11 @@ impl Config {
         for w in &v.watch {
             if w.registry.is_empty() || w.repositories.is_empty() || w.interval_secs == 0 {
                 return bad("each [[server.watch]] needs a registry, repositories and a positive interval_secs");
+            }
+            if let Some(r) = w.repositories.iter().find(|r| !is_repository_name(r)) {
+                return Err(ConfigError::Invalid(format!(
+                    "server.watch: {r:?} is not a repository name (lowercase letters, digits and . _ - between them, in parts joined by /)"
+                )));
             }
             let loopback = w.registry.starts_with("127.")
                 || w.registry.starts_with("localhost:")
@@ -357,6 +498,44 @@ impl Config {
             max_image_bytes: self.images.max_image_bytes,
         }
     }
+}
+
+/// `table` read as the configuration (every option has a default); the error as a sentence.
+fn from_table(table: &toml::Table) -> Result<Config, String> {
+    toml::Value::Table(table.clone())
+        .try_into()
+        .map_err(|e: toml::de::Error| e.to_string().trim_end().to_string())
+}
+
+/// `scheme://user:password@host/...` with the password replaced by a note of its length.
+fn redact_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_string();
+    };
+    let Some((user, password)) = userinfo.split_once(':') else {
+        return url.to_string();
+    };
+    format!(
+        "{scheme}://{user}:<redacted: {} characters>@{host}{path}",
+        password.chars().count()
+    )
+}
+
+/// A repository name as the OCI distribution spec has it: `team/app`, `a.b/c-d_e`.
+fn is_repository_name(name: &str) -> bool {
+    name.split('/').all(|part| {
+        let b = part.as_bytes();
+        !b.is_empty()
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(c))
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+    })
 }
 
 /// Rewrites `text` with the longest matching prefix of `map` (used by the git and the image mirror maps).
@@ -446,5 +625,202 @@ mod tests {
         std::fs::write(&p, "[sandbox]\nmemroy_bytes = 1\n").unwrap();
         let err = Config::load(Some(&p), Vec::new()).unwrap_err().to_string();
         assert!(err.contains("memroy_bytes"), "{err}");
+    }
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn a_bad_environment_value_names_the_variable_not_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "[sandbox]\ncpus = 1.0\n").unwrap();
+        let err = Config::load(Some(&p), env(&[("REPROD_SANDBOX_PIDS_LIMIT", "lots")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("environment variable REPROD_SANDBOX_PIDS_LIMIT:"),
+            "{err}"
+        );
+        assert!(
+            err.contains("sandbox.pids_limit") && err.contains("lots"),
+            "{err}"
+        );
+        assert!(!err.contains("c.toml"), "{err}");
+        // A secret's value is not repeated.
+        let err = Config::load(
+            None,
+            env(&[(
+                "REPROD_SERVER_SUBMIT_TOKENS",
+                "{not = \"a list of hidden-value\"}",
+            )]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("REPROD_SERVER_SUBMIT_TOKENS"), "{err}");
+        assert!(!err.contains("hidden-value"), "{err}");
+    }
+
+    #[test]
+    fn unknown_reprod_variables_are_errors_and_the_others_are_not() {
+        // Built at run time, so the repository scan below does not take it for a variable read.
+        let typo = format!("REPROD_{}", "SERVR_LISTEN");
+        let err = Config::load(None, env(&[(&typo, "127.0.0.1:1")]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&typo) && err.contains("names no configuration option"),
+            "{err}"
+        );
+        let others: Vec<(String, String)> = OTHER_VARIABLES
+            .iter()
+            .map(|v| (v.to_string(), "x".to_string()))
+            .collect();
+        Config::load(None, others).unwrap();
+    }
+
+    /// Every `REPROD_*` name the repository's code and scripts use is an option or in [`OTHER_VARIABLES`].
+    #[test]
+    fn the_list_of_other_variables_is_complete() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let defaults = toml::Table::try_from(Config::default()).unwrap();
+        // Strings that look like variables but are not read from the environment.
+        let not_variables = ["REPROD_BIT_FOR_BIT_REPRODUCIBLE"];
+        let mut files = Vec::new();
+        let mut dirs = vec![root.to_path_buf()];
+        while let Some(dir) = dirs.pop() {
+            for e in std::fs::read_dir(&dir).unwrap().flatten() {
+                let path = e.path();
+                let name = e.file_name().to_string_lossy().into_owned();
+                if e.file_type().unwrap().is_dir() {
+                    if !matches!(name.as_str(), "target" | ".git" | "snapshots") {
+                        dirs.push(path);
+                    }
+                } else if name.ends_with(".rs") || name.ends_with(".sh") || name == "run" {
+                    files.push(path);
+                }
+            }
+        }
+        assert!(files.len() > 20, "{files:?}");
+        let mut unknown = Vec::new();
+        for file in files {
+            let text = std::fs::read_to_string(&file).unwrap_or_default();
+            for (at, _) in text.match_indices("REPROD_") {
+                let name: String = text[at..]
+                    .chars()
+                    .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                    .collect();
+                let name = name.trim_end_matches('_');
+                if name.len() <= "REPROD".len() || not_variables.contains(&name) {
+                    continue;
+                }
+                let rest = name["REPROD_".len()..].to_ascii_lowercase();
+                if leaf_path(&defaults, &rest).is_none() && !OTHER_VARIABLES.contains(&name) {
+                    unknown.push(format!("{name} in {}", file.display()));
+                }
+            }
+        }
+        assert!(
+            unknown.is_empty(),
+            "add these to OTHER_VARIABLES: {unknown:?}"
+        );
+    }
+
+    #[test]
+    fn empty_short_or_shared_tokens_are_refused_naming_the_key_never_the_token() {
+        let load = |pairs: &[(&str, &str)]| Config::load(None, env(pairs)).map(|_| ());
+        let err = load(&[("REPROD_SERVER_SUBMIT_TOKENS", "[\"\"]")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("server.submit_tokens[0] (set by REPROD_SERVER_SUBMIT_TOKENS)")
+                && err.contains("at least 16 characters; this one has 0"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(
+            &p,
+            "[server]\nsubmit_tokens = [\"a-long-enough-token-0\", \"short-s3cret\"]\n",
+        )
+        .unwrap();
+        let err = Config::load(Some(&p), Vec::new()).unwrap_err().to_string();
+        assert!(
+            err.contains("server.submit_tokens[1]:") && err.contains("this one has 12"),
+            "{err}"
+        );
+        assert!(!err.contains("short-s3cret"), "{err}");
+        let err = load(&[("REPROD_SERVER_WORKER_TOKENS", "{w1 = \"tok\"}")])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("server.worker_tokens.w1"), "{err}");
+        let err = load(&[(
+            "REPROD_SERVER_SUBMIT_TOKENS",
+            "[\"has spaces in it, 0123\"]",
+        )])
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("printable ASCII without spaces"), "{err}");
+        assert!(!err.contains("has spaces"), "{err}");
+        let same = "{a = \"the-same-token-01234\", b = \"the-same-token-01234\"}";
+        let err = load(&[("REPROD_SERVER_WORKER_TOKENS", same)])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("the same token"), "{err}");
+        assert!(!err.contains("the-same-token"), "{err}");
+        load(&[
+            ("REPROD_SERVER_SUBMIT_TOKENS", "[\"a-long-enough-token-0\"]"),
+            (
+                "REPROD_SERVER_WORKER_TOKENS",
+                "{a = \"another-long-token-1\"}",
+            ),
+        ])
+        .unwrap();
+    }
+
+    #[test]
+    fn secrets_are_redacted_for_display() {
+        let c = Config::load(
+            None,
+            env(&[
+                ("REPROD_SERVER_SUBMIT_TOKENS", "[\"a-long-enough-token-0\"]"),
+                (
+                    "REPROD_SERVER_WORKER_TOKENS",
+                    "{a = \"another-long-token-1\"}",
+                ),
+                (
+                    "REPROD_SOURCE_MIRRORS",
+                    "{\"https://github.com/\" = \"https://bot:hunter22@git.internal/gh/\"}",
+                ),
+                ("REPROD_SERVER_PUBLIC_URL", "https://me:pw@reprod.example/"),
+            ]),
+        )
+        .unwrap();
+        let shown = toml::to_string(&c.redacted()).unwrap();
+        for secret in [
+            "a-long-enough-token-0",
+            "another-long-token-1",
+            "hunter22",
+            ":pw@",
+        ] {
+            assert!(!shown.contains(secret), "{secret} in {shown}");
+        }
+        assert!(shown.contains("<redacted: 21 characters>"), "{shown}");
+        assert!(
+            shown.contains("https://bot:<redacted: 8 characters>@git.internal/gh/"),
+            "{shown}"
+        );
+        assert_eq!(
+            redact_password("https://git.internal/x"),
+            "https://git.internal/x"
+        );
+        assert_eq!(
+            redact_password("https://user@git.internal/a:b@c"),
+            "https://user@git.internal/a:b@c"
+        );
     }
 }

@@ -174,7 +174,7 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Print the effective configuration (file + environment + defaults) as TOML.
+    /// Print the effective configuration (file + environment + defaults) as TOML, secrets redacted.
     Config,
     /// Create the ECDSA P-256 key pair verdicts are signed with: PREFIX.key (PKCS#8 PEM, mode 0600) and
     /// PREFIX.pub (the public key to give to `reprod verify` and other verifiers). Never overwrites a file.
@@ -292,8 +292,11 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    // Colours only on a terminal: in a file or a journal they are escape sequences in the way, and a line
+    // without them shows any that reached it from a client or a build (those are made inert).
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
@@ -324,7 +327,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Config => {
             print!(
                 "{}",
-                toml::to_string_pretty(&config).context("rendering the configuration")?
+                toml::to_string_pretty(&config.redacted())
+                    .context("rendering the configuration")?
             );
             Ok(0)
         }

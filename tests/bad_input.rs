@@ -169,6 +169,76 @@ fn bad_config_is_named() {
     assert_clean_error(&out, &["config file /nonexistent/reprod.toml"]);
 }
 
+/// An empty or short token stops every command at load, naming the key and never the token; `reprod
+/// config` shows secrets only as their length; an unknown `REPROD_*` variable is an error, as an unknown
+/// key is; a bad value from the environment names its variable.
+#[test]
+fn tokens_unknown_variables_and_what_reprod_config_shows() {
+    let r = Reprod::new().with("REPROD_SERVER_SUBMIT_TOKENS", "[\"\"]");
+    assert_clean_error(
+        &r.run(&["config"]),
+        &[
+            "server.submit_tokens[0] (set by REPROD_SERVER_SUBMIT_TOKENS)",
+            "at least 16 characters",
+        ],
+    );
+    let r = Reprod::new().with("REPROD_SERVER_WORKER_TOKENS", "{w1 = \"short-s3cret\"}");
+    let stderr = assert_clean_error(&r.run(&["serve"]), &["server.worker_tokens.w1", "has 12"]);
+    assert!(!stderr.contains("short-s3cret"), "{stderr}");
+
+    let (submit, worker) = ("a-long-enough-submit-token-0123", "worker-token-0123456789");
+    let r = Reprod::new()
+        .with("REPROD_SERVER_SUBMIT_TOKENS", &format!("[\"{submit}\"]"))
+        .with(
+            "REPROD_SERVER_WORKER_TOKENS",
+            &format!("{{w1 = \"{worker}\"}}"),
+        )
+        .with(
+            "REPROD_SOURCE_MIRRORS",
+            "{\"https://github.com/\" = \"https://bot:hunter2-password@git.internal/\"}",
+        );
+    let out = r.run(&["config"]);
+    let shown = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    for secret in [submit, worker, "hunter2-password"] {
+        assert!(!shown.contains(secret), "{secret} shown in:\n{shown}");
+    }
+    assert!(shown.contains("\"<redacted: 31 characters>\""), "{shown}");
+    assert!(
+        shown.contains("w1 = \"<redacted: 23 characters>\""),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("https://bot:<redacted: 16 characters>@git.internal/"),
+        "{shown}"
+    );
+
+    // Built at run time: the scan in config.rs's tests checks the names the repository uses.
+    let typo = format!("REPROD_{}", "SERVR_LISTEN");
+    let r = Reprod::new().with(&typo, "127.0.0.1:1");
+    assert_clean_error(
+        &r.run(&["config"]),
+        &[&typo, "names no configuration option"],
+    );
+
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), "[sandbox]\ncpus = 1.0\n").unwrap();
+    let r = Reprod::new()
+        .with("REPROD_CONFIG", file.path().to_str().unwrap())
+        .with("REPROD_SANDBOX_PIDS_LIMIT", "lots");
+    let stderr = assert_clean_error(
+        &r.run(&["config"]),
+        &[
+            "environment variable REPROD_SANDBOX_PIDS_LIMIT",
+            "sandbox.pids_limit",
+        ],
+    );
+    assert!(
+        !stderr.contains(&file.path().display().to_string()),
+        "{stderr}"
+    );
+}
+
 #[test]
 fn json_logs_are_one_object_per_line() {
     let r = Reprod::new().with("RUST_LOG", "info");

@@ -219,6 +219,111 @@ fn inbox_files_are_queued_or_rejected_beside_a_reason() {
     drop(d);
 }
 
+/// What a writer of the inbox could do to the root daemon: a FIFO renamed into place (a reader that opens
+/// it blocks forever), a symbolic link to a file outside (following it reads what nobody submitted), a link
+/// where the rejection's reason will be written (writing through it overwrites its target). Each is refused
+/// without being followed, and the inbox goes on with the next file.
+#[test]
+fn inbox_refuses_fifos_and_links_without_following_them_and_keeps_working() {
+    use std::os::unix::fs::{symlink, FileTypeExt};
+    let repo = Repo::hello();
+    let data = tempfile::tempdir().unwrap();
+    let d = Daemon::start(data.path(), &[("REPROD_SERVER_WORKERS", "0")]);
+    let inbox = data.path().join("inbox");
+    let outside = data.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    let doc = |c: char| {
+        serde_json::to_vec(&repo.provenance(
+            vec![subject("example.invalid/x", &unbuilt_digest(c))],
+            HELLO_SCRIPT,
+        ))
+        .unwrap()
+    };
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        outside.join("pipe"),
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o644),
+        0,
+    )
+    .unwrap();
+    std::fs::rename(outside.join("pipe"), inbox.join("a-pipe.json")).unwrap();
+    // A valid document outside: had the link been followed, it would be queued.
+    let secret = doc('1');
+    std::fs::write(outside.join("secret.json"), &secret).unwrap();
+    symlink(outside.join("secret.json"), inbox.join("b-link.json")).unwrap();
+    // An unparsable file whose reason file is already a link to a victim outside.
+    std::fs::write(outside.join("victim"), b"untouched\n").unwrap();
+    symlink(
+        outside.join("victim"),
+        inbox.join("rejected/c-bad.json.reason"),
+    )
+    .unwrap();
+    std::fs::write(inbox.join("c-bad.json"), b"{\"truncated\": ").unwrap();
+    std::fs::write(inbox.join("d-good.json.tmp"), doc('2')).unwrap();
+    std::fs::rename(inbox.join("d-good.json.tmp"), inbox.join("d-good.json")).unwrap();
+    let taken = ["a-pipe.json", "b-link.json", "c-bad.json", "d-good.json"];
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !(taken
+        .iter()
+        .all(|f| std::fs::symlink_metadata(inbox.join(f)).is_err())
+        && inbox.join("processed/d-good.json").exists())
+    {
+        assert!(
+            Instant::now() < deadline,
+            "inbox not processed: {:?} {:?}",
+            std::fs::read_dir(&inbox).unwrap().collect::<Vec<_>>(),
+            std::fs::read_dir(inbox.join("rejected"))
+                .unwrap()
+                .collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let kind = |f: &str| {
+        std::fs::symlink_metadata(inbox.join(f))
+            .unwrap()
+            .file_type()
+    };
+    assert!(kind("rejected/a-pipe.json").is_fifo(), "moved as it is");
+    assert!(kind("rejected/b-link.json").is_symlink(), "moved as it is");
+    let reason = |f: &str| std::fs::read_to_string(inbox.join(f)).unwrap();
+    let r = reason("rejected/a-pipe.json.reason");
+    assert!(r.contains("not a regular file"), "{r}");
+    let r = reason("rejected/b-link.json.reason");
+    assert!(r.contains("symbolic link"), "{r}");
+    // The link in rejected/ was not written through: the file and its reason went under a fresh name.
+    assert_eq!(
+        std::fs::read_to_string(outside.join("victim")).unwrap(),
+        "untouched\n"
+    );
+    let fresh: Vec<String> = std::fs::read_dir(inbox.join("rejected"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| {
+            n.starts_with("c-bad.json") && n.ends_with(".reason") && n != "c-bad.json.reason"
+        })
+        .collect();
+    assert_eq!(fresh.len(), 1, "{fresh:?}");
+    let r = reason(&format!("rejected/{}", fresh[0]));
+    assert!(r.contains("cannot be parsed"), "{r}");
+    assert!(
+        std::fs::read_to_string(
+            inbox.join(format!("rejected/{}", fresh[0].trim_end_matches(".reason")))
+        )
+        .unwrap()
+        .contains("truncated"),
+        "the moved file is beside its reason"
+    );
+    // The link's target was never read, and the good document after them all was queued.
+    use sha2::Digest;
+    let secret_job = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&secret)));
+    let (code, _) = d.request("GET", &format!("/v1/jobs/{secret_job}"), None, None);
+    assert_eq!(code, 404, "the link's target was queued");
+    let (_, h) = d.request("GET", "/healthz", None, None);
+    assert_eq!(h["queue"]["ready"], 1, "{h}");
+}
+
 #[test]
 fn sigterm_lets_a_running_rebuild_finish_and_runs_nothing_twice() {
     let repo = Repo::hello();
@@ -402,12 +507,17 @@ fn remote_workers_lease_over_http_and_a_dead_workers_job_goes_to_another() {
             ("REPROD_SERVER_LEASE_SECS", "4"),
             (
                 "REPROD_SERVER_WORKER_TOKENS",
-                "{a = \"tok-a\", b = \"tok-b\"}",
+                "{a = \"tok-a-0123456789abcdef\", b = \"tok-b-0123456789abcdef\"}",
             ),
         ],
     );
     // Registration is closed: unknown workers are refused.
-    let (code, v) = d.request("POST", "/v1/worker/lease", Some("tok-x"), Some(b"{}"));
+    let (code, v) = d.request(
+        "POST",
+        "/v1/worker/lease",
+        Some("tok-x-0123456789abcdef"),
+        Some(b"{}"),
+    );
     assert_eq!(
         (code, v["error"]["code"].as_str()),
         (403, Some("forbidden")),
@@ -418,7 +528,7 @@ fn remote_workers_lease_over_http_and_a_dead_workers_job_goes_to_another() {
 
     // Worker A (a real process) leases a slow job and is killed mid-rebuild.
     let dir_a = tempfile::tempdir().unwrap();
-    let (mut a, a_lines) = start_worker(dir_a.path(), &d.url, "tok-a");
+    let (mut a, a_lines) = start_worker(dir_a.path(), &d.url, "tok-a-0123456789abcdef");
     let a_pid = a.id();
     let (_, v) = d.submit(&hello_doc(&repo, &digests, "slow", "sleep 20\n"));
     let slow = v["jobs"][0]["id"].as_str().unwrap().to_string();
@@ -430,14 +540,24 @@ fn remote_workers_lease_over_http_and_a_dead_workers_job_goes_to_another() {
     // A lease taken by hand as worker a: b cannot complete it; after expiry a's completion is stale.
     let (_, v) = d.submit(&hello_doc(&repo, &digests, "quick", ""));
     let quick = v["jobs"][0]["id"].as_str().unwrap().to_string();
-    let (code, lease) = d.request("POST", "/v1/worker/lease", Some("tok-a"), Some(b"{}"));
+    let (code, lease) = d.request(
+        "POST",
+        "/v1/worker/lease",
+        Some("tok-a-0123456789abcdef"),
+        Some(b"{}"),
+    );
     assert_eq!(
         (code, lease["job"].as_str()),
         (200, Some(quick.as_str())),
         "{lease}"
     );
     let late = serde_json::to_vec(&json!({"job": quick, "token": lease["token"], "verdict": {"status": "reproducible", "subjects": []}})).unwrap();
-    let (code, v) = d.request("POST", "/v1/worker/complete", Some("tok-b"), Some(&late));
+    let (code, v) = d.request(
+        "POST",
+        "/v1/worker/complete",
+        Some("tok-b-0123456789abcdef"),
+        Some(&late),
+    );
     assert_eq!(
         (code, v["error"]["code"].as_str()),
         (403, Some("not-your-lease")),
@@ -449,7 +569,12 @@ fn remote_workers_lease_over_http_and_a_dead_workers_job_goes_to_another() {
         "status": "reproducible",
         "subjects": [{"name": "evil.example/app", "digest": unbuilt_digest('e'), "matched": true}]}}))
     .unwrap();
-    let (code, v) = d.request("POST", "/v1/worker/complete", Some("tok-a"), Some(&forged));
+    let (code, v) = d.request(
+        "POST",
+        "/v1/worker/complete",
+        Some("tok-a-0123456789abcdef"),
+        Some(&forged),
+    );
     assert_eq!(
         (code, v["error"]["code"].as_str()),
         (422, Some("bad-verdict")),
@@ -458,7 +583,7 @@ fn remote_workers_lease_over_http_and_a_dead_workers_job_goes_to_another() {
 
     // Worker B finishes both once the leases expire.
     let dir_b = tempfile::tempdir().unwrap();
-    let (mut b, _b_lines) = start_worker(dir_b.path(), &d.url, "tok-b");
+    let (mut b, _b_lines) = start_worker(dir_b.path(), &d.url, "tok-b-0123456789abcdef");
     let j = d.wait_job(&quick, "done", Duration::from_secs(120));
     assert_eq!(
         j["artifacts"],
@@ -488,7 +613,12 @@ fn remote_workers_lease_over_http_and_a_dead_workers_job_goes_to_another() {
         (code, vsa["payloadType"].as_str()),
         (200, Some("application/vnd.in-toto+json"))
     );
-    let (code, v) = d.request("POST", "/v1/worker/complete", Some("tok-a"), Some(&late));
+    let (code, v) = d.request(
+        "POST",
+        "/v1/worker/complete",
+        Some("tok-a-0123456789abcdef"),
+        Some(&late),
+    );
     assert_eq!(
         (code, v["error"]["code"].as_str()),
         (409, Some("stale-lease")),
@@ -655,11 +785,69 @@ fn sign_envelope(statement: &Value, key: &openssl::pkey::PKey<openssl::pkey::Pri
     .unwrap()
 }
 
+/// A P-256 key to sign attestations with, and its public key written where the daemon's `[trust]` reads it.
+fn builder_key(
+    data: &Path,
+) -> (
+    openssl::pkey::PKey<openssl::pkey::Private>,
+    std::path::PathBuf,
+) {
+    use openssl::ec::{EcGroup, EcKey};
+    let key = openssl::pkey::PKey::from_ec_key(
+        EcKey::generate(&EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let pem = data.join("builder.pub.pem");
+    std::fs::write(&pem, key.public_key_to_pem().unwrap()).unwrap();
+    (key, pem)
+}
+
+/// A daemon watching `repositories` on the local registry every second, trusting the key at `pem` and
+/// nothing unsigned.
+fn watching_daemon(
+    data: &Path,
+    pem: &Path,
+    repositories: &[&str],
+    extra: &[(&str, &str)],
+) -> Daemon {
+    let config = data.join("reprod.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[trust]\nkeys = [{:?}]\n\n[[server.watch]]\nregistry = \"127.0.0.1:5000\"\nrepositories = {repositories:?}\ninsecure = true\ninterval_secs = 1\n",
+            pem.display().to_string()
+        ),
+    )
+    .unwrap();
+    let mut env = vec![
+        ("REPROD_CONFIG", config.to_str().unwrap()),
+        ("REPROD_SERVER_ACCEPT_UNSIGNED", "false"),
+    ];
+    env.extend_from_slice(extra);
+    Daemon::start(data, &env)
+}
+
+/// Waits until `n` jobs are in queue state `state`.
+fn wait_queue(d: &Daemon, state: &str, n: u64, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let (_, h) = d.request("GET", "/healthz", None, None);
+        if h["queue"][state].as_u64() == Some(n) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not {n} jobs {state} within {timeout:?}: {h}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
 /// Images pushed to a real registry with a cosign `.att` attestation and an OCI 1.1 referrer (through the
 /// referrers fallback tag, as this registry has no referrers API) are found, verified and rebuilt.
 #[test]
 fn the_registry_watcher_finds_cosign_and_referrer_attestations() {
-    use openssl::ec::{EcGroup, EcKey};
     let repo = Repo::hello();
     let digests = reference(&repo);
     let data = tempfile::tempdir().unwrap();
@@ -674,13 +862,7 @@ fn the_registry_watcher_finds_cosign_and_referrer_attestations() {
         &format!("docker://127.0.0.1:5000/{name}:v1"),
     ]));
     let image = &digests[0];
-    let key = openssl::pkey::PKey::from_ec_key(
-        EcKey::generate(&EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap())
-            .unwrap(),
-    )
-    .unwrap();
-    let pem = data.path().join("builder.pub.pem");
-    std::fs::write(&pem, key.public_key_to_pem().unwrap()).unwrap();
+    let (key, pem) = builder_key(data.path());
     // The cosign way: a manifest under the tag sha256-<hex>.att.
     let hex = image.trim_start_matches("sha256:");
     let att = attestation_manifest(
@@ -719,34 +901,8 @@ fn the_registry_watcher_finds_cosign_and_referrer_attestations() {
         &index,
     );
 
-    let config = data.path().join("reprod.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[trust]\nkeys = [{:?}]\n\n[[server.watch]]\nregistry = \"127.0.0.1:5000\"\nrepositories = [{name:?}]\ninsecure = true\ninterval_secs = 1\n",
-            pem.display().to_string()
-        ),
-    )
-    .unwrap();
-    let mut d = Daemon::start(
-        data.path(),
-        &[
-            ("REPROD_CONFIG", config.to_str().unwrap()),
-            ("REPROD_SERVER_ACCEPT_UNSIGNED", "false"),
-        ],
-    );
-    let deadline = Instant::now() + Duration::from_secs(180);
-    loop {
-        let (_, h) = d.request("GET", "/healthz", None, None);
-        if h["queue"]["done"].as_u64() == Some(2) {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the watcher did not get both attestations rebuilt: {h}"
-        );
-        std::thread::sleep(Duration::from_millis(300));
-    }
+    let mut d = watching_daemon(data.path(), &pem, &[&name], &[]);
+    wait_queue(&d, "done", 2, Duration::from_secs(180));
     d.signal("-TERM");
     assert_eq!(d.wait_exit(Duration::from_secs(60)), Some(0));
     let store = reprod::store::Store::open(&data.path().join("store")).unwrap();
@@ -760,6 +916,92 @@ fn the_registry_watcher_finds_cosign_and_referrer_attestations() {
             "{v:#}"
         );
     }
+}
+
+/// A small image of its own (one layer), pushed under `tag`; returns its manifest digest.
+fn push_small_image(repo: &str, tag: &str) -> String {
+    let config = format!("{{\"tag\": {tag:?}}}");
+    let config_digest = push_blob(repo, config.as_bytes());
+    let layer = format!("layer of {repo}:{tag}");
+    let layer_digest = push_blob(repo, layer.as_bytes());
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
+    });
+    push_manifest(
+        repo,
+        tag,
+        "application/vnd.oci.image.manifest.v1+json",
+        &manifest,
+    )
+}
+
+/// One watched image whose attestation cannot be fetched (its layer blob is gone from the registry) does
+/// not stop the watcher: the good images beside it, in its own repository and in the next one, are still
+/// ingested, and the broken one is logged and retried with a backoff of its own.
+#[test]
+fn one_poisoned_image_does_not_stop_the_registry_watcher() {
+    let repo = Repo::hello();
+    let data = tempfile::tempdir().unwrap();
+    let poisoned_repo = format!("reprod-test/poisoned-{}", std::process::id());
+    let good_repo = format!("reprod-test/good-{}", std::process::id());
+    let (key, pem) = builder_key(data.path());
+    let attest = |name: &str, image: &str, c: char| {
+        let doc = repo.provenance(
+            vec![subject("example.invalid/watched", &unbuilt_digest(c))],
+            HELLO_SCRIPT,
+        );
+        let att = attestation_manifest(name, &sign_envelope(&doc, &key), None);
+        let hex = image.trim_start_matches("sha256:");
+        push_manifest(
+            name,
+            &format!("sha256-{hex}.att"),
+            "application/vnd.oci.image.manifest.v1+json",
+            &att,
+        );
+        att
+    };
+    // The poisoned image is in the first repository: a poll that stops at it never reaches the second.
+    let poisoned = push_small_image(&poisoned_repo, "a-poisoned");
+    let att = attest(&poisoned_repo, &poisoned, 'a');
+    let layer = att["layers"][0]["digest"].as_str().unwrap();
+    sh(Command::new("curl").args([
+        "-sf",
+        "-X",
+        "DELETE",
+        &format!("http://127.0.0.1:5000/v2/{poisoned_repo}/blobs/{layer}"),
+    ]));
+    let beside = push_small_image(&poisoned_repo, "b-good");
+    attest(&poisoned_repo, &beside, 'b');
+    let next = push_small_image(&good_repo, "v1");
+    attest(&good_repo, &next, 'c');
+
+    let d = watching_daemon(
+        data.path(),
+        &pem,
+        &[&poisoned_repo, &good_repo],
+        &[("REPROD_SERVER_WORKERS", "0")],
+    );
+    // Both good images are ingested beside the poisoned one.
+    wait_queue(&d, "ready", 2, Duration::from_secs(60));
+    let line = d.wait_line(&poisoned, Duration::from_secs(10));
+    assert!(line.contains("retry"), "{line}");
+    let store_dir = data.path().join("store");
+    drop(d);
+    let store = reprod::store::Store::open(&store_dir).unwrap();
+    for (name, image) in [(&poisoned_repo, &beside), (&good_repo, &next)] {
+        assert!(store
+            .watched(&format!("127.0.0.1:5000/{name}@{image}"))
+            .unwrap());
+    }
+    assert!(
+        !store
+            .watched(&format!("127.0.0.1:5000/{poisoned_repo}@{poisoned}"))
+            .unwrap(),
+        "looked at again later, not given up"
+    );
 }
 
 /// A full disk stops intake with a clear error and loses nothing acknowledged. The data directory is a

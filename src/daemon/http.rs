@@ -4,15 +4,16 @@
 
 use std::sync::Arc;
 
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::body::{Body, Bytes};
 use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::header::CONTENT_LENGTH;
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, MethodRouter};
 use axum::{Json, Router};
 use reprod_jobs::{JobId, Queue};
 use serde_json::json;
+use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use super::api;
@@ -65,8 +66,10 @@ pub fn api_routes() -> Vec<ApiRoute> {
     ]
 }
 
+/// The most a heartbeat body may hold: a job id and a lease token.
+pub const HEARTBEAT_BODY_BYTES: usize = 64 << 10;
+
 pub fn router(shared: Arc<Shared>) -> Router {
-    let limit = shared.config.max_document_bytes;
     let mut router = Router::new();
     for route in api_routes() {
         router = router.route(route.path, route.handler);
@@ -75,8 +78,9 @@ pub fn router(shared: Arc<Shared>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(axum::middleware::map_response(security_headers))
-        // Verdicts uploaded by workers carry logs tails; allow them beside documents.
-        .layer(DefaultBodyLimit::max(limit.max(64 << 20)))
+        // The write routes read their bodies themselves, after the token, each to its own limit; this
+        // bounds any extractor that would read one.
+        .layer(DefaultBodyLimit::max(HEARTBEAT_BODY_BYTES))
         .with_state(shared)
 }
 
@@ -100,7 +104,7 @@ async fn method_not_allowed() -> Response {
 }
 
 /// Nothing served here is to be sniffed, framed, or run as script: pages are plain HTML and CSS.
-async fn security_headers(mut response: Response) -> Response {
+pub(crate) async fn security_headers(mut response: Response) -> Response {
     let h = response.headers_mut();
     h.insert(
         "x-content-type-options",
@@ -121,10 +125,13 @@ pub(crate) fn storage_error(e: impl std::fmt::Display) -> Response {
     error(StatusCode::SERVICE_UNAVAILABLE, "storage", e.to_string())
 }
 
+/// An error answer. Messages echo what clients sent (ids, names, parse errors quoting a body), so every
+/// one is made inert here: a client printing it raw on a terminal sees escape sequences, not their effect.
 pub(crate) fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    let message = crate::text::inert_line(&message.into()).into_owned();
     (
         status,
-        Json(json!({"error": {"code": code, "message": message.into()}})),
+        Json(json!({"error": {"code": code, "message": message}})),
     )
         .into_response()
 }
@@ -166,38 +173,52 @@ fn refuse_unauthorized(shared: &Shared, headers: &HeaderMap) -> Option<Response>
     })
 }
 
-async fn submit(
-    State(shared): State<Arc<Shared>>,
-    headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Response {
+/// A request body of at most `limit` bytes (`setting` names where the limit comes from), read only once
+/// the caller has authorized the request: axum's extractors would read it before the handler could look at
+/// the token. A declared `Content-Length` over the limit is refused before a byte is read, and a body that
+/// runs past it is read no further.
+async fn read_body(
+    headers: &HeaderMap,
+    body: Body,
+    limit: usize,
+    what: &str,
+    setting: &str,
+) -> Result<Bytes, Response> {
+    use http_body_util::BodyExt;
+    let too_large = || {
+        error(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too-large",
+            format!("{what} is over the {limit}-byte limit ({setting})"),
+        )
+    };
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return Err(too_large());
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(error(
+            StatusCode::BAD_REQUEST,
+            "bad-body",
+            format!("the body could not be read: {e}"),
+        )),
+    }
+}
+
+async fn submit(State(shared): State<Arc<Shared>>, headers: HeaderMap, body: Body) -> Response {
     if let Some(refusal) = refuse_unauthorized(&shared, &headers) {
         return refusal;
     }
-    let body = match body {
+    let limit = shared.config.max_document_bytes;
+    let body = match read_body(&headers, body, limit, "the document", "max_document_bytes").await {
         Ok(b) => b,
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return error(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too-large",
-                format!(
-                    "the document is over the {}-byte limit (max_document_bytes)",
-                    shared.config.max_document_bytes
-                ),
-            )
-        }
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad-body", e.body_text()),
+        Err(refusal) => return refusal,
     };
-    if body.len() > shared.config.max_document_bytes {
-        return error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too-large",
-            format!(
-                "the document is over the {}-byte limit (max_document_bytes)",
-                shared.config.max_document_bytes
-            ),
-        );
-    }
     match blocking(&shared, move |s| ingest(s, &body)).await {
         Ok(Intake::Queued { job, duplicate_of }) => (
             StatusCode::ACCEPTED,
@@ -335,17 +356,30 @@ pub struct RemoteLease {
     pub payload: String,
 }
 
-/// What a remote worker reports.
+/// What a remote worker reports (the server reads it as a [`CompletionBody`]).
 #[derive(serde::Serialize, serde::Deserialize)]
 pub struct RemoteCompletion {
     pub job: String,
     pub token: String,
-    /// The verdict, when one was reached: read as a [`crate::verdict::Verdict`] only after the lease is
-    /// found to be this worker's.
+    /// The verdict, when one was reached.
     pub verdict: Option<serde_json::Value>,
     /// Why the job should be retried, when no verdict was reached.
     pub retry: Option<String>,
     /// Full step logs and diff reports (`logs/…`, `diffs/…` → base64), kept with the verdict.
+    #[serde(default)]
+    pub artifacts: std::collections::BTreeMap<String, String>,
+}
+
+/// A [`RemoteCompletion`] as the server parses it, straight from the body's bytes: the verdict stays raw
+/// JSON until the lease is found to be this worker's, so nobody else's verdict is ever parsed.
+#[derive(serde::Deserialize)]
+pub struct CompletionBody<'a> {
+    pub job: String,
+    pub token: String,
+    #[serde(borrow, default)]
+    pub verdict: Option<&'a RawValue>,
+    #[serde(default)]
+    pub retry: Option<String>,
     #[serde(default)]
     pub artifacts: std::collections::BTreeMap<String, String>,
 }
@@ -432,13 +466,19 @@ async fn check_lease(shared: &Arc<Shared>, name: &str, job: &str, token: &str) -
 async fn worker_heartbeat(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
-    body: Result<Json<RemoteHeartbeat>, axum::extract::rejection::JsonRejection>,
+    body: Body,
 ) -> Response {
     let name = match worker_of(&shared, &headers) {
         Ok(n) => n,
         Err(r) => return *r,
     };
-    let Ok(Json(hb)) = body else {
+    let limit = HEARTBEAT_BODY_BYTES;
+    let bytes = match read_body(&headers, body, limit, "a heartbeat", "heartbeats are small").await
+    {
+        Ok(b) => b,
+        Err(refusal) => return refusal,
+    };
+    let Ok(hb) = serde_json::from_slice::<RemoteHeartbeat>(&bytes) else {
         return error(
             StatusCode::BAD_REQUEST,
             "bad-body",
@@ -465,15 +505,27 @@ async fn worker_heartbeat(
 async fn worker_complete(
     State(shared): State<Arc<Shared>>,
     headers: HeaderMap,
-    body: Result<Json<RemoteCompletion>, axum::extract::rejection::JsonRejection>,
+    body: Body,
 ) -> Response {
     let name = match worker_of(&shared, &headers) {
         Ok(n) => n,
         Err(r) => return *r,
     };
-    let done = match body {
-        Ok(Json(d)) => d,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "bad-body", e.body_text()),
+    let limit = shared.config.server.max_completion_bytes;
+    let setting = "server.max_completion_bytes";
+    let bytes = match read_body(&headers, body, limit, "the completion", setting).await {
+        Ok(b) => b,
+        Err(refusal) => return refusal,
+    };
+    let done: CompletionBody = match serde_json::from_slice(&bytes) {
+        Ok(d) => d,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad-body",
+                format!("expected {{job, token, verdict | retry, artifacts}}: {e}"),
+            )
+        }
     };
     if let Some(refusal) = check_lease(&shared, &name, &done.job, &done.token).await {
         return refusal;
@@ -481,7 +533,7 @@ async fn worker_complete(
     shared.saw_worker(&format!("remote:{name}"), None);
     let how = match (done.verdict, done.retry) {
         (Some(verdict), None) => {
-            let verdict: crate::verdict::Verdict = match serde_json::from_value(verdict) {
+            let verdict: crate::verdict::Verdict = match serde_json::from_str(verdict.get()) {
                 Ok(v) => v,
                 Err(e) => {
                     return error(

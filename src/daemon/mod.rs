@@ -5,6 +5,7 @@ pub mod api;
 pub mod http;
 pub mod inbox;
 pub mod ingest;
+pub mod listen;
 pub mod metrics;
 pub mod pages;
 pub mod record;
@@ -158,6 +159,38 @@ pub async fn serve(mut config: Config, material: TrustMaterial) -> anyhow::Resul
         );
     }
     sweep_job_dirs(&config.data_dir).await;
+    let fd_limit = match listen::raise_fd_limit() {
+        Ok(l) => {
+            // Tests and operators read this line.
+            eprintln!(
+                "reprod serve: file descriptors: soft limit {} (was {})",
+                l.now, l.before
+            );
+            tracing::info!(
+                soft_limit = l.now,
+                was = l.before,
+                "file descriptor limit raised to the hard limit"
+            );
+            l.now
+        }
+        Err(e) => {
+            let now = rustix::process::getrlimit(rustix::process::Resource::Nofile)
+                .current
+                .unwrap_or(u64::MAX);
+            eprintln!("reprod serve: file descriptors: soft limit {now} (could not raise it: {e})");
+            tracing::warn!(soft_limit = now, error = %e, "cannot raise the file descriptor limit");
+            now
+        }
+    };
+    let limits = listen::Limits::new(&config.server, fd_limit);
+    if limits.max_connections < config.server.max_connections {
+        tracing::warn!(
+            configured = config.server.max_connections,
+            used = limits.max_connections,
+            fd_limit,
+            "server.max_connections lowered to fit the file descriptor limit"
+        );
+    }
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
         .await
         .with_context(|| format!("listening on {}", config.server.listen))?;
@@ -168,15 +201,8 @@ pub async fn serve(mut config: Config, material: TrustMaterial) -> anyhow::Resul
     let shared = Arc::new(Shared::new(config, material, queue, store, signer));
     let (stop_tx, stop_rx) = watch::channel(false);
 
-    let mut http_stop = stop_rx.clone();
     let app = http::router(shared.clone());
-    let http = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.wait_for(|s| *s).await;
-            })
-            .await
-    });
+    let http = tokio::spawn(listen::serve(listener, app, limits, stop_rx.clone()));
     let inbox = tokio::spawn(inbox::run(shared.clone(), stop_rx.clone()));
     let watchers: Vec<_> = shared
         .config
@@ -260,10 +286,8 @@ pub async fn serve(mut config: Config, material: TrustMaterial) -> anyhow::Resul
         let _ = w.await;
     }
     let _ = reaper.await;
-    match http.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::error!(error = %e, "HTTP server"),
-        Err(e) => tracing::error!(error = %e, "HTTP task"),
+    if let Err(e) = http.await {
+        tracing::error!(error = %e, "HTTP task");
     }
     eprintln!("reprod serve: stopped");
     Ok(())

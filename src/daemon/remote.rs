@@ -91,10 +91,13 @@ pub async fn run(config: Config, material: TrustMaterial, client: Client) -> any
                 continue;
             }
             Ok(Reply::Refused(code, body)) if code == 401 || code == 403 => {
-                anyhow::bail!("the server refuses this worker ({code}): {body}")
+                anyhow::bail!(
+                    "the server refuses this worker ({code}): {}",
+                    crate::text::inert_line(&body)
+                )
             }
             Ok(Reply::Refused(code, body)) => {
-                tracing::warn!(code, %body, "lease refused");
+                tracing::warn!(code, body = %crate::text::inert_line(&body), "lease refused");
                 tokio::time::sleep(poll * 5).await;
                 continue;
             }
@@ -104,29 +107,28 @@ pub async fn run(config: Config, material: TrustMaterial, client: Client) -> any
                 continue;
             }
         };
-        eprintln!(
-            "reprod worker: leased {} (attempt {})",
-            lease.job, lease.attempt
-        );
+        // The server chose the job id; shown inert like everything else it sends.
+        let job = crate::text::inert_line(&lease.job).into_owned();
+        eprintln!("reprod worker: leased {job} (attempt {})", lease.attempt);
         let completion = match run_job(&config, &material, &client, &lease).await {
             Some(c) => c,
             None => {
-                eprintln!(
-                    "reprod worker: lost the lease of {}; dropping the result",
-                    lease.job
-                );
+                eprintln!("reprod worker: lost the lease of {job}; dropping the result");
                 continue;
             }
         };
         let body = serde_json::to_value(&completion).context("encoding the result")?;
         match client.post("/v1/worker/complete", body).await {
-            Ok(Reply::Json(_)) => eprintln!("reprod worker: completed {}", lease.job),
+            Ok(Reply::Json(_)) => eprintln!("reprod worker: completed {job}"),
             Ok(Reply::Refused(code, body)) => eprintln!(
-                "reprod worker: completion of {} refused ({code}): {body}",
-                lease.job
+                "reprod worker: completion of {job} refused ({code}): {}",
+                crate::text::inert_line(&body)
             ),
             Ok(Reply::Empty) => {}
-            Err(e) => eprintln!("reprod worker: cannot report {}: {e}", lease.job),
+            Err(e) => eprintln!(
+                "reprod worker: cannot report {job}: {}",
+                crate::text::inert_line(&e.to_string())
+            ),
         }
     }
     eprintln!("reprod worker: stopped");
@@ -163,13 +165,13 @@ async fn run_job(
             let body = serde_json::json!({"job": lease.job, "token": lease.token});
             if let Ok(Reply::Refused(code, body)) = client.post("/v1/worker/heartbeat", body).await
             {
-                tracing::warn!(code, %body, "heartbeat refused");
+                tracing::warn!(code, body = %crate::text::inert_line(&body), "heartbeat refused");
                 return;
             }
         }
     };
     let job = lease.job.clone();
-    let progress = move |line: &str| tracing::info!(%job, "{line}");
+    let progress = move |line: &str| tracing::info!(%job, "{}", crate::text::inert(line));
     let opts = RebuildOptions {
         origin: format!("job {}", lease.job),
         // Kept until its logs and diffs are read for upload, then removed.

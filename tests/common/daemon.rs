@@ -16,6 +16,8 @@ pub struct Daemon {
     pub child: Child,
     pub url: String,
     pub lines: mpsc::Receiver<String>,
+    /// What it said on stderr up to the `listening on` line.
+    pub startup: Vec<String>,
 }
 
 pub fn free_port() -> u16 {
@@ -28,6 +30,15 @@ pub fn free_port() -> u16 {
 
 impl Daemon {
     pub fn start(data: &Path, extra: &[(&str, &str)]) -> Daemon {
+        Daemon::start_with(data, extra, |_| {})
+    }
+
+    /// [`Daemon::start`], with `customize` applied to the command before it is spawned.
+    pub fn start_with(
+        data: &Path,
+        extra: &[(&str, &str)],
+        customize: impl FnOnce(&mut Command),
+    ) -> Daemon {
         let port = free_port();
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_reprod"));
         cmd.arg("serve")
@@ -45,6 +56,7 @@ impl Daemon {
         for (k, v) in extra {
             cmd.env(k, v);
         }
+        customize(&mut cmd);
         let mut child = cmd.spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, lines) = mpsc::channel();
@@ -53,22 +65,29 @@ impl Daemon {
                 let _ = tx.send(line);
             }
         });
-        let d = Daemon {
+        let mut d = Daemon {
             child,
             url: format!("http://127.0.0.1:{port}"),
             lines,
+            startup: Vec::new(),
         };
-        d.wait_line("listening on", Duration::from_secs(60));
+        d.startup = d.lines_until("listening on", Duration::from_secs(60));
         d
     }
 
-    pub fn wait_line(&self, needle: &str, timeout: Duration) -> String {
+    /// Every line up to and including the first that contains `needle`.
+    pub fn lines_until(&self, needle: &str, timeout: Duration) -> Vec<String> {
         let deadline = Instant::now() + timeout;
         let mut seen = Vec::new();
         while let Some(left) = deadline.checked_duration_since(Instant::now()) {
             match self.lines.recv_timeout(left) {
-                Ok(line) if line.contains(needle) => return line,
-                Ok(line) => seen.push(line),
+                Ok(line) => {
+                    let found = line.contains(needle);
+                    seen.push(line);
+                    if found {
+                        return seen;
+                    }
+                }
                 Err(_) => break,
             }
         }
@@ -76,6 +95,10 @@ impl Daemon {
             "no {needle:?} from reprod serve within {timeout:?}; it said:\n{}",
             seen.join("\n")
         );
+    }
+
+    pub fn wait_line(&self, needle: &str, timeout: Duration) -> String {
+        self.lines_until(needle, timeout).pop().unwrap_or_default()
     }
 
     pub fn request(
