@@ -61,7 +61,7 @@ pub async fn run(shared: Arc<Shared>, mut stop: watch::Receiver<bool>) {
 
 /// Creates the inbox and its two subdirectories; each of those must be a real directory, not a link a
 /// writer of the inbox put there to have files and reasons land elsewhere.
-fn prepare(dir: &Path) -> io::Result<()> {
+pub fn prepare(dir: &Path) -> io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for sub in ["processed", "rejected"] {
         let path = dir.join(sub);

@@ -159,6 +159,13 @@ pub async fn serve(mut config: Config, material: TrustMaterial) -> anyhow::Resul
         );
     }
     sweep_job_dirs(&config.data_dir).await;
+    // Ready before "listening" is announced: a writer that starts then finds the inbox there.
+    inbox::prepare(&config.server.inbox_dir).with_context(|| {
+        format!(
+            "preparing the inbox {} (server.inbox_dir)",
+            config.server.inbox_dir.display()
+        )
+    })?;
     let fd_limit = match listen::raise_fd_limit() {
         Ok(l) => {
             // Tests and operators read this line.

@@ -141,19 +141,29 @@ impl JobDirs {
 /// Removes a job directory, unmounting it first when it is a mount point, and its `<dir>.img` beside it.
 /// Blocking.
 pub fn remove_at(root: &Path) -> std::io::Result<()> {
-    if is_mount_point(root) {
+    // Unmount until nothing is mounted there (a mount can be stacked); a busy one (a shell kept in it) is
+    // detached, and the kernel frees it when its last user leaves.
+    for _ in 0..8 {
+        if !is_mount_point(root) {
+            break;
+        }
         let out = Command::new("umount").arg(root).output()?;
-        if !out.status.success() && is_mount_point(root) {
-            // Busy (a kept shell in it, say): detach it; the kernel frees it when the last user leaves.
-            let out = Command::new("umount").arg("-l").arg(root).output()?;
-            if !out.status.success() {
+        if !out.status.success() {
+            let lazy = Command::new("umount").arg("-l").arg(root).output()?;
+            if !lazy.status.success() {
                 return Err(std::io::Error::other(format!(
                     "umount {}: {}",
                     root.display(),
-                    String::from_utf8_lossy(&out.stderr).trim()
+                    String::from_utf8_lossy(&lazy.stderr).trim()
                 )));
             }
         }
+    }
+    if is_mount_point(root) {
+        return Err(std::io::Error::other(format!(
+            "{} is still mounted after unmounting it",
+            root.display()
+        )));
     }
     match std::fs::remove_dir_all(root) {
         Ok(()) => {}
