@@ -357,6 +357,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 &reprod::diff::DiffOptions {
                     max_layer_bytes,
                     verify_layers,
+                    deadline: None,
                 },
             )
             .context("comparing the images")?;

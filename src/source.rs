@@ -66,7 +66,13 @@ pub enum SourceError {
     #[error("recorded commit {0:?} is not a full hex object id (40 or 64 hex digits)")]
     BadCommit(String),
     #[error("fetching {url}: {detail}")]
-    Fetch { url: String, detail: String },
+    Fetch {
+        url: String,
+        detail: String,
+        /// The network failed (no answer, reset, a TLS or server error) rather than the repository being
+        /// refused or absent: worth retrying, never a verdict.
+        transient: bool,
+    },
     #[error("repository {url} does not contain commit {commit}")]
     CommitNotFound { url: String, commit: String },
     #[error("checked out HEAD is {head}, not the recorded commit {commit}")]
@@ -318,9 +324,13 @@ fn ensure_commit(
                 Some(&mut options),
                 None,
             )
-            .map_err(|e| SourceError::Fetch {
-                url: url.to_string(),
-                detail: stopped.take().unwrap_or_else(|| e.message().to_string()),
+            .map_err(|e| {
+                let limit = stopped.take();
+                SourceError::Fetch {
+                    url: url.to_string(),
+                    transient: limit.is_none() && transient(&e),
+                    detail: limit.unwrap_or_else(|| e.message().to_string()),
+                }
             })?;
         if !has(mirror) {
             // Servers with uploadpack.allowReachableSHA1InWant serve unadvertised commits; others refuse.
@@ -337,6 +347,37 @@ fn ensure_commit(
         .reference(want_ref, oid, true, "reprod: pin recorded commit")
         .map_err(git_err(mirror.path()))?;
     Ok(())
+}
+
+/// Whether a fetch failed on the way (network, TLS, a server error) rather than by an answer about the
+/// repository (absent, refused, unauthorized).
+fn transient(e: &git2::Error) -> bool {
+    use git2::{ErrorClass, ErrorCode};
+    if matches!(
+        e.code(),
+        ErrorCode::NotFound | ErrorCode::Auth | ErrorCode::Certificate
+    ) {
+        return false;
+    }
+    let m = e.message().to_ascii_lowercase();
+    let definitive = [
+        "not found",
+        "404",
+        "401",
+        "403",
+        "could not find repository",
+        "does not appear to be a git repository",
+        "authentication",
+        "failed to resolve path",
+        "no such file or directory",
+    ];
+    if definitive.iter().any(|d| m.contains(d)) {
+        return false;
+    }
+    matches!(
+        e.class(),
+        ErrorClass::Net | ErrorClass::Os | ErrorClass::Ssl | ErrorClass::Http
+    )
 }
 
 #[cfg(test)]

@@ -437,3 +437,49 @@ fn step_images_beyond_the_cache_budget_are_removed() {
     );
     assert!(present(builder), "the image the last job used stays");
 }
+
+/// An image's `VOLUME` would be an anonymous volume on the engine's disk, unbounded: it is a bounded
+/// tmpfs instead, like /tmp.
+#[test]
+fn image_volumes_are_bounded_tmpfs() {
+    let builder = builder_image();
+    let name = format!("reprod-volume-test-{}", std::process::id());
+    let tag = format!("127.0.0.1:5000/reprod/volume-test:{}", std::process::id());
+    sh(std::process::Command::new("docker").args(["create", "--name", &name, builder, "true"]));
+    sh(std::process::Command::new("docker").args([
+        "commit",
+        "--change",
+        "VOLUME [\"/data\"]",
+        &name,
+        &tag,
+    ]));
+    sh(std::process::Command::new("docker").args(["rm", "-f", &name]));
+    sh(std::process::Command::new("docker").args(["push", "-q", &tag]));
+    let pinned = sh(std::process::Command::new("docker").args([
+        "inspect",
+        "--format",
+        "{{index .RepoDigests 0}}",
+        &tag,
+    ]))
+    .trim()
+    .to_string();
+    let repo = Repo::hello();
+    let prov = chains_provenance(
+        vec![subject("x", &unbuilt_digest('6'))],
+        "#!/bin/sh\ndf -k /data | tail -1\ndd if=/dev/zero of=/data/fill bs=1M count=64\n",
+        &pinned,
+        &repo.url,
+        &repo.commit,
+    );
+    let (code, v, stderr) = Reprod::new()
+        .with("REPROD_SANDBOX_TMPFS_BYTES", &(16u64 << 20).to_string())
+        .rebuild(&prov);
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(
+        (v["status"].as_str(), v["reason"].as_str()),
+        (Some("build-failed"), Some("step-out-of-disk")),
+        "{v:#}"
+    );
+    let log = log_tail(&v);
+    assert!(log.contains("tmpfs") && log.contains("16384"), "{log}");
+}

@@ -282,3 +282,50 @@ fn a_fan_out_layout_is_walked_once_per_descriptor() {
     eprintln!("reprod scan of a 10x1000x1001 fan-out and 20,000 files: peak RSS {rss} KiB");
     assert!(rss < 200 << 10, "peak RSS {rss} KiB");
 }
+
+/// One JSON document cannot be read as a manifest by one name and an index by another: a blob named as a
+/// manifest that carries `manifests` too (or whose own mediaType says index) is refused, and so is every
+/// digest above it.
+#[test]
+fn a_blob_is_read_only_as_what_it_says_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("layout");
+    let blobs = root.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |bytes: &[u8]| -> (String, usize) {
+        let d = oci::sha256_bytes(bytes);
+        std::fs::write(blobs.join(&d[7..]), bytes).unwrap();
+        (d, bytes.len())
+    };
+    let (config, config_size) = put(br#"{"architecture":"amd64","os":"linux"}"#);
+    // An index (by its own mediaType and `manifests`) that also carries harmless manifest fields.
+    let two_faced = serde_json::json!({"schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.oci.image.manifest.v1+json",
+                       "digest": format!("sha256:{}", "e".repeat(64)), "size": 1}],
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_size},
+        "layers": []});
+    let (d, size) = put(&serde_json::to_vec(&two_faced).unwrap());
+    std::fs::write(root.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    std::fs::write(
+        root.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": d, "size": size}]}))
+        .unwrap(),
+    )
+    .unwrap();
+    let found = oci::collect(dir.path());
+    let image = &found.images[0];
+    assert!(!image.digests.contains(&d), "{image:#?}");
+    assert!(
+        image.digests.is_empty(),
+        "nothing above it counts either: {image:#?}"
+    );
+    assert!(
+        image
+            .problems
+            .iter()
+            .any(|p| p.contains("its own content says otherwise")),
+        "{image:#?}"
+    );
+}

@@ -19,13 +19,32 @@ fn an_image_with_a_missing_layer_is_not_rebuilt() {
     // Everything but the JSON blobs (index, manifest, config) of out/hello is removed after the build.
     let script = "#!/bin/sh\nset -e\ncd $(workspaces.source.path)\n./build.sh\n\
                   for b in out/hello/blobs/sha256/*; do head -c1 \"$b\" | grep -q '{' || rm \"$b\"; done\n";
-    let prov = repo.provenance(vec![subject("example.invalid/hello", &hello)], script);
+    let made_up = unbuilt_digest('5');
+    let prov = repo.provenance(
+        vec![
+            subject("example.invalid/hello", &hello),
+            subject("example.invalid/hello:other", &made_up),
+        ],
+        script,
+    );
     let (code, v, stderr) = Reprod::new().rebuild(&prov);
     assert_eq!(code, 1, "{v:#}\n{stderr}");
     assert_eq!(
         (v["status"].as_str(), v["reason"].as_str()),
         (Some("unreproducible"), Some("incomplete-image")),
         "{v:#}"
+    );
+    // Its counterpart by name is that incomplete image: not a rebuilt image, so no rebuilt digest is
+    // named for it (nor signed in the rebuild provenance).
+    let other = &v["subjects"][1];
+    assert_eq!(other["state"], "not-found", "{other:#}");
+    assert!(other["rebuilt_digest"].is_null(), "{other:#}");
+    assert!(
+        other["problem"]
+            .as_str()
+            .unwrap()
+            .contains("not a whole image"),
+        "{other:#}"
     );
     let s = &v["subjects"][0];
     assert_eq!(s["state"], "not-found", "{s:#}");
@@ -232,4 +251,29 @@ fn a_copy_with_an_edited_config_is_not_identical() {
     assert_ne!(o.status.code(), Some(0), "{all}");
     assert!(!all.contains("identical"), "{all}");
     assert!(all.contains("does not match its digest"), "{all}");
+}
+
+/// A copy of an image's manifest bytes is not the image: a file whose sha256 equals the subject's digest
+/// but whose bytes are an index or manifest never matches.
+#[test]
+fn a_copy_of_the_manifest_is_not_the_image() {
+    let repo = Repo::hello();
+    let [hello, _, _] = reference(&repo);
+    let hex = &hello["sha256:".len()..];
+    let script = format!(
+        "#!/bin/sh\nset -e\ncd $(workspaces.source.path)\n./build.sh\n\
+         cp out/hello/blobs/sha256/{hex} manifest.copy\nrm -rf out\n"
+    );
+    let prov = repo.provenance(vec![subject("example.invalid/hello", &hello)], &script);
+    let (code, v, stderr) = Reprod::new().rebuild(&prov);
+    assert_eq!(code, 1, "{v:#}\n{stderr}");
+    assert_eq!(v["subjects"][0]["state"], "not-found", "{v:#}");
+    let copy = v["outputs"]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["path"].as_str().unwrap().ends_with("manifest.copy"))
+        .expect("the copy is listed");
+    assert_eq!(copy["digest"], hello.as_str());
+    assert_eq!(copy["image_document"], true);
 }

@@ -173,23 +173,37 @@ fn commit_missing_from_repository_is_unrebuildable() {
 }
 
 #[test]
-fn unreachable_registry_makes_the_image_unavailable() {
+fn an_unreachable_registry_is_infrastructure_and_a_missing_image_is_unavailable() {
     let repo = Repo::hello();
     let digest = builder_image().rsplit_once('@').unwrap().1;
-    // Nothing listens on this loopback port: the pull fails, which is not a verdict on the build itself.
-    let image = format!("127.0.0.1:5999/reprod/busybox@{digest}");
-    let prov = chains_provenance(
-        vec![subject("x", &unbuilt_digest('e'))],
-        HELLO_SCRIPT,
-        &image,
-        &repo.url,
-        &repo.commit,
+    let prov = |image: &str| {
+        chains_provenance(
+            vec![subject("x", &unbuilt_digest('e'))],
+            HELLO_SCRIPT,
+            image,
+            &repo.url,
+            &repo.commit,
+        )
+    };
+    // Nothing listens on this loopback port: the registry gave no answer, which says nothing about the
+    // provenance. No verdict (exit 2); the daemon would retry it.
+    let (code, v, stderr) =
+        Reprod::new().rebuild(&prov(&format!("127.0.0.1:5999/reprod/busybox@{digest}")));
+    assert_eq!(code, 2, "{v:#}\n{stderr}");
+    assert!(
+        stderr.contains("infrastructure failure") && stderr.contains("127.0.0.1:5999"),
+        "{stderr}"
     );
-    let (code, v, stderr) = Reprod::new().rebuild(&prov);
+    // The registry answers that it has no such image: that is a finding, unrebuildable.
+    let missing = format!(
+        "127.0.0.1:5000/reprod/never-pushed-{}@{digest}",
+        std::process::id()
+    );
+    let (code, v, stderr) = Reprod::new().rebuild(&prov(&missing));
     assert_eq!(v["status"], "unrebuildable", "{v:#}\n{stderr}");
     assert_eq!(v["reason"], "image-unavailable");
     assert!(
-        v["detail"].as_str().unwrap().contains("127.0.0.1:5999"),
+        v["detail"].as_str().unwrap().contains("never-pushed"),
         "{}",
         v["detail"]
     );

@@ -291,23 +291,24 @@ impl Sandbox {
         let mut pull = self.docker.create_image(Some(options), None, None);
         while let Some(progress) = pull.next().await {
             if let Err(e) = progress {
-                return Err(match e {
-                    bollard::errors::Error::DockerStreamError { error } => {
-                        SandboxError::ImageUnavailable {
-                            image: reference,
-                            detail: error,
-                        }
-                    }
-                    // The engine answered: the image (or its registry) is what cannot be had.
+                let message = match &e {
+                    bollard::errors::Error::DockerStreamError { error } => Some(error.clone()),
                     bollard::errors::Error::DockerResponseServerError { message, .. } => {
-                        SandboxError::ImageUnavailable {
-                            image: reference,
-                            detail: message,
-                        }
+                        Some(message.clone())
                     }
-                    other => SandboxError::Docker {
+                    _ => None,
+                };
+                // Only the registry's own answer that the image is not to be had is a verdict on the
+                // provenance; a registry that does not answer, a rate limit or a full engine disk is
+                // infrastructure, retried.
+                return Err(match message {
+                    Some(m) if image_refused(&m) => SandboxError::ImageUnavailable {
+                        image: reference,
+                        detail: m,
+                    },
+                    _ => SandboxError::Docker {
                         action: "pulling an image",
-                        error: other,
+                        error: e,
                     },
                 });
             }
@@ -391,7 +392,10 @@ impl Sandbox {
             .iter()
             .map(|m| resolve_mount(&workspace, m))
             .collect::<Result<Vec<_>, _>>()?;
-        let body = self.container_body(spec, mounts);
+        // An image's VOLUMEs would be anonymous volumes on the engine's disk, unbounded: each is covered
+        // with a bounded tmpfs instead.
+        let volumes = self.image_volumes(&spec.image.to_string()).await?;
+        let body = self.container_body(spec, mounts, &volumes);
         let created = self
             .docker
             .create_container(
@@ -409,7 +413,7 @@ impl Sandbox {
             docker: self.docker.clone(),
             id: Some(id.clone()),
         };
-        let result = self.run_created(&id, spec, &workspace).await;
+        let result = self.run_created(&id, spec, &workspace, &volumes).await;
         guard.id = None;
         let removed = self.remove(&id).await;
         let mut outcome = result?;
@@ -418,7 +422,31 @@ impl Sandbox {
         Ok(outcome)
     }
 
-    fn container_body(&self, spec: &StepSpec, mounts: Vec<Mount>) -> ContainerCreateBody {
+    /// The `VOLUME` paths of an image, each a tmpfs in its steps.
+    async fn image_volumes(&self, reference: &str) -> Result<Vec<String>, SandboxError> {
+        let image = self
+            .docker
+            .inspect_image(reference)
+            .await
+            .map_err(docker_err("reading the step image's volumes"))?;
+        let mut paths: Vec<String> = image
+            .config
+            .and_then(|c| c.volumes)
+            .into_iter()
+            .flatten()
+            .filter(|p| p.starts_with('/') && !crate::TMPFS_PATHS.contains(&p.as_str()))
+            .collect();
+        paths.sort();
+        paths.dedup();
+        Ok(paths)
+    }
+
+    fn container_body(
+        &self,
+        spec: &StepSpec,
+        mounts: Vec<Mount>,
+        volumes: &[String],
+    ) -> ContainerCreateBody {
         let p = &self.policy;
         let labels = HashMap::from([
             (LABEL_MANAGED.to_string(), "true".to_string()),
@@ -453,7 +481,12 @@ impl Sandbox {
             tmpfs: Some(
                 crate::TMPFS_PATHS
                     .iter()
-                    .map(|path| (path.to_string(), p.tmpfs_options(path)))
+                    .map(|path| path.to_string())
+                    .chain(volumes.iter().cloned())
+                    .map(|path| {
+                        let options = p.tmpfs_options(&path);
+                        (path, options)
+                    })
                     .collect(),
             ),
             cpuset_cpus: spec.cpuset_cpus.clone(),
@@ -492,13 +525,14 @@ impl Sandbox {
         id: &str,
         spec: &StepSpec,
         workspace: &Path,
+        volumes: &[String],
     ) -> Result<StepOutcome, SandboxError> {
         let inspected = self
             .docker
             .inspect_container(id, None)
             .await
             .map_err(docker_err("inspecting the step container"))?;
-        verify::policy_applied(&inspected, &self.policy, workspace)?;
+        verify::policy_applied(&inspected, &self.policy, workspace, volumes)?;
 
         let attach = self
             .docker
@@ -747,4 +781,22 @@ fn userns_root(info: &bollard::models::SystemInfo) -> Option<(u32, u32)> {
     let dir = info.docker_root_dir.as_deref()?;
     let (uid, gid) = dir.rsplit('/').next()?.split_once('.')?;
     Some((uid.parse().ok()?, gid.parse().ok()?))
+}
+
+/// Whether a pull error is the registry's answer that the image cannot be had (absent, refused, an invalid
+/// reference), as opposed to a failure on the way.
+fn image_refused(message: &str) -> bool {
+    let m = message.to_ascii_lowercase();
+    [
+        "manifest unknown",
+        "not found",
+        "unauthorized",
+        "denied",
+        "invalid reference",
+        "does not exist",
+        "no such image",
+        "name unknown",
+    ]
+    .iter()
+    .any(|p| m.contains(p))
 }

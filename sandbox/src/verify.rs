@@ -11,6 +11,7 @@ pub(crate) fn policy_applied(
     inspected: &ContainerInspectResponse,
     policy: &Policy,
     workspace: &Path,
+    volumes: &[String],
 ) -> Result<(), SandboxError> {
     let fail = |what: String| Err(SandboxError::PolicyNotApplied(what));
     let Some(hc) = inspected.host_config.as_ref() else {
@@ -122,7 +123,12 @@ pub(crate) fn policy_applied(
     tmpfs.sort();
     let mut wanted_tmpfs: Vec<(String, String)> = crate::TMPFS_PATHS
         .iter()
-        .map(|p| (p.to_string(), policy.tmpfs_options(p)))
+        .map(|p| p.to_string())
+        .chain(volumes.iter().cloned())
+        .map(|p| {
+            let options = policy.tmpfs_options(&p);
+            (p, options)
+        })
         .collect();
     wanted_tmpfs.sort();
     if tmpfs != wanted_tmpfs {
@@ -151,12 +157,12 @@ pub(crate) fn policy_applied(
                     ));
                 }
             }
-            // An image's VOLUME gets a fresh anonymous volume, removed with the container: no host content.
-            Some("volume") if m.name.as_deref().is_some_and(|n| n.len() == 64) => {}
+            // An image's VOLUMEs are tmpfs mounts of the policy's size: an anonymous volume on the engine's
+            // disk would be unbounded.
             Some("tmpfs")
-                if m.destination
-                    .as_deref()
-                    .is_some_and(|d| crate::TMPFS_PATHS.contains(&d)) => {}
+                if m.destination.as_deref().is_some_and(|d| {
+                    crate::TMPFS_PATHS.contains(&d) || volumes.iter().any(|v| v == d)
+                }) => {}
             other => {
                 return fail(format!(
                     "unexpected mount of type {other:?} at {:?}",
@@ -216,7 +222,7 @@ mod tests {
     fn every_weakened_setting_is_refused() {
         let policy = Policy::default();
         let ws = Path::new("/ws");
-        assert!(policy_applied(&good(&policy), &policy, ws).is_ok());
+        assert!(policy_applied(&good(&policy), &policy, ws, &[]).is_ok());
         let weakened: Vec<(&str, Box<dyn Fn(&mut HostConfig)>)> = vec![
             (
                 "nnp false",
@@ -271,7 +277,7 @@ mod tests {
             let mut c = good(&policy);
             weaken(c.host_config.as_mut().unwrap());
             assert!(
-                policy_applied(&c, &policy, ws).is_err(),
+                policy_applied(&c, &policy, ws, &[]).is_err(),
                 "{what} was accepted"
             );
         }

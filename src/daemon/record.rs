@@ -160,6 +160,16 @@ fn checked(
             ));
         }
     }
+    // What this server would call an infrastructure failure is not signed as the build's doing.
+    if claimed
+        .steps
+        .iter()
+        .any(|s| s.termination == StepTermination::Exited && s.exit_code == 128 + 9)
+    {
+        return Err(
+            "a step ended by SIGKILL (exit 137) that its limits do not explain is an infrastructure failure: report `retry`".into(),
+        );
+    }
     let ran_all = claimed.steps.len() == recipe.steps.len()
         && claimed
             .steps
@@ -188,6 +198,7 @@ fn checked(
             let reason = match (claimed.reason.as_deref(), last) {
                 (Some("job-timed-out"), _) => "job-timed-out",
                 (Some("output-scan-limit"), _) if ran_all => "output-scan-limit",
+                (Some("step-out-of-disk"), Some(s)) if s.exit_code != 0 => "step-out-of-disk",
                 (_, Some(s)) if s.termination == StepTermination::TimedOut => "step-timed-out",
                 (_, Some(s)) if s.termination == StepTermination::OutOfMemory => {
                     "step-out-of-memory"
@@ -211,7 +222,12 @@ fn checked(
                 .outputs
                 .clone()
                 .ok_or("a comparison is claimed without the outputs it compared")?;
-            for s in verdict.subjects.iter_mut().filter(|s| s.is_sha256()) {
+            if outputs.stopped.is_some() && claimed.status != Status::Reproducible {
+                return Err("a comparison over outputs whose scan stopped early is a limit, not a finding: report build-failed / output-scan-limit".into());
+            }
+            // The states are the server's own reading of the claimed outputs; the claim must agree.
+            crate::rebuild::judge_outputs(outputs, &mut verdict);
+            for s in verdict.subjects.iter().filter(|s| s.is_sha256()) {
                 let Some(c) = claimed
                     .subjects
                     .iter()
@@ -222,41 +238,25 @@ fn checked(
                         s.name, s.digest
                     ));
                 };
-                match c.state {
-                    SubjectState::Matched
-                        if c.rebuilt_digest.as_deref() != Some(&s.digest)
-                            || !outputs.contains(&s.digest) =>
-                    {
-                        return Err(format!(
-                            "subject {:?} {} is claimed matched without a rebuilt output of that digest",
-                            s.name, s.digest
-                        ))
-                    }
-                    SubjectState::Differs
-                        if c.rebuilt_digest.is_none() || c.rebuilt_digest.as_deref() == Some(&s.digest) =>
-                    {
-                        return Err(format!(
-                            "subject {:?} {} is claimed to differ without a different rebuilt digest",
-                            s.name, s.digest
-                        ))
-                    }
-                    SubjectState::NotCompared => {
-                        return Err(format!(
-                            "sha256 subject {:?} {} is claimed not compared after a complete rebuild",
-                            s.name, s.digest
-                        ))
-                    }
-                    _ => {}
+                if c.state != s.state
+                    || (c.state != SubjectState::NotFound && c.rebuilt_digest != s.rebuilt_digest)
+                {
+                    return Err(format!(
+                        "subject {:?} {} is claimed {} (rebuilt {:?}), but the claimed outputs make it {} (rebuilt {:?})",
+                        s.name,
+                        s.digest,
+                        c.state.as_str(),
+                        c.rebuilt_digest,
+                        s.state.as_str(),
+                        s.rebuilt_digest
+                    ));
                 }
-                s.set_state(c.state);
-                s.artifact = c.artifact;
-                s.rebuilt_digest = c.rebuilt_digest.clone();
-                s.rebuilt_path = c.rebuilt_path.clone();
-                s.problem = c.problem.clone();
-                s.explanation = c.explanation.clone();
             }
-            verdict.outputs = Some(outputs);
-            verdict.decide();
+            for (s, c) in verdict.subjects.iter_mut().zip(&claimed.subjects) {
+                if s.name == c.name && s.digest == c.digest && s.state == SubjectState::Differs {
+                    s.explanation = c.explanation.clone();
+                }
+            }
             if verdict.status != claimed.status {
                 return Err(format!(
                     "the verdict claims {} but its per-subject results make it {}",
@@ -323,6 +323,7 @@ mod tests {
             path: "out/app".into(),
             digest: sha("a"),
             size: 1,
+            image_document: false,
         });
         v.outputs = Some(outputs);
         v.subjects[0].set_state(SubjectState::Matched);
@@ -355,11 +356,11 @@ mod tests {
 
         let mut no_digest = honest(&a);
         no_digest.subjects[0].rebuilt_digest = None;
-        assert!(refused(no_digest).contains("without a rebuilt output"));
+        assert!(refused(no_digest).contains("the claimed outputs make it matched"));
 
         let mut not_in_outputs = honest(&a);
         not_in_outputs.outputs = Some(crate::oci::Outputs::default());
-        assert!(refused(not_in_outputs).contains("without a rebuilt output"));
+        assert!(refused(not_in_outputs).contains("the claimed outputs make it not-found"));
 
         let mut other_image = honest(&a);
         other_image.steps[0].pulled_image = format!("127.0.0.1:5000/builder@{}", sha("4"));
@@ -374,7 +375,16 @@ mod tests {
         let mut inconsistent = honest(&a);
         inconsistent.subjects[0].set_state(SubjectState::Differs);
         inconsistent.subjects[0].rebuilt_digest = Some(sha("b"));
-        assert!(refused(inconsistent).contains("make it unreproducible"));
+        assert!(refused(inconsistent).contains("the claimed outputs make it matched"));
+
+        let mut wrong_status = honest(&a);
+        wrong_status.status = Status::Unreproducible;
+        assert!(refused(wrong_status).contains("make it reproducible"));
+
+        let mut killed = honest(&a);
+        killed.status = Status::BuildFailed;
+        killed.steps[0].exit_code = 137;
+        assert!(refused(killed).contains("infrastructure failure"));
 
         let mut failed_step = honest(&a);
         failed_step.steps[0].exit_code = 1;

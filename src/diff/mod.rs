@@ -129,6 +129,8 @@ pub struct DiffOptions {
     /// Hash every layer blob that is read and refuse one whose bytes do not match its digest (costs a
     /// second hash of the compressed bytes; indexes, manifests and configs are always verified).
     pub verify_layers: bool,
+    /// Reading stops here (a rebuild's job deadline): the comparison is then an error, not a report.
+    pub deadline: Option<std::time::Instant>,
 }
 
 impl Default for DiffOptions {
@@ -136,6 +138,7 @@ impl Default for DiffOptions {
         DiffOptions {
             max_layer_bytes: 64 << 30,
             verify_layers: false,
+            deadline: None,
         }
     }
 }
@@ -157,8 +160,10 @@ pub enum DiffError {
 
 /// Compares two images (layout directories, OCI archives or `docker save` archives). Blocking.
 pub fn diff(a: &Path, b: &Path, opts: &DiffOptions) -> Result<DiffReport, DiffError> {
-    let sa = ImageSource::open(a)?;
-    let sb = ImageSource::open(b)?;
+    let mut sa = ImageSource::open(a)?;
+    let mut sb = ImageSource::open(b)?;
+    sa.deadline = opts.deadline;
+    sb.deadline = opts.deadline;
     let mut c = compare::Comparer {
         a: &sa,
         b: &sb,

@@ -49,6 +49,26 @@ pub struct ImageSource {
     /// Annotations of the top-level index, for the annotation comparison.
     pub index_annotations: Vec<(String, String)>,
     pub images: Vec<PlatformImage>,
+    /// Reads fail after this instant.
+    pub deadline: Option<std::time::Instant>,
+}
+
+/// A reader that fails once its deadline has passed.
+struct UntilDeadline<R> {
+    inner: R,
+    deadline: std::time::Instant,
+}
+
+impl<R: Read> Read for UntilDeadline<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if std::time::Instant::now() >= self.deadline {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the comparison reached its deadline",
+            ));
+        }
+        self.inner.read(buf)
+    }
 }
 
 impl ImageSource {
@@ -81,6 +101,7 @@ impl ImageSource {
             store,
             index_annotations: Vec::new(),
             images: Vec::new(),
+            deadline: None,
         };
         if source.store.exists("index.json") {
             let index: ImageIndex = source.json("index.json", None)?;
@@ -105,9 +126,20 @@ impl ImageSource {
 
     /// Opens a blob for streaming.
     pub fn open_blob(&self, name: &str) -> Result<(Box<dyn Read + Send>, u64), DiffError> {
-        self.store
+        let (reader, size) = self
+            .store
             .open_blob(name)
-            .map_err(|problem| self.blob_error(problem))
+            .map_err(|problem| self.blob_error(problem))?;
+        Ok(match self.deadline {
+            Some(deadline) => (
+                Box::new(UntilDeadline {
+                    inner: reader,
+                    deadline,
+                }),
+                size,
+            ),
+            None => (reader, size),
+        })
     }
 
     /// Reads a small JSON document whole.

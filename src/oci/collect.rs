@@ -15,6 +15,10 @@ pub struct RebuiltFile {
     pub path: String,
     pub digest: String,
     pub size: u64,
+    /// The file's bytes are an OCI or Docker image index or manifest: a copy of an image's top document is
+    /// not that image, so such a file never matches a subject.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub image_document: bool,
 }
 
 /// Everything found under a root.
@@ -34,6 +38,9 @@ pub struct Outputs {
     /// may only not have been reached.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stopped: Option<String>,
+    /// The scan stopped on a fault of this host (descriptors, memory, I/O): nothing may be concluded.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub host_fault: bool,
     /// Files and images that were there before the steps ran and are unchanged (the checked-out source):
     /// inputs, not outputs, so they are not listed and match nothing.
     #[serde(default, skip_serializing_if = "is_zero")]
@@ -45,10 +52,14 @@ fn is_zero(n: &usize) -> bool {
 }
 
 impl Outputs {
-    /// True when some image whose every blob was verified, or some file, has exactly this digest.
+    /// True when some image whose every blob was verified, or some file (that is not a copy of an image's
+    /// index or manifest), has exactly this digest.
     pub fn contains(&self, digest: &str) -> bool {
         self.images.iter().any(|i| i.digests.contains(digest))
-            || self.files.iter().any(|f| f.digest == digest)
+            || self
+                .files
+                .iter()
+                .any(|f| f.digest == digest && !f.image_document)
     }
 
     /// Why an image with this digest was found but does not count (a blob beneath it is missing or wrong).
@@ -156,6 +167,7 @@ fn finish(mut out: Outputs, budget: &Budget, max_problems: usize) -> Outputs {
         }
         out.stopped.get_or_insert(why);
     }
+    out.host_fault = budget.host_fault();
     out.files.sort_by(|a, b| a.path.cmp(&b.path));
     out
 }
@@ -169,9 +181,14 @@ fn file(
     max_files: usize,
 ) {
     let max_problems = budget.limits.max_problems;
-    let hashed = crate::safe_fs::open_regular(path)
-        .map_err(|e| e.to_string())
-        .and_then(|f| budget.digest(Algorithm::Sha256, f));
+    let hashed = match crate::safe_fs::open_regular(path) {
+        Ok(f) => budget.digest(Algorithm::Sha256, f),
+        Err(e) if super::store::host_fault(&e) => {
+            budget.fail_host(format!("{rel}: {e}"));
+            return;
+        }
+        Err(e) => Err(e.to_string()),
+    };
     match hashed {
         Ok((digest, size)) => {
             if out.files.len() < max_files || wanted.contains(&digest) {
@@ -179,6 +196,7 @@ fn file(
                     path: rel.to_string(),
                     digest,
                     size,
+                    image_document: is_image_document(path, size),
                 });
             } else {
                 out.files_omitted += 1;
@@ -196,6 +214,30 @@ fn file(
             Err(e) => out.problem(max_problems, e),
         }
     }
+}
+
+/// Whether a file's bytes are an image index or manifest (by its `mediaType`, or by the fields only those
+/// carry), read back within the size of a JSON document.
+fn is_image_document(path: &Path, size: u64) -> bool {
+    if size > 4 << 20 {
+        return false;
+    }
+    let Ok(bytes) = crate::safe_fs::open_regular(path).and_then(|f| {
+        let mut b = Vec::new();
+        f.take(4 << 20).read_to_end(&mut b).map(|_| b)
+    }) else {
+        return false;
+    };
+    let Ok(serde_json::Value::Object(doc)) = serde_json::from_slice::<serde_json::Value>(&bytes)
+    else {
+        return false;
+    };
+    let media = doc.get("mediaType").and_then(|m| m.as_str()).unwrap_or("");
+    super::is_index_media_type(media)
+        || super::is_manifest_media_type(media)
+        || doc.contains_key("manifests")
+        || (doc.contains_key("schemaVersion")
+            && (doc.contains_key("layers") || doc.contains_key("config")))
 }
 
 /// A POSIX/GNU tar header carries `ustar` at offset 257.

@@ -161,11 +161,11 @@ pub fn parse_reference(reference: &str) -> Result<(String, Option<String>), Fetc
 /// and checks that the requested digest is among the digests of the bytes fetched.
 pub fn fetch(reference: &str, dest: &Path, limits: &FetchLimits) -> Result<(), FetchError> {
     let (name, digest) = parse_reference(reference)?;
-    if let Some(parent) = dest.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| FetchError::Copy {
+    if let Some(parent) = dest.parent().filter(|p| !p.exists()) {
+        return Err(FetchError::Copy {
             reference: reference.to_string(),
-            detail: format!("creating {}: {e}", parent.display()),
-        })?;
+            detail: format!("{} does not exist", parent.display()),
+        });
     }
     let mut cmd = Command::new("skopeo");
     cmd.arg("--command-timeout")

@@ -299,6 +299,11 @@ impl Walk<'_> {
             self.image.incomplete.insert(own, p.clone());
             return Err(p);
         };
+        if let Err(p) = agrees_with(&bytes, is_index, &claimed) {
+            self.problem(p.clone());
+            self.image.incomplete.insert(own, p.clone());
+            return Err(p);
+        }
         let children: Result<Vec<Descriptor>, String> = if is_index {
             if depth >= MAX_INDEX_DEPTH {
                 Err(format!(
@@ -308,6 +313,21 @@ impl Walk<'_> {
                 serde_json::from_slice::<ImageIndex>(&bytes)
                     .map(|i| i.manifests().clone())
                     .map_err(|e| format!("index {claimed} does not parse: {e}"))
+                    .and_then(|children| {
+                        // An index names images: a descriptor of another kind there is content the walk
+                        // cannot verify as an image, so the index cannot count as rebuilt.
+                        match children.iter().find(|c| {
+                            let m = c.media_type().to_string();
+                            !is_index_media_type(&m) && !is_manifest_media_type(&m)
+                        }) {
+                            Some(c) => Err(format!(
+                                "index {claimed} names {} of media type {}, which is not an image",
+                                c.digest(),
+                                c.media_type()
+                            )),
+                            None => Ok(children),
+                        }
+                    })
             }
         } else {
             serde_json::from_slice::<ImageManifest>(&bytes)
@@ -352,7 +372,13 @@ impl Walk<'_> {
         let name = blob_name(digest)?;
         let alg = Algorithm::of(digest).ok_or_else(|| fail("unregistered algorithm".into()))?;
         self.budget.blob().map_err(fail)?;
-        let (mut reader, size) = self.store.open_blob(&name).map_err(fail)?;
+        let (mut reader, size) = match self.store.open_blob(&name) {
+            Ok(r) => r,
+            Err(e) if e.starts_with(super::store::HOST_FAULT) => {
+                return Err(self.budget.fail_host(e));
+            }
+            Err(e) => return Err(fail(e)),
+        };
         if want_bytes && size <= MAX_JSON_BLOB {
             let mut bytes = Vec::with_capacity(size as usize);
             reader
@@ -377,4 +403,29 @@ impl Walk<'_> {
             })
         }
     }
+}
+
+/// A document's own declaration must agree with the descriptor that named it: one JSON cannot be read as an
+/// index by one name and as a manifest by another (a publisher's index carrying harmless `config` and
+/// `layers` fields would otherwise verify as a manifest).
+fn agrees_with(bytes: &[u8], as_index: bool, claimed: &str) -> Result<(), String> {
+    let doc: serde_json::Value =
+        serde_json::from_slice(bytes).map_err(|e| format!("blob {claimed} is not JSON: {e}"))?;
+    let media = doc.get("mediaType").and_then(|m| m.as_str());
+    let index_fields = doc.get("manifests").is_some();
+    let manifest_fields = doc.get("layers").is_some() || doc.get("config").is_some();
+    let declared_other = media.is_some_and(|m| {
+        if as_index {
+            is_manifest_media_type(m)
+        } else {
+            is_index_media_type(m)
+        }
+    });
+    if declared_other || (index_fields && !as_index) || (manifest_fields && as_index) {
+        return Err(format!(
+            "blob {claimed} is named as {} but its own content says otherwise (mediaType {media:?})",
+            if as_index { "an index" } else { "a manifest" }
+        ));
+    }
+    Ok(())
 }

@@ -41,6 +41,8 @@ pub struct Budget {
     blobs: usize,
     /// Set once a limit stopped the scan; later reads fail at once with this reason.
     exhausted: Option<String>,
+    /// The scan stopped on a fault of this host, not a limit: no verdict may rest on it.
+    host_fault: bool,
 }
 
 impl Budget {
@@ -50,7 +52,19 @@ impl Budget {
             hashed: 0,
             blobs: 0,
             exhausted: None,
+            host_fault: false,
         }
+    }
+
+    /// Stops the scan on a fault of this host (see [`super::store::HOST_FAULT`]).
+    pub fn fail_host(&mut self, why: String) -> String {
+        self.host_fault = true;
+        self.stop(why)
+    }
+
+    /// Whether the scan stopped on a fault of this host.
+    pub fn host_fault(&self) -> bool {
+        self.host_fault
     }
 
     /// Why the scan stopped early, if it did.

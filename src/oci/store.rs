@@ -10,6 +10,28 @@ use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
+/// Marks an error that is this host's (out of descriptors or memory, an I/O error, a refused system call),
+/// not anything the build wrote: a scan that meets one stops, and the job is retried rather than judged.
+pub const HOST_FAULT: &str = "host I/O error: ";
+
+/// Whether an error opening a file is the host's rather than the file's.
+pub(crate) fn host_fault(e: &std::io::Error) -> bool {
+    use rustix::io::Errno;
+    e.raw_os_error().is_some_and(|code| {
+        let errno = Errno::from_raw_os_error(code);
+        [
+            Errno::MFILE,
+            Errno::NFILE,
+            Errno::NOMEM,
+            Errno::IO,
+            Errno::PERM,
+            Errno::NOSYS,
+            Errno::AGAIN,
+        ]
+        .contains(&errno)
+    })
+}
+
 /// Where the bytes are.
 enum Root {
     /// The layout directory, opened once (not through a symlink).
@@ -64,6 +86,7 @@ impl BlobStore {
             Root::Dir(dir) => {
                 let f = crate::safe_fs::open_beneath(dir, name).map_err(|e| match e.kind() {
                     std::io::ErrorKind::InvalidInput => e.to_string(),
+                    _ if host_fault(&e) => format!("{HOST_FAULT}{name}: {e}"),
                     _ => format!("{name}: {e}"),
                 })?;
                 let size = f.metadata().map_err(|e| format!("{name}: {e}"))?.len();
@@ -122,9 +145,63 @@ pub fn blob_name(digest: &str) -> Result<String, String> {
     Ok(format!("blobs/{alg}/{hex}"))
 }
 
+/// Entries a tarball may have to be read as an image.
+const MAX_TAR_ENTRIES: usize = 200_000;
+/// Largest GNU long-name or PAX extended header read (the tar reader holds those whole in memory).
+const MAX_TAR_META: u64 = 64 << 10;
+
+/// Walks the tar headers without reading any data, refusing what would make the tar reader allocate
+/// without bound: more than [`MAX_TAR_ENTRIES`] entries, or long-name / PAX headers over [`MAX_TAR_META`].
+fn precheck_tar(file: &mut File) -> Result<(), String> {
+    let len = file.metadata().map_err(|e| e.to_string())?.len();
+    let mut offset = 0u64;
+    let mut header = [0u8; 512];
+    for _ in 0..=MAX_TAR_ENTRIES {
+        if offset + 512 > len {
+            return Ok(());
+        }
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| e.to_string())?;
+        file.read_exact(&mut header).map_err(|e| e.to_string())?;
+        if header.iter().all(|b| *b == 0) {
+            return Ok(());
+        }
+        let size = tar_size(&header[124..136]).ok_or("a tar header with a malformed size")?;
+        if matches!(header[156], b'L' | b'K' | b'x' | b'g') && size > MAX_TAR_META {
+            return Err(format!(
+                "a long-name or extended header of {size} bytes (over {MAX_TAR_META}); not read"
+            ));
+        }
+        offset = offset
+            .checked_add(512)
+            .and_then(|o| o.checked_add(size.div_ceil(512) * 512))
+            .ok_or("a tar entry size past the end")?;
+    }
+    Err(format!("more than {MAX_TAR_ENTRIES} entries; not read"))
+}
+
+/// A tar size field: octal digits, or GNU's base-256 form (high bit set).
+fn tar_size(field: &[u8]) -> Option<u64> {
+    if field[0] & 0x80 != 0 {
+        let mut n: u64 = u64::from(field[0] & 0x7f);
+        for b in &field[1..] {
+            n = n.checked_mul(256)?.checked_add(u64::from(*b))?;
+        }
+        return Some(n);
+    }
+    let text = std::str::from_utf8(field).ok()?;
+    let digits = text.trim_matches(|c: char| c == '\0' || c == ' ');
+    if digits.is_empty() {
+        return Some(0);
+    }
+    u64::from_str_radix(digits, 8).ok()
+}
+
 /// Maps each regular file of a tarball to its data offset and size.
 fn index_tar(path: &Path) -> Result<HashMap<String, (u64, u64)>, String> {
-    let file = File::open(path).map_err(|e| e.to_string())?;
+    let mut file = File::open(path).map_err(|e| e.to_string())?;
+    precheck_tar(&mut file)?;
+    file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
     let mut archive = tar::Archive::new(file);
     let mut out = HashMap::new();
     let entries = archive
@@ -144,4 +221,28 @@ fn index_tar(path: &Path) -> Result<HashMap<String, (u64, u64)>, String> {
         out.insert(name, (entry.raw_file_position(), entry.size()));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tar_headers_that_would_allocate_without_bound_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("evil.tar");
+        let mut header = [0u8; 512];
+        header[..9].copy_from_slice(b"././@Long");
+        header[124..136].copy_from_slice(b"77777777777\0");
+        header[156] = b'L';
+        header[257..262].copy_from_slice(b"ustar");
+        std::fs::write(&path, header).unwrap();
+        let e = index_tar(&path).unwrap_err();
+        assert!(e.contains("long-name or extended header"), "{e}");
+        assert_eq!(tar_size(b"00000001000\0"), Some(512));
+        assert_eq!(
+            tar_size(&[0x80, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0]),
+            Some(256)
+        );
+    }
 }

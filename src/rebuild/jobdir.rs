@@ -149,6 +149,9 @@ pub fn remove_at(root: &Path) -> std::io::Result<()> {
         }
         let out = Command::new("umount").arg(root).output()?;
         if !out.status.success() {
+            if String::from_utf8_lossy(&out.stderr).contains("not mounted") {
+                break;
+            }
             let lazy = Command::new("umount").arg("-l").arg(root).output()?;
             if !lazy.status.success() {
                 return Err(std::io::Error::other(format!(
@@ -179,8 +182,17 @@ pub fn remove_at(root: &Path) -> std::io::Result<()> {
     }
 }
 
-/// Whether `path` is listed as a mount point of this process's mount namespace.
+/// Whether `path` is a mount point: another device than its parent's (a filesystem mounted there), or
+/// listed as one in this process's mountinfo (a bind mount of the same device).
 fn is_mount_point(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let own = std::fs::symlink_metadata(path).map(|m| m.dev());
+    let parent = path.parent().map(|p| std::fs::metadata(p).map(|m| m.dev()));
+    if let (Ok(a), Some(Ok(b))) = (&own, &parent) {
+        if a != b {
+            return true;
+        }
+    }
     let Ok(canonical) = std::fs::canonicalize(path) else {
         return false;
     };
@@ -188,9 +200,31 @@ fn is_mount_point(path: &Path) -> bool {
     std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|info| {
         info.lines()
             .filter_map(|l| l.split(' ').nth(4))
-            // mountinfo escapes spaces and other bytes as octal; job paths have none.
-            .any(|mp| mp == wanted)
+            .any(|mp| unescape_mountinfo(mp) == wanted)
     })
+}
+
+/// mountinfo writes space, tab, newline and backslash in paths as octal escapes (`\040`).
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal = bytes
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match (bytes[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (b, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Makes a sparse ext4 image of `bytes` and mounts it at `at` (`nosuid,nodev`). Needs root (mount) and
@@ -289,4 +323,17 @@ pub fn sweep_abandoned(data_dir: &Path) -> std::io::Result<usize> {
         }
     }
     Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(
+            super::unescape_mountinfo("/data\\040dir/jobs"),
+            "/data dir/jobs"
+        );
+        assert_eq!(super::unescape_mountinfo("/plain"), "/plain");
+        assert_eq!(super::unescape_mountinfo("/a\\134b"), "/a\\b");
+    }
 }

@@ -38,13 +38,16 @@ pub(super) fn compare(outputs: Outputs, verdict: &mut Verdict) {
                 image.path, subject.digest
             ));
         } else if let Some((entry, path)) = counterpart(&subject.name, &outputs) {
-            subject.set_state(SubjectState::Differs);
             subject.artifact = Some(ArtifactKind::Image);
-            subject.rebuilt_digest = Some(entry.digest.clone());
-            subject.rebuilt_path = Some(path);
-            if !entry.complete {
+            subject.rebuilt_path = Some(path.clone());
+            if entry.complete {
+                subject.set_state(SubjectState::Differs);
+                subject.rebuilt_digest = Some(entry.digest.clone());
+            } else {
+                // Not a rebuilt image: its digest is only what a file of the build says.
+                subject.set_state(SubjectState::NotFound);
                 subject.problem = Some(format!(
-                    "the rebuilt counterpart {} is itself incomplete (a blob beneath it is missing or wrong)",
+                    "the build's counterpart at {path} ({}) is not a whole image: a blob beneath it is missing or wrong",
                     entry.digest
                 ));
             }
@@ -130,11 +133,22 @@ pub(super) async fn explain(job: &Job<'_>, verdict: &mut Verdict) {
             "explaining {}: fetching the original {original}",
             crate::text::inert_line(&subject.name)
         ));
-        let limits = job
+        let mut limits = job
             .config
             .images
             .fetch_limits(crate::oci::registry_of(&repository));
+        // Everything here ends by the job deadline, also what runs on after this future is dropped.
+        limits.timeout = limits.timeout.min(
+            job.deadline
+                .saturating_duration_since(std::time::Instant::now()),
+        );
+        let deadline = job.deadline;
         let n = done.len();
+        // Made here, inside the job directory; the task below only makes entries in them, so one that
+        // outlives the job (its directory removed) cannot recreate anything.
+        for sub in ["originals", "diffs"] {
+            let _ = std::fs::create_dir(job.dirs.root.join(sub));
+        }
         let original_dir = job.dirs.root.join("originals").join(n.to_string());
         let rebuilt = job.dirs.path(JobDirs::WORKSPACE).join(&path);
         let report_path = job.dirs.root.join("diffs").join(format!("{n}.json"));
@@ -151,15 +165,15 @@ pub(super) async fn explain(job: &Job<'_>, verdict: &mut Verdict) {
                 let report = crate::diff::diff(
                     &original_dir,
                     &rebuilt,
-                    &crate::diff::DiffOptions::default(),
+                    &crate::diff::DiffOptions {
+                        deadline: Some(deadline),
+                        ..crate::diff::DiffOptions::default()
+                    },
                 )
                 .map_err(|e| {
                     tracing::warn!(original = %reference, error = %e, "comparing the original failed");
                     "the original and the rebuild could not be compared (the job log says why)".to_string()
                 })?;
-                if let Some(dir) = report_path.parent() {
-                    let _ = std::fs::create_dir_all(dir);
-                }
                 let _ = std::fs::write(
                     &report_path,
                     serde_json::to_vec_pretty(&report).unwrap_or_default(),

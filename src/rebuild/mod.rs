@@ -112,14 +112,20 @@ pub struct Prior<'a> {
 }
 
 impl Prior<'_> {
-    /// Whether the prior verdict holds a rebuild that ran to completion (its outputs were scanned).
+    /// Whether the prior verdict holds a rebuild this process can stand behind for other documents: it ran
+    /// here (not a remote worker's claim), to completion, and its outputs were scanned and listed whole (a
+    /// file left off the list could be another document's subject).
     pub fn usable(verdict: &Verdict) -> bool {
-        verdict.outputs.is_some()
-            && verdict.reused_rebuild.is_none()
+        verdict.reused_rebuild.is_none()
+            && verdict.rebuilt_by.is_none()
             && matches!(
                 verdict.status,
                 Status::Reproducible | Status::Unreproducible
             )
+            && verdict
+                .outputs
+                .as_ref()
+                .is_some_and(|o| o.stopped.is_none() && o.files_omitted == 0)
     }
 }
 
@@ -209,6 +215,12 @@ fn judge_against(verdict: &mut Verdict, prior: &Prior<'_>) {
     matching::compare(p.outputs.clone().unwrap_or_default(), verdict);
 }
 
+/// Sets every subject's state from `outputs` and decides the verdict, exactly as a rebuild here does (the
+/// server holds a remote worker's claimed states to this).
+pub fn judge_outputs(outputs: crate::oci::Outputs, verdict: &mut Verdict) {
+    matching::compare(outputs, verdict);
+}
+
 fn subjects_uncompared(subjects: &[crate::provenance::Subject]) -> Vec<SubjectResult> {
     subjects
         .iter()
@@ -292,7 +304,8 @@ async fn run(
     let dirs = job.dirs;
     let image = dirs.image().map(Path::to_path_buf);
     let root = dirs.keep();
-    if opts.keep_workspace {
+    // No verdict (an infrastructure failure): nobody is told where the directory is, so it goes.
+    if opts.keep_workspace && matches!(result, Ok(Ok(()))) {
         (opts.progress)(&match image {
             Some(image) if !opts.collected => format!(
                 "kept the job directory: {} (a mounted filesystem image; `umount {0} && rm -r {0} {}` when done)",
@@ -445,6 +458,12 @@ async fn run_in(
     })
     .await
     .map_err(|e| RebuildError::Infrastructure(format!("output scan failed: {e}")))?;
+    if outputs.host_fault {
+        return Err(RebuildError::Infrastructure(format!(
+            "the output scan stopped on a fault of this host: {}",
+            outputs.stopped.as_deref().unwrap_or("(unknown)")
+        )));
+    }
     verdict.claimed_results = read_results(&dirs.path(JobDirs::RESULTS));
     let stopped = outputs.stopped.clone();
     matching::compare(outputs, verdict);
@@ -476,6 +495,9 @@ fn source_failure(e: SourceError) -> Result<Result<(), Unrebuildable>, RebuildEr
         SourceError::CommitNotFound { .. } | SourceError::BadCommit(_) => {
             UnrebuildableReason::CommitNotFound
         }
+        SourceError::Fetch {
+            transient: true, ..
+        } => return Err(RebuildError::Infrastructure(format!("checkout: {e}"))),
         SourceError::Fetch { .. } => UnrebuildableReason::SourceUnavailable,
         SourceError::HeadMismatch { .. } | SourceError::Git { .. } | SourceError::Io { .. } => {
             return Err(RebuildError::Infrastructure(format!("checkout: {e}")))
