@@ -643,6 +643,22 @@ fn remote_workers_lease_over_http_and_a_dead_workers_job_goes_to_another() {
         "left behind: {:?}",
         containers_of(&[a_pid])
     );
+    // Its job directory, a mounted filesystem, is swept by the next worker on its data directory.
+    let mounted = |dir: &Path| {
+        std::fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(&dir.display().to_string())
+    };
+    assert!(
+        mounted(dir_a.path()),
+        "the killed worker left its job mounted"
+    );
+    let (mut again, again_lines) = start_worker(dir_a.path(), &d.url, "tok-a-0123456789abcdef");
+    wait_for(&again_lines, "leasing");
+    assert!(!mounted(dir_a.path()), "swept at the next start");
+    again.kill().unwrap();
+    again.wait().unwrap();
+    unmount_beneath(dir_b.path());
 }
 
 #[test]
