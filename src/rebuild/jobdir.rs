@@ -14,8 +14,18 @@ use reprod_sandbox::StepMount;
 
 use crate::provenance::tekton;
 
-/// Marks a job directory a worker keeps only until it has collected the logs.
-pub(super) const COLLECTED_MARKER: &str = ".collected-by-worker";
+/// Marks a job directory a worker keeps only until it has collected the logs: `<id>.collected` beside it,
+/// made before the directory (and before its filesystem is mounted), so a process killed at any moment
+/// leaves it marked.
+const COLLECTED_SUFFIX: &str = "collected";
+
+/// The marker of the job directory `root`.
+fn marker_of(root: &Path) -> PathBuf {
+    let mut m = root.as_os_str().to_owned();
+    m.push(".");
+    m.push(COLLECTED_SUFFIX);
+    PathBuf::from(m)
+}
 
 /// Below this many free bytes (or no free inode) after a failed step, the step ran out of disk.
 const FULL_BELOW_BYTES: u64 = 1 << 20;
@@ -49,17 +59,28 @@ impl JobDirs {
 
     /// Creates the job's directories (on a filesystem of `quota` bytes of their own when `quota > 0`),
     /// handing the ones steps write to `owner` (the host uid and gid of root in a step).
+    ///
+    /// With `collected`, the directory is marked as only waiting for this process to collect its logs
+    /// (see [`sweep_abandoned`]); a directory kept for a person never is.
     pub fn create(
         data_dir: &Path,
         job_id: &str,
         quota: u64,
         owner: Option<(u32, u32)>,
+        collected: bool,
     ) -> Result<Self, String> {
         use std::os::unix::fs::PermissionsExt;
         let jobs = data_dir.join("jobs");
         std::fs::create_dir_all(&jobs).map_err(|e| format!("creating {}: {e}", jobs.display()))?;
         let root = jobs.join(job_id);
-        std::fs::create_dir(&root).map_err(|e| format!("creating {}: {e}", root.display()))?;
+        if collected {
+            std::fs::write(marker_of(&root), b"")
+                .map_err(|e| format!("marking the job directory: {e}"))?;
+        }
+        if let Err(e) = std::fs::create_dir(&root) {
+            let _ = std::fs::remove_file(marker_of(&root));
+            return Err(format!("creating {}: {e}", root.display()));
+        }
         let mut dirs = JobDirs {
             root,
             image: None,
@@ -175,11 +196,14 @@ pub fn remove_at(root: &Path) -> std::io::Result<()> {
     }
     let mut image = root.as_os_str().to_owned();
     image.push(".img");
-    match std::fs::remove_file(PathBuf::from(image)) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e),
+    for file in [PathBuf::from(image), marker_of(root)] {
+        match std::fs::remove_file(file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
     }
+    Ok(())
 }
 
 /// Whether `path` is a mount point: another device than its parent's (a filesystem mounted there), or
@@ -305,7 +329,10 @@ pub fn sweep_abandoned(data_dir: &Path) -> std::io::Result<usize> {
     let mut removed = 0;
     for entry in entries {
         let path = entry?.path();
-        if path.extension().is_some_and(|e| e == "img") {
+        if path
+            .extension()
+            .is_some_and(|e| e == "img" || e == COLLECTED_SUFFIX)
+        {
             continue;
         }
         let pid = path
@@ -314,7 +341,7 @@ pub fn sweep_abandoned(data_dir: &Path) -> std::io::Result<usize> {
             .and_then(|n| n.split('-').nth(1))
             .and_then(|p| p.parse::<u32>().ok());
         let Some(pid) = pid else { continue };
-        let abandoned = path.join(COLLECTED_MARKER).exists()
+        let abandoned = marker_of(&path).exists()
             && pid != std::process::id()
             && !Path::new("/proc").join(pid.to_string()).exists();
         if abandoned {

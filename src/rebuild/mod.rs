@@ -85,7 +85,7 @@ pub struct RebuildOptions<'a> {
 }
 
 pub use jobdir::sweep_abandoned as sweep_abandoned_job_dirs;
-use jobdir::{JobDirs, COLLECTED_MARKER};
+use jobdir::JobDirs;
 
 /// Rebuilds from provenance bytes. Returns a verdict whenever one can honestly be given.
 pub async fn rebuild(
@@ -266,20 +266,19 @@ async fn run(
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis())
     );
-    let (data_dir, quota, owner) = (
+    let (data_dir, quota, owner, collected) = (
         config.data_dir.clone(),
         config.sandbox.workspace_bytes,
         sandbox.userns_root(),
+        opts.collected,
     );
     let id = job_id.clone();
-    let dirs = tokio::task::spawn_blocking(move || JobDirs::create(&data_dir, &id, quota, owner))
-        .await
-        .map_err(|e| infra(&e))?
-        .map_err(|e| infra(&format!("cannot create the job directory: {e}")))?;
-    if opts.collected {
-        std::fs::write(dirs.root.join(COLLECTED_MARKER), b"")
-            .map_err(|e| infra(&format!("cannot mark the job directory: {e}")))?;
-    }
+    let dirs = tokio::task::spawn_blocking(move || {
+        JobDirs::create(&data_dir, &id, quota, owner, collected)
+    })
+    .await
+    .map_err(|e| infra(&e))?
+    .map_err(|e| infra(&format!("cannot create the job directory: {e}")))?;
     let job = Job {
         config,
         recipe,
@@ -543,8 +542,8 @@ mod tests {
         for name in [dead, kept_by_a_person, &mine] {
             std::fs::create_dir_all(jobs.join(name).join("workspace")).unwrap();
         }
-        std::fs::write(jobs.join(dead).join(COLLECTED_MARKER), b"").unwrap();
-        std::fs::write(jobs.join(&mine).join(COLLECTED_MARKER), b"").unwrap();
+        std::fs::write(jobs.join(format!("{dead}.collected")), b"").unwrap();
+        std::fs::write(jobs.join(format!("{mine}.collected")), b"").unwrap();
         assert_eq!(sweep_abandoned_job_dirs(data.path()).unwrap(), 1);
         assert!(!jobs.join(dead).exists());
         assert!(
