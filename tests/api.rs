@@ -930,6 +930,20 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
             ["job"],
         good_job.as_str()
     );
+    // Its step logs are where the rebuild that ran them keeps them, and are served there.
+    let log_uri = p["statement"]["predicate"]["runDetails"]["byproducts"][1]["uri"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        log_uri.contains(&format!("/v1/jobs/{good_job}/artifacts/logs/")),
+        "{log_uri}"
+    );
+    let path = log_uri
+        .split_once("/v1/")
+        .map(|(_, p)| format!("/v1/{p}"))
+        .unwrap();
+    assert_eq!(fetch(&format!("{}{path}", d.url), &[]).0, 200, "{log_uri}");
 
     // Every statement reprod signed here is valid in-toto Statement v1 and SLSA VSA v1 / Provenance v1,
     // by the in-toto-attestation package's schemas and the specifications' rules.

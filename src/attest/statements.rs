@@ -198,6 +198,12 @@ fn rebuild_provenance(verdict: &Verdict, at: &Publication<'_>) -> Option<Value> 
         return None;
     }
     let job_url = format!("{}/v1/jobs/{}", at.base_url, at.job);
+    // The steps' logs are kept with the job that ran them (the reused rebuild's, when this one reused it).
+    let ran_url = format!(
+        "{}/v1/jobs/{}",
+        at.base_url,
+        verdict.reused_rebuild.as_deref().unwrap_or(at.job)
+    );
     let mut built = Vec::<Value>::new();
     for s in verdict.subjects.iter().filter(|s| s.state.compared()) {
         if let Some(d) = s
@@ -284,13 +290,13 @@ fn rebuild_provenance(verdict: &Verdict, at: &Publication<'_>) -> Option<Value> 
         });
         match (&st.log_artifact, &st.log_sha256) {
             (Some(file), Some(digest)) => {
-                b["uri"] = format!("{job_url}/artifacts/{file}").into();
+                b["uri"] = format!("{ran_url}/artifacts/{file}").into();
                 if let Some(d) = digest_set(digest) {
                     b["digest"] = d;
                 }
             }
-            // Without a kept log the entry still needs a locator: the job it belongs to.
-            _ => b["uri"] = job_url.clone().into(),
+            // Without a kept log the entry still needs a locator: the job that ran the step.
+            _ => b["uri"] = ran_url.clone().into(),
         }
         byproducts.push(b);
     }
