@@ -48,6 +48,10 @@ for t in "${targets[@]}"; do
   echo "[fuzz] $t for ${secs}s (seeds: $dir)" >&2
   # cargo-fuzz needs nightly flags; RUSTC_BOOTSTRAP lets the stable toolchain accept them.
   RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" "$dir" -- -max_total_time="$secs" -max_len=262144 -rss_limit_mb=4096 \
-    >"fuzz/last-run-$t.log" 2>&1 || { tail -n 30 "fuzz/last-run-$t.log"; echo "[fuzz] $t FOUND A CRASH" >&2; exit 1; }
+    >"fuzz/last-run-$t.log" 2>&1 || {
+      tail -n 30 "fuzz/last-run-$t.log"
+      if grep -q "could not compile" "fuzz/last-run-$t.log"; then echo "[fuzz] $t did not build" >&2; else echo "[fuzz] $t FOUND A CRASH (fuzz/artifacts/$t/)" >&2; fi
+      exit 1
+    }
   grep -E "^#[0-9]+ +DONE" "fuzz/last-run-$t.log" | tail -1 || tail -n 3 "fuzz/last-run-$t.log"
 done
