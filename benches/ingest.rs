@@ -12,7 +12,7 @@ use openssl::ec::{EcGroup, EcKey};
 use openssl::nid::Nid;
 use openssl::pkey::PKey;
 use reprod::config::Config;
-use reprod::daemon::ingest::{ingest, Intake};
+use reprod::daemon::intake::{ingest, Intake};
 use reprod::daemon::Shared;
 use reprod::provenance::container::NoBlobs;
 use reprod::trust::{PublicKey, TrustMaterial};

@@ -1,9 +1,16 @@
-//! The HTTP client behind `reprod status` and `reprod submit`: a thin layer over the `/v1` API that turns
-//! its JSON errors back into typed ones.
+//! The one HTTP client of the `/v1` API, typed by [`crate::wire`]: `reprod status`, `reprod submit`, the
+//! remote worker (`reprod worker`) and the tests use it. Error answers come back as
+//! [`ClientError::Api`] with their [`ErrorCode`]. Blocking (ureq); async callers use `spawn_blocking`.
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::wire::{
+    Completion, CompletionAnswer, DigestAnswer, ErrorBody, ErrorCode, Heartbeat, HeartbeatAnswer,
+    JobView, Lease, SubmitAnswer,
+};
 
 /// Largest answer read from a server (a verdict with its history).
 const MAX_RESPONSE_BYTES: u64 = 64 << 20;
@@ -14,7 +21,7 @@ pub enum ClientError {
     Api {
         url: String,
         status: u16,
-        code: String,
+        code: ErrorCode,
         message: String,
     },
     #[error("{url}: {why} (is `reprod serve` running there? set --server or REPROD_SERVER)")]
@@ -25,6 +32,14 @@ pub enum ClientError {
     Usage(String),
 }
 
+impl ClientError {
+    /// True when the server refused the credentials (401, 403): trying again will not help.
+    pub fn is_refusal(&self) -> bool {
+        matches!(self, ClientError::Api { status: 401 | 403, .. })
+    }
+}
+
+#[derive(Clone)]
 pub struct Client {
     base: String,
     agent: ureq::Agent,
@@ -32,48 +47,65 @@ pub struct Client {
 }
 
 impl Client {
-    /// `base` is the server's URL (`http://127.0.0.1:8780`); `token` is needed only to submit.
+    /// `base` is the server's URL (`http://127.0.0.1:8780`, or `https://` verified against the system's CA
+    /// store); `token` is a submit token (to submit) or a worker token (for the worker protocol).
     pub fn new(base: &str, token: Option<String>) -> Result<Self, ClientError> {
         let base = base.trim_end_matches('/');
-        if !(base.starts_with("http://") || base.starts_with("https://")) {
+        let mut builder = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120));
+        if base.starts_with("https://") {
+            let tls = native_tls::TlsConnector::new()
+                .map_err(|e| ClientError::Usage(format!("setting up TLS: {e}")))?;
+            builder = builder.tls_connector(std::sync::Arc::new(tls));
+        } else if !base.starts_with("http://") {
             return Err(ClientError::Usage(format!(
                 "server URL {base:?} must start with http:// or https://"
             )));
         }
         Ok(Client {
             base: base.to_string(),
-            agent: ureq::AgentBuilder::new()
-                .timeout_connect(Duration::from_secs(10))
-                .timeout(Duration::from_secs(120))
-                .build(),
+            agent: builder.build(),
             token,
         })
     }
 
-    fn read(
+    /// The server's URL, as given.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn token(&self, what: &str) -> Result<&str, ClientError> {
+        self.token.as_deref().ok_or_else(|| ClientError::Usage(format!("{what} needs a token")))
+    }
+
+    /// The answer's body, or the error it stands for. `Ok(None)` for `204 No Content`.
+    fn answer(
         &self,
         url: &str,
         result: Result<ureq::Response, ureq::Error>,
-    ) -> Result<Value, ClientError> {
-        let parse = |r: ureq::Response| -> Result<Value, String> {
-            let body = body_bytes(r).map_err(|e| e.to_string())?;
-            serde_json::from_slice(&body).map_err(|e| format!("not JSON: {e}"))
-        };
+    ) -> Result<Option<Vec<u8>>, ClientError> {
         match result {
-            Ok(r) => parse(r).map_err(|why| ClientError::Protocol {
+            Ok(r) if r.status() == 204 => Ok(None),
+            Ok(r) => body_bytes(r).map(Some).map_err(|e| ClientError::Transport {
                 url: url.into(),
-                why,
+                why: e.to_string(),
             }),
             Err(ureq::Error::Status(status, r)) => {
-                let body = parse(r).unwrap_or(Value::Null);
+                let body = body_bytes(r).unwrap_or_default();
+                let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
+                    Ok(b) => (b.error.code, b.error.message),
+                    Err(_) => (ErrorCode::Internal, "(no error body)".to_string()),
+                };
                 Err(ClientError::Api {
                     url: url.into(),
                     status,
-                    code: body["error"]["code"].as_str().unwrap_or("unknown").into(),
-                    message: body["error"]["message"]
-                        .as_str()
-                        .unwrap_or("(no message)")
-                        .into(),
+                    code,
+                    message,
                 })
             }
             Err(e) => Err(ClientError::Transport {
@@ -83,18 +115,49 @@ impl Client {
         }
     }
 
-    fn get(&self, path: &str) -> Result<Value, ClientError> {
-        let url = format!("{}{path}", self.base);
-        self.read(&url, self.agent.get(&url).call())
+    fn parse<T: DeserializeOwned>(url: &str, body: Option<Vec<u8>>) -> Result<T, ClientError> {
+        let body = body.ok_or_else(|| ClientError::Protocol {
+            url: url.into(),
+            why: "no content".into(),
+        })?;
+        serde_json::from_slice(&body).map_err(|e| ClientError::Protocol {
+            url: url.into(),
+            why: format!("not the expected JSON: {e}"),
+        })
     }
 
-    /// The verdicts naming `digest` (`{digest, status, decided_by, latest, history, history_total}`), those
-    /// under `image` deciding first; `None` when the server has none.
+    fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        let url = self.url(path);
+        let body = self.answer(&url, self.agent.get(&url).call())?;
+        Self::parse(&url, body)
+    }
+
+    /// POSTs JSON with the token; `Ok(None)` for `204 No Content`.
+    fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<Option<T>, ClientError> {
+        let url = self.url(path);
+        let token = self.token("the worker protocol")?;
+        let request = self
+            .agent
+            .post(&url)
+            .set("authorization", &format!("Bearer {token}"));
+        let bytes = serde_json::to_vec(body).map_err(|e| ClientError::Usage(e.to_string()))?;
+        let request = request.set("content-type", "application/json");
+        match self.answer(&url, request.send_bytes(&bytes))? {
+            None => Ok(None),
+            some => Self::parse(&url, some).map(Some),
+        }
+    }
+
+    /// The verdicts naming `digest`, those under `image` deciding first; `None` when the server has none.
     pub fn verdicts_for(
         &self,
         digest: &str,
         image: Option<&str>,
-    ) -> Result<Option<Value>, ClientError> {
+    ) -> Result<Option<DigestAnswer>, ClientError> {
         let query = image
             .map(|i| {
                 format!(
@@ -105,30 +168,28 @@ impl Client {
             .unwrap_or_default();
         match self.get(&format!("/v1/verdicts/{digest}{query}")) {
             Ok(v) => Ok(Some(v)),
-            Err(ClientError::Api { code, .. }) if code == "unknown-digest" => Ok(None),
+            Err(ClientError::Api {
+                code: ErrorCode::UnknownDigest,
+                ..
+            }) => Ok(None),
             Err(e) => Err(e),
         }
     }
 
-    /// A job's signed attestation (`vsa`, `provenance`), the bytes exactly as served.
+    /// A job's signed attestation (`vsa-passed`, `provenance`, …), the bytes exactly as served.
     pub fn attestation(&self, job: &str, kind: &str) -> Result<Vec<u8>, ClientError> {
-        let url = format!("{}/v1/jobs/{job}/attestations/{kind}", self.base);
-        match self.agent.get(&url).call() {
-            Ok(r) => body_bytes(r).map_err(|e| ClientError::Transport {
-                url: url.clone(),
-                why: e.to_string(),
-            }),
-            Err(e) => self.read(&url, Err(e)).map(|_| Vec::new()),
-        }
+        let url = self.url(&format!("/v1/jobs/{job}/attestations/{kind}"));
+        let body = self.answer(&url, self.agent.get(&url).call())?;
+        Ok(body.unwrap_or_default())
     }
 
-    pub fn job(&self, id: &str) -> Result<Value, ClientError> {
+    pub fn job(&self, id: &str) -> Result<JobView, ClientError> {
         self.get(&format!("/v1/jobs/{id}"))
     }
 
-    /// Submits a provenance document; the answer lists the jobs it became.
-    pub fn submit(&self, document: &[u8]) -> Result<Value, ClientError> {
-        let url = format!("{}/v1/provenance", self.base);
+    /// Submits a provenance document (with a submit token); the answer names the job it became.
+    pub fn submit(&self, document: &[u8]) -> Result<SubmitAnswer, ClientError> {
+        let url = self.url("/v1/provenance");
         let Some(token) = &self.token else {
             return Err(ClientError::Usage(
                 "submitting needs a token: --token or REPROD_TOKEN (one of the server's server.submit_tokens)".into(),
@@ -139,7 +200,25 @@ impl Client {
             .post(&url)
             .set("authorization", &format!("Bearer {token}"))
             .set("content-type", "application/octet-stream");
-        self.read(&url, request.send_bytes(document))
+        let body = self.answer(&url, request.send_bytes(document))?;
+        Self::parse(&url, body)
+    }
+
+    /// A job to rebuild (with a worker token), or `None` when there is none.
+    pub fn lease(&self) -> Result<Option<Lease>, ClientError> {
+        self.post("/v1/worker/lease", &serde_json::Map::new())
+    }
+
+    pub fn heartbeat(&self, beat: &Heartbeat) -> Result<HeartbeatAnswer, ClientError> {
+        let url = self.url("/v1/worker/heartbeat");
+        self.post("/v1/worker/heartbeat", beat)?
+            .ok_or(ClientError::Protocol { url, why: "no content".into() })
+    }
+
+    pub fn complete(&self, completion: &Completion) -> Result<CompletionAnswer, ClientError> {
+        let url = self.url("/v1/worker/complete");
+        self.post("/v1/worker/complete", completion)?
+            .ok_or(ClientError::Protocol { url, why: "no content".into() })
     }
 }
 
@@ -160,7 +239,7 @@ pub fn parse_reference(reference: &str) -> Result<(Option<&str>, &str), ClientEr
         Some(_) => (None, &reference[1..]),
         None => (None, reference),
     };
-    crate::daemon::api::parse_digest(digest).map_err(|m| {
+    crate::oci::digest::parse_compared(digest).map_err(|m| {
         ClientError::Usage(format!(
             "{reference:?}: give IMAGE@sha256:<hex> or sha256:<hex>; {m}"
         ))

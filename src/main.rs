@@ -459,8 +459,8 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
         }
         Command::Worker { server, token } => {
             let (runtime, material) = long_running(&config)?;
-            let client = reprod::daemon::remote::Client::new(&server, &token)?;
-            runtime.block_on(reprod::daemon::remote::run(config, material, client))?;
+            let client = reprod::client::Client::new(&server, Some(token))?;
+            runtime.block_on(reprod::remote_worker::run(config, material, client))?;
             Ok(0)
         }
         Command::VerifyProvenance { file, trust, json } => {
@@ -701,10 +701,8 @@ fn status(
         }
         return Ok(EXIT_ERROR);
     };
-    let decided =
-        &serde_json::from_value::<reprod::store::VerdictRecord>(answer["decided_by"].clone())
-            .context("the server's answer has no deciding verdict in the expected form")?;
-    let history_total = answer["history_total"].as_u64().unwrap_or(1);
+    let decided = &answer.decided_by;
+    let history_total = answer.history_total;
     let verdict = decided.status.as_str();
     let signed = if keys.is_empty() {
         None
@@ -712,11 +710,19 @@ fn status(
         Some(check_signed_summary(client, decided, digest, keys)?)
     };
     if json {
-        let mut answer = answer.clone();
-        if let Some(v) = &signed {
-            answer["signed_summary"] = serde_json::to_value(v)?;
+        /// The server's answer, with what was verified of the signed summary.
+        #[derive(serde::Serialize)]
+        struct Shown<'a> {
+            #[serde(flatten)]
+            answer: &'a reprod::wire::DigestAnswer,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            signed_summary: Option<&'a reprod::attest::Vouched>,
         }
-        println!("{}", serde_json::to_string_pretty(&answer)?);
+        let shown = Shown {
+            answer: &answer,
+            signed_summary: signed.as_ref(),
+        };
+        println!("{}", serde_json::to_string_pretty(&shown)?);
     } else {
         say!("{verdict}: {reference}");
         if let Some(reason) = &decided.reason {
@@ -761,14 +767,18 @@ fn status(
             }
         }
     }
-    Ok(if verdict == "reproducible" { 0 } else { 1 })
+    Ok(if decided.status == reprod::verdict::Status::Reproducible {
+        0
+    } else {
+        1
+    })
 }
 
 /// Fetches the deciding verdict's VSA, verifies it offline with `keys`, and checks it names `digest` and
 /// says what the server's answer says. Any doubt is an error (exit 2): with --key, only signed words count.
 fn check_signed_summary(
     client: &reprod::client::Client,
-    decided: &reprod::store::VerdictRecord,
+    decided: &reprod::wire::RecordView,
     digest: &str,
     keys: &[reprod::trust::keys::PublicKey],
 ) -> anyhow::Result<reprod::attest::Vouched> {
@@ -776,7 +786,7 @@ fn check_signed_summary(
         .subjects
         .iter()
         .find(|s| s.digest == digest)
-        .map(|s| s.state(&decided.status));
+        .map(|s| s.state);
     // The summary that can speak for this digest: the PASSED one when it was rebuilt bit for bit, the
     // FAILED one when it was compared and not; a digest never compared has none.
     let kind = match state {
@@ -788,7 +798,7 @@ fn check_signed_summary(
         _ => anyhow::bail!(
             "job {}: the verdict ({}) never compared {digest}, so no signed summary speaks for it",
             decided.job,
-            decided.status
+            decided.status.as_str()
         ),
     };
     anyhow::ensure!(
@@ -818,10 +828,10 @@ fn check_signed_summary(
     let passed = vouched.result == "PASSED";
     let matched = state == Some(reprod::verdict::SubjectState::Matched);
     anyhow::ensure!(
-        passed == matched && (passed || decided.status != "reproducible"),
+        passed == matched && (passed || decided.status != reprod::verdict::Status::Reproducible),
         "job {}: the server says {} ({}), but the signed summary says {}",
         decided.job,
-        decided.status,
+        decided.status.as_str(),
         state.map_or("unknown", |s| s.as_str()),
         vouched.result
     );
@@ -855,58 +865,56 @@ fn submit(
         }
         Err(e) => return Err(e.into()),
     };
-    let jobs: Vec<String> = answer["jobs"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|j| j["id"].as_str().map(str::to_string))
-        .collect();
     if !wait {
         if json {
-            println!("{answer}");
+            println!("{}", serde_json::to_string(&answer)?);
         } else {
-            for j in answer["jobs"].as_array().into_iter().flatten() {
-                say!(
-                    "queued: job {} ({})",
-                    j["id"].as_str().unwrap_or("?"),
-                    j["status"].as_str().unwrap_or("?")
-                );
+            for j in &answer.jobs {
+                let how = match j.status {
+                    reprod::wire::Submission::New => "new",
+                    reprod::wire::Submission::Duplicate => "duplicate",
+                };
+                say!("queued: job {} ({how})", j.id);
             }
         }
         return Ok(0);
     }
+    let jobs: Vec<String> = answer.jobs.into_iter().map(|j| j.id).collect();
     let deadline = std::time::Instant::now() + timeout;
     let mut worst = 0;
     for id in jobs {
         let job = loop {
             let job = client.job(&id)?;
-            let state = job["state"].as_str().unwrap_or_default();
-            if !job["verdict"].is_null() || state == "dead" {
+            if job.verdict.is_some() || job.state == "dead" {
                 break job;
             }
             anyhow::ensure!(
                 std::time::Instant::now() < deadline,
-                "job {id}: no verdict within {}s (state {state})",
-                timeout.as_secs()
+                "job {id}: no verdict within {}s (state {})",
+                timeout.as_secs(),
+                job.state
             );
             std::thread::sleep(std::time::Duration::from_millis(500));
         };
-        let status = job["verdict"]["status"].as_str().unwrap_or("error");
+        let status = job.verdict.as_ref().map(|v| v.status);
         if json {
-            println!("{job}");
+            println!("{}", serde_json::to_string(&job)?);
         } else {
-            say!("{status}: job {id}");
-            if let Some(detail) = job["verdict"]["detail"].as_str() {
-                say!("  {detail}");
+            say!(
+                "{}: job {id}",
+                status.map_or("error", reprod::verdict::Status::as_str)
+            );
+            if let Some(v) = &job.verdict {
+                say!("  {}", v.detail);
             }
-            if let Some(e) = job["last_error"].as_str().filter(|_| status == "error") {
+            if let Some(e) = job.last_error.as_deref().filter(|_| status.is_none()) {
                 say!("  given up after retries: {e}");
             }
         }
         let code = match status {
-            "reproducible" => 0,
-            "error" => EXIT_ERROR,
-            _ => 1,
+            Some(reprod::verdict::Status::Reproducible) => 0,
+            None => EXIT_ERROR,
+            Some(_) => 1,
         };
         worst = worst.max(code);
     }

@@ -13,7 +13,7 @@
 
 use std::path::Path;
 
-use crate::verdict::{SubjectState, Verdict};
+use crate::verdict::{Status, SubjectState, Verdict};
 use serde::{Deserialize, Serialize};
 use sled::transaction::{
     ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
@@ -59,7 +59,7 @@ pub struct VerdictRecord {
     pub seq: u64,
     /// RFC 3339, UTC, milliseconds: strings of this form sort as the times they name.
     pub recorded_at: String,
-    pub status: String,
+    pub status: Status,
     pub reason: Option<String>,
     pub detail: String,
     pub provenance_sha256: Option<String>,
@@ -88,13 +88,13 @@ pub struct SubjectRecord {
 impl SubjectRecord {
     /// The subject's state; for records written before states existed, derived from what they kept (a
     /// subject of a verdict that never compared anything was not compared, whatever `matched` says).
-    pub fn state(&self, status: &str) -> SubjectState {
+    pub fn state(&self, status: Status) -> SubjectState {
         if let Some(s) = self.state {
             return s;
         }
         match (self.matched, status) {
             (true, _) => SubjectState::Matched,
-            (false, "unreproducible") if crate::verdict::is_sha256(&self.digest) => {
+            (false, Status::Unreproducible) if crate::verdict::is_sha256(&self.digest) => {
                 SubjectState::Differs
             }
             _ => SubjectState::NotCompared,
@@ -103,45 +103,72 @@ impl SubjectRecord {
 }
 
 impl VerdictRecord {
-    /// Reads the summary fields of a verdict's JSON (tolerating absent ones: remote workers send JSON).
+    /// The summary of a verdict.
     pub fn of(
         job: &str,
         seq: u64,
         recorded_at: &str,
-        verdict: &serde_json::Value,
+        verdict: &Verdict,
         attestations: Vec<String>,
     ) -> Self {
-        let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
-        let mut subjects: Vec<SubjectRecord> = Vec::new();
-        let mut total = 0;
-        for s in verdict["subjects"].as_array().into_iter().flatten() {
-            let r = SubjectRecord {
-                name: s["name"].as_str().unwrap_or_default().to_string(),
-                digest: s["digest"].as_str().unwrap_or_default().to_string(),
-                matched: s["matched"].as_bool().unwrap_or(false),
-                state: serde_json::from_value(s["state"].clone()).ok(),
-            };
-            if !subjects.contains(&r) {
-                total += 1;
-                if subjects.len() < MAX_RECORD_SUBJECTS {
-                    subjects.push(r);
-                }
-            }
-        }
+        let subjects = verdict.subjects.iter().map(|s| SubjectRecord {
+            name: s.name.clone(),
+            digest: s.digest.clone(),
+            matched: s.state == SubjectState::Matched,
+            state: Some(s.state),
+        });
+        let (subjects, subjects_total) = first_distinct(subjects);
         VerdictRecord {
             job: job.to_string(),
             seq,
             recorded_at: recorded_at.to_string(),
-            status: text(&verdict["status"]).unwrap_or_else(|| "unknown".into()),
+            status: verdict.status,
+            reason: verdict.reason.clone(),
+            detail: verdict.detail.clone(),
+            provenance_sha256: Some(verdict.provenance.sha256.clone()),
+            signature: Some(verdict.provenance.signature.clone()),
+            subjects,
+            subjects_total,
+            attestations,
+            duration_ms: Some(verdict.duration_ms),
+        }
+    }
+
+    /// The summary of a verdict kept by schema version 1, read field by field (those verdicts predate
+    /// most of today's fields), or `None` when it has no status this reprod knows.
+    fn of_version_1(
+        job: &str,
+        seq: u64,
+        recorded_at: &str,
+        verdict: &serde_json::Value,
+    ) -> Option<Self> {
+        let text = |v: &serde_json::Value| v.as_str().map(str::to_string);
+        let status: Status = serde_json::from_value(verdict["status"].clone()).ok()?;
+        let subjects = verdict["subjects"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|s| SubjectRecord {
+                name: s["name"].as_str().unwrap_or_default().to_string(),
+                digest: s["digest"].as_str().unwrap_or_default().to_string(),
+                matched: s["matched"].as_bool().unwrap_or(false),
+                state: serde_json::from_value(s["state"].clone()).ok(),
+            });
+        let (subjects, subjects_total) = first_distinct(subjects);
+        Some(VerdictRecord {
+            job: job.to_string(),
+            seq,
+            recorded_at: recorded_at.to_string(),
+            status,
             reason: text(&verdict["reason"]),
             detail: text(&verdict["detail"]).unwrap_or_default(),
             provenance_sha256: text(&verdict["provenance"]["sha256"]),
             signature: text(&verdict["provenance"]["signature"]),
             subjects,
-            subjects_total: total,
-            attestations,
+            subjects_total,
+            attestations: Vec::new(),
             duration_ms: verdict["duration_ms"].as_u64(),
-        }
+        })
     }
 
     /// The distinct image (subject) names, in order: those that can be image names (no control characters,
@@ -160,7 +187,7 @@ impl VerdictRecord {
 /// Which verdicts a list wants. Times are RFC 3339 in [`VerdictRecord::recorded_at`]'s form.
 #[derive(Debug, Clone, Default)]
 pub struct ListQuery {
-    pub status: Option<String>,
+    pub status: Option<Status>,
     pub image: Option<String>,
     pub since: Option<String>,
     pub until: Option<String>,
@@ -201,6 +228,18 @@ pub fn is_image_name(name: &str) -> bool {
         && !name.chars().any(char::is_control)
 }
 
+/// The first [`MAX_RECORD_SUBJECTS`] distinct subjects, and how many distinct ones there are.
+fn first_distinct(all: impl Iterator<Item = SubjectRecord>) -> (Vec<SubjectRecord>, usize) {
+    let mut kept: Vec<SubjectRecord> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for r in all {
+        if seen.insert((r.name.clone(), r.digest.clone(), r.state)) && kept.len() < MAX_RECORD_SUBJECTS {
+            kept.push(r);
+        }
+    }
+    (kept, seen.len())
+}
+
 fn image_key(name: &str, seq: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(name.len() + 9);
     k.extend_from_slice(name.as_bytes());
@@ -224,10 +263,10 @@ fn write_record(
         by_image.insert(image_key(name, record.seq), record.job.as_bytes())?;
     }
     let n = counts
-        .get(record.status.as_bytes())?
+        .get(record.status.as_str())?
         .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
         .map_or(0, u64::from_be_bytes);
-    counts.insert(record.status.as_bytes(), &(n + 1).to_be_bytes())?;
+    counts.insert(record.status.as_str(), &(n + 1).to_be_bytes())?;
     Ok(())
 }
 
@@ -317,7 +356,12 @@ impl Store {
                     detail: e.to_string(),
                 })?;
             let seq = self.db.generate_id().map_err(storage)?;
-            let record = VerdictRecord::of(&job, seq, &now, &verdict, Vec::new());
+            let record = VerdictRecord::of_version_1(&job, seq, &now, &verdict).ok_or_else(|| {
+                StoreError::Corrupt {
+                    path: format!("verdict of {job}"),
+                    detail: "no known status".into(),
+                }
+            })?;
             self.index(&record)?;
         }
         meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
@@ -374,20 +418,18 @@ impl Store {
             return Ok(None);
         }
         let reusable = work_key.filter(|_| crate::rebuild::Prior::usable(verdict));
-        let verdict = &serde_json::to_value(verdict).map_err(storage)?;
         let bytes = serde_json::to_vec(verdict).map_err(storage)?;
         let seq = self.db.generate_id().map_err(storage)?;
         let kinds = attestations.iter().map(|(k, _)| k.to_string()).collect();
-        // Only sha256 digests are compared by a rebuild, so only they are looked up by.
-        let mut compared: Vec<&str> = verdict["subjects"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|s| s["digest"].as_str())
-            .filter(|d| crate::verdict::is_sha256(d))
+        // Every subject digest is indexed, not only the record's first ones: lookups by digest read this.
+        let mut digests: Vec<&str> = verdict
+            .subjects
+            .iter()
+            .map(|s| s.digest.as_str())
+            .filter(|d| !d.is_empty())
             .collect();
-        compared.sort_unstable();
-        compared.dedup();
+        digests.sort_unstable();
+        digests.dedup();
         let record = VerdictRecord::of(job, seq, recorded_at, verdict, kinds);
         let record_bytes = serde_json::to_vec(&record).map_err(storage)?;
         let written = (
@@ -411,16 +453,14 @@ impl Store {
                     for name in record.images() {
                         by_image.insert(image_key(name, seq), job)?;
                     }
-                    for s in &record.subjects {
-                        if !s.digest.is_empty() {
-                            by_subject.insert(format!("{} {job}", s.digest).as_bytes(), &[])?;
-                        }
+                    for digest in &digests {
+                        by_subject.insert(format!("{digest} {job}").as_bytes(), &[])?;
                     }
                     let n = counts
-                        .get(record.status.as_bytes())?
+                        .get(record.status.as_str())?
                         .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
                         .map_or(0, u64::from_be_bytes);
-                    counts.insert(record.status.as_bytes(), &(n + 1).to_be_bytes())?;
+                    counts.insert(record.status.as_str(), &(n + 1).to_be_bytes())?;
                     for (kind, envelope) in attestations {
                         atts.insert(format!("{job} {kind}").as_bytes(), envelope.as_slice())?;
                     }
@@ -561,7 +601,8 @@ impl Store {
             .and_then(|v| serde_json::from_slice(&v).ok()))
     }
 
-    pub fn verdict(&self, job: &str) -> Result<Option<serde_json::Value>, StoreError> {
+    /// A job's verdict exactly as kept (JSON), for serving it as it was recorded.
+    pub fn verdict_json(&self, job: &str) -> Result<Option<Box<serde_json::value::RawValue>>, StoreError> {
         self.verdicts
             .get(job)
             .map_err(storage)?
@@ -685,11 +726,11 @@ pub fn deciding<'a>(
     };
     // A reproducible verdict matched every sha256 subject; the check below holds a record to that.
     let reproduced = |r: &&&VerdictRecord| {
-        r.status == "reproducible"
+        r.status == Status::Reproducible
             && r.subjects
                 .iter()
                 .filter(|s| s.digest == digest)
-                .all(|s| s.state(&r.status) == SubjectState::Matched)
+                .all(|s| s.state(r.status) == SubjectState::Matched)
     };
     candidates
         .iter()
@@ -833,7 +874,7 @@ mod tests {
             .list(
                 &ListQuery {
                     limit: 10,
-                    status: Some("reproducible".into()),
+                    status: Some(Status::Reproducible),
                     ..ListQuery::default()
                 },
                 1,

@@ -24,6 +24,26 @@ pub enum Status {
 }
 
 impl Status {
+    /// Every status, in the order lists, metrics and pages show them.
+    pub const ALL: [Status; 5] = [
+        Status::Reproducible,
+        Status::Unreproducible,
+        Status::BuildFailed,
+        Status::Unrebuildable,
+        Status::Rejected,
+    ];
+
+    /// The status a wire name (`build-failed`) stands for.
+    pub fn from_name(name: &str) -> Option<Status> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// True for the statuses of a rebuild that ran to a comparison (only these are findings about the
+    /// artifact).
+    pub fn compared(self) -> bool {
+        matches!(self, Status::Reproducible | Status::Unreproducible)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Reproducible => "reproducible",
@@ -32,6 +52,12 @@ impl Status {
             Status::Unrebuildable => "unrebuildable",
             Status::Rejected => "rejected",
         }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 
@@ -154,8 +180,19 @@ pub struct Explanation {
 }
 
 impl Explanation {
-    /// One line for the human summary.
+    /// One line for the human summary: [`Explanation::summary_line`] and the first difference.
     pub fn line(&self) -> String {
+        let mut line = self.summary_line();
+        if self.error.is_none() {
+            if let Some(d) = self.first_differences.first() {
+                line.push_str(&format!("; first: {} {}", d.location, d.field));
+            }
+        }
+        line
+    }
+
+    /// How many differences of which classes, from which original; or why there is no comparison.
+    pub fn summary_line(&self) -> String {
         if let Some(e) = &self.error {
             return format!("not explained: {e}");
         }
@@ -172,9 +209,6 @@ impl Explanation {
         );
         if self.equivalent_after_normalization {
             line.push_str("; equivalent after normalization");
-        }
-        if let Some(d) = self.first_differences.first() {
-            line.push_str(&format!("; first: {} {}", d.location, d.field));
         }
         line
     }

@@ -429,7 +429,8 @@ fn kill_9_twenty_times_loses_nothing_and_duplicates_nothing() {
     let store = reprod::store::Store::open(&data.path().join("store")).unwrap();
     assert_eq!(store.verdict_count(), acked.len());
     for id in &acked {
-        let v = store.verdict(id).unwrap().unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(store.verdict_json(id).unwrap().unwrap().get()).unwrap();
         assert_eq!(v["status"], "reproducible");
         // Signed in the same transaction: a verdict never exists without its envelopes.
         let record = store.record(id).unwrap().unwrap();
@@ -925,7 +926,8 @@ fn the_registry_watcher_finds_cosign_and_referrer_attestations() {
     let jobs = store.jobs_for_subject(image).unwrap();
     assert_eq!(jobs.len(), 2, "{jobs:?}");
     for job in jobs {
-        let v = store.verdict(&job).unwrap().unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(store.verdict_json(&job).unwrap().unwrap().get()).unwrap();
         assert_eq!(v["status"], "reproducible", "{v:#}");
         assert_eq!(
             v["provenance"]["verification"]["status"], "verified",

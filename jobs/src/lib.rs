@@ -102,7 +102,7 @@ impl Default for QueueConfig {
 }
 
 /// Jobs per state.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QueueStats {
     pub ready: u64,
     pub delayed: u64,

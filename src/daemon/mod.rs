@@ -1,135 +1,45 @@
 //! `reprod serve`: intake (HTTP and an inbox directory), a durable queue, in-process workers, a lease
 //! reaper, and graceful shutdown. What it acknowledges survives `kill -9`; what it stops, it gives back.
 
-pub mod api;
 pub mod http;
-pub mod inbox;
-pub mod ingest;
-pub mod listen;
-pub mod metrics;
-pub mod pages;
-pub mod record;
-pub mod registry;
-pub mod remote;
-pub mod worker;
+pub mod intake;
+pub mod shared;
+pub mod work;
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use reprod_jobs::{JobId, LeaseToken, Queue, QueueConfig, SledQueue};
-use tokio::sync::{watch, Notify};
+use tokio::sync::watch;
+
+pub use shared::{blocking, Blocking, Shared, WorkerSeen};
+use http::listen;
+use intake::{inbox, registry};
+use work::local as worker;
 
 use crate::attest::SigningKey;
 use crate::config::Config;
 use crate::store::Store;
 use crate::trust::TrustMaterial;
 
-/// What every part of the daemon shares.
-pub struct Shared {
-    pub config: Config,
-    pub material: TrustMaterial,
-    pub queue: SledQueue,
-    pub store: Store,
-    /// Signs every verdict recorded (only `record` uses it).
-    pub signer: SigningKey,
-    pub metrics: metrics::Metrics,
-    /// Wakes idle workers when intake queued something.
-    pub wake: Notify,
-    /// Leases held by this process's workers, to give back on a forced shutdown.
-    pub active: Mutex<HashMap<JobId, LeaseToken>>,
-    /// Workers by name (`local-0`, `remote:<name>`): when each was last heard of and what it holds.
-    pub workers: Mutex<BTreeMap<String, WorkerSeen>>,
-    /// Serializes verdict recording (see `record::record_verdict`).
-    pub record_lock: Mutex<()>,
+/// `reprod serve`: listens on `server.listen` and runs until SIGTERM or SIGINT.
+pub async fn serve(config: Config, material: TrustMaterial) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&config.server.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.server.listen))?;
+    run(config, material, listener, shutdown_signal()).await
 }
 
-/// A worker as the dashboard shows it.
-#[derive(Debug, Clone)]
-pub struct WorkerSeen {
-    pub last_seen: Instant,
-    /// The job it holds a lease on, if any.
-    pub job: Option<String>,
-}
-
-impl Shared {
-    pub fn new(
-        config: Config,
-        material: TrustMaterial,
-        queue: SledQueue,
-        store: Store,
-        signer: SigningKey,
-    ) -> Self {
-        Shared {
-            config,
-            material,
-            queue,
-            store,
-            signer,
-            metrics: metrics::Metrics::new(),
-            wake: Notify::new(),
-            active: Mutex::new(HashMap::new()),
-            workers: Mutex::new(BTreeMap::new()),
-            record_lock: Mutex::new(()),
-        }
-    }
-
-    /// Notes that `worker` was heard from, holding `job` (or nothing).
-    pub fn saw_worker(&self, worker: &str, job: Option<String>) {
-        if let Ok(mut w) = self.workers.lock() {
-            w.insert(
-                worker.to_string(),
-                WorkerSeen {
-                    last_seen: Instant::now(),
-                    job,
-                },
-            );
-        }
-    }
-
-    /// Workers to show: every in-process one, and remote ones heard from within a lease period.
-    pub fn live_workers(&self) -> Vec<(String, WorkerSeen)> {
-        let horizon = Duration::from_secs(self.config.server.lease_secs.max(60));
-        self.workers
-            .lock()
-            .map(|w| {
-                w.iter()
-                    .filter(|(name, seen)| {
-                        !name.starts_with("remote:") || seen.last_seen.elapsed() <= horizon
-                    })
-                    .map(|(n, s)| (n.clone(), s.clone()))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-}
-
-/// A blocking operation's failure: its own error, or the task died.
-#[derive(Debug, thiserror::Error)]
-pub enum Blocking<E: std::fmt::Display> {
-    #[error("{0}")]
-    Op(E),
-    #[error("background task failed: {0}")]
-    Task(String),
-}
-
-/// Runs store and queue work (flushes, fsync) off the async threads.
-pub async fn blocking<T, E, F>(shared: &Arc<Shared>, f: F) -> Result<T, Blocking<E>>
-where
-    F: FnOnce(&Shared) -> Result<T, E> + Send + 'static,
-    T: Send + 'static,
-    E: std::fmt::Display + Send + 'static,
-{
-    let shared = shared.clone();
-    match tokio::task::spawn_blocking(move || f(&shared)).await {
-        Ok(r) => r.map_err(Blocking::Op),
-        Err(e) => Err(Blocking::Task(e.to_string())),
-    }
-}
-
-/// Opens the stores and runs until SIGTERM or SIGINT.
-pub async fn serve(mut config: Config, material: TrustMaterial) -> anyhow::Result<()> {
+/// Opens the stores and serves on `listener` until `shutdown` completes; then stops leasing, gives
+/// running rebuilds `server.shutdown_grace_secs` and gives back what they have not finished. Tests run
+/// the daemon in-process with their own listener and shutdown.
+pub async fn run(
+    mut config: Config,
+    material: TrustMaterial,
+    listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> anyhow::Result<()> {
     // The daemon believes nothing it cannot verify unless told to.
     config.trust.require_signature =
         config.trust.require_signature || !config.server.accept_unsigned;
@@ -198,9 +108,6 @@ pub async fn serve(mut config: Config, material: TrustMaterial) -> anyhow::Resul
             "server.max_connections lowered to fit the file descriptor limit"
         );
     }
-    let listener = tokio::net::TcpListener::bind(&config.server.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.server.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     let workers = config.server.workers;
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
@@ -252,7 +159,7 @@ pub async fn serve(mut config: Config, material: TrustMaterial) -> anyhow::Resul
     eprintln!("reprod serve: listening on http://{addr} with {workers} worker(s)");
     tracing::info!(%addr, workers, "serving");
 
-    shutdown_signal().await;
+    shutdown.await;
     eprintln!(
         "reprod serve: stopping: no new leases; running rebuilds have {}s to finish",
         grace.as_secs()

@@ -131,3 +131,40 @@ mod tests {
         assert!(stopped.is_err());
     }
 }
+
+/// `sha256:<64 lowercase hex>` (the only digests a rebuild compares), or a sentence saying what was expected.
+pub fn parse_compared(text: &str) -> Result<&str, String> {
+    let shown: String = text.chars().take(80).collect();
+    if crate::verdict::is_sha256(text) {
+        Ok(text)
+    } else {
+        Err(format!(
+            "{shown:?} is not a digest reprod compares: expected sha256:<64 lowercase hex digits>"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod compared_tests {
+    use super::parse_compared;
+
+    #[test]
+    fn digests_are_sha256_in_lowercase_hex() {
+        let ok = format!("sha256:{}", "a".repeat(64));
+        assert!(parse_compared(&ok).is_ok());
+        for bad in [
+            "sha256:".to_string(),
+            format!("sha256:{}", "A".repeat(64)),
+            format!("sha256:{}", "a".repeat(63)),
+            format!("sha512:{}", "a".repeat(128)),
+            format!("md5:{}", "a".repeat(32)),
+            "latest".to_string(),
+        ] {
+            let e = parse_compared(&bad).unwrap_err();
+            assert!(
+                e.contains("expected sha256:<64 lowercase hex digits>"),
+                "{e}"
+            );
+        }
+    }
+}

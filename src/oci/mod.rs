@@ -4,7 +4,7 @@
 //! manifest *claims* are only used to find blobs, and a blob whose bytes disagree with its name is reported.
 
 mod collect;
-mod digest;
+pub mod digest;
 mod fetch;
 mod layout;
 mod limits;

@@ -11,15 +11,13 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use percent_encoding::{utf8_percent_encode, AsciiSet, CONTROLS};
-use serde_json::Value;
-
 use reprod_jobs::Queue;
 
-use super::{blocking, Shared};
+use crate::daemon::{blocking, Shared};
 use crate::store::{ListQuery, VerdictRecord};
-use crate::verdict::SubjectState;
+use crate::verdict::{Status, SubjectState, Verdict};
 
-const STYLE: &str = include_str!("../../templates/style.css");
+const STYLE: &str = include_str!("../../../templates/style.css");
 const RECENT: usize = 25;
 const FEED_ENTRIES: usize = 50;
 
@@ -87,7 +85,7 @@ pub struct Row {
     pub job: String,
     pub job_href: String,
     pub recorded_at: String,
-    pub status: String,
+    pub status: &'static str,
     pub reason: String,
     /// (name, href)
     pub images: Vec<(String, String)>,
@@ -102,7 +100,7 @@ impl Row {
             if !digests.iter().any(|(d, _)| *d == s.digest) {
                 digests.push((
                     crate::text::inert(&s.digest).into_owned(),
-                    s.state(&r.status).as_str(),
+                    s.state(r.status).as_str(),
                 ));
             }
         }
@@ -110,7 +108,7 @@ impl Row {
             job: r.job.clone(),
             job_href: job_href(&r.job),
             recorded_at: r.recorded_at.clone(),
-            status: r.status.clone(),
+            status: r.status.as_str(),
             reason: r.reason.clone().unwrap_or_default(),
             images: r
                 .images()
@@ -272,15 +270,23 @@ async fn dashboard(State(shared): State<Arc<Shared>>) -> Response {
         Err(e) => return unavailable(e),
     };
     let total = counts.iter().map(|(_, n)| n).sum();
-    let count = |s: &str| counts.iter().find(|(k, _)| k == s).map_or(0, |(_, n)| *n);
-    let attempted = count("reproducible") + count("unreproducible") + count("build-failed");
+    let count = |s: Status| {
+        counts
+            .iter()
+            .find(|(k, _)| k == s.as_str())
+            .map_or(0, |(_, n)| *n)
+    };
+    // Rebuilds that ran: compared, or failed in a recorded step.
+    let attempted = count(Status::Reproducible)
+        + count(Status::Unreproducible)
+        + count(Status::BuildFailed);
     let rate = if attempted == 0 {
         "no rebuilds yet".to_string()
     } else {
         format!(
             "{:.1}% ({} of {} rebuilds)",
-            100.0 * count("reproducible") as f64 / attempted as f64,
-            count("reproducible"),
+            100.0 * count(Status::Reproducible) as f64 / attempted as f64,
+            count(Status::Reproducible),
             attempted
         )
     };
@@ -332,7 +338,7 @@ async fn image(
         limit: 100,
         ..ListQuery::default()
     };
-    let page = match blocking(&shared, move |s| s.store.list(&q, super::api::MAX_SCAN)).await {
+    let page = match blocking(&shared, move |s| s.store.list(&q, super::read::MAX_SCAN)).await {
         Ok(p) => p,
         Err(e) => return unavailable(e),
     };
@@ -361,24 +367,99 @@ async fn image(
     )
 }
 
-/// A JSON value as page text, with control characters made visible (see [`crate::text::inert`]).
-fn text(v: &Value) -> String {
-    match v {
-        Value::Null => String::new(),
-        Value::String(s) => crate::text::inert(s).into_owned(),
-        other => other.to_string(),
+/// Text from a verdict for a page, with control characters made visible (see [`crate::text::inert`]).
+fn text(s: &str) -> String {
+    crate::text::inert(s).into_owned()
+}
+
+/// The explanation of a differing subject, line by line: the summary, then the first differences.
+fn explanation_lines(x: &crate::verdict::Explanation) -> Vec<String> {
+    let mut why = vec![text(&x.summary_line())];
+    if x.error.is_none() {
+        for d in x.first_differences.iter().take(10) {
+            why.push(text(&format!(
+                "{} {} {}: {} → {}",
+                d.class.as_str(),
+                d.location,
+                d.field,
+                d.a.as_deref().unwrap_or(""),
+                d.b.as_deref().unwrap_or("")
+            )));
+        }
     }
+    why
+}
+
+fn step_rows(verdict: &Verdict, log_of: impl Fn(usize, &str) -> Option<String>) -> Vec<StepRow> {
+    verdict
+        .steps
+        .iter()
+        .enumerate()
+        .map(|(i, s)| StepRow {
+            log_href: log_of(i, &s.name),
+            name: text(&s.name),
+            image: text(&s.image),
+            exit_code: s.exit_code.to_string(),
+            termination: s.termination.as_str().to_string(),
+            duration: format!("{:.1}s", s.duration_ms as f64 / 1000.0),
+            log_tail: text(&s.log_tail),
+        })
+        .collect()
+}
+
+fn subject_rows(verdict: &Verdict) -> Vec<SubjectRow> {
+    verdict
+        .subjects
+        .iter()
+        .map(|s| {
+            let mut why = s.explanation.as_ref().map(explanation_lines).unwrap_or_default();
+            if let Some(p) = &s.problem {
+                why.insert(0, text(p));
+            }
+            SubjectRow {
+                name: text(&s.name),
+                digest: text(&s.digest),
+                state: s.state.as_str(),
+                rebuilt: match (&s.rebuilt_digest, s.state) {
+                    (Some(d), state) if state != SubjectState::Matched => text(d),
+                    _ => String::new(),
+                },
+                why,
+            }
+        })
+        .collect()
+}
+
+/// Subjects of a verdict an older reprod wrote (its JSON does not read as today's verdict): what its
+/// record kept.
+fn recorded_subject_rows(record: &VerdictRecord) -> Vec<SubjectRow> {
+    record
+        .subjects
+        .iter()
+        .map(|s| SubjectRow {
+            name: text(&s.name),
+            digest: text(&s.digest),
+            state: s.state(record.status).as_str(),
+            rebuilt: String::new(),
+            why: vec!["recorded by an earlier reprod: the details are in the job's JSON".into()],
+        })
+        .collect()
 }
 
 async fn job(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Response {
-    let view = match super::http::job_view(&shared, &id).await {
+    let view = match super::jobs::job_parts(&shared, &id).await {
         Ok(Some(v)) => v,
         Ok(None) => {
             return error_page(StatusCode::NOT_FOUND, "Unknown job", format!("no job {id}"))
         }
-        Err(e) => return unavailable(e),
+        Err(e) => return unavailable(e.message),
     };
-    let verdict = view.verdict.unwrap_or(Value::Null);
+    // The stored JSON is parsed here, at the edge; a verdict an older reprod wrote that does not read as
+    // today's is shown from its record.
+    let verdict: Option<Verdict> = view
+        .verdict
+        .as_ref()
+        .and_then(|raw| serde_json::from_str(raw.get()).ok());
     let enc_id = utf8_percent_encode(&id, SEGMENT).to_string();
     let artifact_href = |a: &str| {
         format!(
@@ -393,121 +474,53 @@ async fn job(State(shared): State<Arc<Shared>>, Path(id): Path<String>) -> Respo
             .find(|a| a.starts_with(&prefix) || a.as_str() == format!("logs/{name}.log"))
             .map(|a| artifact_href(a))
     };
-    let steps = verdict["steps"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .enumerate()
-        .map(|(i, s)| {
-            let name = text(&s["name"]);
-            StepRow {
-                log_href: log_of(i, &name),
-                image: text(&s["image"]),
-                exit_code: text(&s["exit_code"]),
-                termination: text(&s["termination"]),
-                duration: format!(
-                    "{:.1}s",
-                    s["duration_ms"].as_u64().unwrap_or(0) as f64 / 1000.0
-                ),
-                log_tail: text(&s["log_tail"]),
-                name,
-            }
-        })
-        .collect();
-    let subjects = verdict["subjects"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|s| {
-            let x = &s["explanation"];
-            let mut why = Vec::new();
-            if !x.is_null() {
-                if let Some(e) = x["error"].as_str() {
-                    why.push(format!("not explained: {e}"));
-                } else {
-                    let counts: Vec<String> = x["summary"]
-                        .as_object()
-                        .into_iter()
-                        .flatten()
-                        .map(|(k, v)| format!("{k}: {v}"))
-                        .collect();
-                    why.push(format!(
-                        "{} difference(s) from {} ({}){}",
-                        text(&x["total_differences"]),
-                        text(&x["original"]),
-                        counts.join(", "),
-                        if x["equivalent_after_normalization"].as_bool() == Some(true) {
-                            "; equivalent after normalization"
-                        } else {
-                            ""
-                        }
-                    ));
-                    for d in x["first_differences"]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .take(10)
-                    {
-                        why.push(format!(
-                            "{} {} {}: {} → {}",
-                            text(&d["class"]),
-                            text(&d["location"]),
-                            text(&d["field"]),
-                            text(&d["a"]),
-                            text(&d["b"])
-                        ));
-                    }
-                }
-            }
-            let state =
-                serde_json::from_value::<SubjectState>(s["state"].clone()).unwrap_or_else(|_| {
-                    // Verdicts recorded before subject states existed.
-                    let record = crate::store::SubjectRecord {
-                        name: String::new(),
-                        digest: text(&s["digest"]),
-                        matched: s["matched"].as_bool() == Some(true),
-                        state: None,
-                    };
-                    record.state(&text(&verdict["status"]))
-                });
-            if let Some(p) = s["problem"].as_str() {
-                why.insert(0, p.to_string());
-            }
-            SubjectRow {
-                name: text(&s["name"]),
-                digest: text(&s["digest"]),
-                state: state.as_str(),
-                rebuilt: if state == SubjectState::Matched {
-                    String::new()
-                } else {
-                    text(&s["rebuilt_digest"])
-                },
-                why,
-            }
-        })
-        .collect();
     let record = view.record.as_ref();
+    let (status, reason, detail) = match (&verdict, record) {
+        (Some(v), _) => (
+            v.status.as_str().to_string(),
+            v.reason.clone().unwrap_or_default(),
+            v.detail.clone(),
+        ),
+        (None, Some(r)) => (
+            r.status.as_str().to_string(),
+            r.reason.clone().unwrap_or_default(),
+            r.detail.clone(),
+        ),
+        (None, None) => Default::default(),
+    };
     let page = JobPage {
         state: view.info.state.name().to_string(),
         attempt: view.info.attempt,
         last_error: view.info.last_error.clone().unwrap_or_default(),
-        status: text(&verdict["status"]),
-        reason: text(&verdict["reason"]),
-        detail: text(&verdict["detail"]),
+        status,
+        reason: text(&reason),
+        detail: text(&detail),
         recorded_at: record.map(|r| r.recorded_at.clone()).unwrap_or_default(),
-        source: match (
-            verdict["source"]["uri"].as_str(),
-            verdict["source"]["commit"].as_str(),
-        ) {
-            (Some(u), Some(c)) => format!("{u} @ {c}"),
-            _ => String::new(),
-        },
-        signature: text(&verdict["provenance"]["signature"]),
-        provenance_href: verdict["provenance"]["sha256"]
-            .as_str()
+        source: verdict
+            .as_ref()
+            .and_then(|v| v.source.as_ref())
+            .map(|s| format!("{} @ {}", text(&s.uri), text(&s.commit)))
+            .unwrap_or_default(),
+        signature: verdict
+            .as_ref()
+            .map(|v| v.provenance.signature.clone())
+            .or_else(|| record.and_then(|r| r.signature.clone()))
+            .map(|s| text(&s))
+            .unwrap_or_default(),
+        provenance_href: verdict
+            .as_ref()
+            .map(|v| v.provenance.sha256.clone())
+            .or_else(|| record.and_then(|r| r.provenance_sha256.clone()))
             .map(|s| format!("/v1/provenance/sha256:{s}")),
-        steps,
-        subjects,
+        steps: verdict
+            .as_ref()
+            .map(|v| step_rows(v, log_of))
+            .unwrap_or_default(),
+        subjects: match (&verdict, record) {
+            (Some(v), _) => subject_rows(v),
+            (None, Some(r)) => recorded_subject_rows(r),
+            (None, None) => Vec::new(),
+        },
         attestations: record
             .map(|r| {
                 r.attestations
@@ -542,12 +555,12 @@ async fn feed(
             "unknown parameter `{k}`; a feed takes `image` and `status`"
         ));
     }
-    let mut q = match super::api::list_query(&params) {
+    let mut q = match super::read::list_query(&params) {
         Ok(q) => q,
         Err(m) => return bad(m),
     };
     q.limit = FEED_ENTRIES;
-    let page = match blocking(&shared, move |s| s.store.list(&q, super::api::MAX_SCAN)).await {
+    let page = match blocking(&shared, move |s| s.store.list(&q, super::read::MAX_SCAN)).await {
         Ok(p) => p,
         Err(e) => return unavailable(e),
     };
@@ -579,7 +592,7 @@ async fn feed(
                         .iter()
                         .take(FEED_SUBJECTS)
                         .map(|s| {
-                            format!("{} {}: {}", s.name, s.digest, s.state(&r.status).as_str())
+                            format!("{} {}: {}", s.name, s.digest, s.state(r.status).as_str())
                         })
                         .collect();
                     if !states.is_empty() {

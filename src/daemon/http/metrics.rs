@@ -94,15 +94,9 @@ impl Metrics {
             workers.clone(),
         );
         // Every series exists from the start, so a rate over the first verdict is not lost.
-        for status in [
-            "reproducible",
-            "unreproducible",
-            "build-failed",
-            "unrebuildable",
-            "rejected",
-        ] {
+        for status in crate::verdict::Status::ALL {
             let label = StatusLabel {
-                status: status.into(),
+                status: status.as_str().into(),
             };
             let _ = verdicts.get_or_create(&label);
             let _ = durations.get_or_create(&label);
@@ -129,9 +123,9 @@ impl Metrics {
         }
     }
 
-    pub fn verdict_recorded(&self, status: &str, duration_ms: Option<u64>) {
+    pub fn verdict_recorded(&self, status: crate::verdict::Status, duration_ms: Option<u64>) {
         let label = StatusLabel {
-            status: status.to_string(),
+            status: status.as_str().to_string(),
         };
         self.verdicts.get_or_create(&label).inc();
         if let Some(ms) = duration_ms {

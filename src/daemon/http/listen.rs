@@ -16,7 +16,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
@@ -25,7 +25,9 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
+use super::error::ApiError;
 use crate::config::ServerConfig;
+use crate::wire::ErrorCode;
 
 /// Descriptors kept for what is not a client connection (the stores, the Docker engine, git, logs) when
 /// `server.max_connections` is lowered to fit the file-descriptor limit.
@@ -186,19 +188,19 @@ async fn accept_failed(e: io::Error, last: &mut Option<Instant>) {
 /// The answer when `max_requests` are already being handled.
 async fn shed(e: tower::BoxError) -> Response {
     let response = if e.is::<tower::load_shed::error::Overloaded>() {
-        super::http::error(
+        ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
-            "overloaded",
+            ErrorCode::Overloaded,
             "the server is handling as many requests as it takes (server.max_requests); try again shortly",
         )
     } else {
-        super::http::error(
+        ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
+            ErrorCode::Internal,
             format!("the request failed: {e}"),
         )
     };
-    super::http::security_headers(response).await
+    super::security_headers(response.into_response()).await
 }
 
 /// When a connection last moved a byte, in milliseconds since it was opened.

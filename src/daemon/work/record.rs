@@ -6,7 +6,7 @@ use crate::examine::Admitted;
 use crate::store::{now_rfc3339, StoreError, VerdictRecord};
 use crate::verdict::{Status, StepTermination, SubjectState, Verdict};
 
-use super::Shared;
+use crate::daemon::Shared;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {
@@ -48,8 +48,8 @@ pub fn record_verdict(
         .store
         .put_verdict_once(job, verdict, &at, &envelopes, work_key)?;
     if let Some(r) = &record {
-        shared.metrics.verdict_recorded(&r.status, r.duration_ms);
-        tracing::info!(job, status = %r.status, attestations = ?r.attestations, "verdict recorded");
+        shared.metrics.verdict_recorded(r.status, r.duration_ms);
+        tracing::info!(job, status = r.status.as_str(), attestations = ?r.attestations, "verdict recorded");
     }
     Ok(record)
 }

@@ -9,8 +9,9 @@ use std::time::Duration;
 use reprod_jobs::{Completion, Lease, Queue, QueueError};
 use tokio::sync::watch;
 
-use super::{blocking, Shared};
-use crate::rebuild::{self, RebuildError, RebuildOptions};
+use crate::daemon::{blocking, Blocking, Shared};
+use crate::execute::{self, Executed, Heartbeat};
+use crate::rebuild;
 
 /// Runs until `stop` turns true; a job in progress is finished first (the caller bounds that).
 pub async fn run(shared: Arc<Shared>, name: String, mut stop: watch::Receiver<bool>) {
@@ -56,7 +57,7 @@ pub async fn run(shared: Arc<Shared>, name: String, mut stop: watch::Receiver<bo
             Ok(state) => {
                 tracing::info!(worker = %name, job = %job, state = state.name(), "completed")
             }
-            Err(super::Blocking::Op(QueueError::StaleLease(_))) => {
+            Err(Blocking::Op(QueueError::StaleLease(_))) => {
                 tracing::warn!(worker = %name, job = %job, "completion refused: the lease had expired")
             }
             Err(e) => tracing::error!(worker = %name, job = %job, error = %e, "cannot complete"),
@@ -64,63 +65,43 @@ pub async fn run(shared: Arc<Shared>, name: String, mut stop: watch::Receiver<bo
     }
 }
 
+/// Renews a lease in the queue.
+struct QueueHeartbeat<'a> {
+    shared: &'a Arc<Shared>,
+    lease: &'a Lease,
+    ttl: Duration,
+}
+
+impl Heartbeat for QueueHeartbeat<'_> {
+    fn every(&self) -> Duration {
+        self.ttl / 3
+    }
+
+    async fn beat(&self) -> bool {
+        let (j, t, ttl) = (self.lease.job.clone(), self.lease.token.clone(), self.ttl);
+        match blocking(self.shared, move |s| s.queue.heartbeat(&j, &t, ttl)).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(job = %self.lease.job, error = %e, "heartbeat refused");
+                false
+            }
+        }
+    }
+}
+
 /// `None` when the lease was lost (heartbeat refused): the result must not be used.
 async fn run_job(shared: &Arc<Shared>, lease: &Lease, ttl: Duration) -> Option<Completion> {
     let job = lease.job.0.clone();
-    let known = {
-        let j = job.clone();
-        blocking(shared, move |s| s.store.verdict(&j)).await
-    };
-    match known {
-        Ok(Some(_)) => return Some(Completion::Done),
-        Ok(None) => {}
-        Err(e) => {
-            return Some(Completion::Retry {
-                reason: format!("store: {e}"),
-            })
-        }
+    let retry = |reason: String| Some(Completion::Retry { reason });
+    let j = job.clone();
+    match blocking(shared, move |s| s.store.has_verdict(&j)).await {
+        Ok(true) => return Some(Completion::Done),
+        Ok(false) => {}
+        Err(e) => return retry(format!("store: {e}")),
     }
-    let heartbeat = async {
-        loop {
-            tokio::time::sleep(ttl / 3).await;
-            let (j, t) = (lease.job.clone(), lease.token.clone());
-            if let Err(e) = blocking(shared, move |s| s.queue.heartbeat(&j, &t, ttl)).await {
-                tracing::warn!(job = %lease.job, error = %e, "heartbeat refused");
-                return;
-            }
-        }
-    };
-    let log_job = job.clone();
-    let progress = move |line: &str| tracing::info!(job = %log_job, "{}", crate::text::inert(line));
-    let opts = RebuildOptions {
-        origin: format!("job {job}"),
-        // Kept until its logs and diffs are in the store, then removed.
-        keep_workspace: true,
-        progress: &progress,
-        variations: Default::default(),
-        material: shared.material.clone(),
-        blobs: &crate::provenance::container::NoBlobs,
-        collected: true,
-    };
-    let admitted = {
-        let payload = lease.payload.clone();
-        blocking(shared, move |s| {
-            crate::examine::admit(
-                &s.config,
-                &payload,
-                &crate::provenance::container::NoBlobs,
-                &s.material,
-            )
-        })
-        .await
-    };
-    let admitted = match admitted {
+    let admitted = match execute::admit(&shared.config, &shared.material, lease.payload.clone()).await {
         Ok(a) => a,
-        Err(e) => {
-            return Some(Completion::Retry {
-                reason: format!("the leased document does not parse: {e}"),
-            })
-        }
+        Err(e) => return retry(e),
     };
     let work_key = admitted
         .finding()
@@ -133,11 +114,7 @@ async fn run_job(shared: &Arc<Shared>, lease: &Lease, ttl: Duration) -> Option<C
             let k = key.clone();
             match blocking(shared, move |s| s.store.prior_rebuild(&k)).await {
                 Ok(p) => p.filter(|(_, v)| rebuild::Prior::usable(v)),
-                Err(e) => {
-                    return Some(Completion::Retry {
-                        reason: format!("store: {e}"),
-                    })
-                }
+                Err(e) => return retry(format!("store: {e}")),
             }
         }
         None => None,
@@ -145,47 +122,25 @@ async fn run_job(shared: &Arc<Shared>, lease: &Lease, ttl: Duration) -> Option<C
     if let Some((prior_job, _)) = &prior {
         tracing::info!(job = %job, reused = %prior_job, "same work as an earlier rebuild: judging against it");
     }
-    let rebuilt = rebuild::rebuild_admitted(
-        &shared.config,
-        &admitted,
-        &opts,
-        prior
-            .as_ref()
-            .map(|(j, v)| rebuild::Prior { job: j, verdict: v }),
-    );
-    let result = tokio::select! {
-        r = rebuilt => r,
-        () = heartbeat => return None,
-    };
-    Some(match result {
-        Ok(mut verdict) => {
-            let dir = verdict.job_dir.take().map(std::path::PathBuf::from);
+    let heartbeat = QueueHeartbeat { shared, lease, ttl };
+    let prior = prior
+        .as_ref()
+        .map(|(j, v)| rebuild::Prior { job: j, verdict: v });
+    let executed = execute::run(&shared.config, &shared.material, &job, &admitted, prior, &heartbeat).await;
+    match executed {
+        Executed::Verdict { verdict, artifacts } => {
             let j = job.clone();
-            let kept = dir.clone();
             let stored = blocking(shared, move |s| {
-                let files = kept
-                    .as_deref()
-                    .map(rebuild::job_artifacts)
-                    .unwrap_or_default();
-                s.store.put_artifacts(&j, &files)?;
+                s.store.put_artifacts(&j, &artifacts)?;
                 super::record::record_verdict(s, &j, &verdict, work_key.as_deref())
             })
             .await;
-            if let Some(dir) = dir {
-                if let Err(e) = rebuild::remove_job_dir(&dir).await {
-                    tracing::warn!(path = %dir.display(), error = %e, "could not remove the job directory");
-                }
-            }
             match stored {
-                Ok(_) => Completion::Done,
-                Err(e) => Completion::Retry {
-                    reason: format!("store: {e}"),
-                },
+                Ok(_) => Some(Completion::Done),
+                Err(e) => retry(format!("store: {e}")),
             }
         }
-        Err(RebuildError::Infrastructure(e)) => Completion::Retry { reason: e },
-        Err(other) => Completion::Retry {
-            reason: other.to_string(),
-        },
-    })
+        Executed::Retry(reason) => retry(reason),
+        Executed::LeaseLost => None,
+    }
 }

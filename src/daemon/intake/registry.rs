@@ -22,8 +22,8 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
-use super::ingest::{ingest, Intake};
-use super::Shared;
+use super::{ingest, Intake};
+use crate::daemon::Shared;
 use crate::config::WatchConfig;
 use crate::provenance::container::{WithBlobs, WITH_BLOBS_MEDIA_TYPE};
 use crate::text::inert_line;

@@ -1,9 +1,13 @@
-//! Intake: a provenance document becomes a queued job, or a recorded rejection. Signatures and the trust
-//! policy are decided here, before anything is queued.
+//! Intake: a provenance document, from HTTP, the inbox directory ([`inbox`]) or a watched registry
+//! ([`registry`]), becomes a queued job or a recorded rejection. Signatures and the trust policy are
+//! decided here, before anything is queued.
+
+pub mod inbox;
+pub mod registry;
 
 use reprod_jobs::{Enqueued, JobId, NewJob, Queue};
 
-use super::Shared;
+use crate::daemon::Shared;
 use crate::examine;
 use crate::provenance::container::NoBlobs;
 

@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-use super::ingest::{ingest, Intake, IntakeError};
-use super::Shared;
+use super::{ingest, Intake, IntakeError};
+use crate::daemon::Shared;
 use crate::text::inert_line;
 
 /// Names tried for one moved file or reason (`name`, `name.1`, ...) before giving up.

@@ -1,0 +1,112 @@
+//! Running one leased job, the same way for in-process workers and remote ones: admit the document, judge
+//! it against a prior rebuild of the same work or rebuild it while heartbeats keep the lease, then collect
+//! the job's logs and diffs and remove its directory. What becomes of the result (stored here, or sent to
+//! the server) is the caller's.
+
+use std::future::Future;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::examine::Admitted;
+use crate::rebuild::{self, Prior, RebuildError, RebuildOptions};
+use crate::trust::TrustMaterial;
+use crate::verdict::Verdict;
+
+/// Keeps a lease while its job runs.
+pub trait Heartbeat: Sync {
+    /// How often to beat (a third of the lease).
+    fn every(&self) -> Duration;
+    /// Renews the lease; `false` once the lease is lost (the job is someone else's now).
+    fn beat(&self) -> impl Future<Output = bool> + Send;
+}
+
+/// What running a leased job came to.
+pub enum Executed {
+    /// A verdict, with the job's full step logs and diff reports (`logs/…`, `diffs/…`).
+    Verdict {
+        verdict: Box<Verdict>,
+        artifacts: Vec<(String, Vec<u8>)>,
+    },
+    /// No verdict could honestly be given (an infrastructure failure): run the job again later.
+    Retry(String),
+    /// A heartbeat was refused: the result must not be used.
+    LeaseLost,
+}
+
+/// Admits a leased document (blocking work, off the async threads).
+pub async fn admit(config: &Config, material: &TrustMaterial, payload: Vec<u8>) -> Result<Admitted, String> {
+    let (config, material) = (config.clone(), material.clone());
+    tokio::task::spawn_blocking(move || {
+        crate::examine::admit(
+            &config,
+            &payload,
+            &crate::provenance::container::NoBlobs,
+            &material,
+        )
+        .map_err(|e| format!("the leased document does not parse: {e}"))
+    })
+    .await
+    .map_err(|e| format!("admitting the document: {e}"))?
+}
+
+/// Rebuilds (or, with `prior`, judges against an earlier rebuild) the admitted document of `job` while
+/// `heartbeat` keeps the lease.
+pub async fn run(
+    config: &Config,
+    material: &TrustMaterial,
+    job: &str,
+    admitted: &Admitted,
+    prior: Option<Prior<'_>>,
+    heartbeat: &impl Heartbeat,
+) -> Executed {
+    let log_job = job.to_string();
+    let progress = move |line: &str| tracing::info!(job = %log_job, "{}", crate::text::inert(line));
+    let opts = RebuildOptions {
+        origin: format!("job {job}"),
+        // Kept until its logs and diffs are collected, then removed.
+        keep_workspace: true,
+        progress: &progress,
+        variations: Default::default(),
+        material: material.clone(),
+        blobs: &crate::provenance::container::NoBlobs,
+        collected: true,
+    };
+    let beating = async {
+        loop {
+            tokio::time::sleep(heartbeat.every()).await;
+            if !heartbeat.beat().await {
+                return;
+            }
+        }
+    };
+    let result = tokio::select! {
+        r = rebuild::rebuild_admitted(config, admitted, &opts, prior) => r,
+        () = beating => return Executed::LeaseLost,
+    };
+    match result {
+        Ok(mut verdict) => {
+            let artifacts = match verdict.job_dir.take().map(std::path::PathBuf::from) {
+                Some(dir) => collect(&dir).await,
+                None => Vec::new(),
+            };
+            Executed::Verdict {
+                verdict: Box::new(verdict),
+                artifacts,
+            }
+        }
+        Err(RebuildError::Infrastructure(e)) => Executed::Retry(e),
+        Err(other) => Executed::Retry(other.to_string()),
+    }
+}
+
+/// The job directory's logs and diffs, read before the directory is removed.
+async fn collect(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+    let d = dir.to_path_buf();
+    let files = tokio::task::spawn_blocking(move || rebuild::job_artifacts(&d))
+        .await
+        .unwrap_or_default();
+    if let Err(e) = rebuild::remove_job_dir(dir).await {
+        tracing::warn!(path = %dir.display(), error = %e, "could not remove the job directory");
+    }
+    files
+}

@@ -1,0 +1,18 @@
+//! The `/v1` API as types, shared by both ends of the wire: the server's handlers serialize them, the
+//! typed [`crate::client::Client`] (behind `reprod status`, `reprod submit`, `reprod worker` and the tests)
+//! deserializes them. A renamed field is a compile error on both sides, not an empty page.
+//!
+//! The storage schema ([`crate::store::VerdictRecord`]) is not the wire contract: a record is turned into
+//! a [`RecordView`] when it is served. The verdict itself ([`crate::verdict::Verdict`]) is one type from
+//! the worker that decides it to the client that prints it.
+
+mod answers;
+mod error;
+mod worker;
+
+pub use answers::{
+    AttestationLinks, DigestAnswer, Health, JobView, KeyInfo, Keys, Links, RecordView,
+    SubjectSummary, SubmitAnswer, SubmittedJob, Submission, VerdictList,
+};
+pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use worker::{Completion, CompletionAnswer, Heartbeat, HeartbeatAnswer, Lease};
