@@ -35,7 +35,13 @@ pub enum ClientError {
 impl ClientError {
     /// True when the server refused the credentials (401, 403): trying again will not help.
     pub fn is_refusal(&self) -> bool {
-        matches!(self, ClientError::Api { status: 401 | 403, .. })
+        matches!(
+            self,
+            ClientError::Api {
+                status: 401 | 403,
+                ..
+            }
+        )
     }
 }
 
@@ -80,7 +86,9 @@ impl Client {
     }
 
     fn token(&self, what: &str) -> Result<&str, ClientError> {
-        self.token.as_deref().ok_or_else(|| ClientError::Usage(format!("{what} needs a token")))
+        self.token
+            .as_deref()
+            .ok_or_else(|| ClientError::Usage(format!("{what} needs a token")))
     }
 
     /// The answer's body, or the error it stands for. `Ok(None)` for `204 No Content`.
@@ -212,13 +220,19 @@ impl Client {
     pub fn heartbeat(&self, beat: &Heartbeat) -> Result<HeartbeatAnswer, ClientError> {
         let url = self.url("/v1/worker/heartbeat");
         self.post("/v1/worker/heartbeat", beat)?
-            .ok_or(ClientError::Protocol { url, why: "no content".into() })
+            .ok_or(ClientError::Protocol {
+                url,
+                why: "no content".into(),
+            })
     }
 
     pub fn complete(&self, completion: &Completion) -> Result<CompletionAnswer, ClientError> {
         let url = self.url("/v1/worker/complete");
         self.post("/v1/worker/complete", completion)?
-            .ok_or(ClientError::Protocol { url, why: "no content".into() })
+            .ok_or(ClientError::Protocol {
+                url,
+                why: "no content".into(),
+            })
     }
 }
 

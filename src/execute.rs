@@ -34,7 +34,11 @@ pub enum Executed {
 }
 
 /// Admits a leased document (blocking work, off the async threads).
-pub async fn admit(config: &Config, material: &TrustMaterial, payload: Vec<u8>) -> Result<Admitted, String> {
+pub async fn admit(
+    config: &Config,
+    material: &TrustMaterial,
+    payload: Vec<u8>,
+) -> Result<Admitted, String> {
     let (config, material) = (config.clone(), material.clone());
     tokio::task::spawn_blocking(move || {
         crate::examine::admit(

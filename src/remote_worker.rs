@@ -141,7 +141,12 @@ async fn run_job(
             let mut completion = done(Some(*verdict), None);
             completion.artifacts = artifacts
                 .into_iter()
-                .map(|(name, bytes)| (name, base64::engine::general_purpose::STANDARD.encode(bytes)))
+                .map(|(name, bytes)| {
+                    (
+                        name,
+                        base64::engine::general_purpose::STANDARD.encode(bytes),
+                    )
+                })
                 .collect();
             Some(completion)
         }

@@ -233,7 +233,9 @@ fn first_distinct(all: impl Iterator<Item = SubjectRecord>) -> (Vec<SubjectRecor
     let mut kept: Vec<SubjectRecord> = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for r in all {
-        if seen.insert((r.name.clone(), r.digest.clone(), r.state)) && kept.len() < MAX_RECORD_SUBJECTS {
+        if seen.insert((r.name.clone(), r.digest.clone(), r.state))
+            && kept.len() < MAX_RECORD_SUBJECTS
+        {
             kept.push(r);
         }
     }
@@ -356,12 +358,13 @@ impl Store {
                     detail: e.to_string(),
                 })?;
             let seq = self.db.generate_id().map_err(storage)?;
-            let record = VerdictRecord::of_version_1(&job, seq, &now, &verdict).ok_or_else(|| {
-                StoreError::Corrupt {
-                    path: format!("verdict of {job}"),
-                    detail: "no known status".into(),
-                }
-            })?;
+            let record =
+                VerdictRecord::of_version_1(&job, seq, &now, &verdict).ok_or_else(|| {
+                    StoreError::Corrupt {
+                        path: format!("verdict of {job}"),
+                        detail: "no known status".into(),
+                    }
+                })?;
             self.index(&record)?;
         }
         meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())
@@ -602,7 +605,10 @@ impl Store {
     }
 
     /// A job's verdict exactly as kept (JSON), for serving it as it was recorded.
-    pub fn verdict_json(&self, job: &str) -> Result<Option<Box<serde_json::value::RawValue>>, StoreError> {
+    pub fn verdict_json(
+        &self,
+        job: &str,
+    ) -> Result<Option<Box<serde_json::value::RawValue>>, StoreError> {
         self.verdicts
             .get(job)
             .map_err(storage)?

@@ -13,9 +13,9 @@ use anyhow::Context;
 use reprod_jobs::{JobId, LeaseToken, Queue, QueueConfig, SledQueue};
 use tokio::sync::watch;
 
-pub use shared::{blocking, Blocking, Shared, WorkerSeen};
 use http::listen;
 use intake::{inbox, registry};
+pub use shared::{blocking, Blocking, Shared, WorkerSeen};
 use work::local as worker;
 
 use crate::attest::SigningKey;

@@ -12,7 +12,7 @@ mod worker;
 
 pub use answers::{
     AttestationLinks, DigestAnswer, Health, JobView, KeyInfo, Keys, Links, RecordView,
-    SubjectSummary, SubmitAnswer, SubmittedJob, Submission, VerdictList,
+    SubjectSummary, Submission, SubmitAnswer, SubmittedJob, VerdictList,
 };
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use worker::{Completion, CompletionAnswer, Heartbeat, HeartbeatAnswer, Lease};

@@ -36,6 +36,8 @@ pub async fn read_body(
     match http_body_util::Limited::new(body, limit).collect().await {
         Ok(collected) => Ok(collected.to_bytes()),
         Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(ApiError::bad_body(format!("the body could not be read: {e}"))),
+        Err(e) => Err(ApiError::bad_body(format!(
+            "the body could not be read: {e}"
+        ))),
     }
 }

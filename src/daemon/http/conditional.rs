@@ -88,13 +88,15 @@ mod tests {
             h.insert("if-modified-since", HeaderValue::from_str(date).unwrap());
             h
         };
-        let plain = conditional(&HeaderMap::new(), &body, Some("2026-11-28T04:53:39.250Z")).unwrap();
+        let plain =
+            conditional(&HeaderMap::new(), &body, Some("2026-11-28T04:53:39.250Z")).unwrap();
         let lm = plain.headers()["last-modified"]
             .to_str()
             .unwrap()
             .to_string();
         assert_eq!(lm, "Sat, 28 Nov 2026 04:53:39 GMT");
-        let status = |h: &HeaderMap, t: &str| conditional(h, &body, Some(t)).unwrap().status().as_u16();
+        let status =
+            |h: &HeaderMap, t: &str| conditional(h, &body, Some(t)).unwrap().status().as_u16();
         assert_eq!(status(&ims(&lm), "2026-11-28T04:53:39.250Z"), 304);
         assert_eq!(
             status(&ims(&lm.to_lowercase()), "2026-11-28T04:53:39.250Z"),

@@ -23,7 +23,10 @@ pub(crate) struct JobParts {
     pub artifacts: Vec<String>,
 }
 
-pub(crate) async fn job_parts(shared: &Arc<Shared>, id: &str) -> Result<Option<JobParts>, ApiError> {
+pub(crate) async fn job_parts(
+    shared: &Arc<Shared>,
+    id: &str,
+) -> Result<Option<JobParts>, ApiError> {
     let lookup = id.to_string();
     let parts = blocking(shared, move |s| -> Result<_, String> {
         let Some(info) = s

@@ -72,14 +72,22 @@ pub fn api_routes() -> Vec<ApiRoute> {
             "/v1/jobs/{id}/attestations/{kind}",
             get(read::attestation),
         ),
-        r("get", "/v1/jobs/{id}/artifacts/{*name}", get(jobs::artifact)),
+        r(
+            "get",
+            "/v1/jobs/{id}/artifacts/{*name}",
+            get(jobs::artifact),
+        ),
         r("post", "/v1/worker/lease", post(worker_protocol::lease)),
         r(
             "post",
             "/v1/worker/heartbeat",
             post(worker_protocol::heartbeat),
         ),
-        r("post", "/v1/worker/complete", post(worker_protocol::complete)),
+        r(
+            "post",
+            "/v1/worker/complete",
+            post(worker_protocol::complete),
+        ),
     ]
 }
 

@@ -277,9 +277,8 @@ async fn dashboard(State(shared): State<Arc<Shared>>) -> Response {
             .map_or(0, |(_, n)| *n)
     };
     // Rebuilds that ran: compared, or failed in a recorded step.
-    let attempted = count(Status::Reproducible)
-        + count(Status::Unreproducible)
-        + count(Status::BuildFailed);
+    let attempted =
+        count(Status::Reproducible) + count(Status::Unreproducible) + count(Status::BuildFailed);
     let rate = if attempted == 0 {
         "no rebuilds yet".to_string()
     } else {
@@ -412,7 +411,11 @@ fn subject_rows(verdict: &Verdict) -> Vec<SubjectRow> {
         .subjects
         .iter()
         .map(|s| {
-            let mut why = s.explanation.as_ref().map(explanation_lines).unwrap_or_default();
+            let mut why = s
+                .explanation
+                .as_ref()
+                .map(explanation_lines)
+                .unwrap_or_default();
             if let Some(p) = &s.problem {
                 why.insert(0, text(p));
             }
@@ -591,9 +594,7 @@ async fn feed(
                         .subjects
                         .iter()
                         .take(FEED_SUBJECTS)
-                        .map(|s| {
-                            format!("{} {}: {}", s.name, s.digest, s.state(r.status).as_str())
-                        })
+                        .map(|s| format!("{} {}: {}", s.name, s.digest, s.state(r.status).as_str()))
                         .collect();
                     if !states.is_empty() {
                         text.push_str(&format!(" | subjects: {}", states.join("; ")));

@@ -214,9 +214,7 @@ pub async fn provenance_document(
     ApiError::check_digest(&digest)?;
     let key = digest.clone();
     match blocking(&shared, move |s| s.store.provenance(&key)).await? {
-        Some(bytes) => {
-            Ok(([("content-type", "application/octet-stream")], bytes).into_response())
-        }
+        Some(bytes) => Ok(([("content-type", "application/octet-stream")], bytes).into_response()),
         None => Err(ApiError::not_found(
             ErrorCode::UnknownProvenance,
             format!("no provenance document {digest} was accepted here"),
@@ -249,7 +247,10 @@ pub async fn attestation(
     let (j, k) = (job.clone(), kind.clone());
     let found = blocking(&shared, move |s| -> Result<_, crate::store::StoreError> {
         if k != "vsa" {
-            return Ok(s.store.attestation(&j, &k)?.map_or(Summary::None, Summary::One));
+            return Ok(s
+                .store
+                .attestation(&j, &k)?
+                .map_or(Summary::None, Summary::One));
         }
         // `vsa`: the verdict's summary when it has exactly one; verdicts recorded before summaries were
         // split kept theirs under this name.

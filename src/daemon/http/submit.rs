@@ -12,7 +12,7 @@ use super::body::read_body;
 use super::error::ApiError;
 use crate::daemon::intake::{ingest, Intake, IntakeError};
 use crate::daemon::{blocking, Blocking, Shared};
-use crate::wire::{ErrorCode, SubmitAnswer, SubmittedJob, Submission};
+use crate::wire::{ErrorCode, Submission, SubmitAnswer, SubmittedJob};
 
 pub async fn submit(
     State(shared): State<Arc<Shared>>,

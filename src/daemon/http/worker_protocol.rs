@@ -65,7 +65,9 @@ async fn check_lease(
     };
     match info.state {
         JobState::Leased {
-            token: t, worker: holder, ..
+            token: t,
+            worker: holder,
+            ..
         } if t.0 == token => {
             if holder == worker.queue_name() {
                 Ok(())
@@ -132,7 +134,11 @@ pub async fn complete(
             reprod_jobs::Completion::Done
         }
         (None, Some(reason)) => reprod_jobs::Completion::Retry { reason },
-        _ => return Err(ApiError::bad_body("give exactly one of `verdict` and `retry`")),
+        _ => {
+            return Err(ApiError::bad_body(
+                "give exactly one of `verdict` and `retry`",
+            ))
+        }
     };
     let (job, token) = (JobId(done.job), LeaseToken(done.token));
     let state = blocking(&shared, move |s| s.queue.complete(&job, &token, how))
@@ -152,7 +158,8 @@ async fn store_remote_verdict(
     verdict: &RawValue,
     artifacts: &std::collections::BTreeMap<String, String>,
 ) -> Result<(), ApiError> {
-    let bad_verdict = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::BadVerdict, m);
+    let bad_verdict =
+        |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, ErrorCode::BadVerdict, m);
     let verdict: crate::verdict::Verdict = serde_json::from_str(verdict.get())
         .map_err(|e| bad_verdict(format!("`verdict` is not a verdict object: {e}")))?;
     let (j, name) = (job.to_string(), worker.0.clone());

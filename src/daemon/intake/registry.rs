@@ -23,8 +23,8 @@ use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use super::{ingest, Intake};
-use crate::daemon::Shared;
 use crate::config::WatchConfig;
+use crate::daemon::Shared;
 use crate::provenance::container::{WithBlobs, WITH_BLOBS_MEDIA_TYPE};
 use crate::text::inert_line;
 use crate::verdict::is_sha256;

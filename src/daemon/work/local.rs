@@ -99,10 +99,11 @@ async fn run_job(shared: &Arc<Shared>, lease: &Lease, ttl: Duration) -> Option<C
         Ok(false) => {}
         Err(e) => return retry(format!("store: {e}")),
     }
-    let admitted = match execute::admit(&shared.config, &shared.material, lease.payload.clone()).await {
-        Ok(a) => a,
-        Err(e) => return retry(e),
-    };
+    let admitted =
+        match execute::admit(&shared.config, &shared.material, lease.payload.clone()).await {
+            Ok(a) => a,
+            Err(e) => return retry(e),
+        };
     let work_key = admitted
         .finding()
         .recipe
@@ -126,7 +127,15 @@ async fn run_job(shared: &Arc<Shared>, lease: &Lease, ttl: Duration) -> Option<C
     let prior = prior
         .as_ref()
         .map(|(j, v)| rebuild::Prior { job: j, verdict: v });
-    let executed = execute::run(&shared.config, &shared.material, &job, &admitted, prior, &heartbeat).await;
+    let executed = execute::run(
+        &shared.config,
+        &shared.material,
+        &job,
+        &admitted,
+        prior,
+        &heartbeat,
+    )
+    .await;
     match executed {
         Executed::Verdict { verdict, artifacts } => {
             let j = job.clone();

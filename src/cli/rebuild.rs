@@ -1,0 +1,110 @@
+//! `reprod rebuild`.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::Context;
+
+use reprod::config::Config;
+use reprod::rebuild::{self, RebuildOptions};
+
+use super::common::{print_result, TrustArgs};
+use super::Exit;
+
+/// Rebuild from one provenance document and print the verdict.
+///
+/// Exit status: 0 reproducible; 1 any other verdict (unreproducible, build-failed, unrebuildable,
+/// rejected); 2 no verdict could be reached (unreadable input, Docker down, ...).
+#[derive(clap::Args)]
+pub struct RebuildArgs {
+    /// The provenance document (any container `verify-provenance` reads).
+    provenance: PathBuf,
+    #[command(flatten)]
+    trust: TrustArgs,
+    /// Print the verdict as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+    /// Keep the job directory (workspace, results, scripts) and print its path; with --vary, keep
+    /// every build's.
+    #[arg(long)]
+    keep_workspace: bool,
+    /// Rebuild again under environment variations (clock, SOURCE_DATE_EPOCH, build path, hostname,
+    /// timezone, locale, umask, user id, CPU count, environment order) and name the variation that
+    /// changes the output. Exit status: 0 no variation changes it, 1 one does, 2 error (including a
+    /// control build that produced nothing to compare).
+    #[arg(long)]
+    vary: bool,
+}
+
+pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
+    let RebuildArgs {
+        provenance,
+        trust,
+        json,
+        keep_workspace,
+        vary,
+    } = args;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let material = trust.material(config)?;
+    let blobs = reprod::provenance::container::DirBlobs {
+        dir: provenance.parent().map(PathBuf::from).unwrap_or_default(),
+        max_bytes: config.max_document_bytes,
+    };
+    let bytes = rebuild::read_provenance(&provenance, config.max_document_bytes)?;
+    let on_terminal = std::io::stderr().is_terminal();
+    let progress = move |line: &str| {
+        if on_terminal {
+            eprintln!("reprod: {}", reprod::text::inert(line));
+        } else if let Some(warning) = line.strip_prefix("warning: ") {
+            // Warnings reach logs at the default level; progress stays at info.
+            tracing::warn!("{warning}");
+        } else {
+            tracing::info!("{line}");
+        }
+    };
+    let opts = RebuildOptions {
+        origin: provenance.display().to_string(),
+        keep_workspace,
+        progress: &progress,
+        variations: Default::default(),
+        material,
+        blobs: &blobs,
+        collected: false,
+    };
+    if vary {
+        let report = runtime.block_on(reprod::vary::vary(config, &bytes, &opts, keep_workspace))?;
+        print_result(json, &report, "report", |r| r.human())?;
+        return Ok(Exit::from_code(report.exit_code()));
+    }
+    // SIGINT/SIGTERM: the rebuild is dropped (its job directory removes itself), then this
+    // process's build containers are removed before it exits.
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            v = rebuild::rebuild(config, &bytes, &opts) => Some(v),
+            () = reprod::daemon::shutdown_signal() => None,
+        }
+    });
+    let Some(verdict) = outcome else {
+        let removed = runtime.block_on(async {
+            reprod_sandbox::Sandbox::connect(config.policy())
+                .await?
+                .remove_own_containers()
+                .await
+        });
+        match removed {
+            Ok(n) => eprintln!(
+                "reprod rebuild: interrupted; no verdict. Removed {n} build container(s) and the job directory."
+            ),
+            Err(e) => eprintln!(
+                "reprod rebuild: interrupted; no verdict. Could not remove the build containers: {e}"
+            ),
+        }
+        return Ok(Exit::Error);
+    };
+    let verdict = verdict?;
+    print_result(json, &verdict, "verdict", |v| v.human())?;
+    Ok(Exit::from_code(verdict.exit_code()))
+}

@@ -1,0 +1,26 @@
+//! `reprod worker`.
+
+use reprod::config::Config;
+
+use super::common::long_running;
+use super::Exit;
+
+/// Rebuild for a `reprod serve` elsewhere: lease jobs over HTTP, rebuild here, report the verdict with
+/// the lease token. Stops after the current job on SIGTERM/SIGINT.
+#[derive(clap::Args)]
+pub struct WorkerArgs {
+    /// The server's base URL, e.g. http://10.0.0.5:8780.
+    #[arg(long)]
+    server: String,
+    /// This worker's token (one of the server's `server.worker_tokens`).
+    #[arg(long, env = "REPROD_WORKER_TOKEN", hide_env_values = true)]
+    token: String,
+}
+
+pub fn run(args: WorkerArgs, config: Config) -> anyhow::Result<Exit> {
+    let WorkerArgs { server, token } = args;
+    let (runtime, material) = long_running(&config)?;
+    let client = reprod::client::Client::new(&server, Some(token))?;
+    runtime.block_on(reprod::remote_worker::run(config, material, client))?;
+    Ok(Exit::Success)
+}
