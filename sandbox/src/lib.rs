@@ -4,12 +4,23 @@
 //! digest, a command, an environment and a job workspace, and it guarantees the isolation policy documented
 //! on [`Policy`]. Every guarantee that can be read back from the engine is read back ([`verify`]) before the
 //! container is started, so a daemon that silently ignores a limit fails the step instead of weakening it.
+//!
+//! Callers that need not know the engine use the [`Executor`] trait, which [`Sandbox`] implements; the
+//! `fake` feature adds `FakeExecutor` (not a sandbox: it runs nothing) for tests without an engine.
 
+mod executor;
+#[cfg(any(test, feature = "fake"))]
+mod fake;
 mod image;
 mod log;
 mod policy;
 mod run;
 mod verify;
+mod workspace;
+
+pub use executor::{BoxFuture, Executor};
+#[cfg(any(test, feature = "fake"))]
+pub use fake::{FakeExecutor, FakeStep};
 
 pub use image::{ImageRefError, PinnedImage};
 pub use log::CapturedLog;
@@ -17,11 +28,14 @@ pub use policy::{
     Policy, ALLOWED_CAPABILITIES, LABEL_JOB, LABEL_MANAGED, LABEL_OWNER, TMPFS_PATHS,
 };
 pub use run::{Sandbox, StepMount, StepOutcome, StepSpec, Termination};
+pub use workspace::Workspace;
 
 /// Why a step could not be run (as opposed to a step that ran and failed, which is a [`StepOutcome`]).
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
     /// The Docker engine cannot be reached: an infrastructure failure, never a verdict on the artifact.
+    /// Any [`Executor`] whose engine cannot be reached answers this (the name and the hint predate the
+    /// executor seam; a backend-neutral `EngineUnavailable` is a follow-up).
     #[error("the Docker engine at {endpoint} does not answer ({detail}); start dockerd (scripts/setup.sh does) or set DOCKER_HOST")]
     DockerUnavailable { endpoint: String, detail: String },
     /// The step image is not pinned by digest; reprod never runs a mutable tag.

@@ -45,6 +45,9 @@ pub struct StepSpec {
     pub env: Vec<(String, String)>,
     pub working_dir: Option<String>,
     /// The job workspace root: the only host directory whose subdirectories may be mounted.
+    ///
+    /// To become a [`Workspace`](crate::Workspace) once reprod's rebuild sets it with `.into()` (which
+    /// compiles against either type); until then [`StepSpec::workspace_handle`] gives the handle.
     pub workspace: PathBuf,
     pub mounts: Vec<StepMount>,
     /// Overrides the policy's fixed hostname (environment-variation builds).
@@ -54,6 +57,13 @@ pub struct StepSpec {
     pub user: Option<String>,
     /// CPUs the step may run on (`0`, `0-1`), which is what `nproc` reports.
     pub cpuset_cpus: Option<String>,
+}
+
+impl StepSpec {
+    /// The workspace as a [`Workspace`](crate::Workspace) handle, for executors written against it.
+    pub fn workspace_handle(&self) -> crate::Workspace {
+        crate::Workspace::local(self.workspace.clone())
+    }
 }
 
 /// How a step's container ended.
@@ -726,7 +736,7 @@ fn container_name(spec: &StepSpec) -> String {
     format!("reprod-{}-{}", clean(&spec.job_id), clean(&spec.name))
 }
 
-fn canonical(path: &Path) -> Result<PathBuf, SandboxError> {
+pub(crate) fn canonical(path: &Path) -> Result<PathBuf, SandboxError> {
     std::fs::canonicalize(path).map_err(|error| SandboxError::Io {
         action: "resolving the job workspace",
         path: path.display().to_string(),
@@ -735,8 +745,9 @@ fn canonical(path: &Path) -> Result<PathBuf, SandboxError> {
 }
 
 /// Resolves a workspace mount to an absolute host path and proves it stays inside the workspace
-/// (symlinks included).
-fn resolve_mount(workspace: &Path, m: &StepMount) -> Result<Mount, SandboxError> {
+/// (symlinks included), and that its target is an absolute container path. `workspace` is canonical.
+/// Shared with the fake executor, so a test cannot pass a mount Docker would refuse.
+pub(crate) fn mount_source(workspace: &Path, m: &StepMount) -> Result<PathBuf, SandboxError> {
     let outside = || SandboxError::MountOutsideWorkspace {
         host: m.workspace_subdir.display().to_string(),
         workspace: workspace.display().to_string(),
@@ -758,6 +769,11 @@ fn resolve_mount(workspace: &Path, m: &StepMount) -> Result<Mount, SandboxError>
             m.container_path
         )));
     }
+    Ok(host)
+}
+
+fn resolve_mount(workspace: &Path, m: &StepMount) -> Result<Mount, SandboxError> {
+    let host = mount_source(workspace, m)?;
     Ok(Mount {
         typ: Some(MountType::BIND),
         source: Some(host.display().to_string()),

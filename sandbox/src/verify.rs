@@ -223,7 +223,8 @@ mod tests {
         let policy = Policy::default();
         let ws = Path::new("/ws");
         assert!(policy_applied(&good(&policy), &policy, ws, &[]).is_ok());
-        let weakened: Vec<(&str, Box<dyn Fn(&mut HostConfig)>)> = vec![
+        type Weaken = Box<dyn Fn(&mut HostConfig)>;
+        let weakened: Vec<(&str, Weaken)> = vec![
             (
                 "nnp false",
                 Box::new(|h| h.security_opt = Some(vec!["no-new-privileges:false".into()])),

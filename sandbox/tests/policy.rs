@@ -2,11 +2,14 @@
 
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
 use reprod_sandbox::{
-    PinnedImage, Policy, Sandbox, SandboxError, StepMount, StepSpec, Termination, LABEL_MANAGED,
+    Executor, PinnedImage, Policy, Sandbox, SandboxError, StepSpec, Termination, LABEL_MANAGED,
 };
+
+mod common;
 
 fn builder() -> PinnedImage {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
@@ -39,24 +42,13 @@ fn spec(workspace: &std::path::Path, script: &str) -> StepSpec {
     std::fs::create_dir_all(workspace.join("ws")).unwrap();
     // Root in the step is a remapped uid on the host: the workspace must be writable for it.
     std::fs::set_permissions(workspace.join("ws"), std::fs::Permissions::from_mode(0o777)).unwrap();
+    let job_id = format!("policy-test-{}", std::process::id());
     StepSpec {
-        job_id: format!("policy-test-{}", std::process::id()),
-        name: "probe".into(),
-        image: builder(),
         entrypoint: Some(vec!["/bin/sh".into(), "-c".into()]),
         args: Some(vec![script.into()]),
         env: vec![("A".into(), "1".into()), ("B".into(), "2".into())],
         working_dir: Some("/workspace".into()),
-        workspace: workspace.to_path_buf(),
-        mounts: vec![StepMount {
-            workspace_subdir: "ws".into(),
-            container_path: "/workspace".into(),
-            read_only: false,
-        }],
-        hostname: None,
-        domainname: None,
-        user: None,
-        cpuset_cpus: None,
+        ..common::step(job_id, "probe", builder(), workspace, "ws")
     }
 }
 
@@ -246,4 +238,32 @@ async fn orphans_of_dead_processes_are_swept_and_live_ones_kept() {
         .args(["rm", "-f", &live])
         .output()
         .unwrap();
+}
+
+#[tokio::test]
+async fn the_docker_sandbox_runs_steps_through_the_executor_trait() {
+    let sandbox = Sandbox::connect(policy()).await.unwrap();
+    let (endpoint, root) = (sandbox.endpoint().to_string(), sandbox.userns_root());
+    let executor: Arc<dyn Executor> = Arc::new(sandbox);
+    assert_eq!(executor.endpoint(), endpoint);
+    assert_eq!(executor.userns_root(), root);
+    assert_eq!(executor.policy(), &policy());
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = spec(dir.path(), "echo via-trait > /workspace/out.txt; exit 3");
+    s.job_id = format!("executor-test-{}", std::process::id());
+    let image_id = executor.ensure_image(&s.image).await.unwrap();
+    assert!(image_id.starts_with("sha256:"), "{image_id}");
+    assert!(executor.image_size(&s.image.to_string()).await.unwrap() > 0);
+    let outcome = executor.run_step(&s).await.unwrap();
+    assert_eq!(
+        (outcome.exit_code, outcome.termination),
+        (3, Termination::Exited)
+    );
+    assert_eq!(outcome.image_id, image_id);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("ws/out.txt")).unwrap(),
+        "via-trait\n"
+    );
+    // The step's container was removed by run_step itself.
+    assert_eq!(executor.remove_job_containers(&s.job_id).await.unwrap(), 0);
 }

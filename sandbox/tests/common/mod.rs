@@ -1,0 +1,39 @@
+//! What the integration tests share.
+
+use std::path::Path;
+
+use reprod_sandbox::{PinnedImage, StepMount, StepSpec};
+
+/// A step of `job_id` running `image`'s own command, with `workspace/<subdir>` mounted writable at
+/// `/workspace` and nothing else set.
+#[expect(
+    clippy::useless_conversion,
+    reason = "the workspace field becomes a Workspace; `.into()` compiles against both"
+)]
+pub fn step(
+    job_id: String,
+    name: &str,
+    image: PinnedImage,
+    workspace: &Path,
+    subdir: &str,
+) -> StepSpec {
+    StepSpec {
+        job_id,
+        name: name.into(),
+        image,
+        entrypoint: None,
+        args: None,
+        env: Vec::new(),
+        working_dir: None,
+        workspace: workspace.to_path_buf().into(),
+        mounts: vec![StepMount {
+            workspace_subdir: subdir.into(),
+            container_path: "/workspace".into(),
+            read_only: false,
+        }],
+        hostname: None,
+        domainname: None,
+        user: None,
+        cpuset_cpus: None,
+    }
+}
