@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::mirror::MirrorMap;
 use crate::source::SourceConfig;
 
 /// The whole configuration.
@@ -153,7 +154,7 @@ pub struct SandboxConfig {
 #[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct ImagesConfig {
-    pub mirrors: BTreeMap<String, String>,
+    pub mirrors: MirrorMap,
     pub fetch_originals: bool,
     /// Largest step image (uncompressed, as the engine reports it); a larger one is removed after the pull
     /// and the job is `unrebuildable` (`image-too-large`).
@@ -187,7 +188,7 @@ impl ImagesConfig {
 impl Default for ImagesConfig {
     fn default() -> Self {
         ImagesConfig {
-            mirrors: BTreeMap::new(),
+            mirrors: MirrorMap::default(),
             fetch_originals: true,
             max_image_bytes: reprod_sandbox::Policy::default().max_image_bytes,
             cache_bytes: 64 << 30,
@@ -412,7 +413,7 @@ impl Config {
         for t in c.server.worker_tokens.values_mut() {
             *t = hide(t);
         }
-        let urls = |map: &BTreeMap<String, String>| -> BTreeMap<String, String> {
+        let urls = |map: &MirrorMap| -> MirrorMap {
             map.iter()
                 .map(|(k, v)| (redact_password(k), redact_password(v)))
                 .collect()
@@ -536,14 +537,6 @@ fn is_repository_name(name: &str) -> bool {
             && b[0].is_ascii_alphanumeric()
             && b[b.len() - 1].is_ascii_alphanumeric()
     })
-}
-
-/// Rewrites `text` with the longest matching prefix of `map` (used by the git and the image mirror maps).
-pub fn rewrite_prefix(map: &BTreeMap<String, String>, text: &str) -> Option<String> {
-    map.iter()
-        .filter(|(prefix, _)| text.starts_with(prefix.as_str()))
-        .max_by_key(|(prefix, _)| prefix.len())
-        .map(|(prefix, to)| format!("{to}{}", &text[prefix.len()..]))
 }
 
 /// Finds the dotted path of a leaf option whose `_`-joined name is `flat` (e.g. `source_allow_file`).

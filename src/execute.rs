@@ -6,6 +6,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use reprod_sandbox::Executor;
+
 use crate::config::Config;
 use crate::examine::Admitted;
 use crate::rebuild::{self, Prior, RebuildError, RebuildOptions};
@@ -53,11 +55,11 @@ pub async fn admit(
     .map_err(|e| format!("admitting the document: {e}"))?
 }
 
-/// Rebuilds (or, with `prior`, judges against an earlier rebuild) the admitted document of `job` while
-/// `heartbeat` keeps the lease.
+/// Rebuilds with `executor` (or, with `prior`, judges against an earlier rebuild) the admitted document of
+/// `job` while `heartbeat` keeps the lease, and decides its verdict.
 pub async fn run(
     config: &Config,
-    material: &TrustMaterial,
+    executor: &dyn Executor,
     job: &str,
     admitted: &Admitted,
     prior: Option<Prior<'_>>,
@@ -70,9 +72,8 @@ pub async fn run(
         // Kept until its logs and diffs are collected, then removed.
         keep_workspace: true,
         progress: &progress,
-        variations: Default::default(),
-        material: material.clone(),
-        blobs: &crate::provenance::container::NoBlobs,
+        environment: &rebuild::Faithful,
+        explain: true,
         collected: true,
     };
     let beating = async {
@@ -84,11 +85,12 @@ pub async fn run(
         }
     };
     let result = tokio::select! {
-        r = rebuild::rebuild_admitted(config, admitted, &opts, prior) => r,
+        r = rebuild::rebuild(config, admitted, executor, &opts, prior) => r,
         () = beating => return Executed::LeaseLost,
     };
     match result {
-        Ok(mut verdict) => {
+        Ok(outcome) => {
+            let mut verdict = crate::verdict::decide(admitted, outcome);
             let artifacts = match verdict.job_dir.take().map(std::path::PathBuf::from) {
                 Some(dir) => collect(&dir).await,
                 None => Vec::new(),

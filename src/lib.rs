@@ -11,6 +11,7 @@ pub mod daemon;
 pub mod diff;
 pub mod examine;
 pub mod execute;
+pub mod mirror;
 pub mod oci;
 pub mod provenance;
 pub mod rebuild;

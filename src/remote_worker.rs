@@ -5,7 +5,9 @@
 
 use std::time::Duration;
 
+use anyhow::Context;
 use base64::Engine;
+use reprod_sandbox::Executor;
 
 use crate::client::{Client, ClientError};
 use crate::config::Config;
@@ -39,6 +41,20 @@ pub async fn run(config: Config, material: TrustMaterial, client: Client) -> any
         let _ = stop_tx.send(true);
     });
     crate::daemon::sweep_job_dirs(&config.data_dir).await;
+    // One engine connection for the process, its orphans swept once.
+    let executor = reprod_sandbox::Sandbox::connect(config.policy())
+        .await
+        .context("connecting to the Docker engine")?;
+    let swept = executor
+        .sweep_orphans()
+        .await
+        .context("removing containers of dead reprod processes")?;
+    if swept > 0 {
+        tracing::warn!(
+            removed = swept,
+            "removed containers left by a reprod process that no longer runs"
+        );
+    }
     eprintln!("reprod worker: leasing from {}", client.base());
     while !*stop_rx.borrow() {
         let lease = match call(&client, Client::lease).await {
@@ -65,7 +81,7 @@ pub async fn run(config: Config, material: TrustMaterial, client: Client) -> any
         // The server chose the job id; shown inert like everything else it sends.
         let job = crate::text::inert_line(&lease.job).into_owned();
         eprintln!("reprod worker: leased {job} (attempt {})", lease.attempt);
-        let Some(completion) = run_job(&config, &material, &client, &lease).await else {
+        let Some(completion) = run_job(&config, &material, &executor, &client, &lease).await else {
             eprintln!("reprod worker: lost the lease of {job}; dropping the result");
             continue;
         };
@@ -112,6 +128,7 @@ impl Heartbeat for ServerHeartbeat<'_> {
 async fn run_job(
     config: &Config,
     material: &TrustMaterial,
+    executor: &dyn Executor,
     client: &Client,
     lease: &Lease,
 ) -> Option<Completion> {
@@ -136,7 +153,7 @@ async fn run_job(
         Err(e) => return Some(done(None, Some(e))),
     };
     let heartbeat = ServerHeartbeat { client, lease };
-    match execute::run(config, material, &lease.job, &admitted, None, &heartbeat).await {
+    match execute::run(config, executor, &lease.job, &admitted, None, &heartbeat).await {
         Executed::Verdict { verdict, artifacts } => {
             let mut completion = done(Some(*verdict), None);
             completion.artifacts = artifacts

@@ -17,7 +17,7 @@ pub struct SourceConfig {
     pub allow_file: bool,
     /// Prefix rewrites applied to repository URLs before anything else, longest prefix first
     /// (e.g. `"https://github.com/" = "https://git.internal/mirror/github/"`).
-    pub mirrors: std::collections::BTreeMap<String, String>,
+    pub mirrors: crate::mirror::MirrorMap,
     /// A fetch from the remote stops after this long (the server's provenance chooses the URL).
     pub fetch_timeout_secs: u64,
     /// A fetch from the remote stops after receiving this many bytes.
@@ -107,7 +107,10 @@ pub fn normalize_uri(uri: &str) -> String {
 
 /// Applies the longest matching mirror prefix.
 pub fn rewrite(config: &SourceConfig, url: &str) -> String {
-    crate::config::rewrite_prefix(&config.mirrors, url).unwrap_or_else(|| url.to_string())
+    config
+        .mirrors
+        .rewrite(url)
+        .unwrap_or_else(|| url.to_string())
 }
 
 /// The scheme of a URL: `ssh` for scp-like `user@host:path`, `file` for local paths.

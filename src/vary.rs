@@ -8,12 +8,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use reprod_sandbox::{Executor, StepSpec};
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::diff::{self, DiffOptions, DiffReport};
+use crate::examine::Admitted;
 use crate::oci::Outputs;
-use crate::rebuild::{self, RebuildError, RebuildOptions};
+use crate::provenance::tekton;
+use crate::rebuild::{self, RebuildError, RebuildOptions, StepEnvironment};
 use crate::verdict::{Status, Verdict};
 
 /// One property of the build environment that a build should not depend on.
@@ -72,78 +75,61 @@ impl Variation {
 /// Where the workspace is mounted under the build-path variation.
 pub const VARIED_WORKSPACE: &str = "/build/varied-path/workspace";
 
-/// The launch parameters of one step that variations may change.
-pub struct Launch {
-    pub env: Vec<(String, String)>,
-    pub entrypoint: Option<Vec<String>>,
-    pub args: Option<Vec<String>>,
-    pub hostname: Option<String>,
-    pub domainname: Option<String>,
-    pub user: Option<String>,
-    pub cpuset_cpus: Option<String>,
-}
-
-/// Replaces the workspace root in a step's text (whole path components only).
-pub fn move_workspace(text: &str, from: &str, to: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(i) = rest.find(from) {
-        let after = &rest[i + from.len()..];
-        let boundary = after
-            .chars()
-            .next()
-            .is_none_or(|c| !(c.is_alphanumeric() || c == '_' || c == '-'));
-        out.push_str(&rest[..i]);
-        out.push_str(if boundary { to } else { from });
-        rest = after;
+/// A set of variations is a step environment: the build path moves the workspace, the others change
+/// each step's launch.
+impl StepEnvironment for BTreeSet<Variation> {
+    fn workspace_root(&self) -> &str {
+        if self.contains(&Variation::BuildPath) {
+            VARIED_WORKSPACE
+        } else {
+            tekton::WORKSPACE_ROOT
+        }
     }
-    out.push_str(rest);
-    out
-}
 
-/// Applies the variations (other than the build path, which the caller applies to texts and mounts).
-pub fn apply(variations: &BTreeSet<Variation>, launch: &mut Launch) {
-    let set = |env: &mut Vec<(String, String)>, key: &str, value: &str| {
-        env.retain(|(k, _)| k != key);
-        env.push((key.to_string(), value.to_string()));
-    };
-    for v in variations {
-        match v {
-            Variation::SourceDateEpoch => {
-                let current = launch
-                    .env
-                    .iter()
-                    .find(|(k, _)| k == "SOURCE_DATE_EPOCH")
-                    .and_then(|(_, v)| v.parse::<u64>().ok());
-                let varied = current.map_or(1_234_567_890, |c| c + 86_400 * 397);
-                set(&mut launch.env, "SOURCE_DATE_EPOCH", &varied.to_string());
-            }
-            Variation::Hostname => {
-                launch.hostname = Some("reprod-varied-host".into());
-                launch.domainname = Some("varied.example.invalid".into());
-            }
-            Variation::Timezone => set(&mut launch.env, "TZ", "XYZ-13:45"),
-            Variation::Locale => {
-                set(&mut launch.env, "LANG", "fr_CH.UTF-8");
-                set(&mut launch.env, "LC_ALL", "fr_CH.UTF-8");
-            }
-            Variation::Umask => {
-                if let Some(entry) = launch.entrypoint.take() {
-                    let mut args = entry;
-                    args.extend(launch.args.take().unwrap_or_default());
-                    launch.entrypoint = Some(vec![
-                        "/bin/sh".into(),
-                        "-c".into(),
-                        "umask 0002 && exec \"$@\"".into(),
-                        "reprod-umask".into(),
-                    ]);
-                    launch.args = Some(args);
+    fn adjust(&self, step: &mut StepSpec) {
+        let set = |env: &mut Vec<(String, String)>, key: &str, value: &str| {
+            env.retain(|(k, _)| k != key);
+            env.push((key.to_string(), value.to_string()));
+        };
+        for v in self {
+            match v {
+                Variation::SourceDateEpoch => {
+                    let current = step
+                        .env
+                        .iter()
+                        .find(|(k, _)| k == "SOURCE_DATE_EPOCH")
+                        .and_then(|(_, v)| v.parse::<u64>().ok());
+                    let varied = current.map_or(1_234_567_890, |c| c + 86_400 * 397);
+                    set(&mut step.env, "SOURCE_DATE_EPOCH", &varied.to_string());
                 }
+                Variation::Hostname => {
+                    step.hostname = Some("reprod-varied-host".into());
+                    step.domainname = Some("varied.example.invalid".into());
+                }
+                Variation::Timezone => set(&mut step.env, "TZ", "XYZ-13:45"),
+                Variation::Locale => {
+                    set(&mut step.env, "LANG", "fr_CH.UTF-8");
+                    set(&mut step.env, "LC_ALL", "fr_CH.UTF-8");
+                }
+                Variation::Umask => {
+                    if let Some(entry) = step.entrypoint.take() {
+                        let mut args = entry;
+                        args.extend(step.args.take().unwrap_or_default());
+                        step.entrypoint = Some(vec![
+                            "/bin/sh".into(),
+                            "-c".into(),
+                            "umask 0002 && exec \"$@\"".into(),
+                            "reprod-umask".into(),
+                        ]);
+                        step.args = Some(args);
+                    }
+                }
+                Variation::UserId => step.user = Some("1000:1000".into()),
+                Variation::CpuCount => step.cpuset_cpus = Some("0".into()),
+                Variation::EnvOrder => step.env.reverse(),
+                // Applied through workspace_root.
+                Variation::BuildPath => {}
             }
-            Variation::UserId => launch.user = Some("1000:1000".into()),
-            Variation::CpuCount => launch.cpuset_cpus = Some("0".into()),
-            Variation::EnvOrder => launch.env.reverse(),
-            Variation::BuildPath => {}
         }
     }
 }
@@ -260,22 +246,28 @@ struct Built {
     job_dir: Option<PathBuf>,
 }
 
+/// What every build of the search shares: the document is admitted (and its signatures verified) once.
+struct Search<'a> {
+    config: &'a Config,
+    admitted: &'a Admitted,
+    executor: &'a dyn Executor,
+    base: &'a RebuildOptions<'a>,
+}
+
 async fn build(
-    config: &Config,
-    bytes: &[u8],
-    base: &RebuildOptions<'_>,
+    search: &Search<'_>,
     variations: &BTreeSet<Variation>,
 ) -> Result<Built, RebuildError> {
-    // The builds are compared with each other; fetching the originals would explain nothing here.
-    let mut config = config.clone();
-    config.images.fetch_originals = false;
-    let config = &config;
     let opts = RebuildOptions {
         keep_workspace: true,
-        variations: variations.clone(),
-        ..base.clone()
+        environment: variations,
+        // The builds are compared with each other; fetching the originals would explain nothing here.
+        explain: false,
+        ..search.base.clone()
     };
-    let verdict = rebuild::rebuild(config, bytes, &opts).await?;
+    let outcome =
+        rebuild::rebuild(search.config, search.admitted, search.executor, &opts, None).await?;
+    let verdict = crate::verdict::decide(search.admitted, outcome);
     let fingerprint = verdict
         .outputs
         .as_ref()
@@ -293,26 +285,31 @@ async fn build(
 /// also when the search stops on an infrastructure error.
 pub async fn vary(
     config: &Config,
-    bytes: &[u8],
+    admitted: &Admitted,
+    executor: &dyn Executor,
     base: &RebuildOptions<'_>,
     keep: bool,
 ) -> Result<VaryReport, RebuildError> {
     let mut dirs = Vec::new();
-    let result = search(config, bytes, base, &mut dirs).await;
+    let search = Search {
+        config,
+        admitted,
+        executor,
+        base,
+    };
+    let result = run_search(&search, &mut dirs).await;
     cleanup(&dirs, keep).await;
     result
 }
 
-async fn search(
-    config: &Config,
-    bytes: &[u8],
-    base: &RebuildOptions<'_>,
+async fn run_search(
+    search: &Search<'_>,
     dirs: &mut Vec<PathBuf>,
 ) -> Result<VaryReport, RebuildError> {
-    let progress = base.progress;
+    let progress = search.base.progress;
     let none = BTreeSet::new();
     progress("vary: control build");
-    let control = build(config, bytes, base, &none).await?;
+    let control = build(search, &none).await?;
     let mut report = VaryReport {
         control: control.verdict.clone(),
         builds: Vec::new(),
@@ -351,20 +348,20 @@ async fn search(
     // Time passes: with everything else equal, a difference is the clock's (or randomness's).
     tokio::time::sleep(Duration::from_millis(1100)).await;
     progress("vary: control build again, a second later");
-    let again = build(config, bytes, base, &none).await?;
+    let again = build(search, &none).await?;
     dirs.extend(again.job_dir.iter().cloned());
     if let Some(d) = record(&mut report, "control-again".into(), &[], &again) {
         if !d.is_empty() {
             report.stable = false;
             report.culprits.push(vec!["clock".into()]);
-            report.diff = first_image_diff(&control, &again, &d);
+            report.diff = first_image_diff(&control, &again, &d).await;
             return Ok(report);
         }
     }
 
     let all: BTreeSet<Variation> = Variation::ALL.into_iter().collect();
     progress("vary: build with every variation");
-    let everything = build(config, bytes, base, &all).await?;
+    let everything = build(search, &all).await?;
     dirs.extend(everything.job_dir.iter().cloned());
     let all_vec: Vec<Variation> = all.iter().copied().collect();
     if record(&mut report, "all variations".into(), &all_vec, &everything)
@@ -377,13 +374,13 @@ async fn search(
     let mut harmless = Vec::new();
     for v in Variation::ALL {
         progress(&format!("vary: build with {} varied", v.name()));
-        let b = build(config, bytes, base, &BTreeSet::from([v])).await?;
+        let b = build(search, &BTreeSet::from([v])).await?;
         dirs.extend(b.job_dir.iter().cloned());
         match record(&mut report, v.name().into(), &[v], &b) {
             None => report.breaks.push(v.name().into()),
             Some(d) if !d.is_empty() => {
                 if report.diff.is_none() {
-                    report.diff = first_image_diff(&control, &b, &d);
+                    report.diff = first_image_diff(&control, &b, &d).await;
                 }
                 report.culprits.push(vec![v.name().into()]);
             }
@@ -396,7 +393,7 @@ async fn search(
         // The all-variations build may have differed only because it broke: retry without the breakers.
         let rest: BTreeSet<Variation> = harmless.iter().copied().collect();
         progress("vary: build with every variation that does not break the build");
-        let b = build(config, bytes, base, &rest).await?;
+        let b = build(search, &rest).await?;
         dirs.extend(b.job_dir.iter().cloned());
         let label = "all but the breaking".to_string();
         report.stable = record(&mut report, label, &harmless, &b).is_some_and(|d| d.is_empty());
@@ -409,11 +406,11 @@ async fn search(
             for &y in &harmless[i + 1..] {
                 let label = format!("{} + {}", x.name(), y.name());
                 progress(&format!("vary: build with {label} varied"));
-                let b = build(config, bytes, base, &BTreeSet::from([x, y])).await?;
+                let b = build(search, &BTreeSet::from([x, y])).await?;
                 dirs.extend(b.job_dir.iter().cloned());
                 if let Some(d) = record(&mut report, label, &[x, y], &b) {
                     if !d.is_empty() {
-                        report.diff = first_image_diff(&control, &b, &d);
+                        report.diff = first_image_diff(&control, &b, &d).await;
                         report.culprits.push(vec![x.name().into(), y.name().into()]);
                         break 'pairs;
                     }
@@ -424,15 +421,20 @@ async fn search(
     Ok(report)
 }
 
-/// Diffs the first differing output that is an image between two kept builds.
-fn first_image_diff(a: &Built, b: &Built, differing: &[String]) -> Option<DiffReport> {
+/// Diffs the first differing output that is an image between two kept builds (off the async threads:
+/// it reads and decompresses every layer).
+async fn first_image_diff(a: &Built, b: &Built, differing: &[String]) -> Option<DiffReport> {
     let (da, db) = (a.job_dir.as_ref()?, b.job_dir.as_ref()?);
     let images = &a.verdict.outputs.as_ref()?.images;
     let path = differing
         .iter()
         .find(|p| images.iter().any(|i| &&i.path == p))?;
     let at = |dir: &Path| dir.join("workspace").join(path);
-    diff::diff(&at(da), &at(db), &DiffOptions::default()).ok()
+    let (x, y) = (at(da), at(db));
+    tokio::task::spawn_blocking(move || diff::diff(&x, &y, &DiffOptions::default()).ok())
+        .await
+        .ok()
+        .flatten()
 }
 
 async fn cleanup(dirs: &[PathBuf], keep: bool) {
@@ -446,4 +448,96 @@ async fn cleanup(dirs: &[PathBuf], keep: bool) {
         }
     })
     .await;
+}
+
+#[cfg(test)]
+mod tests {
+    use reprod_sandbox::FakeExecutor;
+
+    use super::*;
+    use crate::rebuild::tests::{options, sha256_hex, Fixture};
+
+    #[tokio::test]
+    async fn the_variation_that_changes_the_output_is_named() {
+        let f = Fixture::new();
+        let a = f.admitted(&[("app.bin", &sha256_hex(b"tz="))]);
+        // A build that writes its time zone into its output.
+        let fake = FakeExecutor::new().on_step(|step| {
+            let tz = step
+                .spec
+                .env
+                .iter()
+                .find(|(k, _)| k == "TZ")
+                .map_or("", |(_, v)| v.as_str());
+            let root = &step.spec.mounts[0].container_path;
+            step.write(&format!("{root}/source/out/app.bin"), format!("tz={tz}"))?;
+            Ok(step.exited(0, ""))
+        });
+        let base = options(&rebuild::Faithful);
+        let report = vary(&f.config, &a, &fake, &base, false).await.unwrap();
+        assert_eq!(report.control.status, Status::Reproducible);
+        assert!(!report.stable);
+        assert_eq!(report.culprits, vec![vec!["timezone".to_string()]]);
+        assert!(report.breaks.is_empty());
+        let runs = fake.runs();
+        // control, control again, all variations, then each of the nine alone.
+        assert_eq!(runs.len(), 3 + Variation::ALL.len());
+        assert!(
+            runs.iter()
+                .any(|r| r.mounts[0].container_path == VARIED_WORKSPACE),
+            "the build-path variation moves the workspace"
+        );
+        assert!(
+            runs.iter().any(|r| r.user.as_deref() == Some("1000:1000")),
+            "the user-id variation reaches the step"
+        );
+    }
+
+    #[test]
+    fn variations_change_only_what_they_name() {
+        let mut spec = StepSpec {
+            job_id: "j".into(),
+            name: "build".into(),
+            image: reprod_sandbox::PinnedImage::parse(crate::rebuild::tests::IMAGE).unwrap(),
+            entrypoint: Some(vec!["/tekton/scripts/00-build".into()]),
+            args: Some(vec!["a".into()]),
+            env: vec![
+                ("SOURCE_DATE_EPOCH".into(), "100".into()),
+                ("A".into(), "1".into()),
+            ],
+            working_dir: None,
+            workspace: std::path::Path::new("/tmp").into(),
+            mounts: Vec::new(),
+            hostname: None,
+            domainname: None,
+            user: None,
+            cpuset_cpus: None,
+        };
+        BTreeSet::from([Variation::SourceDateEpoch, Variation::Umask]).adjust(&mut spec);
+        assert_eq!(
+            spec.env,
+            vec![
+                ("A".to_string(), "1".to_string()),
+                (
+                    "SOURCE_DATE_EPOCH".to_string(),
+                    (100 + 86_400 * 397).to_string()
+                )
+            ]
+        );
+        assert_eq!(spec.entrypoint.as_ref().unwrap()[0], "/bin/sh");
+        assert_eq!(
+            spec.args.as_deref().unwrap(),
+            ["/tekton/scripts/00-build", "a"],
+            "the recorded entrypoint runs under the umask"
+        );
+        assert_eq!(spec.user, None);
+        assert_eq!(
+            BTreeSet::from([Variation::Timezone]).workspace_root(),
+            tekton::WORKSPACE_ROOT
+        );
+        assert_eq!(
+            BTreeSet::from([Variation::BuildPath]).workspace_root(),
+            VARIED_WORKSPACE
+        );
+    }
 }

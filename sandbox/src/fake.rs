@@ -211,7 +211,7 @@ impl FakeExecutor {
             state.runs.len() - 1
         };
         let image_id = self.pull(&spec.image)?;
-        let workspace = canonical(spec.workspace_handle().local_dir())?;
+        let workspace = canonical(spec.workspace.local_dir())?;
         for m in &spec.mounts {
             mount_source(&workspace, m)?;
         }
@@ -475,7 +475,7 @@ mod tests {
             args: None,
             env: Vec::new(),
             working_dir: None,
-            workspace: dir.path().to_path_buf(),
+            workspace: dir.path().into(),
             mounts,
             hostname: None,
             domainname: None,

@@ -44,11 +44,9 @@ pub struct StepSpec {
     /// Environment, in the order given.
     pub env: Vec<(String, String)>,
     pub working_dir: Option<String>,
-    /// The job workspace root: the only host directory whose subdirectories may be mounted.
-    ///
-    /// To become a [`Workspace`](crate::Workspace) once reprod's rebuild sets it with `.into()` (which
-    /// compiles against either type); until then [`StepSpec::workspace_handle`] gives the handle.
-    pub workspace: PathBuf,
+    /// The job workspace: the only place whose subdirectories may be mounted (a host directory for
+    /// Docker).
+    pub workspace: crate::Workspace,
     pub mounts: Vec<StepMount>,
     /// Overrides the policy's fixed hostname (environment-variation builds).
     pub hostname: Option<String>,
@@ -57,13 +55,6 @@ pub struct StepSpec {
     pub user: Option<String>,
     /// CPUs the step may run on (`0`, `0-1`), which is what `nproc` reports.
     pub cpuset_cpus: Option<String>,
-}
-
-impl StepSpec {
-    /// The workspace as a [`Workspace`](crate::Workspace) handle, for executors written against it.
-    pub fn workspace_handle(&self) -> crate::Workspace {
-        crate::Workspace::local(self.workspace.clone())
-    }
 }
 
 /// How a step's container ended.
@@ -396,7 +387,7 @@ impl Sandbox {
     /// Runs one step to completion under the policy. The container is removed whatever happens.
     pub async fn run_step(&self, spec: &StepSpec) -> Result<StepOutcome, SandboxError> {
         let image_id = self.ensure_image(&spec.image).await?;
-        let workspace = canonical(&spec.workspace)?;
+        let workspace = canonical(spec.workspace.local_dir())?;
         let mounts = spec
             .mounts
             .iter()

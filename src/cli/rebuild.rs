@@ -65,17 +65,41 @@ pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
             tracing::info!("{line}");
         }
     };
+    let admitted = reprod::examine::admit(config, &bytes, &blobs, &material).map_err(|error| {
+        rebuild::RebuildError::Parse {
+            path: provenance.display().to_string(),
+            error,
+        }
+    })?;
+    // One engine connection for the whole command: the rebuild (or every build of --vary), and the
+    // cleanup when interrupted.
+    let executor = runtime
+        .block_on(reprod_sandbox::Sandbox::connect(config.policy()))
+        .map_err(|e| rebuild::RebuildError::Infrastructure(e.to_string()))?;
+    match runtime.block_on(executor.sweep_orphans()) {
+        Ok(0) => {}
+        Ok(n) => tracing::warn!(
+            removed = n,
+            "removed containers left by a reprod process that no longer runs"
+        ),
+        Err(e) => return Err(rebuild::RebuildError::Infrastructure(e.to_string()).into()),
+    }
     let opts = RebuildOptions {
         origin: provenance.display().to_string(),
         keep_workspace,
         progress: &progress,
-        variations: Default::default(),
-        material,
-        blobs: &blobs,
+        environment: &rebuild::Faithful,
+        explain: true,
         collected: false,
     };
     if vary {
-        let report = runtime.block_on(reprod::vary::vary(config, &bytes, &opts, keep_workspace))?;
+        let report = runtime.block_on(reprod::vary::vary(
+            config,
+            &admitted,
+            &executor,
+            &opts,
+            keep_workspace,
+        ))?;
         print_result(json, &report, "report", |r| r.human())?;
         return Ok(Exit::from_code(report.exit_code()));
     }
@@ -83,18 +107,12 @@ pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
     // process's build containers are removed before it exits.
     let outcome = runtime.block_on(async {
         tokio::select! {
-            v = rebuild::rebuild(config, &bytes, &opts) => Some(v),
+            v = rebuild::rebuild(config, &admitted, &executor, &opts, None) => Some(v),
             () = reprod::daemon::shutdown_signal() => None,
         }
     });
-    let Some(verdict) = outcome else {
-        let removed = runtime.block_on(async {
-            reprod_sandbox::Sandbox::connect(config.policy())
-                .await?
-                .remove_own_containers()
-                .await
-        });
-        match removed {
+    let Some(outcome) = outcome else {
+        match runtime.block_on(executor.remove_own_containers()) {
             Ok(n) => eprintln!(
                 "reprod rebuild: interrupted; no verdict. Removed {n} build container(s) and the job directory."
             ),
@@ -104,7 +122,7 @@ pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
         }
         return Ok(Exit::Error);
     };
-    let verdict = verdict?;
+    let verdict = reprod::verdict::decide(&admitted, outcome?);
     print_result(json, &verdict, "verdict", |v| v.human())?;
     Ok(Exit::from_code(verdict.exit_code()))
 }

@@ -55,9 +55,12 @@ pub async fn run(
     let signer = load_signer(&config)?;
     let queue = SledQueue::open(&data.join("queue"), qcfg).context("opening the queue")?;
     let store = Store::open(&data.join("store")).context("opening the store")?;
-    let sandbox = reprod_sandbox::Sandbox::connect(config.policy())
-        .await
-        .context("connecting to the Docker engine")?;
+    // One engine connection for the process: every worker's steps run through it.
+    let sandbox: Arc<dyn reprod_sandbox::Executor> = Arc::new(
+        reprod_sandbox::Sandbox::connect(config.policy())
+            .await
+            .context("connecting to the Docker engine")?,
+    );
     let swept = sandbox
         .sweep_orphans()
         .await
@@ -150,6 +153,7 @@ pub async fn run(
         .map(|i| {
             tokio::spawn(worker::run(
                 shared.clone(),
+                sandbox.clone(),
                 format!("local-{i}"),
                 stop_rx.clone(),
             ))

@@ -132,10 +132,17 @@ mod tests {
     }
 }
 
+/// `sha256:<64 lowercase hex>`: the only digests a rebuild compares.
+pub fn is_sha256(digest: &str) -> bool {
+    digest
+        .strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
 /// `sha256:<64 lowercase hex>` (the only digests a rebuild compares), or a sentence saying what was expected.
 pub fn parse_compared(text: &str) -> Result<&str, String> {
     let shown: String = text.chars().take(80).collect();
-    if crate::verdict::is_sha256(text) {
+    if is_sha256(text) {
         Ok(text)
     } else {
         Err(format!(

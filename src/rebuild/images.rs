@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Seek, Write};
 use std::path::Path;
 
-use reprod_sandbox::Sandbox;
+use reprod_sandbox::Executor;
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
 struct Cache {
@@ -74,7 +74,7 @@ fn record(data_dir: &Path, used: &[(String, i64)], budget: u64) -> std::io::Resu
 /// After a job: records the images its steps used and removes the least recently used beyond `budget`
 /// bytes (0: keep everything). Failures are logged; they never change a verdict.
 pub(super) async fn collect_garbage(
-    sandbox: &Sandbox,
+    sandbox: &dyn Executor,
     data_dir: &Path,
     used: Vec<String>,
     budget: u64,

@@ -326,34 +326,70 @@ pub fn sweep_abandoned(data_dir: &Path) -> std::io::Result<usize> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
         Err(e) => return Err(e),
     };
-    let mut removed = 0;
+    let mut removed = std::collections::HashSet::new();
     for entry in entries {
         let path = entry?.path();
-        if path
-            .extension()
-            .is_some_and(|e| e == "img" || e == COLLECTED_SUFFIX)
-        {
+        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
+            continue;
+        };
+        // `<id>`, or what is beside it: `<id>.img` and `<id>.collected`.
+        let (id, beside) = match name.rsplit_once('.') {
+            Some((id, ext)) if ext == "img" || ext == COLLECTED_SUFFIX => (id, true),
+            _ => (name, false),
+        };
+        let Some(pid) = id.split('-').nth(1).and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let dead = pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists();
+        if !dead {
             continue;
         }
-        let pid = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.split('-').nth(1))
-            .and_then(|p| p.parse::<u32>().ok());
-        let Some(pid) = pid else { continue };
-        let abandoned = marker_of(&path).exists()
-            && pid != std::process::id()
-            && !Path::new("/proc").join(pid.to_string()).exists();
-        if abandoned {
-            remove_at(&path)?;
-            removed += 1;
+        let root = jobs.join(id);
+        let orphaned = if beside {
+            // The process died making or removing its directory: what it left beside it goes too.
+            std::fs::symlink_metadata(&root).is_err()
+        } else {
+            marker_of(&root).exists()
+        };
+        if orphaned && removed.insert(id.to_string()) {
+            remove_at(&root)?;
         }
     }
-    Ok(removed)
+    Ok(removed.len())
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn what_a_dead_process_left_beside_a_missing_directory_is_swept() {
+        let data = tempfile::tempdir().unwrap();
+        let jobs = data.path().join("jobs");
+        std::fs::create_dir_all(&jobs).unwrap();
+        // Above any pid_max Linux allows: no such process.
+        let marker_only = "0123456789ab-4194399-1";
+        let image_and_marker = "0123456789ab-4194399-2";
+        let mine = format!("0123456789ab-{}-3", std::process::id());
+        for file in [
+            format!("{marker_only}.collected"),
+            format!("{image_and_marker}.img"),
+            format!("{image_and_marker}.collected"),
+            format!("{mine}.collected"),
+        ] {
+            std::fs::write(jobs.join(file), b"").unwrap();
+        }
+        assert_eq!(super::sweep_abandoned(data.path()).unwrap(), 2);
+        let mut left: Vec<String> = std::fs::read_dir(&jobs)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(
+            left,
+            [format!("{mine}.collected")],
+            "a live process's marker stays"
+        );
+    }
+
     #[test]
     fn mountinfo_paths_are_unescaped() {
         assert_eq!(

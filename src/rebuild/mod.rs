@@ -1,8 +1,11 @@
-//! One rebuild, end to end: provenance → recipe → checkout → steps in the sandbox → outputs → verdict.
+//! One rebuild, end to end: an admitted document's recipe → checkout → steps in the executor → outputs →
+//! a [`RebuildOutcome`] of facts. [`crate::verdict::decide`] turns the outcome into a verdict; nothing here
+//! decides a status.
 
+mod environment;
+mod explain;
 mod images;
 mod jobdir;
-mod matching;
 mod steps;
 
 use std::collections::BTreeMap;
@@ -10,13 +13,16 @@ use std::io::Read;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use reprod_sandbox::Sandbox;
+use reprod_sandbox::Executor;
 
 use crate::config::Config;
+use crate::examine::Admitted;
 use crate::oci;
-use crate::provenance::{tekton, ParseError, Recipe, Unrebuildable, UnrebuildableReason};
+use crate::provenance::{tekton, ParseError, Recipe, UnrebuildableReason};
 use crate::source::{self, SourceError};
-use crate::verdict::{ProvenanceInfo, Status, SubjectResult, Verdict};
+use crate::verdict::{Ending, RebuildOutcome, Reused, SubjectState, Verdict};
+
+pub use environment::{move_workspace, Faithful, StepEnvironment};
 
 /// Largest Tekton result read back from the workspace.
 const MAX_RESULT_BYTES: u64 = 64 << 10;
@@ -72,12 +78,11 @@ pub struct RebuildOptions<'a> {
     /// Keep the job directory (workspace, results, scripts) for inspection.
     pub keep_workspace: bool,
     pub progress: Progress<'a>,
-    /// Environment variations to apply to every step (empty for a faithful rebuild).
-    pub variations: std::collections::BTreeSet<crate::vary::Variation>,
-    /// Keys and trust roots signatures are checked against.
-    pub material: crate::trust::TrustMaterial,
-    /// Where containers that refer to blobs (cosign `.att` manifests) find them.
-    pub blobs: &'a (dyn crate::provenance::container::Blobs + Send + Sync),
+    /// How each step is launched: faithfully ([`Faithful`]), or varied (`reprod rebuild --vary`).
+    pub environment: &'a dyn StepEnvironment,
+    /// Fetch each differing subject's original image and diff it against the rebuild (when
+    /// `images.fetch_originals` is on too).
+    pub explain: bool,
     /// The kept job directory is only waiting for this process to collect its logs (daemon and remote
     /// workers): it is marked, so that if the process dies first the next `serve` or `worker` on this data
     /// directory removes it ([`sweep_abandoned_job_dirs`]). A directory kept for a person never is.
@@ -86,22 +91,6 @@ pub struct RebuildOptions<'a> {
 
 pub use jobdir::sweep_abandoned as sweep_abandoned_job_dirs;
 use jobdir::JobDirs;
-
-/// Rebuilds from provenance bytes. Returns a verdict whenever one can honestly be given.
-pub async fn rebuild(
-    config: &Config,
-    bytes: &[u8],
-    opts: &RebuildOptions<'_>,
-) -> Result<Verdict, RebuildError> {
-    let admitted =
-        crate::examine::admit(config, bytes, opts.blobs, &opts.material).map_err(|error| {
-            RebuildError::Parse {
-                path: opts.origin.clone(),
-                error,
-            }
-        })?;
-    rebuild_admitted(config, &admitted, opts, None).await
-}
 
 /// A completed rebuild of the same work (same source commit, steps and conventions) for another document,
 /// to judge this document's subjects against instead of running the steps again.
@@ -118,41 +107,44 @@ impl Prior<'_> {
     pub fn usable(verdict: &Verdict) -> bool {
         verdict.reused_rebuild.is_none()
             && verdict.rebuilt_by.is_none()
-            && matches!(
-                verdict.status,
-                Status::Reproducible | Status::Unreproducible
-            )
+            && verdict.status.compared()
             && verdict
                 .outputs
                 .as_ref()
                 .is_some_and(|o| o.stopped.is_none() && o.files_omitted == 0)
     }
+
+    /// What the prior rebuild ran and found, carried over and named as reused; nothing runs.
+    fn outcome(&self, origin: &str) -> RebuildOutcome {
+        let p = self.verdict;
+        RebuildOutcome {
+            fetched_url: p.fetched_url.clone(),
+            steps: p.steps.clone(),
+            claimed_results: p.claimed_results.clone(),
+            reused: Some(Reused {
+                job: self.job.to_string(),
+                source: p.source.clone(),
+            }),
+            ..RebuildOutcome::new(
+                origin,
+                Ending::Built {
+                    outputs: p.outputs.clone().unwrap_or_default(),
+                    explanations: BTreeMap::new(),
+                },
+            )
+        }
+    }
 }
 
-/// The verdict skeleton for an admitted document: every subject not compared yet.
-pub fn verdict_for(admitted: &crate::examine::Admitted, origin: &str) -> Verdict {
-    let finding = admitted.finding();
-    Verdict::new(
-        ProvenanceInfo {
-            origin: origin.to_string(),
-            sha256: admitted.sha256.clone(),
-            signature: finding.verification.summary(),
-            verification: finding.verification.clone(),
-            container: finding.container.clone(),
-            predicate_type: finding.predicate_type.clone().unwrap_or_default(),
-        },
-        finding.recipe.as_ref().and_then(|r| r.source.clone()),
-        subjects_uncompared(&finding.subjects),
-    )
-}
-
-/// Rebuilds an admitted document, or (with `prior`) judges it against a rebuild of the same work.
-pub async fn rebuild_admitted(
+/// Rebuilds an admitted document with `executor`, or (with `prior`) judges it against a rebuild of the
+/// same work. `Err` only when no honest outcome can be given (an infrastructure failure).
+pub async fn rebuild(
     config: &Config,
-    admitted: &crate::examine::Admitted,
+    admitted: &Admitted,
+    executor: &dyn Executor,
     opts: &RebuildOptions<'_>,
     prior: Option<Prior<'_>>,
-) -> Result<Verdict, RebuildError> {
+) -> Result<RebuildOutcome, RebuildError> {
     let started = Instant::now();
     let finding = admitted.finding();
     if admitted.findings.len() > 1 {
@@ -162,15 +154,12 @@ pub async fn rebuild_admitted(
             finding.at
         ));
     }
-    let mut verdict = verdict_for(admitted, &opts.origin);
     if let Some(rejection) = &admitted.refusal {
-        verdict.conclude_uncompared(
-            Status::Rejected,
-            &rejection.reason,
-            rejection.detail.clone(),
-        );
-        verdict.duration_ms = started.elapsed().as_millis() as u64;
-        return Ok(verdict);
+        let ending = Ending::Refused {
+            reason: rejection.reason.clone(),
+            detail: rejection.detail.clone(),
+        };
+        return Ok(RebuildOutcome::new(&opts.origin, ending));
     }
     if !finding.verification.is_verified() {
         (opts.progress)(&format!(
@@ -178,89 +167,34 @@ pub async fn rebuild_admitted(
             finding.verification.summary()
         ));
     }
-    let outcome = match (&finding.recipe, &finding.unrebuildable) {
-        (Some(_), None) if prior.is_some() => {
-            if let Some(p) = prior {
-                judge_against(&mut verdict, &p);
-            }
-            Ok(())
-        }
-        (Some(recipe), None) => run(config, recipe, &mut verdict, opts).await?,
-        (_, Some(problem)) => Err(Unrebuildable::new(
-            UnrebuildableReason::Other(problem.reason.clone()),
-            problem.detail.clone(),
-        )),
-        (None, None) => Err(Unrebuildable::new(
-            UnrebuildableReason::Other("no-recipe".into()),
-            "the statement yields no recipe",
-        )),
+    let mut outcome = match (&finding.recipe, &finding.unrebuildable, prior) {
+        (_, Some(problem), _) => RebuildOutcome::new(
+            &opts.origin,
+            Ending::unrebuildable(problem.reason.clone(), problem.detail.clone()),
+        ),
+        (None, None, _) => RebuildOutcome::new(
+            &opts.origin,
+            Ending::unrebuildable("no-recipe", "the statement yields no recipe"),
+        ),
+        (Some(_), None, Some(prior)) => prior.outcome(&opts.origin),
+        (Some(recipe), None, None) => run(config, admitted, recipe, executor, opts).await?,
     };
-    if let Err(u) = outcome {
-        verdict.conclude_uncompared(Status::Unrebuildable, &u.reason.to_string(), u.detail);
-    }
-    verdict.duration_ms = started.elapsed().as_millis() as u64;
-    Ok(verdict)
+    outcome.duration_ms = started.elapsed().as_millis() as u64;
+    Ok(outcome)
 }
 
-/// Judges this document's subjects against a prior rebuild's outputs: what that rebuild ran and found is
-/// carried over and named as reused; nothing is run.
-fn judge_against(verdict: &mut Verdict, prior: &Prior<'_>) {
-    let p = prior.verdict;
-    verdict.source = p.source.clone();
-    verdict.fetched_url = p.fetched_url.clone();
-    verdict.steps = p.steps.clone();
-    verdict.claimed_results = p.claimed_results.clone();
-    verdict.reused_rebuild = Some(prior.job.to_string());
-    verdict.rebuilt_by = p.rebuilt_by.clone();
-    matching::compare(p.outputs.clone().unwrap_or_default(), verdict);
-}
-
-/// Sets every subject's state from `outputs` and decides the verdict, exactly as a rebuild here does (the
-/// server holds a remote worker's claimed states to this).
-pub fn judge_outputs(outputs: crate::oci::Outputs, verdict: &mut Verdict) {
-    matching::compare(outputs, verdict);
-}
-
-fn subjects_uncompared(subjects: &[crate::provenance::Subject]) -> Vec<SubjectResult> {
-    subjects
-        .iter()
-        .map(|s| {
-            SubjectResult::not_compared(
-                &s.name,
-                s.sha256().unwrap_or_else(|| {
-                    s.digests
-                        .iter()
-                        .next()
-                        .map_or_else(|| "(none)".into(), |(alg, hex)| format!("{alg}:{hex}"))
-                }),
-            )
-        })
-        .collect()
-}
-
-/// Runs checkout, steps and comparison. The outer `Err` is infrastructure; the inner one an unrebuildable.
+/// Runs checkout, steps, the output scan and the explanation of differences in a fresh job directory.
 async fn run(
     config: &Config,
+    admitted: &Admitted,
     recipe: &Recipe,
-    verdict: &mut Verdict,
+    executor: &dyn Executor,
     opts: &RebuildOptions<'_>,
-) -> Result<Result<(), Unrebuildable>, RebuildError> {
+) -> Result<RebuildOutcome, RebuildError> {
     let infra = |e: &dyn std::fmt::Display| RebuildError::Infrastructure(e.to_string());
-    let sandbox = Sandbox::connect(config.policy())
-        .await
-        .map_err(|e| infra(&e))?;
-    match sandbox.sweep_orphans().await {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!(
-            removed = n,
-            "removed containers left by a reprod process that no longer runs"
-        ),
-        Err(e) => return Err(infra(&e)),
-    }
-
     let job_id = format!(
         "{}-{}-{}",
-        &verdict.provenance.sha256[..12],
+        &admitted.sha256[..12],
         std::process::id(),
         std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -269,7 +203,7 @@ async fn run(
     let (data_dir, quota, owner, collected) = (
         config.data_dir.clone(),
         config.sandbox.workspace_bytes,
-        sandbox.userns_root(),
+        executor.userns_root(),
         opts.collected,
     );
     let id = job_id.clone();
@@ -281,17 +215,19 @@ async fn run(
     .map_err(|e| infra(&format!("cannot create the job directory: {e}")))?;
     let job = Job {
         config,
+        admitted,
         recipe,
         opts,
-        sandbox: &sandbox,
+        executor,
         id: job_id,
         dirs,
         deadline: Instant::now() + Duration::from_secs(config.sandbox.job_timeout_secs),
         used_images: std::sync::Mutex::new(Vec::new()),
     };
-    let result = run_in(&job, verdict).await;
+    let mut outcome = RebuildOutcome::new(&opts.origin, Ending::unrebuildable("not-run", ""));
+    let ended = run_in(&job, &mut outcome).await;
     // A step cut short by the job deadline was dropped mid-flight; make sure its container is gone.
-    if let Err(e) = sandbox.remove_job_containers(&job.id).await {
+    if let Err(e) = executor.remove_job_containers(&job.id).await {
         tracing::warn!(job = %job.id, error = %e, "could not remove the job's containers");
     }
     let used = job
@@ -299,12 +235,14 @@ async fn run(
         .lock()
         .map(|u| u.clone())
         .unwrap_or_default();
-    images::collect_garbage(&sandbox, &config.data_dir, used, config.images.cache_bytes).await;
+    images::collect_garbage(executor, &config.data_dir, used, config.images.cache_bytes).await;
     let dirs = job.dirs;
     let image = dirs.image().map(Path::to_path_buf);
     let root = dirs.keep();
-    // No verdict (an infrastructure failure): nobody is told where the directory is, so it goes.
-    if opts.keep_workspace && matches!(result, Ok(Ok(()))) {
+    // No outcome (an infrastructure failure), or nothing was built (unrebuildable): nobody is told where
+    // the directory is, so it goes.
+    let built_or_ran = matches!(ended, Ok(Ending::Built { .. } | Ending::BuildFailed { .. }));
+    if opts.keep_workspace && built_or_ran {
         (opts.progress)(&match image {
             Some(image) if !opts.collected => format!(
                 "kept the job directory: {} (a mounted filesystem image; `umount {0} && rm -r {0} {}` when done)",
@@ -313,11 +251,12 @@ async fn run(
             ),
             _ => format!("kept the job directory: {}", root.display()),
         });
-        verdict.job_dir = Some(root.display().to_string());
+        outcome.job_dir = Some(root.display().to_string());
     } else if let Err(e) = remove_job_dir(&root).await {
         tracing::warn!(path = %root.display(), error = %e, "could not remove the job directory");
     }
-    result
+    outcome.ending = ended?;
+    Ok(outcome)
 }
 
 /// A kept job directory's full step logs and diff reports, as `(logs/<file>, bytes)` pairs, for the
@@ -358,9 +297,10 @@ pub async fn remove_job_dir(root: &Path) -> std::io::Result<()> {
 /// Everything one running job needs.
 struct Job<'a> {
     config: &'a Config,
+    admitted: &'a Admitted,
     recipe: &'a Recipe,
     opts: &'a RebuildOptions<'a>,
-    sandbox: &'a Sandbox,
+    executor: &'a dyn Executor,
     id: String,
     dirs: JobDirs,
     /// Steps, the output scan and the explanation of differences all end by this instant.
@@ -369,10 +309,9 @@ struct Job<'a> {
     used_images: std::sync::Mutex<Vec<String>>,
 }
 
-async fn run_in(
-    job: &Job<'_>,
-    verdict: &mut Verdict,
-) -> Result<Result<(), Unrebuildable>, RebuildError> {
+/// Checkout, steps, output scan and explanations; facts go into `outcome` as they are learned, and the
+/// ending is returned.
+async fn run_in(job: &Job<'_>, outcome: &mut RebuildOutcome) -> Result<Ending, RebuildError> {
     let Job {
         config,
         recipe,
@@ -381,10 +320,7 @@ async fn run_in(
         ..
     } = job;
     let Some(src) = recipe.source.clone() else {
-        return Ok(Err(Unrebuildable::new(
-            UnrebuildableReason::NoSource,
-            "no source",
-        )));
+        return Ok(unrebuildable(UnrebuildableReason::NoSource, "no source"));
     };
     (opts.progress)(&format!("fetching {} at {}", src.uri, src.commit));
     let source_config = config.source.clone();
@@ -395,10 +331,10 @@ async fn run_in(
     .await
     .map_err(|e| RebuildError::Infrastructure(format!("checkout task failed: {e}")))?;
     match checkout {
-        Ok(c) => verdict.fetched_url = Some(c.fetched_url),
+        Ok(c) => outcome.fetched_url = Some(c.fetched_url),
         Err(e) => return source_failure(e),
     }
-    if let Some(owner) = job.sandbox.userns_root() {
+    if let Some(owner) = job.executor.userns_root() {
         // The checkout is the steps' to write in (builds write their outputs beside the source).
         let source = dirs.path(JobDirs::WORKSPACE).join(tekton::SOURCE_WORKSPACE);
         tokio::task::spawn_blocking(move || jobdir::chown_tree(&source, owner))
@@ -430,28 +366,23 @@ async fn run_in(
     };
 
     let limit = Duration::from_secs(config.sandbox.job_timeout_secs);
-    let steps = steps::run_steps(job, verdict);
-    let finished = match tokio::time::timeout_at(job.deadline.into(), steps).await {
-        Ok(r) => r?,
+    let steps = steps::run_steps(job, &mut outcome.steps);
+    match tokio::time::timeout_at(job.deadline.into(), steps).await {
+        Ok(Ok(None)) => {}
+        Ok(Ok(Some(ending))) => return Ok(ending),
+        Ok(Err(e)) => return Err(e),
         Err(_) => {
-            verdict.conclude_uncompared(
-                Status::BuildFailed,
+            return Ok(Ending::build_failed(
                 "job-timed-out",
                 format!("the job exceeded its {}s wall-clock limit", limit.as_secs()),
-            );
-            return Ok(Ok(()));
+            ))
         }
-    };
-    if let Err(u) = finished {
-        return Ok(Err(u));
-    }
-    if verdict.status == Status::BuildFailed {
-        return Ok(Ok(()));
     }
 
     (opts.progress)("collecting outputs");
+    let mut subjects = crate::verdict::subjects_of(job.admitted);
     let wanted: std::collections::HashSet<String> =
-        verdict.subjects.iter().map(|s| s.digest.clone()).collect();
+        subjects.iter().map(|s| s.digest.clone()).collect();
     let outputs = tokio::task::spawn_blocking(move || {
         oci::collect_within(&root, limits, &wanted).without_inputs(&inputs)
     })
@@ -463,32 +394,36 @@ async fn run_in(
             outputs.stopped.as_deref().unwrap_or("(unknown)")
         )));
     }
-    verdict.claimed_results = read_results(&dirs.path(JobDirs::RESULTS));
-    let stopped = outputs.stopped.clone();
-    matching::compare(outputs, verdict);
-    if let (Some(why), false) = (stopped, verdict.status == Status::Reproducible) {
-        // A subject not found in a scan that stopped early may only not have been reached: that is a limit
-        // of this rebuilder, not a finding about the artifact.
-        verdict.conclude_uncompared(
-            Status::BuildFailed,
-            "output-scan-limit",
-            format!("the outputs could not all be read ({why}); this is a limit of this rebuilder, not a finding about the artifact"),
-        );
-        return Ok(Ok(()));
-    }
-    if config.images.fetch_originals && verdict.status == Status::Unreproducible {
+    outcome.claimed_results = read_results(&dirs.path(JobDirs::RESULTS));
+    // Which subjects differ, to explain them (a scan that stopped early explains nothing: see decide).
+    crate::verdict::judge_subjects(&mut subjects, &outputs);
+    let differing: Vec<_> = subjects
+        .into_iter()
+        .filter(|s| s.state == SubjectState::Differs && outputs.stopped.is_none())
+        .collect();
+    let mut explanations = BTreeMap::new();
+    if opts.explain && config.images.fetch_originals && !differing.is_empty() {
         // Explaining is best effort and bounded by the same deadline; the verdict stands without it (the
         // subjects left unexplained say how to see why).
-        let explained =
-            tokio::time::timeout_at(job.deadline.into(), matching::explain(job, verdict));
+        let explained = tokio::time::timeout_at(
+            job.deadline.into(),
+            explain::explain(job, &differing, &mut explanations),
+        );
         if explained.await.is_err() {
             (opts.progress)("the job deadline came before every difference was explained");
         }
     }
-    Ok(Ok(()))
+    Ok(Ending::Built {
+        outputs,
+        explanations,
+    })
 }
 
-fn source_failure(e: SourceError) -> Result<Result<(), Unrebuildable>, RebuildError> {
+fn unrebuildable(reason: UnrebuildableReason, detail: impl Into<String>) -> Ending {
+    Ending::unrebuildable(reason.to_string(), detail)
+}
+
+fn source_failure(e: SourceError) -> Result<Ending, RebuildError> {
     let reason = match &e {
         SourceError::DisallowedScheme { .. } => UnrebuildableReason::DisallowedSourceScheme,
         SourceError::CommitNotFound { .. } | SourceError::BadCommit(_) => {
@@ -502,7 +437,7 @@ fn source_failure(e: SourceError) -> Result<Result<(), Unrebuildable>, RebuildEr
             return Err(RebuildError::Infrastructure(format!("checkout: {e}")))
         }
     };
-    Ok(Err(Unrebuildable::new(reason, e.to_string())))
+    Ok(unrebuildable(reason, e.to_string()))
 }
 
 /// Tekton results the build wrote (claims, not evidence), each bounded.
@@ -528,35 +463,4 @@ fn read_results(dir: &Path) -> BTreeMap<String, String> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_marked_job_directories_of_dead_processes_are_swept() {
-        let data = tempfile::tempdir().unwrap();
-        let jobs = data.path().join("jobs");
-        // Above any pid_max Linux allows: no such process.
-        let dead = "0123456789ab-4194399-1";
-        let kept_by_a_person = "0123456789ab-4194398-1";
-        let mine = format!("0123456789ab-{}-1", std::process::id());
-        for name in [dead, kept_by_a_person, &mine] {
-            std::fs::create_dir_all(jobs.join(name).join("workspace")).unwrap();
-        }
-        std::fs::write(jobs.join(format!("{dead}.collected")), b"").unwrap();
-        std::fs::write(jobs.join(format!("{mine}.collected")), b"").unwrap();
-        assert_eq!(sweep_abandoned_job_dirs(data.path()).unwrap(), 1);
-        assert!(!jobs.join(dead).exists());
-        assert!(
-            jobs.join(kept_by_a_person).exists(),
-            "--keep-workspace directories stay"
-        );
-        assert!(
-            jobs.join(&mine).exists(),
-            "a running process's directory stays"
-        );
-        assert_eq!(
-            sweep_abandoned_job_dirs(&data.path().join("none")).unwrap(),
-            0
-        );
-    }
-}
+pub(crate) mod tests;

@@ -1,44 +1,43 @@
-//! Running the recorded steps, in order, in the sandbox.
+//! Running the recorded steps, in order, with the job's executor.
 
 use std::path::Path;
 
 use reprod_sandbox::{PinnedImage, SandboxError, StepSpec, Termination};
 
-use super::{Job, JobDirs, RebuildError};
+use super::{move_workspace, Job, JobDirs, RebuildError};
 use crate::config::Config;
-use crate::provenance::{tekton, Unrebuildable, UnrebuildableReason};
-use crate::vary::Variation;
-use crate::verdict::{Status, StepReport, StepTermination, Verdict};
+use crate::provenance::{tekton, UnrebuildableReason};
+use crate::verdict::{Ending, StepReport, StepTermination};
 
 /// Lines of a failed step's log carried in the verdict.
 const LOG_TAIL_LINES: usize = 40;
 
-/// Runs the steps in order; stops at the first that does not succeed (recording a build-failed verdict).
+/// Runs the steps in order, reporting each into `reports`; stops at the first that does not succeed.
+/// `None` when every step succeeded; otherwise how the rebuild ended (a failed step, or a step image that
+/// cannot be had).
 pub(super) async fn run_steps(
     job: &Job<'_>,
-    verdict: &mut Verdict,
-) -> Result<Result<(), Unrebuildable>, RebuildError> {
+    reports: &mut Vec<StepReport>,
+) -> Result<Option<Ending>, RebuildError> {
     let Job {
         config,
         recipe,
         opts,
-        sandbox,
+        executor,
         dirs,
         ..
     } = job;
     let total = recipe.steps.len();
+    let unrebuildable = |reason: UnrebuildableReason, detail: String| {
+        Ok(Some(super::unrebuildable(reason, detail)))
+    };
     for (i, step) in recipe.steps.iter().enumerate() {
         let recorded = PinnedImage::parse(&step.image)
             .map_err(|e| RebuildError::Infrastructure(e.to_string()))?;
         let image = mirror_image(config, &recorded)?;
-        // Under the build-path variation the workspace moves, and the step's own texts with it.
-        let workspace_at = if opts.variations.contains(&Variation::BuildPath) {
-            crate::vary::VARIED_WORKSPACE
-        } else {
-            tekton::WORKSPACE_ROOT
-        };
-        let place =
-            |text: &str| crate::vary::move_workspace(text, tekton::WORKSPACE_ROOT, workspace_at);
+        // The environment may mount the workspace elsewhere; the step's own texts move with it.
+        let workspace_at = opts.environment.workspace_root();
+        let place = |text: &str| move_workspace(text, tekton::WORKSPACE_ROOT, workspace_at);
         let step_args: Vec<String> = step.args.iter().map(|a| place(a)).collect();
         let (entrypoint, args) = match (&step.script, &step.command) {
             (Some(script), _) => {
@@ -56,35 +55,27 @@ pub(super) async fn run_steps(
         };
         let mut env = vec![("HOME".to_string(), tekton::HOME_DIR.to_string())];
         env.extend(step.env.iter().cloned());
-        let mut launch = crate::vary::Launch {
-            env,
+        let mut spec = StepSpec {
+            job_id: job.id.clone(),
+            name: step.name.clone(),
+            image: image.clone(),
             entrypoint,
             args,
+            env,
+            working_dir: step.working_dir.as_deref().map(place),
+            workspace: dirs.root.clone().into(),
+            mounts: JobDirs::mounts(workspace_at),
             hostname: None,
             domainname: None,
             user: None,
             cpuset_cpus: None,
         };
-        crate::vary::apply(&opts.variations, &mut launch);
-        let spec = StepSpec {
-            job_id: job.id.clone(),
-            name: step.name.clone(),
-            image: image.clone(),
-            entrypoint: launch.entrypoint,
-            args: launch.args,
-            env: launch.env,
-            working_dir: step.working_dir.as_deref().map(place),
-            workspace: dirs.root.clone(),
-            mounts: JobDirs::mounts(workspace_at),
-            hostname: launch.hostname,
+        opts.environment.adjust(&mut spec);
+        if executor.userns_root().is_some() {
             // runc cannot set a domain name inside a remapped user namespace (it opens
-            // /proc/sys/kernel/domainname without the right): the hostname variation varies the hostname only.
-            domainname: launch
-                .domainname
-                .filter(|_| sandbox.userns_root().is_none()),
-            user: launch.user,
-            cpuset_cpus: launch.cpuset_cpus,
-        };
+            // /proc/sys/kernel/domainname without the right): a varied hostname varies the hostname only.
+            spec.domainname = None;
+        }
         (opts.progress)(&format!(
             "step {}/{total} {}: running in {image}",
             i + 1,
@@ -95,25 +86,22 @@ pub(super) async fn run_steps(
                 used.push(image.to_string());
             }
         }
-        let outcome = match sandbox.run_step(&spec).await {
+        let outcome = match executor.run_step(&spec).await {
             Ok(o) => o,
             Err(e @ SandboxError::ImageUnavailable { .. }) => {
-                return Ok(Err(Unrebuildable::new(
+                return unrebuildable(
                     UnrebuildableReason::ImageUnavailable,
                     format!("step {:?}: {e}", step.name),
-                )))
+                )
             }
             Err(e @ SandboxError::ImageTooLarge { .. }) => {
-                return Ok(Err(Unrebuildable::new(
+                return unrebuildable(
                     UnrebuildableReason::Other("image-too-large".into()),
                     format!("step {:?}: {e}", step.name),
-                )))
+                )
             }
             Err(SandboxError::UnpinnedImage(e)) => {
-                return Ok(Err(Unrebuildable::new(
-                    UnrebuildableReason::UnpinnedImage,
-                    e.to_string(),
-                )))
+                return unrebuildable(UnrebuildableReason::UnpinnedImage, e.to_string())
             }
             Err(e) => return Err(RebuildError::Infrastructure(e.to_string())),
         };
@@ -141,11 +129,8 @@ pub(super) async fn run_steps(
         ));
         let log_file = format!("{i:02}-{}.log", sanitize(&step.name));
         let log_path = dirs.path(JobDirs::LOGS).join(&log_file);
-        let (log_artifact, log_sha256) = match write_new(
-            &log_path,
-            outcome.log.text.as_bytes(),
-            0o600,
-        ) {
+        let (log_artifact, log_sha256) = match write_log(&log_path, outcome.log.text.clone()).await
+        {
             Ok(()) => (
                 Some(format!("{}/{log_file}", JobDirs::LOGS)),
                 Some(crate::oci::sha256_bytes(outcome.log.text.as_bytes())),
@@ -155,7 +140,7 @@ pub(super) async fn run_steps(
                 (None, None)
             }
         };
-        verdict.steps.push(StepReport {
+        reports.push(StepReport {
             name: step.name.clone(),
             image: step.image.clone(),
             pulled_image: image.to_string(),
@@ -201,15 +186,21 @@ pub(super) async fn run_steps(
                     format!("exited with code {}", outcome.exit_code),
                 ),
             };
-            verdict.conclude_uncompared(
-                Status::BuildFailed,
+            return Ok(Some(Ending::build_failed(
                 reason,
                 format!("step {}/{total} {:?} {what}", i + 1, step.name),
-            );
-            return Ok(Ok(()));
+            )));
         }
     }
-    Ok(Ok(()))
+    Ok(None)
+}
+
+/// Writes a step's full log (up to `sandbox.log_limit_bytes`) off the async threads.
+async fn write_log(path: &Path, text: String) -> std::io::Result<()> {
+    let path = path.to_path_buf();
+    tokio::task::spawn_blocking(move || write_new(&path, text.as_bytes(), 0o600))
+        .await
+        .map_err(std::io::Error::other)?
 }
 
 /// Whether a failed step ran into one of the rebuilder's disk limits: its workspace filesystem is full (of
@@ -225,7 +216,7 @@ fn out_of_disk(dirs: &JobDirs, outcome: &reprod_sandbox::StepOutcome) -> bool {
 
 /// Applies the image mirror map (longest prefix); the digest is kept.
 fn mirror_image(config: &Config, image: &PinnedImage) -> Result<PinnedImage, RebuildError> {
-    match crate::config::rewrite_prefix(&config.images.mirrors, image.repository()) {
+    match config.images.mirrors.rewrite(image.repository()) {
         None => Ok(image.clone()),
         Some(repository) => image.with_repository(&repository).map_err(|e| {
             RebuildError::Infrastructure(format!(

@@ -6,10 +6,6 @@ use reprod_sandbox::{PinnedImage, StepMount, StepSpec};
 
 /// A step of `job_id` running `image`'s own command, with `workspace/<subdir>` mounted writable at
 /// `/workspace` and nothing else set.
-#[expect(
-    clippy::useless_conversion,
-    reason = "the workspace field becomes a Workspace; `.into()` compiles against both"
-)]
 pub fn step(
     job_id: String,
     name: &str,
@@ -25,7 +21,7 @@ pub fn step(
         args: None,
         env: Vec::new(),
         working_dir: None,
-        workspace: workspace.to_path_buf().into(),
+        workspace: workspace.into(),
         mounts: vec![StepMount {
             workspace_subdir: subdir.into(),
             container_path: "/workspace".into(),

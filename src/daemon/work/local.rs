@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reprod_jobs::{Completion, Lease, Queue, QueueError};
+use reprod_sandbox::Executor;
 use tokio::sync::watch;
 
 use crate::daemon::{blocking, Blocking, Shared};
@@ -14,7 +15,13 @@ use crate::execute::{self, Executed, Heartbeat};
 use crate::rebuild;
 
 /// Runs until `stop` turns true; a job in progress is finished first (the caller bounds that).
-pub async fn run(shared: Arc<Shared>, name: String, mut stop: watch::Receiver<bool>) {
+/// `executor` runs the steps (one per process, shared by every worker).
+pub async fn run(
+    shared: Arc<Shared>,
+    executor: Arc<dyn Executor>,
+    name: String,
+    mut stop: watch::Receiver<bool>,
+) {
     let ttl = Duration::from_secs(shared.config.server.lease_secs);
     let poll = Duration::from_millis(shared.config.server.poll_ms);
     shared.saw_worker(&name, None);
@@ -45,7 +52,7 @@ pub async fn run(shared: Arc<Shared>, name: String, mut stop: watch::Receiver<bo
         let job = lease.job.clone();
         shared.saw_worker(&name, Some(job.0.clone()));
         tracing::info!(worker = %name, job = %job, attempt = lease.attempt, "leased");
-        let outcome = run_job(&shared, &lease, ttl).await;
+        let outcome = run_job(&shared, executor.as_ref(), &lease, ttl).await;
         shared.active.lock().map(|mut a| a.remove(&job)).ok();
         shared.saw_worker(&name, None);
         let Some(how) = outcome else {
@@ -90,7 +97,12 @@ impl Heartbeat for QueueHeartbeat<'_> {
 }
 
 /// `None` when the lease was lost (heartbeat refused): the result must not be used.
-async fn run_job(shared: &Arc<Shared>, lease: &Lease, ttl: Duration) -> Option<Completion> {
+async fn run_job(
+    shared: &Arc<Shared>,
+    executor: &dyn Executor,
+    lease: &Lease,
+    ttl: Duration,
+) -> Option<Completion> {
     let job = lease.job.0.clone();
     let retry = |reason: String| Some(Completion::Retry { reason });
     let j = job.clone();
@@ -127,15 +139,7 @@ async fn run_job(shared: &Arc<Shared>, lease: &Lease, ttl: Duration) -> Option<C
     let prior = prior
         .as_ref()
         .map(|(j, v)| rebuild::Prior { job: j, verdict: v });
-    let executed = execute::run(
-        &shared.config,
-        &shared.material,
-        &job,
-        &admitted,
-        prior,
-        &heartbeat,
-    )
-    .await;
+    let executed = execute::run(&shared.config, executor, &job, &admitted, prior, &heartbeat).await;
     match executed {
         Executed::Verdict { verdict, artifacts } => {
             let j = job.clone();

@@ -4,7 +4,9 @@
 use crate::attest::{self, AttestError, Publication};
 use crate::examine::Admitted;
 use crate::store::{now_rfc3339, StoreError, VerdictRecord};
-use crate::verdict::{Status, StepTermination, SubjectState, Verdict};
+use crate::verdict::{
+    decide, Ending, RebuildOutcome, Status, StepTermination, SubjectState, Verdict,
+};
 
 use crate::daemon::Shared;
 
@@ -106,28 +108,28 @@ fn checked(
     worker: &str,
     claimed: Verdict,
 ) -> Result<Verdict, String> {
-    let mut verdict = crate::rebuild::verdict_for(admitted, &format!("job {job}"));
-    verdict.rebuilt_by = Some(format!("remote:{worker}"));
-    verdict.duration_ms = claimed.duration_ms;
+    let origin = format!("job {job}");
     let finding = admitted.finding();
+    // What the document itself decides is the server's own finding, whatever the worker says.
     if let Some(refusal) = &admitted.refusal {
-        verdict.conclude_uncompared(Status::Rejected, &refusal.reason, refusal.detail.clone());
-        verdict.rebuilt_by = None;
-        return Ok(verdict);
+        let ending = Ending::Refused {
+            reason: refusal.reason.clone(),
+            detail: refusal.detail.clone(),
+        };
+        return Ok(decide(admitted, RebuildOutcome::new(origin, ending)));
     }
     let recipe = match (&finding.recipe, &finding.unrebuildable) {
         (Some(r), None) => r,
         (_, Some(p)) => {
-            verdict.conclude_uncompared(Status::Unrebuildable, &p.reason, p.detail.clone());
-            verdict.rebuilt_by = None;
-            return Ok(verdict);
+            let ending = Ending::unrebuildable(p.reason.clone(), p.detail.clone());
+            return Ok(decide(admitted, RebuildOutcome::new(origin, ending)));
         }
         (None, None) => return Err("the job's document yields no recipe".into()),
     };
     // Subjects: every claimed one must be the document's.
+    let subjects = crate::verdict::subjects_of(admitted);
     for c in &claimed.subjects {
-        if !verdict
-            .subjects
+        if !subjects
             .iter()
             .any(|s| s.name == c.name && s.digest == c.digest)
         {
@@ -175,9 +177,25 @@ fn checked(
             .steps
             .iter()
             .all(|s| s.termination == StepTermination::Exited && s.exit_code == 0);
-    verdict.steps = claimed.steps.clone();
-    verdict.fetched_url = claimed.fetched_url.clone();
-    verdict.claimed_results = claimed.claimed_results.clone();
+    let ending = claimed_ending(&claimed, ran_all)?;
+    let outcome = RebuildOutcome {
+        fetched_url: claimed.fetched_url.clone(),
+        steps: claimed.steps.clone(),
+        claimed_results: claimed.claimed_results.clone(),
+        rebuilt_by: Some(format!("remote:{worker}")),
+        duration_ms: claimed.duration_ms,
+        ..RebuildOutcome::new(origin, ending)
+    };
+    // The states and the status are the server's own reading of the claimed facts; the claim must agree.
+    let verdict = decide(admitted, outcome);
+    if verdict.status.compared() {
+        agrees(&verdict, &claimed)?;
+    }
+    Ok(verdict)
+}
+
+/// How the worker's rebuild ended, as far as its report holds together.
+fn claimed_ending(claimed: &Verdict, ran_all: bool) -> Result<Ending, String> {
     match claimed.status {
         Status::Rejected => Err(
             "the server admitted this document; a worker reports `retry`, not `rejected`".into(),
@@ -190,8 +208,7 @@ fn checked(
                     RUNTIME_UNREBUILDABLE.join(", ")
                 ));
             }
-            verdict.conclude_uncompared(Status::Unrebuildable, &reason, claimed.detail.clone());
-            Ok(verdict)
+            Ok(Ending::unrebuildable(reason, claimed.detail.clone()))
         }
         Status::BuildFailed => {
             let last = claimed.steps.last();
@@ -209,8 +226,7 @@ fn checked(
                         .into(),
                 ),
             };
-            verdict.conclude_uncompared(Status::BuildFailed, reason, claimed.detail.clone());
-            Ok(verdict)
+            Ok(Ending::build_failed(reason, claimed.detail.clone()))
         }
         Status::Reproducible | Status::Unreproducible => {
             if !ran_all {
@@ -225,48 +241,60 @@ fn checked(
             if outputs.stopped.is_some() && claimed.status != Status::Reproducible {
                 return Err("a comparison over outputs whose scan stopped early is a limit, not a finding: report build-failed / output-scan-limit".into());
             }
-            // The states are the server's own reading of the claimed outputs; the claim must agree.
-            crate::rebuild::judge_outputs(outputs, &mut verdict);
-            for s in verdict.subjects.iter().filter(|s| s.is_sha256()) {
-                let Some(c) = claimed
-                    .subjects
-                    .iter()
-                    .find(|c| c.name == s.name && c.digest == s.digest)
-                else {
-                    return Err(format!(
-                        "the verdict says nothing of subject {:?} {}",
-                        s.name, s.digest
-                    ));
-                };
-                if c.state != s.state
-                    || (c.state != SubjectState::NotFound && c.rebuilt_digest != s.rebuilt_digest)
-                {
-                    return Err(format!(
-                        "subject {:?} {} is claimed {} (rebuilt {:?}), but the claimed outputs make it {} (rebuilt {:?})",
-                        s.name,
-                        s.digest,
-                        c.state.as_str(),
-                        c.rebuilt_digest,
-                        s.state.as_str(),
-                        s.rebuilt_digest
-                    ));
-                }
-            }
-            for (s, c) in verdict.subjects.iter_mut().zip(&claimed.subjects) {
-                if s.name == c.name && s.digest == c.digest && s.state == SubjectState::Differs {
-                    s.explanation = c.explanation.clone();
-                }
-            }
-            if verdict.status != claimed.status {
-                return Err(format!(
-                    "the verdict claims {} but its per-subject results make it {}",
-                    claimed.status.as_str(),
-                    verdict.status.as_str()
-                ));
-            }
-            Ok(verdict)
+            // Explanations are the worker's words about its own diff; they are kept for the subjects the
+            // server also finds differing, at the same rebuilt image.
+            let explanations = claimed
+                .subjects
+                .iter()
+                .filter(|c| c.state == SubjectState::Differs)
+                .filter_map(|c| {
+                    let x = c.explanation.clone()?;
+                    Some(((c.digest.clone(), c.rebuilt_path.clone()?), x))
+                })
+                .collect();
+            Ok(Ending::Built {
+                outputs,
+                explanations,
+            })
         }
     }
+}
+
+/// The worker's per-subject results and status must be what its claimed outputs make them.
+fn agrees(verdict: &Verdict, claimed: &Verdict) -> Result<(), String> {
+    for s in verdict.subjects.iter().filter(|s| s.is_sha256()) {
+        let Some(c) = claimed
+            .subjects
+            .iter()
+            .find(|c| c.name == s.name && c.digest == s.digest)
+        else {
+            return Err(format!(
+                "the verdict says nothing of subject {:?} {}",
+                s.name, s.digest
+            ));
+        };
+        if c.state != s.state
+            || (c.state != SubjectState::NotFound && c.rebuilt_digest != s.rebuilt_digest)
+        {
+            return Err(format!(
+                "subject {:?} {} is claimed {} (rebuilt {:?}), but the claimed outputs make it {} (rebuilt {:?})",
+                s.name,
+                s.digest,
+                c.state.as_str(),
+                c.rebuilt_digest,
+                s.state.as_str(),
+                s.rebuilt_digest
+            ));
+        }
+    }
+    if verdict.status != claimed.status {
+        return Err(format!(
+            "the verdict claims {} but its per-subject results make it {}",
+            claimed.status.as_str(),
+            verdict.status.as_str()
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -304,8 +332,7 @@ mod tests {
 
     /// What an honest worker reports after a reproducible rebuild.
     fn honest(a: &Admitted) -> Verdict {
-        let mut v = crate::rebuild::verdict_for(a, "worker");
-        v.steps.push(StepReport {
+        let step = StepReport {
             name: "build".into(),
             image: IMAGE.into(),
             pulled_image: IMAGE.into(),
@@ -317,7 +344,7 @@ mod tests {
             log_artifact: None,
             log_sha256: None,
             log_tail: String::new(),
-        });
+        };
         let mut outputs = crate::oci::Outputs::default();
         outputs.files.push(crate::oci::RebuiltFile {
             path: "out/app".into(),
@@ -325,10 +352,18 @@ mod tests {
             size: 1,
             image_document: false,
         });
-        v.outputs = Some(outputs);
-        v.subjects[0].set_state(SubjectState::Matched);
-        v.subjects[0].rebuilt_digest = Some(sha("a"));
-        v.status = Status::Reproducible;
+        let ending = Ending::Built {
+            outputs,
+            explanations: Default::default(),
+        };
+        let v = decide(
+            a,
+            RebuildOutcome {
+                steps: vec![step],
+                ..RebuildOutcome::new("worker", ending)
+            },
+        );
+        assert_eq!(v.status, Status::Reproducible);
         v
     }
 

@@ -1,125 +1,34 @@
-//! Matching subjects against what the rebuild produced, and explaining the ones that differ.
+//! Explaining differences: each differing subject's original image is fetched by digest (from a mirror,
+//! or a registry on `images.originals_from`) and diffed against its rebuild.
 
 use std::collections::BTreeMap;
 
 use super::{Job, JobDirs};
-use crate::oci::{Outputs, TopEntry};
-use crate::verdict::{ArtifactKind, Explanation, SubjectState, Verdict};
-
-/// Matches subjects against the outputs, sets each one's state, keeps the outputs in the verdict and
-/// decides it.
-pub(super) fn compare(outputs: Outputs, verdict: &mut Verdict) {
-    for subject in &mut verdict.subjects {
-        subject.rebuilt_digest = None;
-        subject.rebuilt_path = None;
-        subject.problem = None;
-        if !subject.is_sha256() {
-            subject.set_state(SubjectState::NotCompared);
-            continue;
-        }
-        subject.artifact = None;
-        if outputs.contains(&subject.digest) {
-            subject.set_state(SubjectState::Matched);
-            subject.artifact = Some(
-                if outputs.files.iter().any(|f| f.digest == subject.digest) {
-                    ArtifactKind::File
-                } else {
-                    ArtifactKind::Image
-                },
-            );
-            subject.rebuilt_digest = Some(subject.digest.clone());
-        } else if let Some((image, problem)) = outputs.incomplete(&subject.digest) {
-            // The digest was written, but not everything beneath it: that image was not rebuilt.
-            subject.set_state(SubjectState::NotFound);
-            subject.artifact = Some(ArtifactKind::Image);
-            subject.rebuilt_path = Some(image.path.clone());
-            subject.problem = Some(format!(
-                "{} holds {} but not whole: {problem}",
-                image.path, subject.digest
-            ));
-        } else if let Some((entry, path)) = counterpart(&subject.name, &outputs) {
-            subject.artifact = Some(ArtifactKind::Image);
-            subject.rebuilt_path = Some(path.clone());
-            if entry.complete {
-                subject.set_state(SubjectState::Differs);
-                subject.rebuilt_digest = Some(entry.digest.clone());
-            } else {
-                // Not a rebuilt image: its digest is only what a file of the build says.
-                subject.set_state(SubjectState::NotFound);
-                subject.problem = Some(format!(
-                    "the build's counterpart at {path} ({}) is not a whole image: a blob beneath it is missing or wrong",
-                    entry.digest
-                ));
-            }
-        } else {
-            subject.set_state(SubjectState::NotFound);
-        }
-    }
-    verdict.outputs = Some(outputs);
-    verdict.decide();
-}
-
-/// The rebuilt image a subject name corresponds to (digest, path in the workspace): by the
-/// `org.opencontainers.image.ref.name` annotation (full name, tag, or last path component), else the only
-/// image built.
-fn counterpart<'a>(name: &str, outputs: &'a Outputs) -> Option<(&'a TopEntry, String)> {
-    // A subject named like an output file is a file subject, not an image.
-    if outputs
-        .files
-        .iter()
-        .any(|f| f.path == name || f.path.ends_with(&format!("/{name}")))
-    {
-        return None;
-    }
-    let (repo, tag) = match name.rsplit_once(':') {
-        Some((r, t)) if !t.contains('/') => (r, Some(t)),
-        _ => (name, None),
-    };
-    let entries = || {
-        outputs
-            .images
-            .iter()
-            .flat_map(|i| i.entries.iter().map(move |e| (i, e)))
-    };
-    let by_name = entries().find(|(_, e)| {
-        e.ref_name.as_deref().is_some_and(|r| {
-            r == name || r == repo || Some(r) == tag || repo.ends_with(&format!("/{r}"))
-        })
-    });
-    let found = by_name.or_else(|| {
-        let mut all = entries();
-        match (all.next(), all.next()) {
-            (Some(only), None) => Some(only),
-            _ => None,
-        }
-    });
-    found.map(|(image, e)| (e, image.path.clone()))
-}
+use crate::verdict::{Explanation, SubjectResult};
 
 /// Differences shown in a verdict's explanation (the job directory's `diffs/` has them all).
 const EXPLANATION_DIFFERENCES: usize = 10;
 
-/// Fetches each differing subject's original image by digest and diffs it against its rebuild.
-pub(super) async fn explain(job: &Job<'_>, verdict: &mut Verdict) {
-    let mut done: BTreeMap<(String, String), Explanation> = BTreeMap::new();
-    for subject in verdict
-        .subjects
-        .iter_mut()
-        .filter(|s| s.state == SubjectState::Differs)
-    {
+/// Fetches each differing subject's original image by digest and diffs it against its rebuild, into
+/// `done` by (subject digest, rebuilt path). What is done stays when the caller's deadline cuts this short.
+pub(super) async fn explain(
+    job: &Job<'_>,
+    differing: &[SubjectResult],
+    done: &mut BTreeMap<(String, String), Explanation>,
+) {
+    for subject in differing {
         let Some(path) = subject.rebuilt_path.clone() else {
             continue;
         };
         let key = (subject.digest.clone(), path.clone());
-        if let Some(x) = done.get(&key) {
-            subject.explanation = Some(x.clone());
+        if done.contains_key(&key) {
             continue;
         }
         let repository = match subject.name.rsplit_once(':') {
             Some((r, t)) if !t.contains('/') => r,
             _ => subject.name.as_str(),
         };
-        let mirrored = crate::config::rewrite_prefix(&job.config.images.mirrors, repository);
+        let mirrored = job.config.images.mirrors.rewrite(repository);
         // A mirror is the operator's choice; any other registry must be on the allow-list, since the
         // subject name (the provenance's) chose it.
         let allowed = if mirrored.is_some() {
@@ -206,7 +115,6 @@ pub(super) async fn explain(job: &Job<'_>, verdict: &mut Verdict) {
                 first_differences: Vec::new(),
             },
         };
-        subject.explanation = Some(x.clone());
         done.insert(key, x);
     }
 }

@@ -4,6 +4,13 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
+mod decide;
+mod human;
+mod outcome;
+
+pub use decide::{decide, judge_subjects, subjects_of};
+pub use outcome::{Ending, RebuildOutcome, Reused};
+
 use crate::oci::Outputs;
 use crate::provenance::{Container, SourceRef};
 
@@ -157,12 +164,7 @@ impl SubjectResult {
     }
 }
 
-/// `sha256:<64 lowercase hex>`: the only digests a rebuild compares.
-pub fn is_sha256(digest: &str) -> bool {
-    digest
-        .strip_prefix("sha256:")
-        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-}
+pub use crate::oci::digest::is_sha256;
 
 /// The diff between an unreproducible subject's original image and its rebuild, in short.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -346,233 +348,6 @@ impl Verdict {
         d.dedup();
         d.len()
     }
-
-    /// Ends the verdict without a comparison (refused, unrebuildable, the build failed): no subject was
-    /// compared, whatever an earlier stage noted about it.
-    pub fn conclude_uncompared(&mut self, status: Status, reason: &str, detail: String) {
-        debug_assert!(!matches!(
-            status,
-            Status::Reproducible | Status::Unreproducible
-        ));
-        self.status = status;
-        self.reason = Some(reason.to_string());
-        self.detail = detail;
-        for s in &mut self.subjects {
-            s.set_state(SubjectState::NotCompared);
-            s.artifact = None;
-            s.rebuilt_digest = None;
-            s.rebuilt_path = None;
-            s.explanation = None;
-        }
-    }
-
-    /// Decides the status of a rebuild that ran to completion from its subjects' states: the one place a
-    /// comparison becomes `reproducible` or `unreproducible`. Subjects with digests other than sha256 stay
-    /// `not-compared` and decide nothing.
-    pub fn decide(&mut self) {
-        let distinct = |state: Option<SubjectState>| {
-            let mut d: Vec<&str> = self
-                .subjects
-                .iter()
-                .filter(|s| state.is_none_or(|st| s.state == st) && s.state.compared())
-                .map(|s| s.digest.as_str())
-                .collect();
-            d.sort_unstable();
-            d.dedup();
-            d.len()
-        };
-        let compared = distinct(None);
-        let matched = distinct(Some(SubjectState::Matched));
-        let differs = distinct(Some(SubjectState::Differs));
-        let not_found = distinct(Some(SubjectState::NotFound));
-        let uncompared = self.subjects.iter().filter(|s| !s.state.compared()).count();
-        let also = if uncompared > 0 {
-            format!("; {uncompared} subject(s) without a sha256 digest were not compared")
-        } else {
-            String::new()
-        };
-        if compared == 0 {
-            self.status = Status::Unrebuildable;
-            self.reason = Some("no-sha256-subject".into());
-            self.detail = "no subject has a sha256 digest, so there is nothing to compare".into();
-            return;
-        }
-        if matched == compared {
-            self.status = Status::Reproducible;
-            self.reason = None;
-            self.detail = format!(
-                "all {compared} distinct sha256 subject digest(s) were rebuilt bit for bit{also}"
-            );
-            return;
-        }
-        self.status = Status::Unreproducible;
-        let incomplete = self
-            .subjects
-            .iter()
-            .any(|s| s.state == SubjectState::NotFound && s.problem.is_some());
-        let produced = self
-            .outputs
-            .as_ref()
-            .map_or(0, |o| o.images.len() + o.files.len() + o.files_omitted);
-        let nothing = differs == 0 && matched == 0;
-        let (reason, detail) = if nothing && !incomplete && produced == 0 {
-            let claimed = self.subjects.iter().any(|s| {
-                let hex = s.digest.trim_start_matches("sha256:");
-                self.claimed_results.values().any(|v| v.contains(hex))
-            });
-            (
-                "no-output",
-                format!(
-                    "the steps produced no output at all for the {compared} subject digest(s) to be compared with{}",
-                    if claimed {
-                        "; the build only claimed them in its results, which are not evidence"
-                    } else {
-                        ""
-                    }
-                ),
-            )
-        } else if nothing && incomplete {
-            (
-                "incomplete-image",
-                format!(
-                    "no subject digest was rebuilt whole: {}",
-                    self.subjects
-                        .iter()
-                        .find_map(|s| s.problem.clone())
-                        .unwrap_or_default()
-                ),
-            )
-        } else {
-            let first = self
-                .subjects
-                .iter()
-                .find(|s| matches!(s.state, SubjectState::Differs | SubjectState::NotFound));
-            (
-                "digest-mismatch",
-                format!(
-                    "{} of {compared} distinct sha256 subject digest(s) were not rebuilt ({differs} differ, {not_found} not found){}",
-                    compared - matched,
-                    first.map_or(String::new(), |f| format!(
-                        "; first: {} expected {}, rebuilt {}",
-                        f.name,
-                        f.digest,
-                        f.rebuilt_digest.as_deref().unwrap_or("(nothing corresponding)")
-                    ))
-                ),
-            )
-        };
-        self.reason = Some(reason.into());
-        self.detail = format!("{detail}{also}");
-    }
-
-    /// The human summary printed by `reprod rebuild`. Everything the build or the provenance chose is made
-    /// inert for a terminal first.
-    pub fn human(&self) -> String {
-        use crate::text::inert;
-        use std::fmt::Write;
-        let mut s = String::new();
-        let _ = writeln!(s, "verdict: {}", self.status.as_str());
-        if let Some(reason) = &self.reason {
-            let _ = writeln!(s, "reason:  {}", inert(reason));
-        }
-        let _ = writeln!(s, "         {}", inert(&self.detail));
-        let _ = writeln!(
-            s,
-            "provenance: {} (sha256:{}; {})",
-            inert(&self.provenance.origin),
-            self.provenance.sha256,
-            inert(&self.provenance.signature)
-        );
-        if let Some(src) = &self.source {
-            let _ = writeln!(s, "source:  {} @ {}", inert(&src.uri), inert(&src.commit));
-        }
-        if let Some(job) = &self.reused_rebuild {
-            let _ = writeln!(
-                s,
-                "rebuild: reused from job {job} (same source commit and steps); nothing was run again"
-            );
-        }
-        if let Some(who) = &self.rebuilt_by {
-            let _ = writeln!(s, "rebuilt by: {} (its claim)", inert(who));
-        }
-        for st in &self.steps {
-            let _ = writeln!(
-                s,
-                "step {}: {} in {:.1}s, exit {} ({}){}",
-                inert(&st.name),
-                inert(&st.image),
-                st.duration_ms as f64 / 1000.0,
-                st.exit_code,
-                st.termination.as_str(),
-                if st.log_truncated {
-                    ", log truncated"
-                } else {
-                    ""
-                }
-            );
-        }
-        if self.status == Status::BuildFailed {
-            if let Some(st) = self.steps.last() {
-                let _ = writeln!(s, "log tail of step {}:", inert(&st.name));
-                for line in st.log_tail.lines() {
-                    let _ = writeln!(s, "  | {}", inert(line));
-                }
-            }
-        }
-        let count = |state| self.subjects.iter().filter(|x| x.state == state).count();
-        let _ = writeln!(
-            s,
-            "subjects: {} listed, {} distinct: {} matched, {} differ, {} not found, {} not compared",
-            self.subjects.len(),
-            self.distinct_subjects(),
-            count(SubjectState::Matched),
-            count(SubjectState::Differs),
-            count(SubjectState::NotFound),
-            count(SubjectState::NotCompared),
-        );
-        for sub in &self.subjects {
-            let _ = write!(
-                s,
-                "  {:<12} {} {}",
-                sub.state.as_str(),
-                inert(&sub.name),
-                inert(&sub.digest)
-            );
-            if let Some(d) = sub.rebuilt_digest.as_deref().filter(|_| !sub.matched) {
-                let _ = write!(s, "\n               rebuilt: {}", inert(d));
-                if let Some(p) = &sub.rebuilt_path {
-                    let _ = write!(s, " (workspace/{})", inert(p));
-                }
-            } else if sub.state == SubjectState::NotFound && sub.problem.is_none() {
-                let _ = write!(s, "\n               rebuilt: (no corresponding output)");
-            }
-            if let Some(p) = &sub.problem {
-                let _ = write!(s, "\n               problem: {}", inert(p));
-            }
-            if let Some(x) = &sub.explanation {
-                let _ = write!(s, "\n               why: {}", inert(&x.line()));
-            }
-            s.push('\n');
-        }
-        let unexplained = self.subjects.iter().any(|x| {
-            x.state == SubjectState::Differs
-                && x.explanation.as_ref().is_none_or(|e| e.error.is_some())
-        });
-        if self.status == Status::Unreproducible && unexplained && self.reused_rebuild.is_none() {
-            let _ = writeln!(
-                s,
-                "to see why: rerun with --keep-workspace, then `reprod diff ORIGINAL <job_dir>/workspace/<path>` \
-                 with the original image as an OCI layout (e.g. `skopeo copy docker://NAME@DIGEST oci:ORIGINAL`)"
-            );
-        }
-        if !self.claimed_results.is_empty() {
-            let _ = writeln!(s, "claimed by the build (not evidence):");
-            for (k, v) in &self.claimed_results {
-                let _ = writeln!(s, "  {} = {}", inert(k), inert(v.trim()));
-            }
-        }
-        s
-    }
 }
 
 #[cfg(test)]
@@ -624,7 +399,7 @@ mod tests {
     fn the_status_follows_the_subject_states() {
         let (a, b) = (sha("a"), sha("b"));
         let mut v = verdict(Status::Unrebuildable, &[("x", &a, SubjectState::Matched)]);
-        v.decide();
+        v.decide_compared();
         assert_eq!(v.status, Status::Reproducible);
 
         let mut v = verdict(
@@ -634,7 +409,7 @@ mod tests {
                 ("y", &b, SubjectState::Differs),
             ],
         );
-        v.decide();
+        v.decide_compared();
         assert_eq!(
             (v.status, v.reason.as_deref()),
             (Status::Unreproducible, Some("digest-mismatch"))
@@ -649,14 +424,14 @@ mod tests {
         );
         v.claimed_results
             .insert("IMAGES".into(), format!("reg/x@{a}"));
-        v.decide();
+        v.decide_compared();
         assert_eq!(v.reason.as_deref(), Some("no-output"));
         assert!(v.detail.contains("only claimed them"), "{}", v.detail);
         assert!(v.detail.contains("were not compared"), "{}", v.detail);
 
         let mut v = verdict(Status::Unrebuildable, &[("x", &a, SubjectState::NotFound)]);
         v.subjects[0].problem = Some("layer sha256:… is missing".into());
-        v.decide();
+        v.decide_compared();
         assert_eq!(v.reason.as_deref(), Some("incomplete-image"));
     }
 

@@ -1,0 +1,114 @@
+//! The human summary of a verdict, as `reprod rebuild` prints it.
+
+use super::{Status, SubjectState, Verdict};
+
+impl Verdict {
+    /// The human summary printed by `reprod rebuild`. Everything the build or the provenance chose is made
+    /// inert for a terminal first.
+    pub fn human(&self) -> String {
+        use crate::text::inert;
+        use std::fmt::Write;
+        let mut s = String::new();
+        let _ = writeln!(s, "verdict: {}", self.status.as_str());
+        if let Some(reason) = &self.reason {
+            let _ = writeln!(s, "reason:  {}", inert(reason));
+        }
+        let _ = writeln!(s, "         {}", inert(&self.detail));
+        let _ = writeln!(
+            s,
+            "provenance: {} (sha256:{}; {})",
+            inert(&self.provenance.origin),
+            self.provenance.sha256,
+            inert(&self.provenance.signature)
+        );
+        if let Some(src) = &self.source {
+            let _ = writeln!(s, "source:  {} @ {}", inert(&src.uri), inert(&src.commit));
+        }
+        if let Some(job) = &self.reused_rebuild {
+            let _ = writeln!(
+                s,
+                "rebuild: reused from job {job} (same source commit and steps); nothing was run again"
+            );
+        }
+        if let Some(who) = &self.rebuilt_by {
+            let _ = writeln!(s, "rebuilt by: {} (its claim)", inert(who));
+        }
+        for st in &self.steps {
+            let _ = writeln!(
+                s,
+                "step {}: {} in {:.1}s, exit {} ({}){}",
+                inert(&st.name),
+                inert(&st.image),
+                st.duration_ms as f64 / 1000.0,
+                st.exit_code,
+                st.termination.as_str(),
+                if st.log_truncated {
+                    ", log truncated"
+                } else {
+                    ""
+                }
+            );
+        }
+        if self.status == Status::BuildFailed {
+            if let Some(st) = self.steps.last() {
+                let _ = writeln!(s, "log tail of step {}:", inert(&st.name));
+                for line in st.log_tail.lines() {
+                    let _ = writeln!(s, "  | {}", inert(line));
+                }
+            }
+        }
+        let count = |state| self.subjects.iter().filter(|x| x.state == state).count();
+        let _ = writeln!(
+            s,
+            "subjects: {} listed, {} distinct: {} matched, {} differ, {} not found, {} not compared",
+            self.subjects.len(),
+            self.distinct_subjects(),
+            count(SubjectState::Matched),
+            count(SubjectState::Differs),
+            count(SubjectState::NotFound),
+            count(SubjectState::NotCompared),
+        );
+        for sub in &self.subjects {
+            let _ = write!(
+                s,
+                "  {:<12} {} {}",
+                sub.state.as_str(),
+                inert(&sub.name),
+                inert(&sub.digest)
+            );
+            if let Some(d) = sub.rebuilt_digest.as_deref().filter(|_| !sub.matched) {
+                let _ = write!(s, "\n               rebuilt: {}", inert(d));
+                if let Some(p) = &sub.rebuilt_path {
+                    let _ = write!(s, " (workspace/{})", inert(p));
+                }
+            } else if sub.state == SubjectState::NotFound && sub.problem.is_none() {
+                let _ = write!(s, "\n               rebuilt: (no corresponding output)");
+            }
+            if let Some(p) = &sub.problem {
+                let _ = write!(s, "\n               problem: {}", inert(p));
+            }
+            if let Some(x) = &sub.explanation {
+                let _ = write!(s, "\n               why: {}", inert(&x.line()));
+            }
+            s.push('\n');
+        }
+        let unexplained = self.subjects.iter().any(|x| {
+            x.state == SubjectState::Differs
+                && x.explanation.as_ref().is_none_or(|e| e.error.is_some())
+        });
+        if self.status == Status::Unreproducible && unexplained && self.reused_rebuild.is_none() {
+            let _ = writeln!(
+                s,
+                "to see why: rerun with --keep-workspace, then `reprod diff ORIGINAL <job_dir>/workspace/<path>` \
+                 with the original image as an OCI layout (e.g. `skopeo copy docker://NAME@DIGEST oci:ORIGINAL`)"
+            );
+        }
+        if !self.claimed_results.is_empty() {
+            let _ = writeln!(s, "claimed by the build (not evidence):");
+            for (k, v) in &self.claimed_results {
+                let _ = writeln!(s, "  {} = {}", inert(k), inert(v.trim()));
+            }
+        }
+        s
+    }
+}
