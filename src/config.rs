@@ -204,7 +204,7 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             data_dir: PathBuf::from("reprod-data"),
-            max_document_bytes: crate::provenance::json::DEFAULT_MAX_BYTES,
+            max_document_bytes: crate::json::DEFAULT_MAX_BYTES,
             source: SourceConfig::default(),
             sandbox: SandboxConfig::default(),
             images: ImagesConfig::default(),

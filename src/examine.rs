@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::provenance::container::{self, Blobs, Item};
+use crate::provenance::container::{self, Blobs, Item, Signing};
 use crate::provenance::{self, Container, ParseError, Recipe, Subject};
 use crate::trust::{self, TrustMaterial, Verification};
 
@@ -105,11 +105,42 @@ fn refusal(config: &crate::config::Config, finding: &Finding) -> Option<Problem>
         ),
         Verification::Verified { signers } => config
             .trust
-            .admit(signers, &finding.subjects, finding.builder_id())
+            .admit(
+                signers,
+                &image_names(&finding.subjects),
+                finding.builder_id(),
+            )
             .err()
             .and_then(|e| refuse("policy", e.to_string())),
         _ => None,
     }
+}
+
+/// Verifies one item's signatures with `material`: here is where a container's items meet their
+/// verification (trust knows envelopes and bundles, not containers).
+fn verify_item(item: &Item, material: &TrustMaterial) -> Verification {
+    match &item.signing {
+        Signing::Unsigned => Verification::Unsigned {
+            reason: format!("a {} carries no signature", item.container),
+        },
+        Signing::Dsse { envelope, legacy } => trust::verify_envelope(envelope, *legacy, material),
+        Signing::Bundle(bundle) => trust::verify_bundle(bundle, material),
+    }
+}
+
+/// Applies the trust policy to verified findings, as a rebuild does before running anything, so that
+/// `verify-provenance` never calls verified what `rebuild` would refuse.
+pub fn settle(policy: &crate::trust::policy::TrustConfig, findings: &mut [Finding]) {
+    for f in findings {
+        let names = image_names(&f.subjects);
+        let settled = policy.settle(&f.verification, &names, f.builder_id());
+        f.verification = settled;
+    }
+}
+
+/// The subjects' names, as the trust policy's image patterns match them.
+fn image_names(subjects: &[Subject]) -> Vec<&str> {
+    subjects.iter().map(|s| s.name.as_str()).collect()
 }
 
 /// Examines a document. `Err` only when no statement can be found at all.
@@ -130,7 +161,7 @@ fn finding(item: &Item, max_bytes: usize, material: &TrustMaterial) -> Finding {
     let mut f = Finding {
         at: item.at.clone(),
         container: item.container.clone(),
-        verification: trust::verify_item(item, material),
+        verification: verify_item(item, material),
         predicate_type: None,
         subjects: Vec::new(),
         recipe: None,

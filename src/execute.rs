@@ -116,3 +116,18 @@ async fn collect(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
     }
     files
 }
+
+/// Removes the job directories a killed worker process left, at process start
+/// ([`rebuild::sweep_abandoned_job_dirs`]).
+pub async fn sweep_job_dirs(data_dir: &std::path::Path) {
+    let dir = data_dir.to_path_buf();
+    match tokio::task::spawn_blocking(move || rebuild::sweep_abandoned_job_dirs(&dir)).await {
+        Ok(Ok(0)) => {}
+        Ok(Ok(n)) => tracing::warn!(
+            removed = n,
+            "removed job directories left by a reprod process that no longer runs"
+        ),
+        Ok(Err(e)) => tracing::warn!(error = %e, "could not sweep abandoned job directories"),
+        Err(e) => tracing::warn!(error = %e, "job directory sweep failed"),
+    }
+}

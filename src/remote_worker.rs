@@ -37,10 +37,10 @@ pub async fn run(config: Config, material: TrustMaterial, client: Client) -> any
     let poll = Duration::from_millis(config.server.poll_ms);
     let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
-        crate::daemon::shutdown_signal().await;
+        crate::shutdown::signal().await;
         let _ = stop_tx.send(true);
     });
-    crate::daemon::sweep_job_dirs(&config.data_dir).await;
+    execute::sweep_job_dirs(&config.data_dir).await;
     // One engine connection for the process, its orphans swept once.
     let executor = reprod_sandbox::Sandbox::connect(config.policy())
         .await

@@ -420,7 +420,7 @@ impl Store {
         if self.verdicts.contains_key(job).map_err(storage)? {
             return Ok(None);
         }
-        let reusable = work_key.filter(|_| crate::rebuild::Prior::usable(verdict));
+        let reusable = work_key.filter(|_| verdict.holds_reusable_rebuild());
         let bytes = serde_json::to_vec(verdict).map_err(storage)?;
         let seq = self.db.generate_id().map_err(storage)?;
         let kinds = attestations.iter().map(|(k, _)| k.to_string()).collect();

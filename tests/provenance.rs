@@ -8,7 +8,7 @@ use reprod::provenance::{self, container, Container, UnrebuildableReason};
 /// The first statement of a corpus document (signatures are not this file's concern).
 fn load(rel: &str) -> (Container, provenance::Statement) {
     let bytes = std::fs::read(corpus(rel)).unwrap();
-    let max = provenance::json::DEFAULT_MAX_BYTES;
+    let max = reprod::json::DEFAULT_MAX_BYTES;
     let items = container::decode(&bytes, max, &container::NoBlobs).unwrap();
     (items[0].container.clone(), items[0].statement(max).unwrap())
 }
@@ -208,11 +208,9 @@ fn every_corpus_document_decodes_or_fails_with_a_message() {
             }
             seen += 1;
             let bytes = std::fs::read(&p).unwrap();
-            if let Err(err) = container::decode(
-                &bytes,
-                provenance::json::DEFAULT_MAX_BYTES,
-                &container::NoBlobs,
-            ) {
+            if let Err(err) =
+                container::decode(&bytes, reprod::json::DEFAULT_MAX_BYTES, &container::NoBlobs)
+            {
                 assert!(!err.to_string().is_empty(), "{}", p.display());
             }
         }

@@ -108,7 +108,7 @@ pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
     let outcome = runtime.block_on(async {
         tokio::select! {
             v = rebuild::rebuild(config, &admitted, &executor, &opts, None) => Some(v),
-            () = reprod::daemon::shutdown_signal() => None,
+            () = reprod::shutdown::signal() => None,
         }
     });
     let Some(outcome) = outcome else {

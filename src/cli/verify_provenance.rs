@@ -41,7 +41,7 @@ pub fn run(args: VerifyProvenanceArgs, config: &Config) -> anyhow::Result<Exit> 
     let mut findings =
         reprod::examine::examine(&bytes, config.max_document_bytes, &blobs, &material)
             .with_context(|| format!("{} cannot be parsed", file.display()))?;
-    config.trust.settle(&mut findings);
+    reprod::examine::settle(&config.trust, &mut findings);
     if json {
         let doc = serde_json::json!({
             "file": file.display().to_string(),

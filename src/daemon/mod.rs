@@ -28,7 +28,7 @@ pub async fn serve(config: Config, material: TrustMaterial) -> anyhow::Result<()
     let listener = tokio::net::TcpListener::bind(&config.server.listen)
         .await
         .with_context(|| format!("listening on {}", config.server.listen))?;
-    run(config, material, listener, shutdown_signal()).await
+    run(config, material, listener, crate::shutdown::signal()).await
 }
 
 /// Opens the stores and serves on `listener` until `shutdown` completes; then stops leasing, gives
@@ -71,7 +71,7 @@ pub async fn run(
             "removed containers left by a reprod process that no longer runs"
         );
     }
-    sweep_job_dirs(&config.data_dir).await;
+    crate::execute::sweep_job_dirs(&config.data_dir).await;
     // Ready before "listening" is announced: a writer that starts then finds the inbox there.
     inbox::prepare(&config.server.inbox_dir).with_context(|| {
         format!(
@@ -211,21 +211,6 @@ pub async fn run(
     Ok(())
 }
 
-/// Removes job directories a killed worker process left (see `rebuild::sweep_abandoned_job_dirs`).
-pub(crate) async fn sweep_job_dirs(data_dir: &std::path::Path) {
-    let dir = data_dir.to_path_buf();
-    match tokio::task::spawn_blocking(move || crate::rebuild::sweep_abandoned_job_dirs(&dir)).await
-    {
-        Ok(Ok(0)) => {}
-        Ok(Ok(n)) => tracing::warn!(
-            removed = n,
-            "removed job directories left by a reprod process that no longer runs"
-        ),
-        Ok(Err(e)) => tracing::warn!(error = %e, "could not sweep abandoned job directories"),
-        Err(e) => tracing::warn!(error = %e, "job directory sweep failed"),
-    }
-}
-
 /// `server.signing_key`, which must exist; without it, `<data_dir>/signing.key`, made on first start.
 fn load_signer(config: &Config) -> anyhow::Result<SigningKey> {
     let (path, create) = if config.server.signing_key.as_os_str().is_empty() {
@@ -256,21 +241,4 @@ fn load_signer(config: &Config) -> anyhow::Result<SigningKey> {
     }
     tracing::info!(key = %path.display(), key_id = key.key_id(), "verdicts are signed with this key");
     Ok(key)
-}
-
-pub async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let term = signal(SignalKind::terminate());
-    let int = signal(SignalKind::interrupt());
-    match (term, int) {
-        (Ok(mut term), Ok(mut int)) => {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-        }
-        _ => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
 }

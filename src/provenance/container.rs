@@ -10,25 +10,13 @@ use std::path::PathBuf;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::json::{self, JsonError};
 use super::statement::{self, Statement};
+use super::ParseError;
+use crate::json::{self, JsonError};
 use crate::trust::bundle::{Bundle, BundleVersion, Material};
 use crate::trust::certificate::LeafCertificate;
 use crate::trust::dsse::Envelope;
 use crate::trust::rekor::TlogEntry;
-
-/// Why a document yields no statement at all (as opposed to a statement reprod cannot rebuild).
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ParseError {
-    #[error(transparent)]
-    Json(#[from] JsonError),
-    #[error("not an in-toto statement or a known provenance container: {0}")]
-    NotAStatement(String),
-    #[error("{0}")]
-    Envelope(String),
-    #[error("statement field `{field}`: {problem}")]
-    Field { field: String, problem: String },
-}
 
 /// How an item was wrapped.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]

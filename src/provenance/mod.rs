@@ -7,13 +7,14 @@
 //! in beside the existing ones without touching the rebuild.
 
 pub mod container;
-pub mod json;
+mod error;
 mod recipe;
 pub mod slsa;
 pub mod statement;
 pub mod tekton;
 
-pub use container::{Container, ParseError};
+pub use container::Container;
+pub use error::ParseError;
 pub use recipe::{BuildType, Recipe, SourceRef, Step, Subject, Unrebuildable, UnrebuildableReason};
 pub use statement::Statement;
 

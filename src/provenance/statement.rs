@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
-use super::container::ParseError;
-use super::json;
+use super::ParseError;
 use super::Subject;
+use crate::json;
 
 /// An in-toto statement, with its predicate kept as JSON for the family-specific normalizer.
 #[derive(Debug, Clone, PartialEq)]

@@ -101,19 +101,6 @@ pub struct Prior<'a> {
 }
 
 impl Prior<'_> {
-    /// Whether the prior verdict holds a rebuild this process can stand behind for other documents: it ran
-    /// here (not a remote worker's claim), to completion, and its outputs were scanned and listed whole (a
-    /// file left off the list could be another document's subject).
-    pub fn usable(verdict: &Verdict) -> bool {
-        verdict.reused_rebuild.is_none()
-            && verdict.rebuilt_by.is_none()
-            && verdict.status.compared()
-            && verdict
-                .outputs
-                .as_ref()
-                .is_some_and(|o| o.stopped.is_none() && o.files_omitted == 0)
-    }
-
     /// What the prior rebuild ran and found, carried over and named as reused; nothing runs.
     fn outcome(&self, origin: &str) -> RebuildOutcome {
         let p = self.verdict;

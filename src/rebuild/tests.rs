@@ -246,7 +246,7 @@ async fn a_prior_rebuild_of_the_same_work_is_reused_without_running_anything() {
         Ok(step.exited(0, ""))
     });
     let first = rebuilt(&f, &a, &fake).await.unwrap();
-    assert!(Prior::usable(&first));
+    assert!(first.holds_reusable_rebuild());
     // Another document for the same work, claiming another digest too.
     let b = f.admitted(&[("app.bin", &hello), ("other", &"1".repeat(64))]);
     let prior = Prior {

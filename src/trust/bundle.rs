@@ -12,7 +12,7 @@ use super::rekor::{self, InclusionProof, Logged, LoggedContent, TlogEntry, Verif
 use super::root::{RawCert, RawChain, TrustedRoot};
 use super::sct::{self, VerifiedSct};
 use super::timestamp::{self, VerifiedTimestamp};
-use crate::provenance::json::decode_base64;
+use crate::json::decode_base64;
 
 /// Which bundle format, decided by `mediaType` alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -1,7 +1,7 @@
 //! Transparency-log checkpoints: C2SP signed notes carrying a tree size and root hash.
 
 use super::keys::PublicKey;
-use crate::provenance::json::decode_base64;
+use crate::json::decode_base64;
 
 /// A checkpoint whose signature has been verified.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,7 +2,7 @@
 
 use serde::Deserialize;
 
-use crate::provenance::json;
+use crate::json;
 
 /// A decoded DSSE envelope. `payload` holds the exact signed bytes; nothing here parses them.
 #[derive(Debug, Clone, PartialEq, Eq)]

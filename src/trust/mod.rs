@@ -18,7 +18,6 @@ pub mod timestamp;
 
 use serde::Serialize;
 
-use crate::provenance::container::{Item, Signing};
 use bundle::{Content, KeylessSigner, Material};
 pub use keys::PublicKey;
 pub use root::TrustedRoot;
@@ -158,18 +157,9 @@ impl Verification {
     }
 }
 
-/// Verifies one item's signatures with `material`.
-pub fn verify_item(item: &Item, material: &TrustMaterial) -> Verification {
-    match &item.signing {
-        Signing::Unsigned => Verification::Unsigned {
-            reason: format!("a {} carries no signature", item.container),
-        },
-        Signing::Dsse { envelope, legacy } => verify_envelope(envelope, *legacy, material),
-        Signing::Bundle(bundle) => verify_bundle(bundle, material),
-    }
-}
-
-fn verify_envelope(
+/// Verifies a DSSE envelope's signatures (over PAE; over the bare payload too for `legacy` containers
+/// that sign it so) with `material`'s keys.
+pub fn verify_envelope(
     envelope: &dsse::Envelope,
     legacy: bool,
     material: &TrustMaterial,
@@ -236,7 +226,8 @@ fn verify_envelope(
     }
 }
 
-fn verify_bundle(b: &bundle::Bundle, material: &TrustMaterial) -> Verification {
+/// Verifies a Sigstore bundle with `material` (keys, or keyless against its trust roots).
+pub fn verify_bundle(b: &bundle::Bundle, material: &TrustMaterial) -> Verification {
     match &b.material {
         Material::PublicKey { hint } => {
             let Ok(signature) = b.signature() else {

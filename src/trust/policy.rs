@@ -8,7 +8,6 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use super::{IdentityCheck, Signer, TrustMaterial, Verification};
-use crate::provenance::Subject;
 
 /// The `[trust]` section of the configuration.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Default)]
@@ -105,24 +104,26 @@ impl TrustConfig {
         Ok(material)
     }
 
-    /// Applies the policy to verified findings, as a rebuild does before running anything, so that
-    /// `verify-provenance` never calls verified what `rebuild` would refuse. A keyless signer nothing vouches
-    /// for becomes `unverifiable` (its identity was not checked); a signer or builder a rule refuses,
-    /// `failed`.
-    pub fn settle(&self, findings: &mut [crate::examine::Finding]) {
-        for f in findings {
-            let Verification::Verified { signers } = &f.verification else {
-                continue;
-            };
-            f.verification = match self.admit(signers, &f.subjects, f.builder_id()) {
-                Ok(()) => continue,
-                Err(e @ Refusal::NoIdentityRequired { .. }) => Verification::Unverifiable {
-                    reason: e.to_string(),
-                },
-                Err(Refusal::Rule(e)) => Verification::Failed {
-                    reason: format!("the trust policy refuses it: {e}"),
-                },
-            };
+    /// What a verification comes to under the policy, for a statement about `images` from `builder_id`.
+    /// A keyless signer nothing vouches for becomes `unverifiable` (its identity was not checked); a
+    /// signer or builder a rule refuses, `failed`.
+    pub fn settle(
+        &self,
+        verification: &Verification,
+        images: &[&str],
+        builder_id: Option<&str>,
+    ) -> Verification {
+        let Verification::Verified { signers } = verification else {
+            return verification.clone();
+        };
+        match self.admit(signers, images, builder_id) {
+            Ok(()) => verification.clone(),
+            Err(e @ Refusal::NoIdentityRequired { .. }) => Verification::Unverifiable {
+                reason: e.to_string(),
+            },
+            Err(Refusal::Rule(e)) => Verification::Failed {
+                reason: format!("the trust policy refuses it: {e}"),
+            },
         }
     }
 
@@ -131,7 +132,7 @@ impl TrustConfig {
     pub fn admit(
         &self,
         signers: &[Signer],
-        subjects: &[Subject],
+        images: &[&str],
         builder_id: Option<&str>,
     ) -> Result<(), Refusal> {
         let matches =
@@ -149,7 +150,7 @@ impl TrustConfig {
         let rule = self.rules.iter().find(|r| {
             r.images
                 .iter()
-                .any(|pat| subjects.iter().any(|s| matches(pat, &s.name)))
+                .any(|pat| images.iter().any(|name| matches(pat, name)))
         });
         let Some(rule) = rule else {
             // No rule: a configured key is trusted as such; a certificate only as the caller vouched.
@@ -264,7 +265,7 @@ mod tests {
     }
 
     fn admit(config: &TrustConfig, signer: Signer) -> Result<(), Refusal> {
-        config.admit(&[signer], &subjects(), None)
+        config.admit(&[signer], &["registry.example/team/app"], None)
     }
 
     #[test]
@@ -328,7 +329,7 @@ mod tests {
             finding(keyless(IdentityCheck::Policy)),
             finding(keyless(IdentityCheck::Required)),
         ];
-        TrustConfig::default().settle(&mut findings);
+        crate::examine::settle(&TrustConfig::default(), &mut findings);
         assert!(
             matches!(&findings[0].verification, Verification::Unverifiable { reason } if reason.contains("no identity was required")),
             "{:?}",
@@ -336,11 +337,11 @@ mod tests {
         );
         assert!(findings[1].verification.is_verified());
         let mut refused = vec![finding(keyless(IdentityCheck::Required))];
-        with_rule(vec![SignerRule {
+        let policy = with_rule(vec![SignerRule {
             key: Some("sha256:ff".into()),
             ..Default::default()
-        }])
-        .settle(&mut refused);
+        }]);
+        crate::examine::settle(&policy, &mut refused);
         assert!(
             matches!(&refused[0].verification, Verification::Failed { reason } if reason.contains("trust policy refuses")),
             "{:?}",

@@ -9,7 +9,7 @@ use super::certificate::LeafCertificate;
 use super::checkpoint;
 use super::merkle;
 use super::root::{Log, TrustedRoot};
-use crate::provenance::json::decode_base64;
+use crate::json::decode_base64;
 
 /// A log entry as a Sigstore bundle carries it (numbers already parsed).
 #[derive(Debug, Clone)]

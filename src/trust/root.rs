@@ -4,7 +4,7 @@
 use serde::Deserialize;
 
 use super::keys::{KeyError, PublicKey};
-use crate::provenance::json::{self, decode_base64};
+use crate::json::{self, decode_base64};
 
 /// A time window from the trust root; `end` open means still valid.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -263,7 +263,7 @@ mod tests {
         let b64 = bundle["verificationMaterial"]["certificate"]["rawBytes"]
             .as_str()
             .unwrap();
-        crate::provenance::json::decode_base64(b64).unwrap()
+        crate::json::decode_base64(b64).unwrap()
     }
 
     #[test]

@@ -332,6 +332,19 @@ impl Verdict {
         }
     }
 
+    /// Whether this verdict holds a rebuild this process can stand behind for other documents of the same
+    /// work: it ran here (not a remote worker's claim, not itself a reuse), to completion, and its outputs
+    /// were scanned and listed whole (a file left off the list could be another document's subject).
+    pub fn holds_reusable_rebuild(&self) -> bool {
+        self.reused_rebuild.is_none()
+            && self.rebuilt_by.is_none()
+            && self.status.compared()
+            && self
+                .outputs
+                .as_ref()
+                .is_some_and(|o| o.stopped.is_none() && o.files_omitted == 0)
+    }
+
     /// `reprod` exit code for this verdict: 0 only for reproducible.
     pub fn exit_code(&self) -> i32 {
         if self.status == Status::Reproducible {

@@ -175,7 +175,7 @@ async fn store_remote_verdict(
     for (name, b64) in artifacts {
         let ok_name =
             (name.starts_with("logs/") || name.starts_with("diffs/")) && !name.contains("..");
-        match crate::provenance::json::decode_base64(b64) {
+        match crate::json::decode_base64(b64) {
             Ok(bytes) if ok_name => files.push((name.clone(), bytes)),
             _ => {
                 return Err(ApiError::bad_body(format!(

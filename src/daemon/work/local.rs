@@ -126,7 +126,7 @@ async fn run_job(
         Some(key) => {
             let k = key.clone();
             match blocking(shared, move |s| s.store.prior_rebuild(&k)).await {
-                Ok(p) => p.filter(|(_, v)| rebuild::Prior::usable(v)),
+                Ok(p) => p.filter(|(_, v)| v.holds_reusable_rebuild()),
                 Err(e) => return retry(format!("store: {e}")),
             }
         }
