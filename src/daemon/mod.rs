@@ -3,6 +3,7 @@
 
 pub mod http;
 pub mod intake;
+pub mod metrics;
 pub mod shared;
 pub mod work;
 

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use reprod_jobs::{JobId, LeaseToken, SledQueue};
 use tokio::sync::Notify;
 
-use super::http::metrics;
+use super::metrics;
 use crate::attest::SigningKey;
 use crate::config::Config;
 use crate::store::Store;

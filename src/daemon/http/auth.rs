@@ -10,7 +10,7 @@ use axum::http::StatusCode;
 use sha2::{Digest, Sha256};
 
 use super::error::ApiError;
-use crate::daemon::Shared;
+use crate::daemon::shared::Shared;
 use crate::wire::ErrorCode;
 
 /// The sha256 of the `Authorization: Bearer <token>` presented, if any.

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 
-use crate::daemon::Blocking;
+use crate::daemon::shared::Blocking;
 use crate::wire::{ErrorBody, ErrorCode, ErrorDetail};
 
 #[derive(Debug)]

@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use super::conditional::conditional;
 use super::error::ApiError;
 use super::read::record_view;
-use crate::daemon::{blocking, Shared};
+use crate::daemon::shared::{blocking, Shared};
 use crate::store::VerdictRecord;
 use crate::wire::{ErrorCode, JobView};
 

@@ -200,7 +200,7 @@ async fn shed(e: tower::BoxError) -> Response {
             format!("the request failed: {e}"),
         )
     };
-    super::security_headers(response.into_response()).await
+    super::headers::security_headers(response.into_response()).await
 }
 
 /// When a connection last moved a byte, in milliseconds since it was opened.

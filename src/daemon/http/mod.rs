@@ -6,16 +6,17 @@
 //! - [`jobs`]: a job with its verdict, and its stored logs and diffs;
 //! - [`worker_protocol`]: lease, heartbeat and complete for remote workers;
 //! - [`pages`]: the HTML dashboard, image and job pages, and the Atom feed;
-//! - [`auth`], [`body`], [`error`], [`conditional`]: who may write, bounded bodies, error answers, ETags;
-//! - [`listen`]: the accept loop with its timeouts and connection caps; [`metrics`]: the counters.
+//! - [`auth`], [`body`], [`error`], [`conditional`], [`headers`]: who may write, bounded bodies, error
+//!   answers, ETags, the security headers on every answer;
+//! - [`listen`]: the accept loop with its timeouts and connection caps.
 
 pub mod auth;
 pub mod body;
 pub mod conditional;
 pub mod error;
+pub mod headers;
 pub mod jobs;
 pub mod listen;
-pub mod metrics;
 pub mod pages;
 pub mod read;
 pub mod submit;
@@ -24,12 +25,11 @@ pub mod worker_protocol;
 use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderValue, StatusCode};
-use axum::response::Response;
+use axum::http::StatusCode;
 use axum::routing::{get, post, MethodRouter};
 use axum::Router;
 
-use super::Shared;
+use crate::daemon::shared::Shared;
 use crate::wire::ErrorCode;
 pub use error::ApiError;
 
@@ -99,7 +99,7 @@ pub fn router(shared: Arc<Shared>) -> Router {
     pages::routes(router)
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::map_response(security_headers))
+        .layer(axum::middleware::map_response(headers::security_headers))
         // The write routes read their bodies themselves, after the token, each to its own limit; this
         // bounds any extractor that would read one.
         .layer(DefaultBodyLimit::max(worker_protocol::HEARTBEAT_BODY_BYTES))
@@ -122,21 +122,4 @@ async fn method_not_allowed() -> ApiError {
         ErrorCode::MethodNotAllowed,
         "this resource does not take that method (see /v1/openapi.json)",
     )
-}
-
-/// Nothing served here is to be sniffed, framed, or run as script: pages are plain HTML and CSS.
-pub(crate) async fn security_headers(mut response: Response) -> Response {
-    let h = response.headers_mut();
-    h.insert(
-        "x-content-type-options",
-        HeaderValue::from_static("nosniff"),
-    );
-    h.insert(
-        "content-security-policy",
-        HeaderValue::from_static(
-            "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
-        ),
-    );
-    h.insert("referrer-policy", HeaderValue::from_static("no-referrer"));
-    response
 }

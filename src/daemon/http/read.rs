@@ -13,9 +13,9 @@ use reprod_jobs::Queue;
 
 use super::conditional::conditional;
 use super::error::ApiError;
-use super::metrics::Snapshot;
 use crate::attest::uri;
-use crate::daemon::{blocking, Shared};
+use crate::daemon::metrics::Snapshot;
+use crate::daemon::shared::{blocking, Shared};
 use crate::store::{ListQuery, VerdictRecord, MAX_IMAGE_NAME};
 use crate::verdict::Status;
 use crate::wire::{

@@ -11,7 +11,7 @@ use super::auth::Submitter;
 use super::body::read_body;
 use super::error::ApiError;
 use crate::daemon::intake::{ingest, Intake, IntakeError};
-use crate::daemon::{blocking, Blocking, Shared};
+use crate::daemon::shared::{blocking, Blocking, Shared};
 use crate::wire::{ErrorCode, Submission, SubmitAnswer, SubmittedJob};
 
 pub async fn submit(

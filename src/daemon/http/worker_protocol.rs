@@ -17,8 +17,8 @@ use serde_json::value::RawValue;
 use super::auth::WorkerName;
 use super::body::read_body;
 use super::error::ApiError;
+use crate::daemon::shared::{blocking, Blocking, Shared};
 use crate::daemon::work::record;
-use crate::daemon::{blocking, Blocking, Shared};
 use crate::wire::{Completion, CompletionAnswer, ErrorCode, Heartbeat, HeartbeatAnswer, Lease};
 
 /// The most a heartbeat body may hold: a job id and a lease token.

@@ -20,7 +20,7 @@ use std::time::Duration;
 use tokio::sync::watch;
 
 use super::{ingest, Intake, IntakeError};
-use crate::daemon::Shared;
+use crate::daemon::shared::Shared;
 use crate::text::inert_line;
 
 /// Names tried for one moved file or reason (`name`, `name.1`, ...) before giving up.

@@ -7,7 +7,7 @@ pub mod registry;
 
 use reprod_jobs::{Enqueued, JobId, NewJob, Queue};
 
-use crate::daemon::Shared;
+use crate::daemon::shared::Shared;
 use crate::examine;
 use crate::provenance::container::NoBlobs;
 

@@ -24,7 +24,7 @@ use tokio::sync::watch;
 
 use super::{ingest, Intake};
 use crate::config::WatchConfig;
-use crate::daemon::Shared;
+use crate::daemon::shared::Shared;
 use crate::provenance::container::{WithBlobs, WITH_BLOBS_MEDIA_TYPE};
 use crate::text::inert_line;
 use crate::verdict::is_sha256;

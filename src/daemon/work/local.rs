@@ -10,7 +10,7 @@ use reprod_jobs::{Completion, Lease, Queue, QueueError};
 use reprod_sandbox::Executor;
 use tokio::sync::watch;
 
-use crate::daemon::{blocking, Blocking, Shared};
+use crate::daemon::shared::{blocking, Blocking, Shared};
 use crate::execute::{self, Executed, Heartbeat};
 use crate::rebuild;
 

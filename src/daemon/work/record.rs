@@ -8,7 +8,7 @@ use crate::verdict::{
     decide, Ending, RebuildOutcome, Status, StepTermination, SubjectState, Verdict,
 };
 
-use crate::daemon::Shared;
+use crate::daemon::shared::Shared;
 
 #[derive(Debug, thiserror::Error)]
 pub enum RecordError {

@@ -1,0 +1,142 @@
+//! The Atom feed of verdicts: everything, or one image's, or one status's.
+
+use std::sync::Arc;
+
+use askama::Template;
+use axum::extract::{Query, RawQuery, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use super::{error_page, job_href, unavailable};
+use crate::daemon::shared::{blocking, Shared};
+
+const FEED_ENTRIES: usize = 50;
+
+/// Text XML 1.0 can carry: its forbidden control characters become U+FFFD (a hostile name must not make
+/// the feed unreadable for everyone).
+/// Subjects whose state a feed entry lists.
+const FEED_SUBJECTS: usize = 10;
+
+pub(super) fn xml_text(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            '\t' | '\n' | '\r' => c,
+            c if (c as u32) < 0x20 || c == '\u{fffe}' || c == '\u{ffff}' => '\u{fffd}',
+            c => c,
+        })
+        .collect()
+}
+
+pub struct FeedEntry {
+    pub id: String,
+    pub title: String,
+    pub link: String,
+    pub updated: String,
+    pub summary: String,
+}
+
+#[derive(Template)]
+#[template(path = "feed.xml")]
+struct Feed {
+    /// The feed's own URL (its id), with its filter.
+    own: String,
+    base: String,
+    updated: String,
+    entries: Vec<FeedEntry>,
+}
+
+/// `/feed.atom[?image=NAME][&status=STATUS]`: the newest verdicts, for everything or one image or status.
+pub(super) async fn feed(
+    State(shared): State<Arc<Shared>>,
+    RawQuery(raw): RawQuery,
+    params: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    let bad = |m: String| error_page(StatusCode::BAD_REQUEST, "Bad feed parameters", m);
+    let params = match params {
+        Ok(Query(p)) => p,
+        Err(e) => return bad(e.body_text()),
+    };
+    if let Some((k, _)) = params.iter().find(|(k, _)| k != "image" && k != "status") {
+        return bad(format!(
+            "unknown parameter `{k}`; a feed takes `image` and `status`"
+        ));
+    }
+    let mut q = match crate::daemon::http::read::list_query(&params) {
+        Ok(q) => q,
+        Err(m) => return bad(m),
+    };
+    q.limit = FEED_ENTRIES;
+    let page = match blocking(&shared, move |s| {
+        s.store.list(&q, crate::daemon::http::read::MAX_SCAN)
+    })
+    .await
+    {
+        Ok(p) => p,
+        Err(e) => return unavailable(e),
+    };
+    let base = shared.config.server.base_url();
+    let entries: Vec<FeedEntry> = page
+        .records
+        .iter()
+        .map(|r| {
+            let what = match r.images().first() {
+                Some(name) => name.to_string(),
+                None => r
+                    .subjects
+                    .first()
+                    .map(|s| s.digest.clone())
+                    .unwrap_or_default(),
+            };
+            FeedEntry {
+                id: xml_text(&format!("{base}{}", job_href(&r.job))),
+                title: xml_text(&format!("{}: {what}", r.status)),
+                link: xml_text(&format!("{base}{}", job_href(&r.job))),
+                updated: r.recorded_at.clone(),
+                summary: xml_text(&{
+                    let mut text = match &r.reason {
+                        Some(reason) => format!("{} ({reason}): {}", r.status, r.detail),
+                        None => format!("{}: {}", r.status, r.detail),
+                    };
+                    let states: Vec<String> = r
+                        .subjects
+                        .iter()
+                        .take(FEED_SUBJECTS)
+                        .map(|s| format!("{} {}: {}", s.name, s.digest, s.state(r.status).as_str()))
+                        .collect();
+                    if !states.is_empty() {
+                        text.push_str(&format!(" | subjects: {}", states.join("; ")));
+                    }
+                    text
+                }),
+            }
+        })
+        .collect();
+    let updated = page
+        .records
+        .first()
+        .map(|r| r.recorded_at.clone())
+        .unwrap_or_else(|| "1970-01-01T00:00:00.000Z".into());
+    let own = match raw.filter(|r| !r.is_empty()) {
+        Some(r) => format!("{base}/feed.atom?{r}"),
+        None => format!("{base}/feed.atom"),
+    };
+    match (Feed {
+        own: xml_text(&own),
+        base: xml_text(&base),
+        updated,
+        entries,
+    })
+    .render()
+    {
+        Ok(body) => (
+            [("content-type", "application/atom+xml; charset=utf-8")],
+            body,
+        )
+            .into_response(),
+        Err(e) => error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Rendering failed",
+            e.to_string(),
+        ),
+    }
+}
