@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use reprod_sandbox::Executor;
+use reprod_sandbox::{Executor, Sandbox, SandboxError};
 
 use crate::config::Config;
 use crate::examine::Admitted;
@@ -130,4 +130,18 @@ pub async fn sweep_job_dirs(data_dir: &std::path::Path) {
         Ok(Err(e)) => tracing::warn!(error = %e, "could not sweep abandoned job directories"),
         Err(e) => tracing::warn!(error = %e, "job directory sweep failed"),
     }
+}
+
+/// The process's one executor: the Docker engine under the configured policy, with the containers that
+/// reprod processes no longer running left behind removed (once, at start; rebuilds do not sweep).
+pub async fn connect(config: &Config) -> Result<Sandbox, SandboxError> {
+    let sandbox = Sandbox::connect(config.policy()).await?;
+    let swept = sandbox.sweep_orphans().await?;
+    if swept > 0 {
+        tracing::warn!(
+            removed = swept,
+            "removed containers left by a reprod process that no longer runs"
+        );
+    }
+    Ok(sandbox)
 }

@@ -42,19 +42,9 @@ pub async fn run(config: Config, material: TrustMaterial, client: Client) -> any
     });
     execute::sweep_job_dirs(&config.data_dir).await;
     // One engine connection for the process, its orphans swept once.
-    let executor = reprod_sandbox::Sandbox::connect(config.policy())
+    let executor = execute::connect(&config)
         .await
         .context("connecting to the Docker engine")?;
-    let swept = executor
-        .sweep_orphans()
-        .await
-        .context("removing containers of dead reprod processes")?;
-    if swept > 0 {
-        tracing::warn!(
-            removed = swept,
-            "removed containers left by a reprod process that no longer runs"
-        );
-    }
     eprintln!("reprod worker: leasing from {}", client.base());
     while !*stop_rx.borrow() {
         let lease = match call(&client, Client::lease).await {

@@ -74,16 +74,8 @@ pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
     // One engine connection for the whole command: the rebuild (or every build of --vary), and the
     // cleanup when interrupted.
     let executor = runtime
-        .block_on(reprod_sandbox::Sandbox::connect(config.policy()))
+        .block_on(reprod::execute::connect(config))
         .map_err(|e| rebuild::RebuildError::Infrastructure(e.to_string()))?;
-    match runtime.block_on(executor.sweep_orphans()) {
-        Ok(0) => {}
-        Ok(n) => tracing::warn!(
-            removed = n,
-            "removed containers left by a reprod process that no longer runs"
-        ),
-        Err(e) => return Err(rebuild::RebuildError::Infrastructure(e.to_string()).into()),
-    }
     let opts = RebuildOptions {
         origin: provenance.display().to_string(),
         keep_workspace,

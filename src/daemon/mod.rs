@@ -58,20 +58,10 @@ pub async fn run(
     let store = Store::open(&data.join("store")).context("opening the store")?;
     // One engine connection for the process: every worker's steps run through it.
     let sandbox: Arc<dyn reprod_sandbox::Executor> = Arc::new(
-        reprod_sandbox::Sandbox::connect(config.policy())
+        crate::execute::connect(&config)
             .await
             .context("connecting to the Docker engine")?,
     );
-    let swept = sandbox
-        .sweep_orphans()
-        .await
-        .context("removing containers of dead reprod processes")?;
-    if swept > 0 {
-        tracing::warn!(
-            removed = swept,
-            "removed containers left by a reprod process that no longer runs"
-        );
-    }
     crate::execute::sweep_job_dirs(&config.data_dir).await;
     // Ready before "listening" is announced: a writer that starts then finds the inbox there.
     inbox::prepare(&config.server.inbox_dir).with_context(|| {

@@ -523,11 +523,11 @@ impl Store {
         self.flush()
     }
 
-    /// Records why a document was refused at intake.
+    /// Records why a document was refused at intake (`{reason, detail}`).
     pub fn put_rejection(
         &self,
         sha256: &str,
-        reason: &serde_json::Value,
+        reason: &impl serde::Serialize,
     ) -> Result<(), StoreError> {
         self.rejections
             .insert(sha256, serde_json::to_vec(reason).map_err(storage)?)

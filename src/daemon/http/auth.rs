@@ -13,14 +13,15 @@ use super::error::ApiError;
 use crate::daemon::shared::Shared;
 use crate::wire::ErrorCode;
 
-/// The sha256 of the `Authorization: Bearer <token>` presented, if any.
-fn presented(parts: &Parts) -> Option<[u8; 32]> {
+/// The sha256 of the `Authorization: Bearer <token>` presented, or 401 saying what is needed.
+fn presented(parts: &Parts, needed: &str) -> Result<[u8; 32], ApiError> {
     parts
         .headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .map(|t| Sha256::digest(t.trim().as_bytes()).into())
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, needed))
 }
 
 fn matches(token: &str, presented: &[u8; 32]) -> bool {
@@ -34,13 +35,10 @@ impl FromRequestParts<Arc<Shared>> for Submitter {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, ApiError> {
-        let Some(presented) = presented(parts) else {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::Unauthenticated,
-                "submitting needs `Authorization: Bearer <token>` with a token from server.submit_tokens",
-            ));
-        };
+        let presented = presented(
+            parts,
+            "submitting needs `Authorization: Bearer <token>` with a token from server.submit_tokens",
+        )?;
         let tokens = &shared.config.server.submit_tokens;
         if tokens.iter().any(|t| matches(t, &presented)) {
             Ok(Submitter)
@@ -68,13 +66,10 @@ impl FromRequestParts<Arc<Shared>> for WorkerName {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, ApiError> {
-        let Some(presented) = presented(parts) else {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                ErrorCode::Unauthenticated,
-                "workers authenticate with `Authorization: Bearer <token>` from server.worker_tokens",
-            ));
-        };
+        let presented = presented(
+            parts,
+            "workers authenticate with `Authorization: Bearer <token>` from server.worker_tokens",
+        )?;
         shared
             .config
             .server

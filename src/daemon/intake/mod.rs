@@ -56,7 +56,7 @@ fn decide(shared: &Shared, bytes: &[u8]) -> Result<Intake, IntakeError> {
     if let Some(problem) = &admitted.refusal {
         shared
             .store
-            .put_rejection(&digest, &serde_json::json!(problem))
+            .put_rejection(&digest, problem)
             .map_err(|e| IntakeError::Storage(e.to_string()))?;
         return Ok(Intake::Rejected {
             reason: problem.reason.clone(),
