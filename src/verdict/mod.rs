@@ -14,7 +14,7 @@ pub use outcome::{Ending, RebuildOutcome, Reused};
 use crate::oci::Outputs;
 use crate::provenance::{Container, SourceRef};
 
-/// The verdict statuses of DESIGN.md.
+/// What a rebuild concluded about a document (README, "Verdicts").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Status {
