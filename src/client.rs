@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 use crate::wire::{
-    Completion, CompletionAnswer, DigestAnswer, ErrorBody, ErrorCode, Heartbeat, HeartbeatAnswer,
-    JobView, Lease, SubmitAnswer,
+    Completion, CompletionAnswer, DigestAnswer, ErrorBody, ErrorCode, Health, Heartbeat,
+    HeartbeatAnswer, JobView, Lease, SubmitAnswer,
 };
 
 /// Largest answer read from a server (a verdict with its history).
@@ -189,6 +189,11 @@ impl Client {
         let url = self.url(&format!("/v1/jobs/{job}/attestations/{kind}"));
         let body = self.answer(&url, self.agent.get(&url).call())?;
         Ok(body.unwrap_or_default())
+    }
+
+    /// `GET /healthz`: the server is up, with its queue's counts.
+    pub fn health(&self) -> Result<Health, ClientError> {
+        self.get("/healthz")
     }
 
     pub fn job(&self, id: &str) -> Result<JobView, ClientError> {

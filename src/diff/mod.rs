@@ -48,6 +48,18 @@ pub enum Class {
 }
 
 impl Class {
+    pub const ALL: [Class; 9] = [
+        Class::Content,
+        Class::Metadata,
+        Class::Timestamp,
+        Class::Order,
+        Class::Format,
+        Class::Compression,
+        Class::Config,
+        Class::History,
+        Class::Annotation,
+    ];
+
     /// Classes a normalization can remove without changing what the image runs.
     pub fn normalizable(self) -> bool {
         matches!(

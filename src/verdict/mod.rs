@@ -409,6 +409,36 @@ mod tests {
     }
 
     #[test]
+    fn the_names_shown_are_the_names_serialized() {
+        let serialized = |v: serde_json::Value| v.as_str().unwrap().to_string();
+        for s in Status::ALL {
+            assert_eq!(serialized(serde_json::to_value(s).unwrap()), s.as_str());
+            assert_eq!(Status::from_name(s.as_str()), Some(s));
+        }
+        for s in [
+            SubjectState::Matched,
+            SubjectState::Differs,
+            SubjectState::NotFound,
+            SubjectState::NotCompared,
+        ] {
+            assert_eq!(serialized(serde_json::to_value(s).unwrap()), s.as_str());
+        }
+        for t in [
+            StepTermination::Exited,
+            StepTermination::TimedOut,
+            StepTermination::OutOfMemory,
+        ] {
+            assert_eq!(serialized(serde_json::to_value(t).unwrap()), t.as_str());
+        }
+        for v in crate::vary::Variation::ALL {
+            assert_eq!(serialized(serde_json::to_value(v).unwrap()), v.name());
+        }
+        for c in crate::diff::Class::ALL {
+            assert_eq!(serialized(serde_json::to_value(c).unwrap()), c.as_str());
+        }
+    }
+
+    #[test]
     fn the_status_follows_the_subject_states() {
         let (a, b) = (sha("a"), sha("b"));
         let mut v = verdict(Status::Unrebuildable, &[("x", &a, SubjectState::Matched)]);
