@@ -5,9 +5,10 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::Path;
+use std::panic::{self, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use common::daemon::*;
 use common::*;
@@ -166,8 +167,198 @@ fn text_after(dom: &str, marker: &str) -> String {
         .to_string()
 }
 
+/// Rebuilds a reproducible and a nondeterministic build once, then checks everything the daemon publishes
+/// about them, section by section: a section that fails is reported, and the sections after it still run.
+/// The order is the original one and matters: `submit_reuses_the_rebuild` adds a job, and the sections
+/// before it count two.
 #[test]
 fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
+    let ctx = setup();
+    let mut s = Sections::default();
+    s.run("status", || status(&ctx));
+    // Everything that reads an envelope or needs the rebuilder's key depends on this section.
+    let signed = s.run("signed_attestations", || signed_attestations(&ctx));
+    let signed = signed.as_ref();
+    s.after("verify", signed, &["signed_attestations"], |a| {
+        verify(&ctx, a)
+    });
+    s.after("securesystemslib", signed, &["signed_attestations"], |a| {
+        securesystemslib(&ctx, a)
+    });
+    s.after("verify_gate", signed, &["signed_attestations"], |a| {
+        verify_gate(&ctx, a)
+    });
+    // `status --key` checks that another key's word is not taken: it needs the key `another_key` made.
+    let other_pub = s.after("another_key", signed, &["signed_attestations"], |a| {
+        another_key(&ctx, a)
+    });
+    s.after(
+        "status_with_key",
+        signed.zip(other_pub.as_deref()),
+        &["signed_attestations", "another_key"],
+        |(a, other_pub)| status_with_key(&ctx, a, other_pub),
+    );
+    s.run("metrics_moved", || metrics_moved(&ctx));
+    s.run("verdict_lists", || verdict_lists(&ctx));
+    s.run("conditional_requests", || conditional_requests(&ctx));
+    s.run("bad_input", || bad_input(&ctx));
+    s.run("provenance_document", || provenance_document(&ctx));
+    s.run("openapi", || openapi(&ctx));
+    s.run("feeds", || feeds(&ctx));
+    // The dashboard's DOM is checked, and it gives the link to the image page.
+    let dashboard = s.run("render_dashboard", || render_dashboard(&ctx));
+    let dashboard = dashboard.as_deref();
+    s.after("dashboard_page", dashboard, &["render_dashboard"], |dom| {
+        dashboard_page(dom)
+    });
+    s.run("job_pages", || job_pages(&ctx));
+    s.after("image_page", dashboard, &["render_dashboard"], |dom| {
+        image_page(&ctx, dom)
+    });
+    s.run("submit_token", || submit_token(&ctx));
+    // The second document's job: its attestations are checked, and then validated with the others.
+    let mixed_job = s.run("submit_reuses_the_rebuild", || {
+        submit_reuses_the_rebuild(&ctx)
+    });
+    let mixed = s.after(
+        "reused_rebuild_attestations",
+        signed.zip(mixed_job.as_deref()),
+        &["signed_attestations", "submit_reuses_the_rebuild"],
+        |(a, job)| reused_rebuild_attestations(&ctx, a, job),
+    );
+    s.after(
+        "statements_are_valid",
+        signed.zip(mixed.as_ref()),
+        &["signed_attestations", "reused_rebuild_attestations"],
+        |(a, mixed)| statements_are_valid(&ctx, a, mixed),
+    );
+    s.finish();
+}
+
+/// The sections of one test: each runs to its end or to its panic, which is caught and noted, and
+/// [`Sections::finish`] then fails the test naming each section that failed or was skipped.
+#[derive(Default)]
+struct Sections {
+    passed: usize,
+    /// Name and first line of the panic message, in the order they ran.
+    failed: Vec<(String, String)>,
+    /// Name and what it needed.
+    skipped: Vec<(String, String)>,
+}
+
+impl Sections {
+    /// Runs one section: what it returns, or `None` when it panicked (the panic hook has printed the
+    /// message and where; this adds the section's name).
+    fn run<T>(&mut self, name: &str, section: impl FnOnce() -> T) -> Option<T> {
+        match panic::catch_unwind(AssertUnwindSafe(section)) {
+            Ok(out) => {
+                println!("section {name} ... ok");
+                self.passed += 1;
+                Some(out)
+            }
+            Err(payload) => {
+                let message = payload
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| payload.downcast_ref::<&str>().copied())
+                    .unwrap_or("(a panic without a message)");
+                let first: String = message
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .chars()
+                    .take(300)
+                    .collect();
+                println!("section {name} ... FAILED: {first}");
+                self.failed.push((name.to_string(), first));
+                None
+            }
+        }
+    }
+
+    /// Runs a section that needs what the sections named in `needs` returned (`input` is `None` when one
+    /// of them did not pass), or skips it with a note naming those that did not.
+    fn after<D, T>(
+        &mut self,
+        name: &str,
+        input: Option<D>,
+        needs: &[&str],
+        section: impl FnOnce(D) -> T,
+    ) -> Option<T> {
+        let Some(input) = input else {
+            let did_not_pass = self.failed.iter().chain(&self.skipped).map(|(n, _)| n);
+            let missing: Vec<&str> = needs
+                .iter()
+                .copied()
+                .filter(|need| did_not_pass.clone().any(|n| n == need))
+                .collect();
+            let missing = if missing.is_empty() { needs } else { &missing }.join(", ");
+            println!("section {name} ... skipped: it needs {missing}, which did not pass");
+            self.skipped.push((name.to_string(), missing));
+            return None;
+        };
+        self.run(name, || section(input))
+    }
+
+    /// Fails the test if any section failed or was skipped, naming them all.
+    fn finish(self) {
+        let total = self.passed + self.failed.len() + self.skipped.len();
+        println!(
+            "sections: {} passed, {} failed, {} skipped, of {total}",
+            self.passed,
+            self.failed.len(),
+            self.skipped.len()
+        );
+        if self.failed.is_empty() && self.skipped.is_empty() {
+            return;
+        }
+        let mut report = String::new();
+        for (name, message) in &self.failed {
+            report.push_str(&format!("\n  failed:  {name}: {message}"));
+        }
+        for (name, needs) in &self.skipped {
+            report.push_str(&format!("\n  skipped: {name} (needs {needs})"));
+        }
+        panic!(
+            "{} of {total} sections did not pass (each failure's full message and place are above):{report}",
+            self.failed.len() + self.skipped.len()
+        );
+    }
+}
+
+/// What every section reads: the daemon, the two rebuilds it did and their verdicts, set up once.
+struct Ctx {
+    /// Where sections write what they fetch or make (dropped first, as a local declared last was).
+    work: tempfile::TempDir,
+    d: Daemon,
+    data: tempfile::TempDir,
+    repo: Repo,
+    digests: [String; 3],
+    port: u16,
+    /// `/metrics` before the two submissions.
+    before: Value,
+    /// The reproducible build's document.
+    good: Value,
+    /// A subject of `good` with only a sha512 digest.
+    sha512_only: String,
+    /// The image name only the nondeterministic build used.
+    evil_name: &'static str,
+    good_job: String,
+    bad_job: String,
+    good_view: Value,
+    bad_view: Value,
+    /// The image under its name and the reproducible build's digest.
+    image_ref: String,
+    /// The same digest under `evil_name`.
+    evil_ref: String,
+    /// A digest no build made.
+    unknown: String,
+    /// When both verdicts were in (nothing is recorded after it before the submit sections).
+    verdicts_in: Instant,
+}
+
+/// Starts the daemon, submits the two builds and waits for both verdicts.
+fn setup() -> Ctx {
     let repo = Repo::hello();
     let digests = reference(&repo);
     let data = tempfile::tempdir().unwrap();
@@ -206,10 +397,90 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         bad_view["verdict"]["status"], "unreproducible",
         "{bad_view:#}"
     );
+    Ctx {
+        verdicts_in: Instant::now(),
+        image_ref: format!("example.invalid/hello@{}", digests[0]),
+        evil_ref: format!("{evil_name}@{}", digests[0]),
+        unknown: unbuilt_digest('7'),
+        work: tempfile::tempdir().unwrap(),
+        d,
+        data,
+        repo,
+        digests,
+        port,
+        before,
+        good,
+        sha512_only,
+        evil_name,
+        good_job,
+        bad_job,
+        good_view,
+        bad_view,
+    }
+}
 
-    // ---- reprod status: 0 reproducible, 1 not, 2 unknown ----
-    let image_ref = format!("example.invalid/hello@{}", digests[0]);
-    let o = reprod(&["status", &image_ref, "--server", &d.url]);
+impl Ctx {
+    /// GET /v1/jobs/{job}/attestations/{kind}, twice, saved under `work`: the path of the saved envelope.
+    fn save(&self, job: &str, kind: &str) -> PathBuf {
+        let Ctx { d, work, .. } = self;
+        let (status, headers, body) =
+            fetch(&format!("{}/v1/jobs/{job}/attestations/{kind}", d.url), &[]);
+        assert_eq!(status, 200, "{job} {kind}");
+        assert_eq!(
+            header(&headers, "content-type"),
+            Some("application/vnd.dsse.envelope.v1+json")
+        );
+        let again = fetch(&format!("{}/v1/jobs/{job}/attestations/{kind}", d.url), &[]).2;
+        assert_eq!(
+            body, again,
+            "the signed bytes are served as stored, every time"
+        );
+        let path = work.path().join(format!("{}-{kind}.json", &job[7..19]));
+        std::fs::write(&path, &body).unwrap();
+        path
+    }
+}
+
+/// What `signed_attestations` fetched: the rebuilder's public key and three of its envelopes.
+struct Signed {
+    pem: PathBuf,
+    keyid: String,
+    good_vsa: PathBuf,
+    bad_vsa: PathBuf,
+    good_prov: PathBuf,
+}
+
+impl Signed {
+    /// `reprod verify --json`: exit 0 and what the envelope vouches for.
+    fn verified(&self, envelope: &Path, extra: &[&str]) -> Value {
+        let pem = &self.pem;
+        let mut args = vec![
+            "verify",
+            envelope.to_str().unwrap(),
+            "--key",
+            pem.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let o = reprod(&args);
+        assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice(&o.stdout).unwrap()
+    }
+}
+
+/// `reprod status` against the server: 0 reproducible, 1 not, 2 unknown.
+fn status(ctx: &Ctx) {
+    let Ctx {
+        d,
+        digests,
+        good_job,
+        bad_view,
+        image_ref,
+        evil_ref,
+        unknown,
+        ..
+    } = ctx;
+    let o = reprod(&["status", image_ref, "--server", &d.url]);
     assert_eq!(
         code(&o),
         0,
@@ -229,8 +500,7 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         .unwrap()
         .to_string();
     assert_eq!(bad_file, digests[2]);
-    let unknown = unbuilt_digest('7');
-    let o = reprod(&["status", &unknown, "--server", &d.url]);
+    let o = reprod(&["status", unknown, "--server", &d.url]);
     assert_eq!(code(&o), 2, "{}", stdout(&o));
     assert!(stdout(&o).starts_with("unknown: "), "{}", stdout(&o));
     let o = reprod(&["status", "example.invalid/hello:latest", "--server", &d.url]);
@@ -240,7 +510,7 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    let o = reprod(&["status", &unknown, "--server", "http://127.0.0.1:1"]);
+    let o = reprod(&["status", unknown, "--server", "http://127.0.0.1:1"]);
     assert_eq!(
         code(&o),
         2,
@@ -260,8 +530,7 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         "history is newest first"
     );
     // Under the name only the nondeterministic build used, its verdict decides: exit 1.
-    let evil_ref = format!("{evil_name}@{}", digests[0]);
-    let o = reprod(&["status", &evil_ref, "--server", &d.url]);
+    let o = reprod(&["status", evil_ref, "--server", &d.url]);
     assert_eq!(code(&o), 1, "{}", stdout(&o));
     assert!(stdout(&o).starts_with("unreproducible: "), "{}", stdout(&o));
     assert!(
@@ -269,9 +538,18 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         "{}",
         stdout(&o)
     );
+}
 
-    // ---- the signed attestations ----
-    let work = tempfile::tempdir().unwrap();
+/// GET /v1/keys and GET /v1/jobs/{id}/attestations/{kind}: the served key and the signed attestations.
+fn signed_attestations(ctx: &Ctx) -> Signed {
+    let Ctx {
+        d,
+        data,
+        work,
+        good_job,
+        bad_job,
+        ..
+    } = ctx;
     let (status, _, keys) = fetch(&format!("{}/v1/keys", d.url), &[]);
     assert_eq!(status, 200);
     let keys: Value = serde_json::from_slice(&keys).unwrap();
@@ -283,50 +561,36 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         std::fs::read(&pem).unwrap(),
         "the served key is the one made at first start"
     );
-    let save = |job: &str, kind: &str| -> std::path::PathBuf {
-        let (status, headers, body) =
-            fetch(&format!("{}/v1/jobs/{job}/attestations/{kind}", d.url), &[]);
-        assert_eq!(status, 200, "{job} {kind}");
-        assert_eq!(
-            header(&headers, "content-type"),
-            Some("application/vnd.dsse.envelope.v1+json")
-        );
-        let again = fetch(&format!("{}/v1/jobs/{job}/attestations/{kind}", d.url), &[]).2;
-        assert_eq!(
-            body, again,
-            "the signed bytes are served as stored, every time"
-        );
-        let path = work.path().join(format!("{}-{kind}.json", &job[7..19]));
-        std::fs::write(&path, &body).unwrap();
-        path
-    };
-    let good_vsa = save(&good_job, "vsa");
-    let bad_vsa = save(&bad_job, "vsa-failed");
-    let good_prov = save(&good_job, "provenance");
+    let good_vsa = ctx.save(good_job, "vsa");
+    let bad_vsa = ctx.save(bad_job, "vsa-failed");
+    let good_prov = ctx.save(good_job, "provenance");
+    Signed {
+        pem,
+        keyid,
+        good_vsa,
+        bad_vsa,
+        good_prov,
+    }
+}
+
+/// `reprod verify`, as text and as `--json`, on the two summaries and the provenance.
+fn verify(ctx: &Ctx, signed: &Signed) {
+    let Ctx {
+        repo,
+        digests,
+        bad_job,
+        ..
+    } = ctx;
     let o = reprod(&[
         "verify",
-        good_vsa.to_str().unwrap(),
+        signed.good_vsa.to_str().unwrap(),
         "--key",
-        pem.to_str().unwrap(),
+        signed.pem.to_str().unwrap(),
     ]);
     assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
     assert!(stdout(&o).contains("result:   PASSED"), "{}", stdout(&o));
     assert!(stdout(&o).contains(&digests[0]), "{}", stdout(&o));
-    // `reprod verify --json`: exit 0 and what the envelope vouches for.
-    let verified = |envelope: &Path, extra: &[&str]| -> Value {
-        let mut args = vec![
-            "verify",
-            envelope.to_str().unwrap(),
-            "--key",
-            pem.to_str().unwrap(),
-            "--json",
-        ];
-        args.extend_from_slice(extra);
-        let o = reprod(&args);
-        assert_eq!(code(&o), 0, "{}", String::from_utf8_lossy(&o.stderr));
-        serde_json::from_slice(&o.stdout).unwrap()
-    };
-    let v = verified(&bad_vsa, &["--any-result"]);
+    let v = signed.verified(&signed.bad_vsa, &["--any-result"]);
     assert_eq!(v["result"], "FAILED", "{v:#}");
     assert_eq!(
         v["statement"]["predicateType"],
@@ -338,7 +602,7 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
             .map(|s| format!("sha256:{s}")),
         Some(bad_job.clone())
     );
-    let v = verified(&good_prov, &[]);
+    let v = signed.verified(&signed.good_prov, &[]);
     assert_eq!(v["result"], "reproducible");
     assert_eq!(
         v["statement"]["predicate"]["buildDefinition"]["buildType"],
@@ -346,10 +610,14 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
     );
     let deps = v["statement"]["predicate"]["buildDefinition"]["resolvedDependencies"].to_string();
     assert!(deps.contains(&repo.commit), "{deps}");
+}
 
-    // securesystemslib agrees, on the original and on one changed payload byte.
-    let tampered = work.path().join("tampered.json");
-    let mut envelope: Value = serde_json::from_slice(&std::fs::read(&good_vsa).unwrap()).unwrap();
+/// securesystemslib and `reprod verify` on each envelope, and on one with a changed payload byte.
+fn securesystemslib(ctx: &Ctx, signed: &Signed) {
+    let Signed { pem, keyid, .. } = signed;
+    let tampered = ctx.work.path().join("tampered.json");
+    let mut envelope: Value =
+        serde_json::from_slice(&std::fs::read(&signed.good_vsa).unwrap()).unwrap();
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
     let mut payload = b64.decode(envelope["payload"].as_str().unwrap()).unwrap();
@@ -360,15 +628,15 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
     let sslib = |envelope: &Path| {
         Command::new(python())
             .arg(project_root().join("tests/support/verify_envelope.py"))
-            .args([envelope.to_str().unwrap(), pem.to_str().unwrap(), &keyid])
+            .args([envelope.to_str().unwrap(), pem.to_str().unwrap(), keyid])
             .output()
             .unwrap()
     };
     // reprod verify accepts a summary only when it says PASSED (a FAILED one verifies, but is refused).
     for (file, ok, accepted) in [
-        (&good_vsa, true, true),
-        (&bad_vsa, true, false),
-        (&good_prov, true, true),
+        (&signed.good_vsa, true, true),
+        (&signed.bad_vsa, true, false),
+        (&signed.good_prov, true, true),
         (&tampered, false, false),
     ] {
         let o = sslib(file);
@@ -393,8 +661,24 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
             String::from_utf8_lossy(&o.stderr)
         );
     }
+}
 
-    // ---- reprod verify as a deploy gate: --digest, --require-passed, --any-result, --verifier-id ----
+/// `reprod verify` as a deploy gate: `--digest`, `--require-passed`, `--any-result`, `--verifier-id`.
+fn verify_gate(ctx: &Ctx, signed: &Signed) {
+    let Ctx {
+        digests,
+        bad_view,
+        sha512_only,
+        unknown,
+        ..
+    } = ctx;
+    let Signed {
+        pem,
+        good_vsa,
+        bad_vsa,
+        good_prov,
+        ..
+    } = signed;
     let gate = |file: &Path, extra: &[&str]| {
         let mut args = vec![
             "verify",
@@ -476,7 +760,12 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         assert_eq!(code(&o), want, "verify {extra:?}: {both}");
         assert!(both.contains(needle), "verify {extra:?}: {both}");
     }
-    let other = work.path().join("other");
+}
+
+/// `reprod keygen` makes another key, and `reprod verify` with it does not verify: its public key.
+fn another_key(ctx: &Ctx, signed: &Signed) -> PathBuf {
+    let good_vsa = &signed.good_vsa;
+    let other = ctx.work.path().join("other");
     assert_eq!(code(&reprod(&["keygen", other.to_str().unwrap()])), 0);
     let o = reprod(&[
         "verify",
@@ -486,9 +775,18 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
     ]);
     assert_eq!(code(&o), 1, "another key does not verify it");
     assert!(String::from_utf8_lossy(&o.stderr).contains("NOT verified"));
+    other.with_extension("pub")
+}
 
-    // `reprod status --key` counts only what the signed summary says.
-    let other_pub = other.with_extension("pub");
+/// `reprod status --key` counts only what the signed summary says.
+fn status_with_key(ctx: &Ctx, signed: &Signed, other_pub: &Path) {
+    let Ctx {
+        d,
+        image_ref,
+        evil_ref,
+        ..
+    } = ctx;
+    let pem = &signed.pem;
     let status_with = |reference: &str, key: &Path| {
         reprod(&[
             "status",
@@ -500,16 +798,12 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         ])
     };
     expect_output(
-        &status_with(&image_ref, &pem),
+        &status_with(image_ref, pem),
         0,
         "verified: the signed summary says PASSED",
     );
-    expect_output(
-        &status_with(&evil_ref, &pem),
-        1,
-        "signed summary says FAILED",
-    );
-    let o = status_with(&image_ref, &other_pub);
+    expect_output(&status_with(evil_ref, pem), 1, "signed summary says FAILED");
+    let o = status_with(image_ref, other_pub);
     assert_eq!(
         code(&o),
         2,
@@ -521,9 +815,13 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+}
 
-    // ---- metrics moved ----
-    let after = metrics(&d);
+/// GET /metrics: the two verdicts moved the counters, the queue, the workers and the intake.
+fn metrics_moved(ctx: &Ctx) {
+    let d = &ctx.d;
+    let before = ctx.before.clone();
+    let after = metrics(d);
     for status in ["reproducible", "unreproducible"] {
         let key = format!("reprod_verdicts_total{{status=\"{status}\"}}");
         assert_eq!(sample(&after, &key) - sample(&before, &key), 1.0, "{key}");
@@ -536,8 +834,16 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         sample(&after, "reprod_intake_total{outcome=\"queued\"}"),
         2.0
     );
+}
 
-    // ---- lists: filters, cursors, conditional requests ----
+/// GET /v1/verdicts: filters and cursors.
+fn verdict_lists(ctx: &Ctx) {
+    let Ctx {
+        d,
+        good_job,
+        bad_job,
+        ..
+    } = ctx;
     let list = |q: &str| -> (u16, Value) {
         let (s, _, b) = fetch(&format!("{}/v1/verdicts{q}", d.url), &[]);
         (s, serde_json::from_slice(&b).unwrap_or(Value::Null))
@@ -565,6 +871,17 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
     assert_eq!(by_image["verdicts"][0]["job"], good_job.as_str());
     let (_, future) = list("?since=2999-01-01T00:00:00Z");
     assert!(future["verdicts"].as_array().unwrap().is_empty());
+}
+
+/// GET /v1/verdicts with If-None-Match and If-Modified-Since.
+fn conditional_requests(ctx: &Ctx) {
+    let d = &ctx.d;
+    // Last-Modified is sent once the second of the last change is over. In a full run the sections
+    // before this one take longer than that; when they fail early or are skipped, it is waited for here.
+    let settled = ctx.verdicts_in + Duration::from_secs(1);
+    if let Some(left) = settled.checked_duration_since(Instant::now()) {
+        std::thread::sleep(left);
+    }
     let (_, headers, _) = fetch(&format!("{}/v1/verdicts", d.url), &[]);
     let etag = header(&headers, "etag").unwrap().to_string();
     let modified = header(&headers, "last-modified").unwrap().to_string();
@@ -581,8 +898,18 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         let url = format!("{}/v1/verdicts{query}", d.url);
         assert_eq!(fetch(&url, &[&condition]).0, expect, "{query} {condition}");
     }
+}
 
-    // ---- bad input ----
+/// Bad input to GET /v1/verdicts, /v1/jobs and /v1/provenance: the status and a JSON error.
+fn bad_input(ctx: &Ctx) {
+    let Ctx {
+        d,
+        digests,
+        sha512_only,
+        good_job,
+        unknown,
+        ..
+    } = ctx;
     let sha512_path = format!("/v1/verdicts/{sha512_only}");
     let name_param = format!("/v1/verdicts/{}?name=x", digests[0]);
     for (q, code_, needle) in [
@@ -637,6 +964,13 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
             "{q}: {v}"
         );
     }
+}
+
+/// GET /v1/provenance/{id}: the document as it was received.
+fn provenance_document(ctx: &Ctx) {
+    let Ctx {
+        d, good, good_job, ..
+    } = ctx;
     let (s, _, doc) = fetch(&format!("{}/v1/provenance/{good_job}", d.url), &[]);
     assert_eq!(s, 200);
     assert_eq!(
@@ -644,8 +978,17 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         serde_json::to_vec(&good).unwrap(),
         "the document is served as received"
     );
+}
 
-    // ---- the OpenAPI document lists exactly the routes, and each answers as documented ----
+/// GET /v1/openapi.json lists exactly the routes, and each route answers as documented.
+fn openapi(ctx: &Ctx) {
+    let Ctx {
+        d,
+        digests,
+        good_job,
+        good_view,
+        ..
+    } = ctx;
     let (_, _, body) = fetch(&format!("{}/v1/openapi.json", d.url), &[]);
     let openapi: Value = serde_json::from_slice(&body).unwrap();
     let documented: BTreeSet<(String, String)> = openapi["paths"]
@@ -667,13 +1010,13 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
     let artifact = good_view["artifacts"][0].as_str().unwrap().to_string();
     for (method, path) in &documented {
         let digest = if path.starts_with("/v1/provenance/") {
-            &good_job
+            good_job
         } else {
             &digests[0]
         };
         let concrete = path
             .replace("{digest}", digest)
-            .replace("{id}", &good_job)
+            .replace("{id}", good_job)
             .replace("{kind}", "vsa")
             .replace("{name}", &artifact);
         let url = format!("{}{concrete}", d.url);
@@ -721,8 +1064,18 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
             assert_eq!(served, documented, "{path}: fields served vs schema {name}");
         }
     }
+}
 
-    // ---- the feeds: all verdicts, or one image's, or one status's ----
+/// GET /feed.atom: all verdicts, or one image's, or one status's.
+fn feeds(ctx: &Ctx) {
+    let Ctx {
+        d,
+        work,
+        digests,
+        sha512_only,
+        evil_name,
+        ..
+    } = ctx;
     let feed_titles = |query: &str| -> Vec<String> {
         let (s, headers, feed) = fetch(&format!("{}/feed.atom{query}", d.url), &[]);
         assert_eq!(s, 200, "{query}");
@@ -771,12 +1124,18 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
             && feed.contains(&format!("evil.example/other {sha512_only}: not-compared")),
         "{feed}"
     );
+}
 
-    // ---- the pages, in a real browser ----
-    let dom = render(&format!("http://127.0.0.1:{port}/"), port);
-    let dashboard = dom.clone();
+/// GET / in headless Chromium: the dashboard's DOM.
+fn render_dashboard(ctx: &Ctx) -> String {
+    let port = ctx.port;
+    render(&format!("http://127.0.0.1:{port}/"), port)
+}
+
+/// The dashboard (GET /) as rendered: the rate, the workers, and the hostile image name as text.
+fn dashboard_page(dom: &str) {
     assert!(dom.contains("<h1>Dashboard</h1>"), "{dom}");
-    let rate = text_after(&dom, "id=\"rate\"");
+    let rate = text_after(dom, "id=\"rate\"");
     assert!(rate.contains("Reproducibility rate"), "{rate}");
     assert!(dom.contains("50.0% (1 of 2 rebuilds)"), "{dom}");
     assert!(
@@ -792,7 +1151,17 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         !dom.contains("data-pwned=\"yes\""),
         "the name's script ran: {dom}"
     );
+}
 
+/// GET /jobs/{id} in headless Chromium, for the reproducible and the nondeterministic job.
+fn job_pages(ctx: &Ctx) {
+    let Ctx {
+        digests,
+        good_job,
+        bad_job,
+        ..
+    } = ctx;
+    let port = ctx.port;
     let dom = render(&format!("http://127.0.0.1:{port}/jobs/{good_job}"), port);
     assert_eq!(text_after(&dom, "id=\"verdict\""), "reproducible");
     assert!(
@@ -825,7 +1194,11 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         dom.contains("<td>example.invalid/&lt;script&gt;document.body"),
         "the subject name shows as text: {dom}"
     );
+}
 
+/// GET /images/{name} in headless Chromium, through the link the dashboard gives.
+fn image_page(ctx: &Ctx, dashboard: &str) {
+    let port = ctx.port;
     // The image page, through the link the dashboard gives (the name is one encoded path segment).
     let link = dashboard
         .split("href=\"")
@@ -841,8 +1214,17 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
     );
     assert!(!dom.contains("<script"), "{dom}");
     assert!(!dom.contains("data-pwned=\"yes\""), "{dom}");
+}
 
-    // ---- reprod submit ----
+/// `reprod submit`: refused without a token or with a wrong one; `--wait` answers with the verdict.
+fn submit_token(ctx: &Ctx) {
+    let Ctx {
+        d,
+        work,
+        good,
+        good_job,
+        ..
+    } = ctx;
     let doc = work.path().join("good.json");
     std::fs::write(&doc, serde_json::to_vec(&good).unwrap()).unwrap();
     let submit = |extra: &[&str]| {
@@ -858,7 +1240,18 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
     let o = submit(&["--token", "wrong"]);
     assert_eq!(code(&o), 2);
     assert!(String::from_utf8_lossy(&o.stderr).contains("forbidden"));
+}
 
+/// `reprod submit --wait` of a second document for the good build's work: the job it made.
+fn submit_reuses_the_rebuild(ctx: &Ctx) -> String {
+    let Ctx {
+        d,
+        work,
+        digests,
+        good,
+        good_job,
+        ..
+    } = ctx;
     // A second document for the good build's work, with the file right and the image digest made up: it is
     // judged on its own subjects against the rebuild already done (nothing runs again), and `submit --wait`
     // answers for it, not for the first document.
@@ -903,11 +1296,29 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         "two summaries: `vsa` is ambiguous: {}",
         String::from_utf8_lossy(&b)
     );
-    let mixed_passed = save(&mixed_job, "vsa-passed");
-    let mixed_failed = save(&mixed_job, "vsa-failed");
-    let mixed_prov = save(&mixed_job, "provenance");
+    mixed_job
+}
+
+/// The signed attestations of the second document's job: what each summary names.
+struct Mixed {
+    mixed_passed: PathBuf,
+    mixed_failed: PathBuf,
+    mixed_prov: PathBuf,
+}
+
+/// GET /v1/jobs/{id}/attestations/{kind} and the step logs of the job that reused the rebuild.
+fn reused_rebuild_attestations(ctx: &Ctx, signed: &Signed, mixed_job: &str) -> Mixed {
+    let Ctx {
+        d,
+        digests,
+        good_job,
+        ..
+    } = ctx;
+    let mixed_passed = ctx.save(mixed_job, "vsa-passed");
+    let mixed_failed = ctx.save(mixed_job, "vsa-failed");
+    let mixed_prov = ctx.save(mixed_job, "provenance");
     let names = |file: &Path| -> Vec<String> {
-        verified(file, &["--any-result"])["digests"]
+        signed.verified(file, &["--any-result"])["digests"]
             .as_array()
             .unwrap()
             .iter()
@@ -924,7 +1335,7 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         [format!("sha256:{}", "1".repeat(64))],
         "a matched digest never sits in a FAILED summary"
     );
-    let p = verified(&mixed_prov, &[]);
+    let p = signed.verified(&mixed_prov, &[]);
     assert_eq!(
         p["statement"]["predicate"]["buildDefinition"]["internalParameters"]["reusedRebuild"]
             ["job"],
@@ -944,18 +1355,37 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
         .map(|(_, p)| format!("/v1/{p}"))
         .unwrap();
     assert_eq!(fetch(&format!("{}{path}", d.url), &[]).0, 200, "{log_uri}");
+    Mixed {
+        mixed_passed,
+        mixed_failed,
+        mixed_prov,
+    }
+}
 
+/// tests/support/validate_statement.py on every statement signed here.
+fn statements_are_valid(ctx: &Ctx, signed: &Signed, mixed: &Mixed) {
+    let Signed {
+        good_vsa,
+        bad_vsa,
+        good_prov,
+        ..
+    } = signed;
+    let Mixed {
+        mixed_passed,
+        mixed_failed,
+        mixed_prov,
+    } = mixed;
     // Every statement reprod signed here is valid in-toto Statement v1 and SLSA VSA v1 / Provenance v1,
     // by the in-toto-attestation package's schemas and the specifications' rules.
-    let bad_prov = save(&bad_job, "provenance");
+    let bad_prov = ctx.save(&ctx.bad_job, "provenance");
     let all = [
-        &good_vsa,
-        &bad_vsa,
-        &good_prov,
+        good_vsa,
+        bad_vsa,
+        good_prov,
         &bad_prov,
-        &mixed_passed,
-        &mixed_failed,
-        &mixed_prov,
+        mixed_passed,
+        mixed_failed,
+        mixed_prov,
     ];
     let o = Command::new(python())
         .arg(project_root().join("tests/support/validate_statement.py"))
