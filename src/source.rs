@@ -206,6 +206,16 @@ pub fn checkout(
 
 /// Opens (or creates) the bare mirror for a URL, holding its lock.
 fn mirror_for(config: &SourceConfig, url: &str) -> Result<(Repository, MirrorLock), SourceError> {
+    // An unset directory would put mirrors wherever the process happens to run.
+    if config.cache_dir.as_os_str().is_empty() {
+        return Err(SourceError::Io {
+            path: config.cache_dir.display().to_string(),
+            error: std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "source.cache_dir is not set (Config::load sets it to <data_dir>/git)",
+            ),
+        });
+    }
     let key = crate::oci::sha256_bytes(url.as_bytes());
     let path = config
         .cache_dir
@@ -422,6 +432,26 @@ mod tests {
         assert!(err.to_string().contains("allow_file"), "{err}");
         cfg.allow_file = true;
         assert!(check_scheme(&cfg, "file:///srv/r").is_ok());
+    }
+
+    #[test]
+    fn an_unset_mirror_directory_is_refused_rather_than_the_working_directory_used() {
+        let cfg = SourceConfig {
+            allow_file: true,
+            ..SourceConfig::default()
+        };
+        let dest = tempfile::tempdir().unwrap();
+        let err = checkout(
+            &cfg,
+            "file:///nonexistent/repo",
+            &"a".repeat(40),
+            dest.path(),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("source.cache_dir is not set"),
+            "{err}"
+        );
     }
 
     #[test]

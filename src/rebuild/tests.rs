@@ -49,6 +49,7 @@ impl Fixture {
             ..Config::default()
         };
         config.source.allow_file = true;
+        config.source.cache_dir = config.data_dir.join("git");
         // A plain directory: no loop-mounted filesystem per job.
         config.sandbox.workspace_bytes = 0;
         config.images.fetch_originals = false;
