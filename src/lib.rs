@@ -21,6 +21,7 @@ pub mod examine;
 pub mod execute;
 pub mod json;
 pub mod mirror;
+pub mod network;
 pub mod oci;
 pub mod provenance;
 pub mod rebuild;

@@ -186,6 +186,7 @@ fn the_low_floors_import_only_what_is_below_them() {
         ("text", &[]),
         ("mirror", &[]),
         ("safe_fs", &[]),
+        ("network", &[]),
         ("trust", &["json"]),
         ("oci", &["safe_fs"]),
         ("diff", &["oci"]),

@@ -1,0 +1,18 @@
+//! The build network: what a step may reach, and the proxy that is its only way out.
+//!
+//! A step runs with no network interface but loopback. In `proxy` mode its HTTP and HTTPS traffic goes to
+//! reprod's own forward proxy ([`proxy`]), which resolves names itself, refuses by default, lets through
+//! only what the allow-list names ([`allow`]) at addresses the address policy accepts ([`address`]), caps a
+//! job's requests and bytes, and records every exchange (URL, status, bytes, sha256 of the body) for the
+//! verdict and the signed rebuild provenance.
+//!
+//! Not yet here (issue: "Builds as they really run"): attaching the proxy to a step's network namespace,
+//! TLS interception with a per-job CA, the content-addressed cache and replay, the registry pull-through
+//! cache and push sink.
+
+pub mod address;
+pub mod allow;
+pub mod proxy;
+
+pub use allow::{AllowList, AllowListError};
+pub use proxy::{Exchange, Limits, Proxy};

@@ -1,0 +1,245 @@
+//! The build network's proxy against real sockets: every upstream is a server this test starts on
+//! loopback, and every client speaks raw HTTP/1.1 to the proxy, as a build's curl or wget would.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use reprod::network::{AllowList, Limits, Proxy};
+use sha2::{Digest, Sha256};
+
+/// A one-file HTTP server on `ip`: answers every request with `body` and keeps the request lines it saw.
+struct Upstream {
+    port: u16,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl Upstream {
+    fn start(ip: &str, body: Vec<u8>) -> Upstream {
+        let listener = TcpListener::bind((ip, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut s) = stream else { continue };
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap_or(0) == 1 {
+                    head.push(b[0]);
+                }
+                let text = String::from_utf8_lossy(&head).to_string();
+                log.lock()
+                    .unwrap()
+                    .push(text.lines().next().unwrap_or("").to_string());
+                let _ = write!(
+                    s,
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = s.write_all(&body);
+            }
+        });
+        Upstream { port, seen }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+/// Sends `request` to the proxy and returns the whole answer.
+async fn ask(proxy: std::net::SocketAddr, request: String) -> (u16, Vec<u8>) {
+    tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(proxy).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        s.write_all(request.as_bytes()).unwrap();
+        let mut answer = Vec::new();
+        let _ = s.read_to_end(&mut answer);
+        let end = answer
+            .windows(4)
+            .position(|w| w == b"\r\n\r\n")
+            .map_or(answer.len(), |i| i + 4);
+        let status = String::from_utf8_lossy(&answer[..end])
+            .split(' ')
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0);
+        (status, answer[end..].to_vec())
+    })
+    .await
+    .unwrap()
+}
+
+fn get(url: &str) -> String {
+    let host = url.trim_start_matches("http://").split('/').next().unwrap();
+    format!("GET {url} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n")
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+async fn proxy(entries: &[String], limits: Limits) -> Proxy {
+    Proxy::start(AllowList::parse(entries).unwrap(), limits)
+        .await
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_download_passes_and_is_recorded_by_digest() {
+    let tarball = b"pinned dependency bytes".repeat(4096);
+    let up = Upstream::start("127.0.0.1", tarball.clone());
+    let p = proxy(&[format!("127.0.0.1:{}", up.port)], Limits::default()).await;
+    let url = format!("http://127.0.0.1:{}/deps/lib-1.0.tar", up.port);
+    let (status, body) = ask(p.addr(), get(&url)).await;
+    assert_eq!(status, 200);
+    assert_eq!(body, tarball);
+    assert_eq!(
+        up.requests(),
+        ["GET /deps/lib-1.0.tar HTTP/1.1"],
+        "origin-form upstream"
+    );
+    let record = p.stop();
+    assert_eq!(record.len(), 1);
+    assert_eq!(record[0].url, url);
+    assert_eq!(record[0].status, Some(200));
+    assert_eq!(record[0].bytes, tarball.len() as u64);
+    assert_eq!(record[0].sha256.as_deref(), Some(sha256(&tarball).as_str()));
+    assert_eq!(record[0].refused, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_the_allow_list_does_not_name_never_reaches_its_upstream() {
+    let listed = Upstream::start("127.0.0.1", b"ok".to_vec());
+    let other = Upstream::start("127.0.0.2", b"secret".to_vec());
+    let p = proxy(&[format!("127.0.0.1:{}", listed.port)], Limits::default()).await;
+    // Another loopback service, another port of the listed host, and the listed service by a name.
+    for url in [
+        format!("http://127.0.0.2:{}/", other.port),
+        format!("http://127.0.0.1:{}/", other.port),
+        format!("http://localhost:{}/", listed.port),
+    ] {
+        let (status, body) = ask(p.addr(), get(&url)).await;
+        assert_eq!(status, 403, "{url}");
+        assert!(
+            String::from_utf8_lossy(&body).contains("network-denied"),
+            "{url}: {}",
+            String::from_utf8_lossy(&body)
+        );
+    }
+    assert!(other.requests().is_empty() && listed.requests().is_empty());
+    let record = p.stop();
+    assert_eq!(record.len(), 3);
+    assert!(record
+        .iter()
+        .all(|e| e.refused.is_some() && e.status == Some(403)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_name_never_reaches_a_loopback_address_only_an_address_entry_does() {
+    let up = Upstream::start("127.0.0.1", b"metadata".to_vec());
+    // `localhost` is on the list by name, but it resolves to loopback.
+    let p = proxy(&[format!("localhost:{}", up.port)], Limits::default()).await;
+    let (status, body) = ask(p.addr(), get(&format!("http://localhost:{}/", up.port))).await;
+    assert_eq!(status, 403);
+    assert!(
+        String::from_utf8_lossy(&body).contains("loopback"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(up.requests().is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_goes_through_a_recorded_tunnel_to_an_allowed_host_only() {
+    // A TCP echo service stands for a TLS server: the tunnel carries bytes it does not read.
+    let echo = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = echo.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in echo.incoming() {
+            let Ok(mut s) = s else { continue };
+            let mut buf = [0u8; 5];
+            if s.read_exact(&mut buf).is_ok() {
+                let _ = s.write_all(&buf);
+            }
+        }
+    });
+    let p = proxy(&[format!("127.0.0.1:{port}")], Limits::default()).await;
+    let addr = p.addr();
+    let echoed = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(
+            s,
+            "CONNECT 127.0.0.1:{port} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n\r\n"
+        )
+        .unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap() == 1 {
+            head.push(b[0]);
+        }
+        assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 200"));
+        s.write_all(b"hello").unwrap();
+        let mut back = [0u8; 5];
+        s.read_exact(&mut back).unwrap();
+        back
+    })
+    .await
+    .unwrap();
+    assert_eq!(&echoed, b"hello");
+    let (status, _) = ask(
+        addr,
+        "CONNECT 127.0.0.1:1 HTTP/1.1\r\nhost: 127.0.0.1:1\r\n\r\n".to_string(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    // The tunnel's bytes are counted once it closes.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let record = p.stop();
+    assert_eq!(record[0].method, "CONNECT");
+    assert_eq!(record[0].url, format!("127.0.0.1:{port}"));
+    assert_eq!(record[0].bytes, 10);
+    assert!(record[1].refused.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_over_its_bytes_or_requests_is_cut_and_the_record_says_so() {
+    let big = vec![7u8; 1 << 20];
+    let up = Upstream::start("127.0.0.1", big.clone());
+    let limits = Limits {
+        max_bytes: 64 << 10,
+        max_requests: 2,
+        ..Limits::default()
+    };
+    let p = proxy(&[format!("127.0.0.1:{}", up.port)], limits).await;
+    let url = format!("http://127.0.0.1:{}/big", up.port);
+    let (_, body) = ask(p.addr(), get(&url)).await;
+    assert!(body.len() < big.len(), "the body was cut");
+    ask(p.addr(), get(&url)).await;
+    let (status, body) = ask(p.addr(), get(&url)).await;
+    assert_eq!(status, 403);
+    assert!(String::from_utf8_lossy(&body).contains("requests are spent"));
+    let record = p.stop();
+    assert!(record[0]
+        .refused
+        .as_deref()
+        .unwrap()
+        .contains("bytes are spent"));
+    assert_eq!(record[0].sha256, None, "a cut body has no digest");
+    assert_eq!(record.len(), 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_speaks_only_absolute_http_urls_and_connect() {
+    let p = proxy(&["127.0.0.1:9".to_string()], Limits::default()).await;
+    let (status, body) = ask(
+        p.addr(),
+        "GET /etc/passwd HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".to_string(),
+    )
+    .await;
+    assert_eq!(status, 403);
+    assert!(String::from_utf8_lossy(&body).contains("absolute http:// URL"));
+}
