@@ -107,7 +107,8 @@ impl Client {
                 let body = body_bytes(r).unwrap_or_default();
                 let (code, message) = match serde_json::from_slice::<ErrorBody>(&body) {
                     Ok(b) => (b.error.code, b.error.message),
-                    Err(_) => (ErrorCode::Internal, "(no error body)".to_string()),
+                    // Not reprod's answer (a proxy's page, say): no code to go by.
+                    Err(_) => (ErrorCode::from_name("unknown"), "(no message)".to_string()),
                 };
                 Err(ClientError::Api {
                     url: url.into(),

@@ -163,6 +163,18 @@ pub struct VaryReport {
 }
 
 impl VaryReport {
+    /// The report when the control build produced nothing to vary (unrebuildable, refused, failed).
+    pub fn nothing_to_vary(control: Verdict) -> Self {
+        VaryReport {
+            control,
+            builds: Vec::new(),
+            stable: false,
+            culprits: Vec::new(),
+            breaks: Vec::new(),
+            diff: None,
+        }
+    }
+
     /// 0 when no variation changes the outputs, 1 when one does, 2 when the control build produced no
     /// outputs to compare (it failed, or the provenance is unrebuildable).
     pub fn exit_code(&self) -> u8 {
@@ -321,8 +333,7 @@ async fn run_search(
     dirs.extend(control.job_dir.iter().cloned());
     if control.verdict.outputs.is_none() {
         // Nothing was built (unrebuildable, failed): there is nothing to vary.
-        report.stable = false;
-        return Ok(report);
+        return Ok(VaryReport::nothing_to_vary(report.control));
     }
 
     let record = |report: &mut VaryReport, label: String, vars: &[Variation], b: &Built| {

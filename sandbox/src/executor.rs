@@ -8,8 +8,8 @@
 //!
 //! - **Built once per process and passed in.** An executor is connected (and its engine checked, e.g. for
 //!   user namespaces) when the process starts, then handed to every job as `&dyn Executor` or
-//!   `Arc<dyn Executor>`. Today reprod's rebuild connects and sweeps orphans per job; with the seam it takes
-//!   the executor it is given, which is also what lets a test hand it a fake. Construction (`connect`) is
+//!   `Arc<dyn Executor>` (reprod's `serve`, `worker` and `rebuild` connect and sweep orphans once, at
+//!   start); a rebuild takes the executor it is given, which is also what lets a test hand it a fake. Construction (`connect`) is
 //!   therefore not part of the trait: it is backend-specific, and only `main` and the daemon do it.
 //! - **Reading the policy back is each backend's duty**, not the caller's. The caller only sees
 //!   [`Executor::policy`]; an implementation must not start a step until it has read back from its engine

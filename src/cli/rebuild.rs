@@ -71,6 +71,17 @@ pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
             error,
         }
     })?;
+    // A document nothing can be run for gets its verdict without an engine.
+    if let Some(outcome) = rebuild::settled(&admitted, &provenance.display().to_string()) {
+        let verdict = reprod::verdict::decide(&admitted, outcome);
+        if vary {
+            let report = reprod::vary::VaryReport::nothing_to_vary(verdict);
+            print_result(json, &report, "report", |r| r.human())?;
+            return Ok(Exit::from_code(report.exit_code()));
+        }
+        print_result(json, &verdict, "verdict", |v| v.human())?;
+        return Ok(Exit::from_code(verdict.exit_code()));
+    }
     // One engine connection for the whole command: the rebuild (or every build of --vary), and the
     // cleanup when interrupted.
     let executor = runtime

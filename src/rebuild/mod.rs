@@ -123,6 +123,24 @@ impl Prior<'_> {
     }
 }
 
+/// The outcome of a document that nothing can be run for (refused, or unrebuildable from what it says),
+/// or `None` when its recipe can be run. Needs no engine.
+pub fn settled(admitted: &Admitted, origin: &str) -> Option<RebuildOutcome> {
+    let finding = admitted.finding();
+    let ending = match (&admitted.refusal, &finding.recipe, &finding.unrebuildable) {
+        (Some(rejection), _, _) => Ending::Refused {
+            reason: rejection.reason.clone(),
+            detail: rejection.detail.clone(),
+        },
+        (None, _, Some(problem)) => {
+            Ending::unrebuildable(problem.reason.clone(), problem.detail.clone())
+        }
+        (None, None, None) => Ending::unrebuildable("no-recipe", "the statement yields no recipe"),
+        (None, Some(_), None) => return None,
+    };
+    Some(RebuildOutcome::new(origin, ending))
+}
+
 /// Rebuilds an admitted document with `executor`, or (with `prior`) judges it against a rebuild of the
 /// same work. `Err` only when no honest outcome can be given (an infrastructure failure).
 pub async fn rebuild(
@@ -141,30 +159,25 @@ pub async fn rebuild(
             finding.at
         ));
     }
-    if let Some(rejection) = &admitted.refusal {
-        let ending = Ending::Refused {
-            reason: rejection.reason.clone(),
-            detail: rejection.detail.clone(),
-        };
-        return Ok(RebuildOutcome::new(&opts.origin, ending));
-    }
-    if !finding.verification.is_verified() {
+    if admitted.refusal.is_none() && !finding.verification.is_verified() {
         (opts.progress)(&format!(
             "warning: {}; this verdict says nothing about who wrote the provenance",
             finding.verification.summary()
         ));
     }
-    let mut outcome = match (&finding.recipe, &finding.unrebuildable, prior) {
-        (_, Some(problem), _) => RebuildOutcome::new(
-            &opts.origin,
-            Ending::unrebuildable(problem.reason.clone(), problem.detail.clone()),
-        ),
-        (None, None, _) => RebuildOutcome::new(
+    if let Some(outcome) = settled(admitted, &opts.origin) {
+        return Ok(RebuildOutcome {
+            duration_ms: started.elapsed().as_millis() as u64,
+            ..outcome
+        });
+    }
+    let mut outcome = match (&finding.recipe, prior) {
+        (Some(_), Some(prior)) => prior.outcome(&opts.origin),
+        (Some(recipe), None) => run(config, admitted, recipe, executor, opts).await?,
+        (None, _) => RebuildOutcome::new(
             &opts.origin,
             Ending::unrebuildable("no-recipe", "the statement yields no recipe"),
         ),
-        (Some(_), None, Some(prior)) => prior.outcome(&opts.origin),
-        (Some(recipe), None, None) => run(config, admitted, recipe, executor, opts).await?,
     };
     outcome.duration_ms = started.elapsed().as_millis() as u64;
     Ok(outcome)

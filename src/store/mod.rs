@@ -201,13 +201,11 @@ impl Store {
                     detail: e.to_string(),
                 })?;
             let seq = self.db.generate_id().map_err(storage)?;
-            let record =
-                VerdictRecord::of_version_1(&job, seq, &now, &verdict).ok_or_else(|| {
-                    StoreError::Corrupt {
-                        path: format!("verdict of {job}"),
-                        detail: "no known status".into(),
-                    }
-                })?;
+            let Some(record) = VerdictRecord::of_version_1(&job, seq, &now, &verdict) else {
+                // Kept, but not listed: a verdict without a status this reprod knows.
+                tracing::warn!(job = %job, "a version 1 verdict without a known status is not indexed");
+                continue;
+            };
             self.index(&record)?;
         }
         meta.insert(SCHEMA_KEY, &SCHEMA_VERSION.to_be_bytes())

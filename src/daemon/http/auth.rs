@@ -13,15 +13,21 @@ use super::error::ApiError;
 use crate::daemon::shared::Shared;
 use crate::wire::ErrorCode;
 
-/// The sha256 of the `Authorization: Bearer <token>` presented, or 401 saying what is needed.
-fn presented(parts: &Parts, needed: &str) -> Result<[u8; 32], ApiError> {
-    parts
-        .headers
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
+/// The sha256 of the `Authorization: Bearer <token>` presented: `Ok(None)` for an `Authorization` header
+/// that is not a bearer token, 401 saying what is needed when there is none at all.
+fn presented(parts: &Parts, needed: &str) -> Result<Option<[u8; 32]>, ApiError> {
+    let Some(value) = parts.headers.get("authorization") else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            ErrorCode::Unauthenticated,
+            needed,
+        ));
+    };
+    Ok(value
+        .to_str()
+        .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
-        .map(|t| Sha256::digest(t.trim().as_bytes()).into())
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, ErrorCode::Unauthenticated, needed))
+        .map(|t| Sha256::digest(t.trim().as_bytes()).into()))
 }
 
 fn matches(token: &str, presented: &[u8; 32]) -> bool {
@@ -40,7 +46,8 @@ impl FromRequestParts<Arc<Shared>> for Submitter {
             "submitting needs `Authorization: Bearer <token>` with a token from server.submit_tokens",
         )?;
         let tokens = &shared.config.server.submit_tokens;
-        if tokens.iter().any(|t| matches(t, &presented)) {
+        // Another kind of credential is no token this server accepts.
+        if presented.is_some_and(|p| tokens.iter().any(|t| matches(t, &p))) {
             Ok(Submitter)
         } else {
             Err(ApiError::new(
@@ -66,10 +73,15 @@ impl FromRequestParts<Arc<Shared>> for WorkerName {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, ApiError> {
-        let presented = presented(
-            parts,
-            "workers authenticate with `Authorization: Bearer <token>` from server.worker_tokens",
-        )?;
+        let needed =
+            "workers authenticate with `Authorization: Bearer <token>` from server.worker_tokens";
+        let Some(presented) = presented(parts, needed)? else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                ErrorCode::Unauthenticated,
+                needed,
+            ));
+        };
         shared
             .config
             .server

@@ -188,7 +188,7 @@ fn checked(
     };
     // The states and the status are the server's own reading of the claimed facts; the claim must agree.
     let verdict = decide(admitted, outcome);
-    if verdict.status.compared() {
+    if claimed.status.compared() {
         agrees(&verdict, &claimed)?;
     }
     Ok(verdict)
@@ -262,7 +262,13 @@ fn claimed_ending(claimed: &Verdict, ran_all: bool) -> Result<Ending, String> {
 
 /// The worker's per-subject results and status must be what its claimed outputs make them.
 fn agrees(verdict: &Verdict, claimed: &Verdict) -> Result<(), String> {
-    for s in verdict.subjects.iter().filter(|s| s.is_sha256()) {
+    // A comparison the server's reading turns into a limit (an early-stopped scan that did not match
+    // everything) is not the comparison claimed.
+    let compared = verdict
+        .subjects
+        .iter()
+        .filter(|s| verdict.status.compared() && s.is_sha256());
+    for s in compared {
         let Some(c) = claimed
             .subjects
             .iter()
@@ -428,6 +434,14 @@ mod tests {
         let mut rejected = honest(&a);
         rejected.status = Status::Rejected;
         assert!(refused(rejected).contains("retry"));
+
+        let mut stopped = honest(&a);
+        let mut outputs = stopped.outputs.take().unwrap();
+        outputs.files.clear();
+        outputs.stopped = Some("the job deadline".into());
+        stopped.outputs = Some(outputs);
+        assert!(refused(stopped)
+            .contains("claims reproducible but its per-subject results make it build-failed"));
 
         let mut made_up_reason = honest(&a);
         made_up_reason.status = Status::Unrebuildable;

@@ -12,11 +12,11 @@ use crate::daemon::shared::{blocking, Shared};
 
 const FEED_ENTRIES: usize = 50;
 
-/// Text XML 1.0 can carry: its forbidden control characters become U+FFFD (a hostile name must not make
-/// the feed unreadable for everyone).
 /// Subjects whose state a feed entry lists.
 const FEED_SUBJECTS: usize = 10;
 
+/// Text XML 1.0 can carry: its forbidden control characters become U+FFFD (a hostile name must not make
+/// the feed unreadable for everyone).
 pub(super) fn xml_text(s: &str) -> String {
     s.chars()
         .map(|c| match c {

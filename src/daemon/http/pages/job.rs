@@ -148,10 +148,14 @@ pub(super) async fn job(State(shared): State<Arc<Shared>>, Path(id): Path<String
     };
     // The stored JSON is parsed here, at the edge; a verdict an older reprod wrote that does not read as
     // today's is shown from its record.
-    let verdict: Option<Verdict> = view
-        .verdict
-        .as_ref()
-        .and_then(|raw| serde_json::from_str(raw.get()).ok());
+    // Off the async threads: a remote worker's verdict may be large.
+    let raw = view.verdict.clone();
+    let verdict: Option<Verdict> = tokio::task::spawn_blocking(move || {
+        raw.and_then(|raw| serde_json::from_str(raw.get()).ok())
+    })
+    .await
+    .ok()
+    .flatten();
     let enc_id = utf8_percent_encode(&id, SEGMENT).to_string();
     let artifact_href = |a: &str| {
         format!(
