@@ -71,8 +71,17 @@ pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
             error,
         }
     })?;
+    let opts = RebuildOptions {
+        origin: provenance.display().to_string(),
+        keep_workspace,
+        progress: &progress,
+        environment: &rebuild::Faithful,
+        explain: true,
+        collected: false,
+    };
     // A document nothing can be run for gets its verdict without an engine.
     if let Some(outcome) = rebuild::settled(&admitted, &provenance.display().to_string()) {
+        rebuild::announce(&admitted, &opts);
         let verdict = reprod::verdict::decide(&admitted, outcome);
         if vary {
             let report = reprod::vary::VaryReport::nothing_to_vary(verdict);
@@ -87,14 +96,6 @@ pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
     let executor = runtime
         .block_on(reprod::execute::connect(config))
         .map_err(|e| rebuild::RebuildError::Infrastructure(e.to_string()))?;
-    let opts = RebuildOptions {
-        origin: provenance.display().to_string(),
-        keep_workspace,
-        progress: &progress,
-        environment: &rebuild::Faithful,
-        explain: true,
-        collected: false,
-    };
     if vary {
         let report = runtime.block_on(reprod::vary::vary(
             config,

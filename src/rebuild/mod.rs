@@ -123,6 +123,25 @@ impl Prior<'_> {
     }
 }
 
+/// Tells the person watching which statement stands for the document, and when nothing vouches for who
+/// wrote it.
+pub fn announce(admitted: &Admitted, opts: &RebuildOptions<'_>) {
+    let finding = admitted.finding();
+    if admitted.findings.len() > 1 {
+        (opts.progress)(&format!(
+            "the document holds {} statements; rebuilding the one at {}",
+            admitted.findings.len(),
+            finding.at
+        ));
+    }
+    if admitted.refusal.is_none() && !finding.verification.is_verified() {
+        (opts.progress)(&format!(
+            "warning: {}; this verdict says nothing about who wrote the provenance",
+            finding.verification.summary()
+        ));
+    }
+}
+
 /// The outcome of a document that nothing can be run for (refused, or unrebuildable from what it says),
 /// or `None` when its recipe can be run. Needs no engine.
 pub fn settled(admitted: &Admitted, origin: &str) -> Option<RebuildOutcome> {
@@ -152,19 +171,7 @@ pub async fn rebuild(
 ) -> Result<RebuildOutcome, RebuildError> {
     let started = Instant::now();
     let finding = admitted.finding();
-    if admitted.findings.len() > 1 {
-        (opts.progress)(&format!(
-            "the document holds {} statements; rebuilding the one at {}",
-            admitted.findings.len(),
-            finding.at
-        ));
-    }
-    if admitted.refusal.is_none() && !finding.verification.is_verified() {
-        (opts.progress)(&format!(
-            "warning: {}; this verdict says nothing about who wrote the provenance",
-            finding.verification.summary()
-        ));
-    }
+    announce(admitted, opts);
     if let Some(outcome) = settled(admitted, &opts.origin) {
         return Ok(RebuildOutcome {
             duration_ms: started.elapsed().as_millis() as u64,
