@@ -243,3 +243,90 @@ async fn a_proxy_speaks_only_absolute_http_urls_and_connect() {
     assert_eq!(status, 403);
     assert!(String::from_utf8_lossy(&body).contains("absolute http:// URL"));
 }
+
+/// A process alone in a network namespace this test makes (loopback only, brought up), killed on drop.
+struct Namespace {
+    child: std::process::Child,
+}
+
+impl Namespace {
+    fn new() -> Namespace {
+        let child = std::process::Command::new("unshare")
+            .args(["--net", "sleep", "300"])
+            .spawn()
+            .unwrap();
+        let ns = Namespace { child };
+        // `unshare` execs `sleep`: once the namespace differs from ours, it is the new one.
+        let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
+        for _ in 0..100 {
+            match std::fs::read_link(format!("/proc/{}/ns/net", ns.pid())) {
+                Ok(theirs) if theirs != ours => break,
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        let up = ns.run(&["ip", "link", "set", "lo", "up"]);
+        assert!(up.status.success(), "{up:?}");
+        ns
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Runs a command inside the namespace.
+    fn run(&self, cmd: &[&str]) -> std::process::Output {
+        std::process::Command::new("nsenter")
+            .args(["-t", &self.pid().to_string(), "-n", "--"])
+            .args(cmd)
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for Namespace {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn from_a_namespace_with_only_loopback_the_proxy_is_the_only_way_out() {
+    let tarball = b"a tarball a build fetches".repeat(100);
+    let up = Upstream::start("127.0.0.1", tarball.clone());
+    let p = proxy(&[format!("127.0.0.1:{}", up.port)], Limits::default()).await;
+    let ns = Namespace::new();
+    let way_out = reprod::network::attach::attach(ns.pid(), 3128, p.addr())
+        .await
+        .unwrap();
+    assert_eq!(way_out.port(), 3128);
+    let url = format!("http://127.0.0.1:{}/deps/lib.tar", up.port);
+    let (ns_arc, fetch) = (Arc::new(ns), url.clone());
+    let n = ns_arc.clone();
+    let through = tokio::task::spawn_blocking(move || {
+        n.run(&[
+            "curl",
+            "-sS",
+            "--max-time",
+            "20",
+            "-x",
+            "http://127.0.0.1:3128",
+            &fetch,
+        ])
+    })
+    .await
+    .unwrap();
+    assert!(through.status.success(), "{through:?}");
+    assert_eq!(through.stdout, tarball);
+    // The same upstream straight from the namespace: nothing is there, it is another network.
+    let n = ns_arc.clone();
+    let direct =
+        tokio::task::spawn_blocking(move || n.run(&["curl", "-sS", "--max-time", "5", &url]))
+            .await
+            .unwrap();
+    assert!(!direct.status.success(), "{direct:?}");
+    assert_eq!(up.requests().len(), 1, "only the proxied request arrived");
+    let record = p.stop();
+    assert_eq!(record.len(), 1);
+    assert_eq!(record[0].sha256.as_deref(), Some(sha256(&tarball).as_str()));
+}

@@ -6,12 +6,13 @@
 //! job's requests and bytes, and records every exchange (URL, status, bytes, sha256 of the body) for the
 //! verdict and the signed rebuild provenance.
 //!
-//! Not yet here (issue: "Builds as they really run"): attaching the proxy to a step's network namespace,
-//! TLS interception with a per-job CA, the content-addressed cache and replay, the registry pull-through
+//! [`attach`] opens the one way out inside a job's network namespace. Not yet here (issue: "Builds as they
+//! really run"): running a step's container in such a namespace, TLS interception with a per-job CA, the content-addressed cache and replay, the registry pull-through
 //! cache and push sink.
 
 pub mod address;
 pub mod allow;
+pub mod attach;
 pub mod proxy;
 
 pub use allow::{AllowList, AllowListError};
