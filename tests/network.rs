@@ -1,6 +1,8 @@
 //! The build network's proxy against real sockets: every upstream is a server this test starts on
 //! loopback, and every client speaks raw HTTP/1.1 to the proxy, as a build's curl or wget would.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
@@ -329,4 +331,73 @@ async fn from_a_namespace_with_only_loopback_the_proxy_is_the_only_way_out() {
     let record = p.stop();
     assert_eq!(record.len(), 1);
     assert_eq!(record[0].sha256.as_deref(), Some(sha256(&tarball).as_str()));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_container_without_a_network_reaches_the_proxy_and_nothing_else() {
+    let body = b"fetched from inside a container".to_vec();
+    let up = Upstream::start("127.0.0.1", body.clone());
+    let p = proxy(&[format!("127.0.0.1:{}", up.port)], Limits::default()).await;
+    let image = common::builder_image();
+    let name = format!("reprod-network-test-{}", std::process::id());
+    let docker = |args: &[&str]| {
+        let out = std::process::Command::new("docker")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+            out,
+        )
+    };
+    // As a step runs: no network but loopback, root remapped by the engine's user namespace.
+    let (ok, _, out) = docker(&[
+        "run",
+        "-d",
+        "--rm",
+        "--name",
+        &name,
+        "--network",
+        "none",
+        "--cap-drop",
+        "ALL",
+        "--read-only",
+        image,
+        "sleep",
+        "120",
+    ]);
+    assert!(ok, "{out:?}");
+    struct Remove(String);
+    impl Drop for Remove {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("docker")
+                .args(["rm", "-f", &self.0])
+                .output();
+        }
+    }
+    let _remove = Remove(name.clone());
+    let (_, pid, _) = docker(&["inspect", "-f", "{{.State.Pid}}", &name]);
+    let way_out = reprod::network::attach::attach(pid.parse().unwrap(), 3128, p.addr())
+        .await
+        .unwrap();
+    let url = format!("http://127.0.0.1:{}/x", up.port);
+    let (fetched, got, out) = docker(&[
+        "exec",
+        "-e",
+        "http_proxy=http://127.0.0.1:3128",
+        &name,
+        "wget",
+        "-q",
+        "-O",
+        "-",
+        &url,
+    ]);
+    assert!(fetched, "{out:?}");
+    assert_eq!(got.as_bytes(), body.as_slice());
+    let (direct, _, _) = docker(&["exec", &name, "wget", "-q", "-T", "5", "-O", "-", &url]);
+    assert!(!direct, "without the proxy the container reaches nothing");
+    assert_eq!(up.requests().len(), 1);
+    drop(way_out);
+    assert_eq!(p.stop()[0].sha256.as_deref(), Some(sha256(&body).as_str()));
 }
