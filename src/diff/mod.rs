@@ -278,17 +278,7 @@ mod tests {
 
     #[test]
     fn class_names_match_the_json_schema() {
-        for c in [
-            Class::Content,
-            Class::Metadata,
-            Class::Timestamp,
-            Class::Order,
-            Class::Format,
-            Class::Compression,
-            Class::Config,
-            Class::History,
-            Class::Annotation,
-        ] {
+        for c in Class::ALL {
             assert_eq!(serde_json::to_value(c).unwrap(), c.as_str());
         }
     }

@@ -204,28 +204,24 @@ impl AllowList {
 
     /// A plain-HTTP request for `scheme://host:port/path…`.
     pub fn allows_request(&self, scheme: &str, host: &str, port: u16, path: &str) -> Option<Grant> {
-        self.entries
-            .iter()
-            .find(|e| {
-                e.host_matches(host)
-                    && e.port_matches(port)
-                    && e.url
-                        .as_ref()
-                        .is_none_or(|(s, prefix)| s == scheme && path.starts_with(prefix.as_str()))
-            })
-            .map(Entry::grant)
+        self.find(host, port, |s, prefix| {
+            s == scheme && path.starts_with(prefix)
+        })
     }
 
     /// A CONNECT tunnel to `host:port`: a host entry, or a URL entry naming a whole `https://` origin.
     pub fn allows_tunnel(&self, host: &str, port: u16) -> Option<Grant> {
+        self.find(host, port, |s, prefix| s == "https" && prefix == "/")
+    }
+
+    /// The first entry for `host:port` that is a host entry or a URL entry `url_ok` accepts.
+    fn find(&self, host: &str, port: u16, url_ok: impl Fn(&str, &str) -> bool) -> Option<Grant> {
         self.entries
             .iter()
             .find(|e| {
                 e.host_matches(host)
                     && e.port_matches(port)
-                    && e.url
-                        .as_ref()
-                        .is_none_or(|(s, prefix)| s == "https" && prefix == "/")
+                    && e.url.as_ref().is_none_or(|(s, prefix)| url_ok(s, prefix))
             })
             .map(Entry::grant)
     }
