@@ -235,6 +235,50 @@ async fn a_job_over_its_bytes_or_requests_is_cut_and_the_record_says_so() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tunnel_over_the_jobs_bytes_is_cut() {
+    // An upstream that sends a megabyte to whoever connects.
+    let source = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = source.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in source.incoming() {
+            let Ok(mut s) = s else { continue };
+            let _ = s.write_all(&vec![1u8; 1 << 20]);
+        }
+    });
+    let limits = Limits {
+        max_bytes: 64 << 10,
+        ..Limits::default()
+    };
+    let p = proxy(&[format!("127.0.0.1:{port}")], limits).await;
+    let addr = p.addr();
+    let got = tokio::task::spawn_blocking(move || {
+        let mut s = TcpStream::connect(addr).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        write!(
+            s,
+            "CONNECT 127.0.0.1:{port} HTTP/1.1\r\nhost: 127.0.0.1:{port}\r\n\r\n"
+        )
+        .unwrap();
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all);
+        all.len()
+    })
+    .await
+    .unwrap();
+    assert!(got < 1 << 20, "the tunnel was cut ({got} bytes)");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let record = p.stop();
+    assert!(
+        record[0]
+            .refused
+            .as_deref()
+            .unwrap_or("")
+            .contains("bytes are spent"),
+        "{record:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_speaks_only_absolute_http_urls_and_connect() {
     let p = proxy(&["127.0.0.1:9".to_string()], Limits::default()).await;
     let (status, body) = ask(

@@ -294,12 +294,7 @@ async fn tunnel(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody
         let Ok(upgraded) = hyper::upgrade::on(req).await else {
             return;
         };
-        let mut client = TokioIo::new(upgraded);
-        let mut upstream = upstream;
-        if let Ok((up, down)) = tokio::io::copy_bidirectional(&mut client, &mut upstream).await {
-            state.spend(down);
-            state.update(at, |e| e.bytes = up + down);
-        }
+        carry(state, at, TokioIo::new(upgraded), upstream).await;
     });
     Response::new(
         http_body_util::Empty::new()
@@ -312,6 +307,61 @@ fn boxed_full(message: String) -> ProxyBody {
     Full::new(Bytes::from(message))
         .map_err(|never: Infallible| match never {})
         .boxed()
+}
+
+/// Carries a tunnel both ways, counting what comes from upstream against the job's byte budget: the
+/// tunnel is closed when the budget is spent, and the record says why.
+async fn carry(
+    state: Arc<State>,
+    at: usize,
+    client: TokioIo<hyper::upgrade::Upgraded>,
+    upstream: TcpStream,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut client_read, mut client_write) = tokio::io::split(client);
+    let (mut up_read, mut up_write) = upstream.into_split();
+    let sent = AtomicU64::new(0);
+    let to_upstream = async {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            match client_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if up_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                    sent.fetch_add(n as u64, Ordering::Relaxed);
+                }
+            }
+        }
+        let _ = up_write.shutdown().await;
+    };
+    let mut received = 0u64;
+    let from_upstream = async {
+        let mut buf = vec![0u8; 64 << 10];
+        loop {
+            match up_read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    received += n as u64;
+                    if !state.spend(n as u64) {
+                        let why = format!("the job's {} bytes are spent", state.limits.max_bytes);
+                        state.update(at, |e| e.refused = Some(why));
+                        break;
+                    }
+                    if client_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+        let _ = client_write.shutdown().await;
+    };
+    // Each direction runs to its end (a half-closed side still gets its answer); a spent budget ends the
+    // download direction at once.
+    tokio::join!(to_upstream, from_upstream);
+    let total = received + sent.load(Ordering::Relaxed);
+    state.update(at, |e| e.bytes = total);
 }
 
 /// Headers that belong to one hop, never forwarded (RFC 9110 §7.6.1).
