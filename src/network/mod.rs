@@ -13,7 +13,10 @@
 pub mod address;
 pub mod allow;
 pub mod attach;
+mod job;
 pub mod proxy;
+mod tunnel;
 
 pub use allow::{AllowList, AllowListError};
-pub use proxy::{Exchange, Limits, Proxy};
+pub use job::{Exchange, Limits};
+pub use proxy::Proxy;
