@@ -212,19 +212,25 @@ fn legacy_docker_save_archive_reports_the_image_id_and_why_it_cannot_match() {
     }
 }
 
+/// Writes blobs into the layout at `root` (its `blobs/sha256/` made here), returning each one's digest and
+/// size, as a descriptor names them.
+fn blob_writer(root: &std::path::Path) -> impl Fn(&[u8]) -> (String, usize) {
+    let blobs = root.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    move |bytes: &[u8]| {
+        let d = oci::sha256_bytes(bytes);
+        std::fs::write(blobs.join(&d[7..]), bytes).unwrap();
+        (d, bytes.len())
+    }
+}
+
 /// A small layout whose descriptors fan out (10 → 1,000 → 1,001 names of the same blobs) is read once per
 /// descriptor: bounded memory and time, where a walk of every path drove `reprod rebuild` to 1.5 GiB.
 #[test]
 fn a_fan_out_layout_is_walked_once_per_descriptor() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("fan");
-    let blobs = root.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let put = |bytes: &[u8]| -> (String, usize) {
-        let d = oci::sha256_bytes(bytes);
-        std::fs::write(blobs.join(&d[7..]), bytes).unwrap();
-        (d, bytes.len())
-    };
+    let put = blob_writer(&root);
     let (layer, layer_size) = put(b"layer bytes");
     let (config, config_size) = put(br#"{"architecture":"amd64","os":"linux"}"#);
     let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -290,13 +296,7 @@ fn a_fan_out_layout_is_walked_once_per_descriptor() {
 fn a_blob_is_read_only_as_what_it_says_it_is() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("layout");
-    let blobs = root.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).unwrap();
-    let put = |bytes: &[u8]| -> (String, usize) {
-        let d = oci::sha256_bytes(bytes);
-        std::fs::write(blobs.join(&d[7..]), bytes).unwrap();
-        (d, bytes.len())
-    };
+    let put = blob_writer(&root);
     let (config, config_size) = put(br#"{"architecture":"amd64","os":"linux"}"#);
     // An index (by its own mediaType and `manifests`) that also carries harmless manifest fields.
     let two_faced = serde_json::json!({"schemaVersion": 2,
