@@ -95,7 +95,7 @@ async fn an_allowed_download_passes_and_is_recorded_by_digest() {
     let up = Upstream::start("127.0.0.1", tarball.clone());
     let p = proxy(&[format!("127.0.0.1:{}", up.port)], Limits::default()).await;
     let url = format!("http://127.0.0.1:{}/deps/lib-1.0.tar", up.port);
-    let (status, body) = ask(p.addr(), get(&url)).await;
+    let (status, body) = ask(p.addr().unwrap(), get(&url)).await;
     assert_eq!(status, 200);
     assert_eq!(body, tarball);
     assert_eq!(
@@ -123,7 +123,7 @@ async fn what_the_allow_list_does_not_name_never_reaches_its_upstream() {
         format!("http://127.0.0.1:{}/", other.port),
         format!("http://localhost:{}/", listed.port),
     ] {
-        let (status, body) = ask(p.addr(), get(&url)).await;
+        let (status, body) = ask(p.addr().unwrap(), get(&url)).await;
         assert_eq!(status, 403, "{url}");
         assert!(
             String::from_utf8_lossy(&body).contains("network-denied"),
@@ -144,7 +144,11 @@ async fn a_name_never_reaches_a_loopback_address_only_an_address_entry_does() {
     let up = Upstream::start("127.0.0.1", b"metadata".to_vec());
     // `localhost` is on the list by name, but it resolves to loopback.
     let p = proxy(&[format!("localhost:{}", up.port)], Limits::default()).await;
-    let (status, body) = ask(p.addr(), get(&format!("http://localhost:{}/", up.port))).await;
+    let (status, body) = ask(
+        p.addr().unwrap(),
+        get(&format!("http://localhost:{}/", up.port)),
+    )
+    .await;
     assert_eq!(status, 403);
     assert!(
         String::from_utf8_lossy(&body).contains("loopback"),
@@ -169,7 +173,7 @@ async fn https_goes_through_a_recorded_tunnel_to_an_allowed_host_only() {
         }
     });
     let p = proxy(&[format!("127.0.0.1:{port}")], Limits::default()).await;
-    let addr = p.addr();
+    let addr = p.addr().unwrap();
     let echoed = tokio::task::spawn_blocking(move || {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -218,10 +222,10 @@ async fn a_job_over_its_bytes_or_requests_is_cut_and_the_record_says_so() {
     };
     let p = proxy(&[format!("127.0.0.1:{}", up.port)], limits).await;
     let url = format!("http://127.0.0.1:{}/big", up.port);
-    let (_, body) = ask(p.addr(), get(&url)).await;
+    let (_, body) = ask(p.addr().unwrap(), get(&url)).await;
     assert!(body.len() < big.len(), "the body was cut");
-    ask(p.addr(), get(&url)).await;
-    let (status, body) = ask(p.addr(), get(&url)).await;
+    ask(p.addr().unwrap(), get(&url)).await;
+    let (status, body) = ask(p.addr().unwrap(), get(&url)).await;
     assert_eq!(status, 403);
     assert!(String::from_utf8_lossy(&body).contains("requests are spent"));
     let record = p.stop();
@@ -250,7 +254,7 @@ async fn a_tunnel_over_the_jobs_bytes_is_cut() {
         ..Limits::default()
     };
     let p = proxy(&[format!("127.0.0.1:{port}")], limits).await;
-    let addr = p.addr();
+    let addr = p.addr().unwrap();
     let got = tokio::task::spawn_blocking(move || {
         let mut s = TcpStream::connect(addr).unwrap();
         s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
@@ -282,7 +286,7 @@ async fn a_tunnel_over_the_jobs_bytes_is_cut() {
 async fn a_proxy_speaks_only_absolute_http_urls_and_connect() {
     let p = proxy(&["127.0.0.1:9".to_string()], Limits::default()).await;
     let (status, body) = ask(
-        p.addr(),
+        p.addr().unwrap(),
         "GET /etc/passwd HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".to_string(),
     )
     .await;
@@ -340,12 +344,13 @@ impl Drop for Namespace {
 async fn from_a_namespace_with_only_loopback_the_proxy_is_the_only_way_out() {
     let tarball = b"a tarball a build fetches".repeat(100);
     let up = Upstream::start("127.0.0.1", tarball.clone());
-    let p = proxy(&[format!("127.0.0.1:{}", up.port)], Limits::default()).await;
+    // Served in the namespace only: nothing on the host's loopback.
+    let p = Proxy::new(
+        AllowList::parse(&[format!("127.0.0.1:{}", up.port)]).unwrap(),
+        Limits::default(),
+    );
     let ns = Namespace::new();
-    let way_out = reprod::network::attach::attach(ns.pid(), 3128, p.addr())
-        .await
-        .unwrap();
-    assert_eq!(way_out.port(), 3128);
+    assert_eq!(p.open_in(ns.pid(), 3128).await.unwrap(), 3128);
     let url = format!("http://127.0.0.1:{}/deps/lib.tar", up.port);
     let (ns_arc, fetch) = (Arc::new(ns), url.clone());
     let n = ns_arc.clone();
@@ -381,7 +386,11 @@ async fn from_a_namespace_with_only_loopback_the_proxy_is_the_only_way_out() {
 async fn a_container_without_a_network_reaches_the_proxy_and_nothing_else() {
     let body = b"fetched from inside a container".to_vec();
     let up = Upstream::start("127.0.0.1", body.clone());
-    let p = proxy(&[format!("127.0.0.1:{}", up.port)], Limits::default()).await;
+    // Served in the namespace only: nothing on the host's loopback.
+    let p = Proxy::new(
+        AllowList::parse(&[format!("127.0.0.1:{}", up.port)]).unwrap(),
+        Limits::default(),
+    );
     let image = common::builder_image();
     let name = format!("reprod-network-test-{}", std::process::id());
     let docker = |args: &[&str]| {
@@ -422,9 +431,7 @@ async fn a_container_without_a_network_reaches_the_proxy_and_nothing_else() {
     }
     let _remove = Remove(name.clone());
     let (_, pid, _) = docker(&["inspect", "-f", "{{.State.Pid}}", &name]);
-    let way_out = reprod::network::attach::attach(pid.parse().unwrap(), 3128, p.addr())
-        .await
-        .unwrap();
+    p.open_in(pid.parse().unwrap(), 3128).await.unwrap();
     let url = format!("http://127.0.0.1:{}/x", up.port);
     let (fetched, got, out) = docker(&[
         "exec",
@@ -442,6 +449,5 @@ async fn a_container_without_a_network_reaches_the_proxy_and_nothing_else() {
     let (direct, _, _) = docker(&["exec", &name, "wget", "-q", "-T", "5", "-O", "-", &url]);
     assert!(!direct, "without the proxy the container reaches nothing");
     assert_eq!(up.requests().len(), 1);
-    drop(way_out);
     assert_eq!(p.stop()[0].sha256.as_deref(), Some(sha256(&body).as_str()));
 }

@@ -26,7 +26,10 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use crate::{PinnedImage, Policy, Sandbox, SandboxError, StepOutcome, StepSpec};
+use crate::{
+    JobNetwork, NetworkHolder, PinnedImage, Policy, Sandbox, SandboxError, StepOutcome, StepSpec,
+    Workspace,
+};
 
 /// A boxed future that can be sent between threads, borrowing for `'a`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -49,6 +52,26 @@ pub trait Executor: Send + Sync {
         &'a self,
         spec: &'a StepSpec,
     ) -> BoxFuture<'a, Result<StepOutcome, SandboxError>>;
+
+    /// Opens a job's own network namespace (loopback only) for its steps to share
+    /// ([`StepNetwork::Job`](crate::StepNetwork)); it goes with the job's containers
+    /// ([`Executor::remove_job_containers`]). A backend without one answers
+    /// [`SandboxError::Unsupported`], which is the default.
+    fn open_job_network<'a>(
+        &'a self,
+        job_id: &'a str,
+        holder: &'a NetworkHolder,
+        hostname: &'a str,
+        workspace: &'a Workspace,
+    ) -> BoxFuture<'a, Result<JobNetwork, SandboxError>> {
+        let _ = (job_id, holder, hostname, workspace);
+        Box::pin(async move {
+            Err(SandboxError::Unsupported(format!(
+                "the executor at {} has no job networks, so it runs steps with no network only",
+                self.endpoint()
+            )))
+        })
+    }
 
     /// Makes sure the pinned image is available to steps (pulling it by digest if need be), within the
     /// policy's image size. Returns the engine's image id.
@@ -104,6 +127,18 @@ impl Executor for Sandbox {
         image: &'a PinnedImage,
     ) -> BoxFuture<'a, Result<String, SandboxError>> {
         Box::pin(Sandbox::ensure_image(self, image))
+    }
+
+    fn open_job_network<'a>(
+        &'a self,
+        job_id: &'a str,
+        holder: &'a NetworkHolder,
+        hostname: &'a str,
+        workspace: &'a Workspace,
+    ) -> BoxFuture<'a, Result<JobNetwork, SandboxError>> {
+        Box::pin(Sandbox::open_job_network(
+            self, job_id, holder, hostname, workspace,
+        ))
     }
 
     fn remove_image<'a>(&'a self, reference: &'a str) -> BoxFuture<'a, Result<bool, SandboxError>> {

@@ -481,6 +481,7 @@ mod tests {
             domainname: None,
             user: None,
             cpuset_cpus: None,
+            network: Default::default(),
         };
         (dir, spec)
     }

@@ -13,6 +13,7 @@ mod executor;
 mod fake;
 mod image;
 mod log;
+mod network;
 mod policy;
 mod run;
 mod verify;
@@ -24,6 +25,7 @@ pub use fake::{FakeExecutor, FakeStep};
 
 pub use image::{ImageRefError, PinnedImage};
 pub use log::CapturedLog;
+pub use network::{JobNetwork, NetworkHolder, StepNetwork};
 pub use policy::{
     Policy, ALLOWED_CAPABILITIES, LABEL_JOB, LABEL_MANAGED, LABEL_OWNER, TMPFS_PATHS,
 };
@@ -76,6 +78,9 @@ pub enum SandboxError {
         action: &'static str,
         error: bollard::errors::Error,
     },
+    /// The executor cannot do what the step asks of it (a job network on a backend without one).
+    #[error("{0}")]
+    Unsupported(String),
     /// Local I/O on the workspace failed.
     #[error("{action} {path}: {error}")]
     Io {
@@ -98,6 +103,7 @@ impl SandboxError {
                 | SandboxError::Lost(_)
                 | SandboxError::NoUserNamespace { .. }
                 | SandboxError::Io { .. }
+                | SandboxError::Unsupported(_)
         )
     }
 }

@@ -48,7 +48,10 @@ pub struct StepSpec {
     /// Docker).
     pub workspace: crate::Workspace,
     pub mounts: Vec<StepMount>,
-    /// Overrides the policy's fixed hostname (environment-variation builds).
+    /// Loopback only, either the step's own or its job's ([`StepNetwork`](crate::StepNetwork)).
+    pub network: crate::StepNetwork,
+    /// Overrides the policy's fixed hostname (environment-variation builds). A step in its job's network
+    /// has the holder's hostname ([`Sandbox::open_job_network`]): the engine sets no other there.
     pub hostname: Option<String>,
     pub domainname: Option<String>,
     /// `uid[:gid]` to run as instead of the image's user.
@@ -424,7 +427,7 @@ impl Sandbox {
     }
 
     /// The `VOLUME` paths of an image, each a tmpfs in its steps.
-    async fn image_volumes(&self, reference: &str) -> Result<Vec<String>, SandboxError> {
+    pub(crate) async fn image_volumes(&self, reference: &str) -> Result<Vec<String>, SandboxError> {
         let image = self
             .docker
             .inspect_image(reference)
@@ -442,7 +445,7 @@ impl Sandbox {
         Ok(paths)
     }
 
-    fn container_body(
+    pub(crate) fn container_body(
         &self,
         spec: &StepSpec,
         mounts: Vec<Mount>,
@@ -455,7 +458,7 @@ impl Sandbox {
             (LABEL_OWNER.to_string(), owner_token()),
         ]);
         let host_config = HostConfig {
-            network_mode: Some("none".into()),
+            network_mode: Some(spec.network.mode()),
             privileged: Some(false),
             cap_drop: Some(vec!["ALL".into()]),
             cap_add: Some(ALLOWED_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
@@ -507,11 +510,18 @@ impl Sandbox {
             cmd: spec.args.clone(),
             env: Some(spec.env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
             working_dir: spec.working_dir.clone(),
-            hostname: Some(spec.hostname.clone().unwrap_or_else(|| p.hostname.clone())),
+            hostname: match spec.network {
+                crate::StepNetwork::None => {
+                    Some(spec.hostname.clone().unwrap_or_else(|| p.hostname.clone()))
+                }
+                crate::StepNetwork::Job(_) => None,
+            },
             domainname: spec.domainname.clone(),
             user: spec.user.clone(),
             labels: Some(labels),
-            network_disabled: Some(true),
+            // A disabled network would give the step a fresh namespace instead of joining its job's;
+            // either way it has loopback only, which `verify` reads back.
+            network_disabled: Some(spec.network == crate::StepNetwork::None),
             attach_stdout: Some(true),
             attach_stderr: Some(true),
             tty: Some(false),
@@ -533,7 +543,7 @@ impl Sandbox {
             .inspect_container(id, None)
             .await
             .map_err(docker_err("inspecting the step container"))?;
-        verify::policy_applied(&inspected, &self.policy, workspace, volumes)?;
+        verify::policy_applied(&inspected, &self.policy, &spec.network, workspace, volumes)?;
 
         let attach = self
             .docker
@@ -646,6 +656,16 @@ impl Sandbox {
         let _ = stream.next().await;
     }
 
+    /// The engine connection (for the job network's holder).
+    pub(crate) fn docker(&self) -> &Docker {
+        &self.docker
+    }
+
+    /// Removes one container, gone or not.
+    pub(crate) async fn remove_container(&self, id: &str) -> Result<(), SandboxError> {
+        self.remove(id).await
+    }
+
     async fn remove(&self, id: &str) -> Result<(), SandboxError> {
         let options = RemoveContainerOptionsBuilder::default()
             .force(true)
@@ -711,7 +731,7 @@ fn owner_alive(token: &str) -> bool {
         .is_some_and(|s| s == start)
 }
 
-fn container_name(spec: &StepSpec) -> String {
+pub(crate) fn container_name(spec: &StepSpec) -> String {
     let clean = |s: &str| -> String {
         s.chars()
             .map(|c| {

@@ -4,12 +4,13 @@ use std::path::Path;
 
 use bollard::models::ContainerInspectResponse;
 
-use crate::{Policy, SandboxError, ALLOWED_CAPABILITIES};
+use crate::{Policy, SandboxError, StepNetwork, ALLOWED_CAPABILITIES};
 
 /// Fails unless every isolation setting the engine reports equals what the policy demands.
 pub(crate) fn policy_applied(
     inspected: &ContainerInspectResponse,
     policy: &Policy,
+    network: &StepNetwork,
     workspace: &Path,
     volumes: &[String],
 ) -> Result<(), SandboxError> {
@@ -17,12 +18,21 @@ pub(crate) fn policy_applied(
     let Some(hc) = inspected.host_config.as_ref() else {
         return fail("the engine reported no HostConfig".into());
     };
-    if hc.network_mode.as_deref() != Some("none") {
+    // Loopback only: a namespace of its own, or its job's, whose holder was itself verified as "none".
+    let mode = network.mode();
+    if hc.network_mode.as_deref() != Some(mode.as_str()) {
         return fail(format!(
-            "network mode is {:?}, not \"none\"",
+            "network mode is {:?}, not {mode:?}",
             hc.network_mode
         ));
     }
+    let disabled = inspected.config.as_ref().and_then(|c| c.network_disabled);
+    if *network == StepNetwork::None && disabled != Some(true) {
+        return fail(format!(
+            "the network is not disabled (NetworkDisabled={disabled:?})"
+        ));
+    }
+
     if hc.privileged != Some(false) {
         return fail("the container is privileged".into());
     }
@@ -181,6 +191,10 @@ mod tests {
 
     fn good(policy: &Policy) -> ContainerInspectResponse {
         ContainerInspectResponse {
+            config: Some(bollard::models::ContainerConfig {
+                network_disabled: Some(true),
+                ..Default::default()
+            }),
             host_config: Some(HostConfig {
                 network_mode: Some("none".into()),
                 privileged: Some(false),
@@ -222,7 +236,7 @@ mod tests {
     fn every_weakened_setting_is_refused() {
         let policy = Policy::default();
         let ws = Path::new("/ws");
-        assert!(policy_applied(&good(&policy), &policy, ws, &[]).is_ok());
+        assert!(policy_applied(&good(&policy), &policy, &StepNetwork::None, ws, &[]).is_ok());
         type Weaken = Box<dyn Fn(&mut HostConfig)>;
         let weakened: Vec<(&str, Weaken)> = vec![
             (
@@ -270,16 +284,51 @@ mod tests {
             ),
             ("no ulimits", Box::new(|h| h.ulimits = None)),
             (
+                "another container's network",
+                Box::new(|h| h.network_mode = Some("container:abc".into())),
+            ),
+            (
+                "the host's network",
+                Box::new(|h| h.network_mode = Some("host".into())),
+            ),
+            (
                 "bigger tmpfs",
                 Box::new(|h| h.tmpfs = Some([("/tmp".to_string(), "rw".to_string())].into())),
             ),
         ];
+        let mut enabled = good(&policy);
+        enabled.config = None;
+        assert!(
+            policy_applied(&enabled, &policy, &StepNetwork::None, ws, &[]).is_err(),
+            "a network that is not disabled was accepted"
+        );
         for (what, weaken) in weakened {
             let mut c = good(&policy);
             weaken(c.host_config.as_mut().unwrap());
             assert!(
-                policy_applied(&c, &policy, ws, &[]).is_err(),
+                policy_applied(&c, &policy, &StepNetwork::None, ws, &[]).is_err(),
                 "{what} was accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn a_step_joins_exactly_its_own_jobs_network() {
+        let policy = Policy::default();
+        let ws = Path::new("/ws");
+        let job = StepNetwork::Job(crate::JobNetwork {
+            holder: "holder-id".into(),
+            pid: 1,
+        });
+        let mut joined = good(&policy);
+        joined.config = None;
+        joined.host_config.as_mut().unwrap().network_mode = Some("container:holder-id".into());
+        assert!(policy_applied(&joined, &policy, &job, ws, &[]).is_ok());
+        for mode in ["none", "host", "bridge", "container:another-id"] {
+            joined.host_config.as_mut().unwrap().network_mode = Some(mode.into());
+            assert!(
+                policy_applied(&joined, &policy, &job, ws, &[]).is_err(),
+                "{mode} was accepted for a step of the job's network"
             );
         }
     }

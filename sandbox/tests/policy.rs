@@ -267,3 +267,99 @@ async fn the_docker_sandbox_runs_steps_through_the_executor_trait() {
     // The step's container was removed by run_step itself.
     assert_eq!(executor.remove_job_containers(&s.job_id).await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn a_job_network_has_loopback_only_and_its_steps_share_it() {
+    use reprod_sandbox::{NetworkHolder, StepNetwork};
+    let sandbox = Sandbox::connect(policy()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let job_id = format!("network-test-{}", std::process::id());
+    let holder = NetworkHolder {
+        image: builder(),
+        command: vec!["sleep".into(), "2147483647".into()],
+    };
+    let network = sandbox
+        .open_job_network(&job_id, &holder, "reprod-net-test", &dir.path().into())
+        .await
+        .unwrap();
+    let holder_ns = std::fs::read_link(format!("/proc/{}/ns/net", network.pid)).unwrap();
+    // The holder is hardened as a step is: the engine reports what the policy demands.
+    let inspect = |id: &str, format: &str| {
+        let out = Command::new("docker")
+            .args(["inspect", "-f", format, id])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(
+        inspect(
+            &network.holder,
+            "{{.HostConfig.NetworkMode}} {{.HostConfig.ReadonlyRootfs}} {{.HostConfig.CapDrop}} {{.HostConfig.SecurityOpt}}"
+        ),
+        "none true [ALL] [no-new-privileges]"
+    );
+    let probe = "echo ns=$(readlink /proc/self/ns/net) host=$(hostname); \
+                 echo ifaces=$(tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort | tr '\\n' ,); \
+                 echo routes=$(tail -n +2 /proc/net/route | wc -l)";
+    let mut seen = Vec::new();
+    for name in ["first", "second"] {
+        let mut step = spec(dir.path(), probe);
+        step.job_id = job_id.clone();
+        step.name = name.into();
+        step.network = StepNetwork::Job(network.clone());
+        // A step in its job's network has the holder's hostname, whatever it asks.
+        step.hostname = Some("ignored".into());
+        let out = sandbox.run_step(&step).await.unwrap();
+        assert!(out.succeeded(), "{}", out.log.text);
+        seen.push(out.log.text);
+    }
+    let expected = format!(
+        "ns={} host=reprod-net-test\nifaces=lo,\nroutes=0\n",
+        holder_ns.display()
+    );
+    assert_eq!(seen, vec![expected.clone(), expected]);
+    // A step without the job network is in a namespace of its own.
+    let own = sandbox
+        .run_step(&StepSpec {
+            job_id: job_id.clone(),
+            ..spec(dir.path(), probe)
+        })
+        .await
+        .unwrap();
+    assert!(!own.log.text.contains(&holder_ns.display().to_string()));
+    assert!(own.log.text.contains("ifaces=lo,"), "{}", own.log.text);
+    // The holder goes with the job's containers.
+    assert_eq!(sandbox.remove_job_containers(&job_id).await.unwrap(), 1);
+    assert!(inspect(&network.holder, "{{.Id}}").is_empty());
+}
+
+#[tokio::test]
+async fn a_holder_that_does_not_wait_is_refused_and_removed() {
+    use reprod_sandbox::NetworkHolder;
+    let sandbox = Sandbox::connect(policy()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let job_id = format!("network-exit-test-{}", std::process::id());
+    let holder = NetworkHolder {
+        image: builder(),
+        command: vec!["true".into()],
+    };
+    // `true` may still be running at the first look; a holder that has exited by the second is refused.
+    let mut refused = None;
+    for _ in 0..5 {
+        match sandbox
+            .open_job_network(&job_id, &holder, "h", &dir.path().into())
+            .await
+        {
+            Err(e) => {
+                refused = Some(e);
+                break;
+            }
+            Ok(_) => {
+                sandbox.remove_job_containers(&job_id).await.unwrap();
+            }
+        }
+    }
+    let e = refused.expect("a holder that exits at once was accepted five times");
+    assert!(e.to_string().contains("must wait forever"), "{e}");
+    assert_eq!(sandbox.remove_job_containers(&job_id).await.unwrap(), 0);
+}

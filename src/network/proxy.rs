@@ -22,26 +22,52 @@ use tokio::net::TcpListener;
 use super::allow::AllowList;
 use super::job::{connect, refuse, text, BoxError, Exchange, Limits, ProxyBody, State};
 
-/// A running proxy for one job, on 127.0.0.1.
+/// A job's proxy: its allow-list, budget and record, served on the listeners it is given. A rebuild serves
+/// it only inside the job's own network namespace ([`Proxy::open_in`]); [`Proxy::start`] serves it on the
+/// host's loopback (tests and benchmarks).
 pub struct Proxy {
-    addr: SocketAddr,
+    addr: Option<SocketAddr>,
     state: Arc<State>,
-    task: tokio::task::JoinHandle<()>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
 impl Proxy {
-    /// Starts a proxy on a fresh port of 127.0.0.1.
+    /// A proxy that serves nothing yet.
+    pub fn new(allow: AllowList, limits: Limits) -> Proxy {
+        Proxy {
+            addr: None,
+            state: Arc::new(State {
+                allow,
+                limits,
+                requests: AtomicU64::new(0),
+                bytes: AtomicU64::new(0),
+                log: Mutex::new(Vec::new()),
+            }),
+            tasks: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Starts a proxy on a fresh port of the host's 127.0.0.1 (any local process can reach it there: for
+    /// tests and benchmarks, never for a rebuild).
     pub async fn start(allow: AllowList, limits: Limits) -> std::io::Result<Proxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        let state = Arc::new(State {
-            allow,
-            limits,
-            requests: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            log: Mutex::new(Vec::new()),
-        });
-        let serving = state.clone();
+        let mut proxy = Proxy::new(allow, limits);
+        proxy.addr = Some(listener.local_addr()?);
+        proxy.serve(listener);
+        Ok(proxy)
+    }
+
+    /// Serves the proxy on `127.0.0.1:port` inside the network namespace of process `pid` (port 0: any
+    /// free one), and nowhere else: only what runs in that namespace reaches it. Returns the port.
+    pub async fn open_in(&self, pid: u32, port: u16) -> std::io::Result<u16> {
+        let listener = super::attach::listener_in(pid, port).await?;
+        let port = listener.local_addr()?.port();
+        self.serve(listener);
+        Ok(port)
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        let serving = self.state.clone();
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
@@ -61,11 +87,15 @@ impl Proxy {
                 });
             }
         });
-        Ok(Proxy { addr, state, task })
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(task);
     }
 
-    /// Where builds reach it (`http://<addr>` as `HTTP_PROXY` and `HTTPS_PROXY`).
-    pub fn addr(&self) -> SocketAddr {
+    /// Where [`Proxy::start`] serves it on the host (`http://<addr>` as `HTTP_PROXY`); `None` for a proxy
+    /// served only in namespaces.
+    pub fn addr(&self) -> Option<SocketAddr> {
         self.addr
     }
 
@@ -80,14 +110,25 @@ impl Proxy {
 
     /// Stops accepting and returns the record (exchanges still streaming are recorded as far as they got).
     pub fn stop(self) -> Vec<Exchange> {
-        self.task.abort();
+        self.abort();
         self.exchanges()
+    }
+
+    fn abort(&self) {
+        for task in self
+            .tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain(..)
+        {
+            task.abort();
+        }
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        self.task.abort();
+        self.abort();
     }
 }
 

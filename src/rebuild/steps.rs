@@ -69,6 +69,7 @@ pub(super) async fn run_steps(
             domainname: None,
             user: None,
             cpuset_cpus: None,
+            network: Default::default(),
         };
         opts.environment.adjust(&mut spec);
         if executor.userns_root().is_some() {

@@ -31,5 +31,6 @@ pub fn step(
         domainname: None,
         user: None,
         cpuset_cpus: None,
+        network: Default::default(),
     }
 }
