@@ -147,6 +147,8 @@ pub struct SandboxConfig {
     pub workspace_bytes: u64,
     /// Refuse to run steps unless the engine runs containers in a user namespace (`userns-remap`).
     pub require_userns: bool,
+    /// What steps may reach: nothing (the default) or the build proxy.
+    pub network: crate::network::NetworkConfig,
 }
 
 /// Images: registry rewrites for step images and originals (the digest never changes), longest prefix
@@ -231,6 +233,7 @@ impl Default for SandboxConfig {
             processes: p.processes,
             workspace_bytes: 20 << 30,
             require_userns: p.require_userns,
+            network: crate::network::NetworkConfig::default(),
         }
     }
 }
@@ -439,6 +442,7 @@ impl Config {
         if s.step_timeout_secs == 0 || s.job_timeout_secs == 0 {
             return bad("sandbox.step_timeout_secs and sandbox.job_timeout_secs must be positive");
         }
+        s.network.validate().map_err(ConfigError::Invalid)?;
         if s.log_limit_bytes < 1024 {
             return bad("sandbox.log_limit_bytes must be at least 1024");
         }

@@ -253,6 +253,23 @@ fn rebuild_provenance(verdict: &Verdict, at: &Publication<'_>) -> Option<Value> 
             }
         }
     }
+    // Every body the build fetched whole with a success, by URL and digest: what it was built from,
+    // beside its source.
+    let fetched = |e: &crate::network::Exchange| {
+        e.refused.is_none() && e.status.is_some_and(|s| (200..300).contains(&s))
+    };
+    for e in verdict.network.iter().flat_map(|n| &n.exchanges) {
+        if let (true, Some(digest)) = (fetched(e), e.sha256.as_deref().and_then(digest_set)) {
+            let dep = json!({
+                "uri": e.url,
+                "digest": digest,
+                "annotations": {"method": e.method, "status": e.status, "bytes": e.bytes},
+            });
+            if !deps.contains(&dep) {
+                deps.push(dep);
+            }
+        }
+    }
     let per_subject: Vec<Value> = verdict
         .subjects
         .iter()
@@ -300,11 +317,40 @@ fn rebuild_provenance(verdict: &Verdict, at: &Publication<'_>) -> Option<Value> 
         }
         byproducts.push(b);
     }
+    if let Some(net) = &verdict.network {
+        for e in &net.exchanges {
+            let b = match &e.refused {
+                // What the policy refused, and what went through without a whole body (tunnels, bodies
+                // cut short): by URL, status and bytes, never as a dependency.
+                Some(why) => json!({
+                    "name": "network-denied",
+                    "uri": e.url,
+                    "annotations": {"method": e.method, "reason": why},
+                }),
+                None if e.sha256.is_none() || !fetched(e) => json!({
+                    "name": "network-exchange",
+                    "uri": e.url,
+                    "annotations": {"method": e.method, "status": e.status, "bytes": e.bytes},
+                }),
+                None => continue,
+            };
+            byproducts.push(b);
+        }
+    }
     let builder_id = match &verdict.rebuilt_by {
         Some(who) => format!("{}/workers/{}", uri::VERIFIER_ID, pct(who)),
         None => uri::VERIFIER_ID.to_string(),
     };
     let mut internal = json!({"sandbox": {"network": "none", "privileged": false}});
+    if let Some(net) = &verdict.network {
+        internal["sandbox"]["network"] = json!({
+            "mode": net.mode.as_str(),
+            "allow": net.allow,
+            "rule": net.rule,
+            "proxy": net.proxy,
+            "noProxy": net.no_proxy,
+        });
+    }
     if let Some(job) = &verdict.reused_rebuild {
         internal["reusedRebuild"] = json!({
             "job": job,

@@ -34,6 +34,42 @@ pub struct RebuildArgs {
     /// control build that produced nothing to compare).
     #[arg(long)]
     vary: bool,
+    /// The steps' network: `none` (no network at all) or `proxy` (reprod's recording proxy, letting
+    /// through only what --allow names). Overrides sandbox.network.mode and its rules; the proxy mode needs
+    /// sandbox.network.holder_image.
+    #[arg(long, value_name = "MODE")]
+    network: Option<reprod::network::NetworkMode>,
+    /// What the proxy lets through (repeatable): `host`, `*.domain`, `host:port`, `ip:port`, or a URL
+    /// prefix `http(s)://host[:port]/path`. Replaces sandbox.network.allow.
+    #[arg(long, value_name = "ENTRY")]
+    allow: Vec<String>,
+}
+
+/// The configuration with the command line's network grant in place of the configured one (mode and
+/// allow-list for every document; no rules).
+fn with_network(
+    config: &Config,
+    mode: Option<reprod::network::NetworkMode>,
+    allow: Vec<String>,
+) -> anyhow::Result<Config> {
+    let mut config = config.clone();
+    let net = &mut config.sandbox.network;
+    if let Some(mode) = mode {
+        net.mode = mode;
+        net.rules.clear();
+    }
+    if !allow.is_empty() {
+        if net.mode == reprod::network::NetworkMode::None {
+            anyhow::bail!(
+                "--allow names what the proxy lets through, but the network mode is none: add --network proxy"
+            );
+        }
+        net.allow = allow;
+        net.rules.clear();
+    }
+    net.validate()
+        .map_err(|e| anyhow::anyhow!("the build network: {e}"))?;
+    Ok(config)
 }
 
 pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
@@ -43,7 +79,10 @@ pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
         json,
         keep_workspace,
         vary,
+        network,
+        allow,
     } = args;
+    let config = &with_network(config, network, allow)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

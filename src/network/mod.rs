@@ -13,10 +13,12 @@
 pub mod address;
 pub mod allow;
 pub mod attach;
+pub mod config;
 mod job;
 pub mod proxy;
 mod tunnel;
 
 pub use allow::{AllowList, AllowListError};
+pub use config::{JobGrant, NetworkConfig, NetworkMode, NetworkRule};
 pub use job::{Exchange, Limits};
 pub use proxy::Proxy;

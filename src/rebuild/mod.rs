@@ -6,6 +6,7 @@ mod environment;
 mod explain;
 mod images;
 mod jobdir;
+mod network;
 mod steps;
 
 use std::collections::BTreeMap;
@@ -108,6 +109,7 @@ impl Prior<'_> {
             fetched_url: p.fetched_url.clone(),
             steps: p.steps.clone(),
             claimed_results: p.claimed_results.clone(),
+            network: p.network.clone(),
             reused: Some(Reused {
                 job: self.job.to_string(),
                 source: p.source.clone(),
@@ -230,9 +232,14 @@ async fn run(
         dirs,
         deadline: Instant::now() + Duration::from_secs(config.sandbox.job_timeout_secs),
         used_images: std::sync::Mutex::new(Vec::new()),
+        network: tokio::sync::Mutex::new(None),
     };
     let mut outcome = RebuildOutcome::new(&opts.origin, Ending::unrebuildable("not-run", ""));
     let ended = run_in(&job, &mut outcome).await;
+    // Whatever ended the job (a deadline included), what the proxy saw is the job's record.
+    if let Some(network) = job.network.lock().await.take() {
+        outcome.network = Some(network.close());
+    }
     // A step cut short by the job deadline was dropped mid-flight; make sure its container is gone.
     if let Err(e) = executor.remove_job_containers(&job.id).await {
         tracing::warn!(job = %job.id, error = %e, "could not remove the job's containers");
@@ -314,6 +321,8 @@ struct Job<'a> {
     deadline: Instant,
     /// The step images (as pulled) the job's steps ran in, for the image cache.
     used_images: std::sync::Mutex<Vec<String>>,
+    /// The job's build network, once its first step opened it.
+    network: tokio::sync::Mutex<Option<network::BuildNetwork>>,
 }
 
 /// Checkout, steps, output scan and explanations; facts go into `outcome` as they are learned, and the

@@ -28,6 +28,7 @@ pub(super) async fn run_steps(
         ..
     } = job;
     let total = recipe.steps.len();
+    let grant = super::network::grant(job);
     let unrebuildable = |reason: UnrebuildableReason, detail: String| {
         Ok(Some(super::unrebuildable(reason, detail)))
     };
@@ -77,6 +78,28 @@ pub(super) async fn run_steps(
             // /proc/sys/kernel/domainname without the right): a varied hostname varies the hostname only.
             spec.domainname = None;
         }
+        let recorded_before = if super::network::wanted(&grant) {
+            let mut network = job.network.lock().await;
+            if network.is_none() {
+                let hostname = spec
+                    .hostname
+                    .clone()
+                    .unwrap_or_else(|| executor.policy().hostname.clone());
+                (opts.progress)(&format!(
+                    "opening the build network ({} mode, {} allow-list entries)",
+                    grant.mode.as_str(),
+                    grant.allow.len()
+                ));
+                *network =
+                    Some(super::network::BuildNetwork::open(job, grant.clone(), &hostname).await?);
+            }
+            network.as_ref().map(|n| {
+                n.admit(&mut spec);
+                n.recorded()
+            })
+        } else {
+            None
+        };
         (opts.progress)(&format!(
             "step {}/{total} {}: running in {image}",
             i + 1,
@@ -182,10 +205,21 @@ pub(super) async fn run_steps(
                         config.sandbox.file_size_bytes
                     ),
                 ),
-                StepTermination::Exited => (
-                    "step-failed",
-                    format!("exited with code {}", outcome.exit_code),
-                ),
+                StepTermination::Exited => match refused_during(job, recorded_before).await {
+                    Some(refused) => (
+                        "network-denied",
+                        format!(
+                            "exited with code {} after {refused}: a limit of this rebuilder, not a \
+                             finding about the artifact (allow it in sandbox.network.allow, or a \
+                             [[sandbox.network.rules]] entry for its images)",
+                            outcome.exit_code
+                        ),
+                    ),
+                    None => (
+                        "step-failed",
+                        format!("exited with code {}", outcome.exit_code),
+                    ),
+                },
             };
             return Ok(Some(Ending::build_failed(
                 reason,
@@ -194,6 +228,14 @@ pub(super) async fn run_steps(
         }
     }
     Ok(None)
+}
+
+/// The proxy's refusals during a step that began when `from` exchanges were recorded, as a sentence.
+async fn refused_during(job: &Job<'_>, from: Option<usize>) -> Option<String> {
+    let from = from?;
+    let network = job.network.lock().await;
+    let record = network.as_ref()?.record();
+    crate::verdict::refused_sentence(record.refusals_since(from))
 }
 
 /// Writes a step's full log (up to `sandbox.log_limit_bytes`) off the async threads.

@@ -49,6 +49,41 @@ impl Verdict {
                 }
             );
         }
+        if let Some(net) = &self.network {
+            let _ = writeln!(
+                s,
+                "network: {} mode through {}, {} allow-list entries; {} exchanges ({} refused)",
+                net.mode.as_str(),
+                net.proxy,
+                net.allow.len(),
+                net.exchanges.len(),
+                net.refusals_since(0).count()
+            );
+            for e in net.exchanges.iter().take(20) {
+                let _ = writeln!(
+                    s,
+                    "  {} {} -> {}{}",
+                    inert(&e.method),
+                    inert(&e.url),
+                    match (&e.refused, e.status) {
+                        (Some(why), _) => format!("refused: {}", inert(why)),
+                        (None, Some(code)) => format!("{code}, {} bytes", e.bytes),
+                        (None, None) => format!("no answer, {} bytes", e.bytes),
+                    },
+                    e.sha256
+                        .as_deref()
+                        .map(|d| format!(", {d}"))
+                        .unwrap_or_default()
+                );
+            }
+            if net.exchanges.len() > 20 {
+                let _ = writeln!(
+                    s,
+                    "  ... {} more in the verdict's JSON",
+                    net.exchanges.len() - 20
+                );
+            }
+        }
         if self.status == Status::BuildFailed {
             if let Some(st) = self.steps.last() {
                 let _ = writeln!(s, "log tail of step {}:", inert(&st.name));

@@ -6,9 +6,11 @@ use serde::{Deserialize, Serialize};
 
 mod decide;
 mod human;
+mod network;
 mod outcome;
 
 pub use decide::{decide, judge_subjects, subjects_of};
+pub use network::{refused_sentence, NetworkRecord};
 pub use outcome::{Ending, RebuildOutcome, Reused};
 
 use crate::oci::Outputs;
@@ -302,6 +304,9 @@ pub struct Verdict {
     /// those parts are that worker's claim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rebuilt_by: Option<String>,
+    /// The build network the steps had, with every exchange; absent when they had none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<NetworkRecord>,
     pub reprod_version: String,
     pub duration_ms: u64,
 }
@@ -327,6 +332,7 @@ impl Verdict {
             job_dir: None,
             reused_rebuild: None,
             rebuilt_by: None,
+            network: None,
             reprod_version: env!("CARGO_PKG_VERSION").to_string(),
             duration_ms: 0,
         }

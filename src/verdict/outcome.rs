@@ -24,6 +24,8 @@ pub struct RebuildOutcome {
     pub reused: Option<Reused>,
     /// Who ran the steps, when not this process (`remote:<name>`): those facts are its claim.
     pub rebuilt_by: Option<String>,
+    /// The build network the steps had (its proxy's record), when they had one.
+    pub network: Option<super::NetworkRecord>,
     pub ending: Ending,
     pub duration_ms: u64,
 }
@@ -65,6 +67,7 @@ impl RebuildOutcome {
             job_dir: None,
             reused: None,
             rebuilt_by: None,
+            network: None,
             ending,
             duration_ms: 0,
         }

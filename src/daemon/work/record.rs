@@ -182,6 +182,7 @@ fn checked(
         fetched_url: claimed.fetched_url.clone(),
         steps: claimed.steps.clone(),
         claimed_results: claimed.claimed_results.clone(),
+        network: claimed.network.clone(),
         rebuilt_by: Some(format!("remote:{worker}")),
         duration_ms: claimed.duration_ms,
         ..RebuildOutcome::new(origin, ending)
@@ -216,6 +217,16 @@ fn claimed_ending(claimed: &Verdict, ran_all: bool) -> Result<Ending, String> {
                 (Some("job-timed-out"), _) => "job-timed-out",
                 (Some("output-scan-limit"), _) if ran_all => "output-scan-limit",
                 (Some("step-out-of-disk"), Some(s)) if s.exit_code != 0 => "step-out-of-disk",
+                // Only with a refusal in the worker's own record to show for it.
+                (Some("network-denied"), Some(s))
+                    if s.exit_code != 0
+                        && claimed
+                            .network
+                            .as_ref()
+                            .is_some_and(|n| n.refusals_since(0).next().is_some()) =>
+                {
+                    "network-denied"
+                }
                 (_, Some(s)) if s.termination == StepTermination::TimedOut => "step-timed-out",
                 (_, Some(s)) if s.termination == StepTermination::OutOfMemory => {
                     "step-out-of-memory"

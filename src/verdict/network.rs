@@ -1,0 +1,62 @@
+//! What a rebuild's steps had of the network, as the verdict and the signed rebuild provenance state it.
+
+use serde::{Deserialize, Serialize};
+
+use crate::network::{Exchange, NetworkMode};
+
+/// The build network of one rebuild: its grant, what the steps were given to use it, and every exchange
+/// the proxy saw. Absent from a verdict whose steps had no network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetworkRecord {
+    pub mode: NetworkMode,
+    /// The allow-list, as configured.
+    pub allow: Vec<String>,
+    /// The image patterns of the `[[sandbox.network.rules]]` entry that granted it; `None` for the
+    /// `[sandbox.network]` section itself (or `reprod rebuild --network`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rule: Option<Vec<String>>,
+    /// The proxy as the steps were told of it (`HTTP_PROXY`, `HTTPS_PROXY` and their lower-case forms).
+    pub proxy: String,
+    /// `NO_PROXY` as the steps were given it.
+    pub no_proxy: String,
+    /// Every request and tunnel, in the order the proxy received them.
+    pub exchanges: Vec<Exchange>,
+}
+
+impl NetworkRecord {
+    /// The refused exchanges from index `from` on.
+    pub fn refusals_since(&self, from: usize) -> impl Iterator<Item = &Exchange> {
+        self.exchanges
+            .iter()
+            .skip(from)
+            .filter(|e| e.refused.is_some())
+    }
+}
+
+/// One sentence naming the refused requests (at most three, then how many more).
+pub fn refused_sentence<'a>(refused: impl Iterator<Item = &'a Exchange>) -> Option<String> {
+    let all: Vec<&Exchange> = refused.collect();
+    if all.is_empty() {
+        return None;
+    }
+    let named: Vec<String> = all
+        .iter()
+        .take(3)
+        .map(|e| {
+            format!(
+                "{} {} ({})",
+                e.method,
+                crate::text::inert_line(&e.url),
+                crate::text::inert_line(e.refused.as_deref().unwrap_or("refused"))
+            )
+        })
+        .collect();
+    let more = match all.len() {
+        n if n > 3 => format!(" and {} more", n - 3),
+        _ => String::new(),
+    };
+    Some(format!(
+        "this rebuilder's network policy refused {}{more}",
+        named.join("; ")
+    ))
+}

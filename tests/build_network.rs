@@ -1,0 +1,286 @@
+//! The build network end to end: real steps in the real engine, in their job's own network namespace,
+//! reaching upstreams this test starts on loopback only through reprod's proxy.
+
+mod common;
+
+use std::time::Duration;
+
+use common::daemon::Daemon;
+use common::upstream::Upstream;
+use common::*;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+fn sha256(bytes: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
+}
+
+/// The holder of each job's network namespace: the busybox builder image, sleeping.
+fn holder_env() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "REPROD_SANDBOX_NETWORK_HOLDER_IMAGE",
+            builder_image().to_string(),
+        ),
+        (
+            "REPROD_SANDBOX_NETWORK_HOLDER_COMMAND",
+            r#"["sleep", "2147483647"]"#.to_string(),
+        ),
+    ]
+}
+
+fn reprod() -> Reprod {
+    holder_env()
+        .into_iter()
+        .fold(Reprod::new(), |r, (k, v)| r.with(k, &v))
+}
+
+/// A step that fetches `url` into the checkout as `lib.tar`, after running `probes`.
+fn fetching_script(url: &str, probes: &str) -> String {
+    format!(
+        "#!/bin/sh\ncd $(workspaces.source.path)\n{probes}wget -q -O lib.tar {url} || exit 10\n"
+    )
+}
+
+#[test]
+fn a_download_through_the_proxy_is_reproducible_and_recorded_by_digest() {
+    let tarball = b"a pinned dependency, fetched at build time\n".repeat(2000);
+    let up = Upstream::start("127.0.0.1", tarball.clone());
+    let url = format!("http://127.0.0.1:{}/deps/lib-1.0.tar", up.port);
+    let repo = Repo::hello();
+    let prov = repo.provenance(
+        vec![subject("lib.tar", &sha256(&tarball))],
+        &fetching_script(&url, ""),
+    );
+    let allow = format!("127.0.0.1:{}", up.port);
+    let (code, v, stderr) =
+        reprod().rebuild_with(&prov, &["--network", "proxy", "--allow", &allow]);
+    assert_eq!(v["status"], "reproducible", "{v:#}\n{stderr}");
+    assert_eq!(code, 0);
+    let net = &v["network"];
+    assert_eq!(net["mode"], "proxy");
+    assert_eq!(net["allow"], serde_json::json!([allow]));
+    assert_eq!(net["proxy"], "http://127.0.0.1:3128");
+    let exchanges = net["exchanges"].as_array().unwrap();
+    assert_eq!(exchanges.len(), 1, "{net:#}");
+    assert_eq!(exchanges[0]["method"], "GET");
+    assert_eq!(exchanges[0]["url"], url.as_str());
+    assert_eq!(exchanges[0]["status"], 200);
+    assert_eq!(exchanges[0]["bytes"], tarball.len());
+    assert_eq!(exchanges[0]["sha256"], sha256(&tarball).as_str());
+    assert_eq!(
+        up.requests(),
+        vec![format!("GET /deps/lib-1.0.tar HTTP/1.1")]
+    );
+    assert!(orphan_containers().is_empty(), "{:?}", orphan_containers());
+}
+
+#[test]
+fn a_host_not_on_the_allow_list_is_network_denied_and_never_reached() {
+    let up = Upstream::start("127.0.0.1", b"never served".to_vec());
+    let url = format!("http://127.0.0.1:{}/deps/lib-1.0.tar", up.port);
+    let repo = Repo::hello();
+    let prov = repo.provenance(
+        vec![subject("lib.tar", &unbuilt_digest('d'))],
+        &fetching_script(&url, ""),
+    );
+    // Something else is allowed; this upstream is not.
+    let (code, v, stderr) =
+        reprod().rebuild_with(&prov, &["--network", "proxy", "--allow", "deb.debian.org"]);
+    assert_eq!(v["status"], "build-failed", "{v:#}\n{stderr}");
+    assert_eq!(code, 1);
+    assert_eq!(v["reason"], "network-denied");
+    let detail = v["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&url) && detail.contains("limit of this rebuilder"),
+        "{detail}"
+    );
+    assert_eq!(v["subjects"][0]["state"], "not-compared");
+    let refused = &v["network"]["exchanges"][0];
+    assert_eq!(refused["url"], url.as_str());
+    assert_eq!(refused["status"], 403);
+    assert!(
+        refused["refused"].as_str().unwrap().contains("allow-list"),
+        "{refused}"
+    );
+    assert!(
+        up.requests().is_empty(),
+        "the upstream was reached: {:?}",
+        up.requests()
+    );
+}
+
+#[test]
+fn without_a_network_grant_a_step_reaches_nothing_and_records_nothing() {
+    let up = Upstream::start("127.0.0.1", b"never served".to_vec());
+    let url = format!("http://127.0.0.1:{}/deps/lib-1.0.tar", up.port);
+    let repo = Repo::hello();
+    let prov = repo.provenance(
+        vec![subject("lib.tar", &unbuilt_digest('e'))],
+        &fetching_script(&url, ""),
+    );
+    let (_, v, stderr) = reprod().rebuild(&prov);
+    assert_eq!(v["status"], "build-failed", "{v:#}\n{stderr}");
+    // No proxy was offered, so no refusal explains it: the build's own failure.
+    assert_eq!(v["reason"], "step-failed");
+    assert!(v["network"].is_null(), "{v:#}");
+    assert!(up.requests().is_empty());
+}
+
+#[test]
+fn the_allow_list_needs_the_proxy_mode_and_the_proxy_mode_needs_a_holder() {
+    let repo = Repo::hello();
+    let prov = repo.provenance(vec![subject("x", &unbuilt_digest('f'))], "#!/bin/sh\n");
+    let (code, _, stderr) = reprod().rebuild_with(&prov, &["--allow", "deb.debian.org"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("add --network proxy"), "{stderr}");
+    let (code, _, stderr) = Reprod::new().rebuild_with(&prov, &["--network", "proxy"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("sandbox.network.holder_image"), "{stderr}");
+}
+
+/// The daemon, with the proxy granted and one upstream allowed: a step probes what else it can reach,
+/// then fetches; the verdict and the signed rebuild provenance say what it fetched and what was refused.
+#[test]
+fn from_a_step_only_the_allowed_upstream_is_reached_and_the_signed_provenance_names_it() {
+    let tarball = b"fetched by the daemon's build\n".repeat(500);
+    let up = Upstream::start("127.0.0.1", tarball.clone());
+    let other = Upstream::start("127.0.0.2", b"a second loopback service".to_vec());
+    let url = format!("http://127.0.0.1:{}/deps/lib-1.0.tar", up.port);
+    let data = tempfile::tempdir().unwrap();
+    let mut env: Vec<(&str, String)> = holder_env();
+    env.push(("REPROD_SANDBOX_NETWORK_MODE", "proxy".into()));
+    env.push((
+        "REPROD_SANDBOX_NETWORK_ALLOW",
+        format!(r#"["127.0.0.1:{}"]"#, up.port),
+    ));
+    let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let d = Daemon::start(data.path(), &extra);
+    let daemon_port = d.url.rsplit(':').next().unwrap().to_string();
+    // Each probe prints whether it got through and, if not, how wget failed; none may get through.
+    // (Busybox's wget has no -T: it crashes on it, which would pass for "blocked".)
+    let probes = format!(
+        "p() {{ out=$(\"$@\" 2>&1 >/dev/null); rc=$?; if [ $rc = 0 ]; then echo \"REACHED $*\"; \
+         else echo \"blocked rc=$rc $* :: $out\"; fi; }}\n\
+         p wget -q -O - http://127.0.0.1:{daemon_port}/v1/health\n\
+         p wget -q -O - http://127.0.0.2:{}/secret\n\
+         p env -u http_proxy -u HTTP_PROXY wget -q -O - {url}\n\
+         p env -u http_proxy -u HTTP_PROXY wget -q -O - http://127.0.0.1:{daemon_port}/v1/health\n\
+         echo probes done; cat /proc/net/dev | tail -n +3 | cut -d: -f1\n",
+        other.port
+    );
+    let repo = Repo::hello();
+    let doc = repo.provenance(
+        vec![subject("lib.tar", &sha256(&tarball))],
+        &fetching_script(&url, &probes),
+    );
+    let (code, answer) = d.submit(&doc);
+    assert_eq!(code, 202, "{answer}");
+    let id = answer["jobs"][0]["id"].as_str().unwrap().to_string();
+    let done = d.wait_job(&id, "done", Duration::from_secs(180));
+    let verdict = &done["verdict"];
+    assert_eq!(verdict["status"], "reproducible", "{done:#}");
+    let tail = verdict["steps"][0]["log_tail"].as_str().unwrap();
+    let blocked: Vec<&str> = tail.lines().filter(|l| l.starts_with("blocked ")).collect();
+    assert_eq!(blocked.len(), 4, "{tail}");
+    assert!(!tail.contains("REACHED"), "{tail}");
+    // Through the proxy: its refusal; around it: nothing listens in the job's namespace.
+    for (line, why) in
+        blocked
+            .iter()
+            .zip(["403", "403", "Connection refused", "Connection refused"])
+    {
+        assert!(
+            line.starts_with("blocked rc=1 ") && line.contains(why),
+            "{line}"
+        );
+    }
+    // Its only interface is loopback.
+    let interfaces: Vec<&str> = tail
+        .split("probes done")
+        .nth(1)
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(interfaces, vec!["lo"], "{tail}");
+    assert!(other.requests().is_empty(), "{:?}", other.requests());
+    assert_eq!(up.requests().len(), 1, "only the proxied fetch arrived");
+    let exchanges = verdict["network"]["exchanges"].as_array().unwrap();
+    let refused: Vec<&str> = exchanges
+        .iter()
+        .filter(|e| e["refused"].is_string())
+        .map(|e| e["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        refused,
+        vec![
+            format!("http://127.0.0.1:{daemon_port}/v1/health"),
+            format!("http://127.0.0.2:{}/secret", other.port)
+        ],
+        "{exchanges:#?}"
+    );
+
+    // The signed rebuild provenance: the fetch is a resolved dependency by URL and digest, the refusals
+    // are byproducts, and the statement is valid to the in-toto-attestation package.
+    let (status, envelope) = fetch_attestation(&d, &id);
+    assert_eq!(status, 200);
+    let payload: Value = {
+        use base64::Engine;
+        let e: Value = serde_json::from_slice(&envelope).unwrap();
+        serde_json::from_slice(
+            &base64::engine::general_purpose::STANDARD
+                .decode(e["payload"].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    let deps = payload["predicate"]["buildDefinition"]["resolvedDependencies"]
+        .as_array()
+        .unwrap();
+    let hex = sha256(&tarball)["sha256:".len()..].to_string();
+    assert!(
+        deps.iter()
+            .any(|d| d["uri"] == url.as_str() && d["digest"]["sha256"] == hex.as_str()),
+        "{deps:#?}"
+    );
+    let byproducts = payload["predicate"]["runDetails"]["byproducts"]
+        .as_array()
+        .unwrap();
+    let denied: Vec<&Value> = byproducts
+        .iter()
+        .filter(|b| b["name"] == "network-denied")
+        .collect();
+    assert_eq!(denied.len(), 2, "{byproducts:#?}");
+    assert_eq!(
+        payload["predicate"]["buildDefinition"]["internalParameters"]["sandbox"]["network"]["mode"],
+        "proxy"
+    );
+    let path = data.path().join("provenance-envelope.json");
+    std::fs::write(&path, &envelope).unwrap();
+    let python = std::env::var("REPROD_PYTHON")
+        .unwrap_or_else(|_| "/var/lib/reprod-dev/pyenv/bin/python".into());
+    let o = std::process::Command::new(python)
+        .arg(project_root().join("tests/support/validate_statement.py"))
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        o.status.success(),
+        "in-toto-attestation: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(orphan_containers().is_empty(), "{:?}", orphan_containers());
+}
+
+fn fetch_attestation(d: &Daemon, job: &str) -> (u16, Vec<u8>) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-w", "\n%{http_code}"])
+        .arg(format!("{}/v1/jobs/{job}/attestations/provenance", d.url))
+        .output()
+        .unwrap();
+    let text = out.stdout;
+    let cut = text.iter().rposition(|b| *b == b'\n').unwrap();
+    let status = String::from_utf8_lossy(&text[cut + 1..]).parse().unwrap();
+    (status, text[..cut].to_vec())
+}
