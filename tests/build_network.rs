@@ -111,6 +111,91 @@ fn a_host_not_on_the_allow_list_is_network_denied_and_never_reached() {
 }
 
 #[test]
+fn a_recorded_rebuild_replays_offline_byte_for_byte_and_nothing_else() {
+    let tarball = b"a dependency that will not be online tomorrow\n".repeat(3000);
+    let up = Upstream::start("127.0.0.1", tarball.clone());
+    let url = format!("http://127.0.0.1:{}/deps/lib-1.0.tar", up.port);
+    let repo = Repo::hello();
+    let prov = repo.provenance(
+        vec![subject("lib.tar", &sha256(&tarball))],
+        &fetching_script(&url, ""),
+    );
+    let r = reprod();
+    let allow = format!("127.0.0.1:{}", up.port);
+    let (_, first, stderr) = r.rebuild_with(&prov, &["--network", "proxy", "--allow", &allow]);
+    assert_eq!(first["status"], "reproducible", "{first:#}\n{stderr}");
+    let recorded = r.data.path().join("first-verdict.json");
+    std::fs::write(&recorded, serde_json::to_vec(&first).unwrap()).unwrap();
+    // The body is in the cache by its digest.
+    let hex = &sha256(&tarball)["sha256:".len()..];
+    let entry = r.data.path().join("network-cache").join(hex);
+    assert_eq!(std::fs::read(&entry).unwrap(), tarball);
+
+    // The upstream is gone: the same document rebuilds from the record alone.
+    up.stop();
+    let replay = [
+        "--network",
+        "replay",
+        "--replay-from",
+        recorded.to_str().unwrap(),
+    ];
+    let (code, again, stderr) = r.rebuild_with(&prov, &replay);
+    assert_eq!(again["status"], "reproducible", "{again:#}\n{stderr}");
+    assert_eq!(code, 0);
+    assert_eq!(again["subjects"], first["subjects"]);
+    let net = &again["network"];
+    assert_eq!(net["mode"], "replay");
+    assert_eq!(net["replayed_from"], recorded.to_str().unwrap());
+    assert_eq!(net["exchanges"][0]["url"], url.as_str());
+    assert_eq!(net["exchanges"][0]["sha256"], sha256(&tarball).as_str());
+    assert_eq!(up.requests().len(), 1, "the replay reached the upstream");
+
+    // A build that asks for something the record does not hold fails, naming it.
+    let other = format!("http://127.0.0.1:{}/deps/lib-2.0.tar", up.port);
+    let new_prov = repo.provenance(
+        vec![subject("lib.tar", &sha256(&tarball))],
+        &fetching_script(&other, ""),
+    );
+    let (_, v, stderr) = r.rebuild_with(&new_prov, &replay);
+    assert_eq!(v["status"], "build-failed", "{v:#}\n{stderr}");
+    assert_eq!(v["reason"], "network-denied");
+    let detail = v["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&other) && detail.contains("not in the record"),
+        "{detail}"
+    );
+
+    // A damaged cache entry is never served whole as the recorded body.
+    let mut damaged = tarball.clone();
+    damaged[10] ^= 1;
+    std::fs::write(&entry, &damaged).unwrap();
+    let (_, v, stderr) = r.rebuild_with(&prov, &replay);
+    assert_eq!(v["status"], "build-failed", "{v:#}\n{stderr}");
+    let refused = v["network"]["exchanges"][0]["refused"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(refused.contains("damaged"), "{v:#}");
+
+    // Replay without a record, or a record of a rebuild without a network, is an error before anything runs.
+    let (code, _, stderr) = r.rebuild_with(&prov, &["--network", "replay"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("--replay-from"), "{stderr}");
+    let plain = r.data.path().join("plain.json");
+    std::fs::write(&plain, br#"{"status": "reproducible"}"#).unwrap();
+    let (code, _, stderr) = r.rebuild_with(
+        &prov,
+        &[
+            "--network",
+            "replay",
+            "--replay-from",
+            plain.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 2);
+    assert!(stderr.contains("no network record"), "{stderr}");
+}
+
+#[test]
 fn without_a_network_grant_a_step_reaches_nothing_and_records_nothing() {
     let up = Upstream::start("127.0.0.1", b"never served".to_vec());
     let url = format!("http://127.0.0.1:{}/deps/lib-1.0.tar", up.port);

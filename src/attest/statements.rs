@@ -347,6 +347,7 @@ fn rebuild_provenance(verdict: &Verdict, at: &Publication<'_>) -> Option<Value> 
             "mode": net.mode.as_str(),
             "allow": net.allow,
             "rule": net.rule,
+            "replayedFrom": net.replayed_from,
             "proxy": net.proxy,
             "noProxy": net.no_proxy,
         });

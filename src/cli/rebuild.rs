@@ -43,6 +43,11 @@ pub struct RebuildArgs {
     /// prefix `http(s)://host[:port]/path`. Replaces sandbox.network.allow.
     #[arg(long, value_name = "ENTRY")]
     allow: Vec<String>,
+    /// With --network replay: the earlier rebuild to replay, as its verdict (`reprod rebuild --json`
+    /// output, or a job from `GET /v1/jobs/{id}`). Its steps are served only the bodies it fetched, from
+    /// this data directory's network cache, and nothing is fetched.
+    #[arg(long, value_name = "VERDICT")]
+    replay_from: Option<PathBuf>,
 }
 
 /// The configuration with the command line's network grant in place of the configured one (mode and
@@ -51,9 +56,19 @@ fn with_network(
     config: &Config,
     mode: Option<reprod::network::NetworkMode>,
     allow: Vec<String>,
+    replay_from: Option<PathBuf>,
 ) -> anyhow::Result<Config> {
+    use reprod::network::NetworkMode;
     let mut config = config.clone();
     let net = &mut config.sandbox.network;
+    match (mode, &replay_from) {
+        (Some(NetworkMode::Replay), None) => anyhow::bail!(
+            "--network replay needs --replay-from VERDICT.json: the earlier rebuild whose fetches are served"
+        ),
+        (Some(NetworkMode::Replay), Some(path)) => net.replay = Some(replay_set(path)?),
+        (_, Some(_)) => anyhow::bail!("--replay-from is for --network replay"),
+        _ => {}
+    }
     if let Some(mode) = mode {
         net.mode = mode;
         net.rules.clear();
@@ -72,6 +87,31 @@ fn with_network(
     Ok(config)
 }
 
+/// What `path` (a verdict, or a job holding one) recorded its build fetching.
+fn replay_set(path: &std::path::Path) -> anyhow::Result<reprod::network::ReplaySet> {
+    const LIMIT: usize = 64 << 20;
+    let bytes = rebuild::read_provenance(path, LIMIT)
+        .with_context(|| format!("reading the verdict to replay, {}", path.display()))?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not JSON (a verdict from `reprod rebuild --json`, or a job from GET /v1/jobs/{{id}})", path.display()))?;
+    let verdict = value
+        .get("verdict")
+        .filter(|v| v.is_object())
+        .unwrap_or(&value);
+    let Some(network) = verdict.get("network").filter(|n| !n.is_null()) else {
+        anyhow::bail!(
+            "{}: the verdict has no network record (its steps had no network), so there is nothing to replay",
+            path.display()
+        );
+    };
+    let record: reprod::verdict::NetworkRecord = serde_json::from_value(network.clone())
+        .with_context(|| format!("{}: the verdict's network record", path.display()))?;
+    Ok(reprod::network::ReplaySet::from_record(
+        &record.exchanges,
+        path.display().to_string(),
+    ))
+}
+
 pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
     let RebuildArgs {
         provenance,
@@ -81,8 +121,9 @@ pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
         vary,
         network,
         allow,
+        replay_from,
     } = args;
-    let config = &with_network(config, network, allow)?;
+    let config = &with_network(config, network, allow, replay_from)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -16,6 +16,9 @@ pub enum NetworkMode {
     None,
     /// Loopback only, with reprod's recording proxy on `127.0.0.1:3128` as the one way out.
     Proxy,
+    /// As `proxy`, but nothing is fetched: the proxy serves only what a named earlier rebuild fetched,
+    /// from the cache (`reprod rebuild --network replay --replay-from VERDICT`).
+    Replay,
 }
 
 impl NetworkMode {
@@ -23,6 +26,7 @@ impl NetworkMode {
         match self {
             NetworkMode::None => "none",
             NetworkMode::Proxy => "proxy",
+            NetworkMode::Replay => "replay",
         }
     }
 }
@@ -34,7 +38,10 @@ impl std::str::FromStr for NetworkMode {
         match s {
             "none" => Ok(NetworkMode::None),
             "proxy" => Ok(NetworkMode::Proxy),
-            other => Err(format!("{other:?} is not a network mode (none, proxy)")),
+            "replay" => Ok(NetworkMode::Replay),
+            other => Err(format!(
+                "{other:?} is not a network mode (none, proxy, replay)"
+            )),
         }
     }
 }
@@ -59,6 +66,12 @@ pub struct NetworkConfig {
     /// Grants for some images: the first rule naming a subject of the document decides its mode and
     /// allow-list instead of the two above.
     pub rules: Vec<NetworkRule>,
+    /// The content-addressed cache of fetched bodies (`<data_dir>/network-cache`), least recently used
+    /// going first beyond this size.
+    pub cache_bytes: u64,
+    /// In `replay` mode, what may be served: set by `reprod rebuild --replay-from`, never by the file.
+    #[serde(skip)]
+    pub replay: Option<super::ReplaySet>,
 }
 
 /// A network grant for images whose name matches `images`.
@@ -83,6 +96,8 @@ impl Default for NetworkConfig {
             holder_image: String::new(),
             holder_command: vec!["/pause".to_string()],
             rules: Vec::new(),
+            cache_bytes: 10 << 30,
+            replay: None,
         }
     }
 }
@@ -91,6 +106,8 @@ impl Default for NetworkConfig {
 #[derive(Debug, Clone, PartialEq)]
 pub struct JobGrant {
     pub mode: NetworkMode,
+    /// In `replay` mode: what may be served.
+    pub replay: Option<super::ReplaySet>,
     /// The allow-list as configured (recorded in the verdict as written).
     pub allow: Vec<String>,
     /// Which rule granted it (its image patterns), or `None` for `[sandbox.network]` itself.
@@ -107,8 +124,20 @@ impl NetworkConfig {
                     .into(),
             );
         }
+        if self.mode == NetworkMode::Replay && self.replay.is_none() {
+            return Err(
+                "sandbox.network.mode: \"replay\" needs the rebuild to replay, so it is chosen \
+                 for one rebuild: reprod rebuild --network replay --replay-from VERDICT.json"
+                    .into(),
+            );
+        }
         for (i, rule) in self.rules.iter().enumerate() {
             let at = format!("sandbox.network.rules[{i}]");
+            if rule.mode == NetworkMode::Replay {
+                return Err(format!(
+                    "{at}.mode: \"replay\" is chosen for one rebuild (--network replay --replay-from), not per image"
+                ));
+            }
             if rule.images.is_empty() {
                 return Err(format!("{at}.images: a rule must name image patterns"));
             }
@@ -160,11 +189,13 @@ impl NetworkConfig {
         match rule {
             Some(r) => JobGrant {
                 mode: r.mode,
+                replay: None,
                 allow: r.allow.clone(),
                 rule: Some(r.images.clone()),
             },
             None => JobGrant {
                 mode: self.mode,
+                replay: self.replay.clone(),
                 allow: self.allow.clone(),
                 rule: None,
             },

@@ -57,6 +57,10 @@ pub struct Exchange {
 pub(super) struct State {
     pub(super) allow: AllowList,
     pub(super) limits: Limits,
+    /// Where whole 2xx GET bodies are kept by digest.
+    pub(super) cache: Option<super::cache::Cache>,
+    /// In `replay` mode, what may be served (and nothing is fetched).
+    pub(super) replay: Option<Mutex<super::replay_set::ReplaySet>>,
     pub(super) requests: AtomicU64,
     pub(super) bytes: AtomicU64,
     pub(super) log: Mutex<Vec<Exchange>>,
@@ -80,6 +84,19 @@ impl State {
         if let Some(e) = log.get_mut(at) {
             f(e);
         }
+    }
+
+    /// Counts `n` more bytes of exchange `at` (now `total` bytes in all) against the job's budget; once
+    /// it is spent, the exchange is marked refused and the reason returned (the body is then cut).
+    pub(super) fn charge(&self, at: usize, n: u64, total: u64) -> Result<(), String> {
+        self.update(at, |e| e.bytes = total);
+        if self.spend(n) {
+            return Ok(());
+        }
+        let why = format!("the job's {} bytes are spent", self.limits.max_bytes);
+        let said = why.clone();
+        self.update(at, |e| e.refused = Some(said));
+        Err(why)
     }
 
     /// Counts `n` bytes against the budget; `false` once it is spent.

@@ -13,12 +13,17 @@
 pub mod address;
 pub mod allow;
 pub mod attach;
+pub mod cache;
 pub mod config;
 mod job;
 pub mod proxy;
+pub mod replay;
+mod replay_set;
 mod tunnel;
 
 pub use allow::{AllowList, AllowListError};
+pub use cache::Cache;
 pub use config::{JobGrant, NetworkConfig, NetworkMode, NetworkRule};
 pub use job::{Exchange, Limits};
 pub use proxy::Proxy;
+pub use replay::ReplaySet;

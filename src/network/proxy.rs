@@ -20,7 +20,9 @@ use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
 use super::allow::AllowList;
+use super::cache::Cache;
 use super::job::{connect, refuse, text, BoxError, Exchange, Limits, ProxyBody, State};
+use super::replay::ReplaySet;
 
 /// A job's proxy: its allow-list, budget and record, served on the listeners it is given. A rebuild serves
 /// it only inside the job's own network namespace ([`Proxy::open_in`]); [`Proxy::start`] serves it on the
@@ -34,11 +36,24 @@ pub struct Proxy {
 impl Proxy {
     /// A proxy that serves nothing yet.
     pub fn new(allow: AllowList, limits: Limits) -> Proxy {
+        Proxy::with(allow, limits, None, None)
+    }
+
+    /// A proxy that keeps whole 2xx GET bodies in `cache`, or (with `replay`) fetches nothing and serves
+    /// only the recorded bodies from it.
+    pub fn with(
+        allow: AllowList,
+        limits: Limits,
+        cache: Option<Cache>,
+        replay: Option<ReplaySet>,
+    ) -> Proxy {
         Proxy {
             addr: None,
             state: Arc::new(State {
                 allow,
                 limits,
+                cache,
+                replay: replay.map(Mutex::new),
                 requests: AtomicU64::new(0),
                 bytes: AtomicU64::new(0),
                 log: Mutex::new(Vec::new()),
@@ -139,6 +154,9 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody
         let why = format!("the job's {} requests are spent", state.limits.max_requests);
         return refuse(&state, &method, &url, why);
     }
+    if state.replay.is_some() {
+        return super::replay::serve(state, req).await;
+    }
     if method == Method::CONNECT {
         return super::tunnel::tunnel(state, req).await;
     }
@@ -223,30 +241,79 @@ async fn forward(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBod
     for h in HOP_BY_HOP {
         parts.headers.remove(h);
     }
+    let keep = match &state.cache {
+        Some(cache) if method == Method::GET && parts.status.is_success() => {
+            Some(keeper(cache.clone()))
+        }
+        _ => None,
+    };
     let body = Recorded {
         inner: body,
         state,
         at,
         hasher: Some(Sha256::new()),
         bytes: 0,
+        keep,
     };
     Response::from_parts(parts, body.boxed())
 }
 
-/// A response body on its way to the build, hashed and counted as it passes.
+/// What the cache writer is sent: the body's chunks, then its digest once it has passed whole. A
+/// writer whose sender goes first keeps nothing.
+enum Keep {
+    Chunk(Bytes),
+    Done(String),
+}
+
+/// Starts a writer off the async threads that keeps one body in the cache.
+fn keeper(cache: Cache) -> tokio::sync::mpsc::UnboundedSender<Keep> {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::task::spawn_blocking(move || {
+        let mut writer = match cache.writer() {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::warn!(dir = %cache.dir().display(), error = %e, "the network cache cannot keep a body");
+                return;
+            }
+        };
+        while let Some(message) = rx.blocking_recv() {
+            match message {
+                Keep::Chunk(chunk) => {
+                    if let Err(e) = writer.write(&chunk) {
+                        tracing::warn!(error = %e, "the network cache could not keep a body");
+                        return;
+                    }
+                }
+                Keep::Done(digest) => {
+                    if let Err(e) = writer.commit(&digest) {
+                        tracing::warn!(error = %e, "the network cache could not keep a body");
+                    }
+                    return;
+                }
+            }
+        }
+    });
+    tx
+}
+
+/// A response body on its way to the build, hashed and counted as it passes (and kept in the cache).
 struct Recorded {
     inner: Incoming,
     state: Arc<State>,
     at: usize,
     hasher: Option<Sha256>,
     bytes: u64,
+    keep: Option<tokio::sync::mpsc::UnboundedSender<Keep>>,
 }
 
 impl Recorded {
-    /// The whole body has passed: its digest goes into the record.
+    /// The whole body has passed: its digest goes into the record (and the kept copy becomes an entry).
     fn finish(&mut self) {
         if let Some(h) = self.hasher.take() {
             let digest = format!("sha256:{}", hex::encode(h.finalize()));
+            if let Some(keep) = self.keep.take() {
+                let _ = keep.send(Keep::Done(digest.clone()));
+            }
             self.state.update(self.at, |e| e.sha256 = Some(digest));
         }
     }
@@ -269,15 +336,13 @@ impl Body for Recorded {
                     if let Some(h) = this.hasher.as_mut() {
                         h.update(data);
                     }
-                    let (at, bytes) = (this.at, this.bytes);
-                    this.state.update(at, |e| e.bytes = bytes);
-                    if !this.state.spend(n) {
+                    if let Some(keep) = &this.keep {
+                        let _ = keep.send(Keep::Chunk(data.clone()));
+                    }
+                    if let Err(why) = this.state.charge(this.at, n, this.bytes) {
                         // Over the job's budget: the build's connection is cut, and the record says why.
                         this.hasher = None;
-                        let why =
-                            format!("the job's {} bytes are spent", this.state.limits.max_bytes);
-                        let said = why.clone();
-                        this.state.update(at, |e| e.refused = Some(said));
+                        this.keep = None;
                         return Poll::Ready(Some(Err(why.into())));
                     }
                 }

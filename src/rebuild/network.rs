@@ -4,7 +4,7 @@
 use reprod_sandbox::{JobNetwork, StepSpec};
 
 use super::{Job, RebuildError};
-use crate::network::{AllowList, JobGrant, NetworkMode, Proxy};
+use crate::network::{AllowList, Cache, JobGrant, NetworkMode, Proxy};
 use crate::verdict::NetworkRecord;
 
 /// Where the proxy listens in the job's namespace: fixed, so that a build that records its environment
@@ -55,7 +55,21 @@ impl BuildNetwork {
             .open_job_network(&job.id, &holder, hostname, &job.dirs.root.clone().into())
             .await
             .map_err(|e| infra("opening the job's network", &e))?;
-        let proxy = Proxy::new(allow, network.limits());
+        let (dir, budget) = (
+            job.config.data_dir.join("network-cache"),
+            network.cache_bytes,
+        );
+        let cache = tokio::task::spawn_blocking(move || Cache::open(&dir, budget))
+            .await
+            .map_err(|e| infra("opening the network cache", &e))?
+            .map_err(|e| infra("opening the network cache", &e))?;
+        let replay = match grant.mode {
+            NetworkMode::Replay => Some(grant.replay.clone().ok_or_else(|| {
+                RebuildError::Infrastructure("the replay mode has no record to replay".into())
+            })?),
+            _ => None,
+        };
+        let proxy = Proxy::with(allow, network.limits(), Some(cache), replay);
         proxy
             .open_in(namespace.pid, PROXY_PORT)
             .await
@@ -90,6 +104,7 @@ impl BuildNetwork {
             mode: self.grant.mode,
             allow: self.grant.allow.clone(),
             rule: self.grant.rule.clone(),
+            replayed_from: self.grant.replay.as_ref().map(|r| r.from.clone()),
             proxy: proxy_url(),
             no_proxy: NO_PROXY.to_string(),
             exchanges: self.proxy.exchanges(),

@@ -15,6 +15,10 @@ pub struct NetworkRecord {
     /// `[sandbox.network]` section itself (or `reprod rebuild --network`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rule: Option<Vec<String>>,
+    /// In `replay` mode: the record the bodies were served from (a verdict file or job), and nothing was
+    /// fetched.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replayed_from: Option<String>,
     /// The proxy as the steps were told of it (`HTTP_PROXY`, `HTTPS_PROXY` and their lower-case forms).
     pub proxy: String,
     /// `NO_PROXY` as the steps were given it.

@@ -1,0 +1,165 @@
+//! `replay`: a build is served only what a named earlier rebuild fetched, byte for byte, from the cache,
+//! with no upstream at all. A request outside the record is refused, naming it; a cached body that is no
+//! longer what the record names is cut off before its end (the build sees a failed download, never other
+//! bytes passing for the recorded ones).
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http_body_util::BodyExt;
+use hyper::body::{Body, Bytes, Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+use sha2::{Digest, Sha256};
+use tokio_util::io::ReaderStream;
+
+use super::job::{refuse, BoxError, Exchange, ProxyBody, State};
+pub use super::replay_set::ReplaySet;
+
+pub(super) async fn serve(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody> {
+    let method = req.method().clone();
+    let url = req.uri().to_string();
+    let from = || {
+        state
+            .replay
+            .as_ref()
+            .map(|r| {
+                r.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .from
+                    .clone()
+            })
+            .unwrap_or_default()
+    };
+    if method != Method::GET {
+        let why = format!(
+            "a replay serves only the GET requests the rebuild it replays ({}) made; {method} is not one \
+             (a tunnel's content was never seen, so it cannot be replayed)",
+            from()
+        );
+        return refuse(&state, &method, &url, why);
+    }
+    let digest = state.replay.as_ref().and_then(|r| {
+        r.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .next(&url)
+    });
+    let Some(digest) = digest else {
+        let why = format!(
+            "{url} is not in the record of the rebuild being replayed ({})",
+            from()
+        );
+        return refuse(&state, &method, &url, why);
+    };
+    let Some(cache) = state.cache.clone() else {
+        return refuse(
+            &state,
+            &method,
+            &url,
+            "a replay needs the network cache".into(),
+        );
+    };
+    let wanted = digest.clone();
+    let entry = tokio::task::spawn_blocking(move || cache.get(&wanted))
+        .await
+        .ok()
+        .flatten();
+    let opened = match entry {
+        Some(path) => tokio::fs::File::open(path).await.ok(),
+        None => None,
+    };
+    let Some(file) = opened else {
+        let why = format!(
+            "{url} was recorded as {digest}, but the network cache no longer holds that body"
+        );
+        return refuse(&state, &method, &url, why);
+    };
+    let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let at = state.record(Exchange {
+        method: method.to_string(),
+        url,
+        status: Some(200),
+        bytes: 0,
+        sha256: None,
+        refused: None,
+    });
+    let body = Checked {
+        inner: ReaderStream::new(file),
+        state,
+        at,
+        hasher: Some(Sha256::new()),
+        expected: digest,
+        bytes: 0,
+        held: None,
+    };
+    let mut answer = Response::new(body.boxed());
+    *answer.status_mut() = StatusCode::OK;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(&len.to_string()) {
+        answer
+            .headers_mut()
+            .insert(hyper::header::CONTENT_LENGTH, v);
+    }
+    answer
+}
+
+/// A cached body on its way to the build, hashed as it passes. Its last chunk is held back until the
+/// whole body is known to be the one the record names: a damaged entry is cut off before its end, so a
+/// build never receives a whole body that is not the recorded one.
+struct Checked {
+    inner: ReaderStream<tokio::fs::File>,
+    state: Arc<State>,
+    at: usize,
+    hasher: Option<Sha256>,
+    expected: String,
+    bytes: u64,
+    held: Option<Bytes>,
+}
+
+impl Body for Checked {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        use futures_util::Stream;
+        let this = &mut *self;
+        loop {
+            match Pin::new(&mut this.inner).poll_next(cx) {
+                Poll::Ready(Some(Ok(chunk))) => {
+                    let n = chunk.len() as u64;
+                    this.bytes += n;
+                    if let Some(h) = this.hasher.as_mut() {
+                        h.update(&chunk);
+                    }
+                    if let Err(why) = this.state.charge(this.at, n, this.bytes) {
+                        return Poll::Ready(Some(Err(why.into())));
+                    }
+                    if let Some(previous) = this.held.replace(chunk) {
+                        return Poll::Ready(Some(Ok(Frame::data(previous))));
+                    }
+                }
+                Poll::Ready(None) => {
+                    if let Some(h) = this.hasher.take() {
+                        let digest = format!("sha256:{}", hex::encode(h.finalize()));
+                        if digest != this.expected {
+                            let why = format!(
+                                "the cached body is {digest}, not the recorded {}: the cache entry is damaged",
+                                this.expected
+                            );
+                            let said = why.clone();
+                            this.state.update(this.at, |e| e.refused = Some(said));
+                            this.held = None;
+                            return Poll::Ready(Some(Err(why.into())));
+                        }
+                        this.state.update(this.at, |e| e.sha256 = Some(digest));
+                    }
+                    return Poll::Ready(this.held.take().map(|last| Ok(Frame::data(last))));
+                }
+                Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e.into()))),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
