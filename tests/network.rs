@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::upstream::Upstream;
-use reprod::network::{AllowList, Limits, Proxy};
+use reprod::network::{AllowList, Exchange, Limits, Proxy};
 use sha2::{Digest, Sha256};
 
 /// Sends `request` to the proxy and returns the whole answer.
@@ -416,4 +416,161 @@ async fn a_container_without_a_network_reaches_the_proxy_and_nothing_else() {
     );
     assert_eq!(up.requests().len(), 1);
     assert_eq!(p.stop()[0].sha256.as_deref(), Some(sha256(&body).as_str()));
+}
+
+/// A proxy on the host's loopback that intercepts TLS with a job CA and trusts `roots` upstream.
+fn intercepting(
+    entries: &[String],
+    roots: &[std::path::PathBuf],
+    tunnel_only: &[&str],
+) -> (Proxy, Vec<u8>) {
+    use reprod::network::tls::{upstream_connector, Interception, JobCa};
+    let ca = JobCa::new("test-job").unwrap();
+    let pem = ca.pem().unwrap();
+    let setup = reprod::network::Setup {
+        allow: AllowList::parse(entries).unwrap(),
+        limits: Limits::default(),
+        cache: None,
+        replay: None,
+        intercept: Some(Interception {
+            ca,
+            upstream: upstream_connector(roots).unwrap(),
+            tunnel_only: tunnel_only.iter().map(|s| s.to_string()).collect(),
+        }),
+    };
+    (Proxy::with(setup), pem)
+}
+
+/// curl through the proxy at `proxy`, trusting `ca` (PEM); returns (exit status, stdout, stderr).
+fn curl_via(
+    proxy: std::net::SocketAddr,
+    ca: &std::path::Path,
+    url: &str,
+) -> (bool, Vec<u8>, String) {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--max-time", "20", "--noproxy", "", "--proxy"])
+        .arg(format!("http://{proxy}"))
+        .arg("--cacert")
+        .arg(ca)
+        .arg("--fail")
+        .arg(url)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        out.stdout,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_is_intercepted_with_the_job_ca_checked_by_url_and_recorded_by_digest() {
+    use common::upstream::TlsUpstream;
+    let body = b"a dependency fetched over https\n".repeat(300);
+    let up = TlsUpstream::start("127.0.0.1", body.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let upstream_ca = dir.path().join("upstream-ca.pem");
+    std::fs::write(&upstream_ca, &up.ca_pem).unwrap();
+    let base = format!("https://127.0.0.1:{}", up.port);
+    // Only a path prefix of the origin is allowed: visible only because TLS is intercepted.
+    let (p, job_ca) = intercepting(
+        &[format!("{base}/deps/")],
+        std::slice::from_ref(&upstream_ca),
+        &[],
+    );
+    let host = Proxy::start_with(p).await.unwrap();
+    let addr = host.addr().unwrap();
+    let ca_file = dir.path().join("job-ca.pem");
+    std::fs::write(&ca_file, &job_ca).unwrap();
+
+    let url = format!("{base}/deps/lib-1.0.tar");
+    let (ca, u) = (ca_file.clone(), url.clone());
+    let (ok, got, err) = tokio::task::spawn_blocking(move || curl_via(addr, &ca, &u))
+        .await
+        .unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(got, body);
+    // The build must trust the job's CA: without it, nothing passes.
+    let system = std::path::PathBuf::from("/etc/ssl/certs/ca-certificates.crt");
+    let u = url.clone();
+    let (ok, _, err) = tokio::task::spawn_blocking(move || curl_via(addr, &system, &u))
+        .await
+        .unwrap();
+    assert!(!ok, "a build that does not trust the job CA got through");
+    assert!(err.contains("certificate"), "{err}");
+    // Another path of the same origin is refused inside the TLS.
+    let (ca, u) = (ca_file.clone(), format!("{base}/private/key"));
+    let (ok, _, err) = tokio::task::spawn_blocking(move || curl_via(addr, &ca, &u))
+        .await
+        .unwrap();
+    assert!(!ok && err.contains("403"), "{err}");
+    assert_eq!(
+        up.requests(),
+        vec!["GET /deps/lib-1.0.tar HTTP/1.1".to_string()]
+    );
+
+    let record = host.stop();
+    let fetched: Vec<&Exchange> = record.iter().filter(|e| e.refused.is_none()).collect();
+    assert_eq!(fetched.len(), 1, "{record:#?}");
+    assert_eq!(fetched[0].url, url);
+    assert_eq!(fetched[0].status, Some(200));
+    assert_eq!(fetched[0].sha256.as_deref(), Some(sha256(&body).as_str()));
+    assert!(record
+        .iter()
+        .any(|e| e.url.ends_with("/private/key") && e.refused.is_some()));
+    assert!(record
+        .iter()
+        .any(|e| e.method == "CONNECT"
+            && e.refused.as_deref().is_some_and(|r| r.contains("job's CA"))));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_untrusted_upstream_is_refused_and_a_tunnel_only_host_passes_as_bytes() {
+    use common::upstream::TlsUpstream;
+    let body = b"served by an upstream the proxy does not trust".to_vec();
+    let up = TlsUpstream::start("127.0.0.1", body.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let origin = format!("https://127.0.0.1:{}", up.port);
+    // No upstream roots but this host's: the test CA is unknown to the proxy.
+    let (p, job_ca) = intercepting(std::slice::from_ref(&origin), &[], &[]);
+    let host = Proxy::start_with(p).await.unwrap();
+    let addr = host.addr().unwrap();
+    let ca_file = dir.path().join("job-ca.pem");
+    std::fs::write(&ca_file, &job_ca).unwrap();
+    let (ca, u) = (ca_file.clone(), format!("{origin}/x"));
+    let (ok, _, err) = tokio::task::spawn_blocking(move || curl_via(addr, &ca, &u))
+        .await
+        .unwrap();
+    assert!(!ok && err.contains("403"), "{err}");
+    let record = host.stop();
+    assert!(
+        record[0]
+            .refused
+            .as_deref()
+            .is_some_and(|r| r.contains("is not trusted")),
+        "{record:#?}"
+    );
+    assert!(
+        up.requests().is_empty(),
+        "no request was sent to an untrusted upstream"
+    );
+
+    // Tunnel-only: the build's TLS goes to the upstream itself (so it must trust the upstream's CA), and
+    // the record names host, port and bytes only.
+    let (p, _) = intercepting(std::slice::from_ref(&origin), &[], &["127.0.0.1"]);
+    let host = Proxy::start_with(p).await.unwrap();
+    let addr = host.addr().unwrap();
+    let upstream_ca = dir.path().join("upstream-ca.pem");
+    std::fs::write(&upstream_ca, &up.ca_pem).unwrap();
+    let u = format!("{origin}/x");
+    let (ok, got, err) = tokio::task::spawn_blocking(move || curl_via(addr, &upstream_ca, &u))
+        .await
+        .unwrap();
+    assert!(ok, "{err}");
+    assert_eq!(got, body);
+    let record = host.stop();
+    assert_eq!(record.len(), 1, "{record:#?}");
+    assert_eq!(record[0].method, "CONNECT");
+    assert_eq!(record[0].url, format!("127.0.0.1:{}", up.port));
+    assert!(record[0].sha256.is_none() && record[0].bytes > body.len() as u64);
 }

@@ -214,6 +214,12 @@ impl AllowList {
         self.find(host, port, |s, prefix| s == "https" && prefix == "/")
     }
 
+    /// A CONNECT that the proxy will intercept: any entry that can allow an HTTPS request to `host:port`
+    /// (a host entry, or an `https://` URL entry of any path; each request is then checked by its URL).
+    pub fn allows_origin(&self, host: &str, port: u16) -> Option<Grant> {
+        self.find(host, port, |s, _| s == "https")
+    }
+
     /// The first entry for `host:port` that is a host entry or a URL entry `url_ok` accepts.
     fn find(&self, host: &str, port: u16, url_ok: impl Fn(&str, &str) -> bool) -> Option<Grant> {
         self.entries

@@ -61,6 +61,8 @@ pub(super) struct State {
     pub(super) cache: Option<super::cache::Cache>,
     /// In `replay` mode, what may be served (and nothing is fetched).
     pub(super) replay: Option<Mutex<super::replay_set::ReplaySet>>,
+    /// TLS interception with the job's CA.
+    pub(super) intercept: Option<super::tls::Interception>,
     pub(super) requests: AtomicU64,
     pub(super) bytes: AtomicU64,
     pub(super) log: Mutex<Vec<Exchange>>,

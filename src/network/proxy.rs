@@ -6,23 +6,32 @@
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http_body_util::BodyExt;
-use hyper::body::{Body, Bytes, Frame, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
-use sha2::{Digest, Sha256};
 use tokio::net::TcpListener;
 
 use super::allow::AllowList;
 use super::cache::Cache;
-use super::job::{connect, refuse, text, BoxError, Exchange, Limits, ProxyBody, State};
+use super::job::{connect, refuse, Exchange, Limits, ProxyBody, State};
 use super::replay::ReplaySet;
+use super::tls::Interception;
+
+/// What a job's proxy lets through and does with it.
+pub struct Setup {
+    pub allow: AllowList,
+    pub limits: Limits,
+    /// Where whole 2xx GET bodies are kept by digest (and, in replay, served from).
+    pub cache: Option<Cache>,
+    /// Fetch nothing: serve only these recorded bodies from the cache.
+    pub replay: Option<ReplaySet>,
+    /// End the build's TLS with the job's CA, to see and record HTTPS exchanges.
+    pub intercept: Option<Interception>,
+}
 
 /// A job's proxy: its allow-list, budget and record, served on the listeners it is given. A rebuild serves
 /// it only inside the job's own network namespace ([`Proxy::open_in`]); [`Proxy::start`] serves it on the
@@ -34,26 +43,27 @@ pub struct Proxy {
 }
 
 impl Proxy {
-    /// A proxy that serves nothing yet.
+    /// A proxy that serves nothing yet, keeps nothing and intercepts nothing.
     pub fn new(allow: AllowList, limits: Limits) -> Proxy {
-        Proxy::with(allow, limits, None, None)
+        Proxy::with(Setup {
+            allow,
+            limits,
+            cache: None,
+            replay: None,
+            intercept: None,
+        })
     }
 
-    /// A proxy that keeps whole 2xx GET bodies in `cache`, or (with `replay`) fetches nothing and serves
-    /// only the recorded bodies from it.
-    pub fn with(
-        allow: AllowList,
-        limits: Limits,
-        cache: Option<Cache>,
-        replay: Option<ReplaySet>,
-    ) -> Proxy {
+    /// A proxy as `setup` says.
+    pub fn with(setup: Setup) -> Proxy {
         Proxy {
             addr: None,
             state: Arc::new(State {
-                allow,
-                limits,
-                cache,
-                replay: replay.map(Mutex::new),
+                allow: setup.allow,
+                limits: setup.limits,
+                cache: setup.cache,
+                replay: setup.replay.map(Mutex::new),
+                intercept: setup.intercept,
                 requests: AtomicU64::new(0),
                 bytes: AtomicU64::new(0),
                 log: Mutex::new(Vec::new()),
@@ -65,8 +75,12 @@ impl Proxy {
     /// Starts a proxy on a fresh port of the host's 127.0.0.1 (any local process can reach it there: for
     /// tests and benchmarks, never for a rebuild).
     pub async fn start(allow: AllowList, limits: Limits) -> std::io::Result<Proxy> {
+        Proxy::start_with(Proxy::new(allow, limits)).await
+    }
+
+    /// [`Proxy::start`] for a proxy made with [`Proxy::with`].
+    pub async fn start_with(mut proxy: Proxy) -> std::io::Result<Proxy> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
-        let mut proxy = Proxy::new(allow, limits);
         proxy.addr = Some(listener.local_addr()?);
         proxy.serve(listener);
         Ok(proxy)
@@ -154,26 +168,14 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody
         let why = format!("the job's {} requests are spent", state.limits.max_requests);
         return refuse(&state, &method, &url, why);
     }
-    if state.replay.is_some() {
-        return super::replay::serve(state, req).await;
-    }
     if method == Method::CONNECT {
         return super::tunnel::tunnel(state, req).await;
     }
+    if state.replay.is_some() {
+        return super::replay::serve(state, &method, url).await;
+    }
     forward(state, req).await
 }
-
-/// Headers that belong to one hop, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "proxy-connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "upgrade",
-];
 
 async fn forward(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody> {
     let method = req.method().clone();
@@ -208,164 +210,13 @@ async fn forward(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBod
         Ok(s) => s,
         Err(why) => return refuse(&state, &method, &url, why),
     };
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await
-    {
-        Ok(pair) => pair,
-        Err(e) => return text(StatusCode::BAD_GATEWAY, format!("upstream {host}: {e}\n")),
-    };
-    tokio::spawn(conn);
-    let (mut parts, body) = req.into_parts();
-    for h in HOP_BY_HOP {
-        parts.headers.remove(h);
-    }
-    parts.uri = match path.parse() {
-        Ok(p) => p,
-        Err(_) => return refuse(&state, &method, &url, "an unusable path".into()),
-    };
-    if let Ok(v) = hyper::header::HeaderValue::from_str(authority.as_str()) {
-        parts.headers.insert(hyper::header::HOST, v);
-    }
-    let answer = match sender.send_request(Request::from_parts(parts, body)).await {
-        Ok(a) => a,
-        Err(e) => return text(StatusCode::BAD_GATEWAY, format!("upstream {host}: {e}\n")),
-    };
-    let at = state.record(Exchange {
-        method: method.to_string(),
-        url,
-        status: Some(answer.status().as_u16()),
-        bytes: 0,
-        sha256: None,
-        refused: None,
-    });
-    let (mut parts, body) = answer.into_parts();
-    for h in HOP_BY_HOP {
-        parts.headers.remove(h);
-    }
-    let keep = match &state.cache {
-        Some(cache) if method == Method::GET && parts.status.is_success() => {
-            Some(keeper(cache.clone()))
-        }
-        _ => None,
-    };
-    let body = Recorded {
-        inner: body,
+    super::upstream::send(
         state,
-        at,
-        hasher: Some(Sha256::new()),
-        bytes: 0,
-        keep,
-    };
-    Response::from_parts(parts, body.boxed())
-}
-
-/// What the cache writer is sent: the body's chunks, then its digest once it has passed whole. A
-/// writer whose sender goes first keeps nothing.
-enum Keep {
-    Chunk(Bytes),
-    Done(String),
-}
-
-/// Starts a writer off the async threads that keeps one body in the cache.
-fn keeper(cache: Cache) -> tokio::sync::mpsc::UnboundedSender<Keep> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    tokio::task::spawn_blocking(move || {
-        let mut writer = match cache.writer() {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(dir = %cache.dir().display(), error = %e, "the network cache cannot keep a body");
-                return;
-            }
-        };
-        while let Some(message) = rx.blocking_recv() {
-            match message {
-                Keep::Chunk(chunk) => {
-                    if let Err(e) = writer.write(&chunk) {
-                        tracing::warn!(error = %e, "the network cache could not keep a body");
-                        return;
-                    }
-                }
-                Keep::Done(digest) => {
-                    if let Err(e) = writer.commit(&digest) {
-                        tracing::warn!(error = %e, "the network cache could not keep a body");
-                    }
-                    return;
-                }
-            }
-        }
-    });
-    tx
-}
-
-/// A response body on its way to the build, hashed and counted as it passes (and kept in the cache).
-struct Recorded {
-    inner: Incoming,
-    state: Arc<State>,
-    at: usize,
-    hasher: Option<Sha256>,
-    bytes: u64,
-    keep: Option<tokio::sync::mpsc::UnboundedSender<Keep>>,
-}
-
-impl Recorded {
-    /// The whole body has passed: its digest goes into the record (and the kept copy becomes an entry).
-    fn finish(&mut self) {
-        if let Some(h) = self.hasher.take() {
-            let digest = format!("sha256:{}", hex::encode(h.finalize()));
-            if let Some(keep) = self.keep.take() {
-                let _ = keep.send(Keep::Done(digest.clone()));
-            }
-            self.state.update(self.at, |e| e.sha256 = Some(digest));
-        }
-    }
-}
-
-impl Body for Recorded {
-    type Data = Bytes;
-    type Error = BoxError;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_frame(cx) {
-            Poll::Ready(Some(Ok(frame))) => {
-                if let Some(data) = frame.data_ref() {
-                    let n = data.len() as u64;
-                    this.bytes += n;
-                    if let Some(h) = this.hasher.as_mut() {
-                        h.update(data);
-                    }
-                    if let Some(keep) = &this.keep {
-                        let _ = keep.send(Keep::Chunk(data.clone()));
-                    }
-                    if let Err(why) = this.state.charge(this.at, n, this.bytes) {
-                        // Over the job's budget: the build's connection is cut, and the record says why.
-                        this.hasher = None;
-                        this.keep = None;
-                        return Poll::Ready(Some(Err(why.into())));
-                    }
-                }
-                // A body of known length ends with its last frame; the server may not ask again.
-                if this.inner.is_end_stream() {
-                    this.finish();
-                }
-                Poll::Ready(Some(Ok(frame)))
-            }
-            Poll::Ready(None) => {
-                this.finish();
-                Poll::Ready(None)
-            }
-            Poll::Ready(Some(Err(e))) => Poll::Ready(Some(Err(e.into()))),
-            Poll::Pending => Poll::Pending,
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> hyper::body::SizeHint {
-        self.inner.size_hint()
-    }
+        url,
+        authority.as_str(),
+        &path,
+        req,
+        TokioIo::new(stream),
+    )
+    .await
 }

@@ -8,17 +8,16 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http_body_util::BodyExt;
-use hyper::body::{Body, Bytes, Frame, Incoming};
-use hyper::{Method, Request, Response, StatusCode};
+use hyper::body::{Body, Bytes, Frame};
+use hyper::{Method, Response, StatusCode};
 use sha2::{Digest, Sha256};
 use tokio_util::io::ReaderStream;
 
 use super::job::{refuse, BoxError, Exchange, ProxyBody, State};
 pub use super::replay_set::ReplaySet;
 
-pub(super) async fn serve(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody> {
-    let method = req.method().clone();
-    let url = req.uri().to_string();
+/// Answers a request for `url` from the record alone.
+pub(super) async fn serve(state: Arc<State>, method: &Method, url: String) -> Response<ProxyBody> {
     let from = || {
         state
             .replay
@@ -37,7 +36,7 @@ pub(super) async fn serve(state: Arc<State>, req: Request<Incoming>) -> Response
              (a tunnel's content was never seen, so it cannot be replayed)",
             from()
         );
-        return refuse(&state, &method, &url, why);
+        return refuse(&state, method, &url, why);
     }
     let digest = state.replay.as_ref().and_then(|r| {
         r.lock()
@@ -49,12 +48,12 @@ pub(super) async fn serve(state: Arc<State>, req: Request<Incoming>) -> Response
             "{url} is not in the record of the rebuild being replayed ({})",
             from()
         );
-        return refuse(&state, &method, &url, why);
+        return refuse(&state, method, &url, why);
     };
     let Some(cache) = state.cache.clone() else {
         return refuse(
             &state,
-            &method,
+            method,
             &url,
             "a replay needs the network cache".into(),
         );
@@ -72,7 +71,7 @@ pub(super) async fn serve(state: Arc<State>, req: Request<Incoming>) -> Response
         let why = format!(
             "{url} was recorded as {digest}, but the network cache no longer holds that body"
         );
-        return refuse(&state, &method, &url, why);
+        return refuse(&state, method, &url, why);
     };
     let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
     let at = state.record(Exchange {

@@ -28,6 +28,15 @@ pub(super) async fn tunnel(state: Arc<State>, req: Request<Incoming>) -> Respons
         authority.port_u16().unwrap_or(443),
     );
     let target = format!("{host}:{port}");
+    if state.intercept.as_ref().is_some_and(|i| !i.tunnels(&host)) {
+        return super::intercept::intercept(state, req, host, port).await;
+    }
+    if state.replay.is_some() {
+        let why = format!(
+            "{target} is tunnel-only, and a tunnel cannot be replayed: its content was never seen"
+        );
+        return refuse(&state, &method, &target, why);
+    }
     let Some(grant) = state.allow.allows_tunnel(&host, port) else {
         return refuse(
             &state,

@@ -4,7 +4,7 @@
 use reprod_sandbox::{JobNetwork, StepSpec};
 
 use super::{Job, RebuildError};
-use crate::network::{AllowList, Cache, JobGrant, NetworkMode, Proxy};
+use crate::network::{AllowList, Cache, JobGrant, NetworkMode, Proxy, Setup};
 use crate::verdict::NetworkRecord;
 
 /// Where the proxy listens in the job's namespace: fixed, so that a build that records its environment
@@ -69,7 +69,13 @@ impl BuildNetwork {
             })?),
             _ => None,
         };
-        let proxy = Proxy::with(allow, network.limits(), Some(cache), replay);
+        let proxy = Proxy::with(Setup {
+            allow,
+            limits: network.limits(),
+            cache: Some(cache),
+            replay,
+            intercept: None,
+        });
         proxy
             .open_in(namespace.pid, PROXY_PORT)
             .await

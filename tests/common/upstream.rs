@@ -70,3 +70,118 @@ impl Upstream {
         self.seen.lock().unwrap().clone()
     }
 }
+
+/// A test CA and a certificate it issued for `ip`, as PEM (CA certificate, leaf certificate, leaf key).
+pub fn test_ca(ip: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+    use openssl::asn1::Asn1Time;
+    use openssl::bn::BigNum;
+    use openssl::ec::{EcGroup, EcKey};
+    use openssl::hash::MessageDigest;
+    use openssl::nid::Nid;
+    use openssl::pkey::PKey;
+    use openssl::x509::extension::{BasicConstraints, SubjectAlternativeName};
+    use openssl::x509::{X509NameBuilder, X509};
+    let group = EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap();
+    let key = || PKey::from_ec_key(EcKey::generate(&group).unwrap()).unwrap();
+    let name = |cn: &str| {
+        let mut n = X509NameBuilder::new().unwrap();
+        n.append_entry_by_nid(Nid::COMMONNAME, cn).unwrap();
+        n.build()
+    };
+    let (ca_key, leaf_key) = (key(), key());
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_serial_number(&BigNum::from_u32(1).unwrap().to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(&name("reprod test upstream CA"))
+        .unwrap();
+    b.set_issuer_name(&name("reprod test upstream CA")).unwrap();
+    b.set_pubkey(&ca_key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    b.append_extension(BasicConstraints::new().critical().ca().build().unwrap())
+        .unwrap();
+    b.sign(&ca_key, MessageDigest::sha256()).unwrap();
+    let ca = b.build();
+    let mut b = X509::builder().unwrap();
+    b.set_version(2).unwrap();
+    b.set_serial_number(&BigNum::from_u32(2).unwrap().to_asn1_integer().unwrap())
+        .unwrap();
+    b.set_subject_name(&name(ip)).unwrap();
+    b.set_issuer_name(ca.subject_name()).unwrap();
+    b.set_pubkey(&leaf_key).unwrap();
+    b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
+        .unwrap();
+    b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
+        .unwrap();
+    let san = SubjectAlternativeName::new()
+        .ip(ip)
+        .build(&b.x509v3_context(Some(&ca), None))
+        .unwrap();
+    b.append_extension(san).unwrap();
+    b.sign(&ca_key, MessageDigest::sha256()).unwrap();
+    (
+        ca.to_pem().unwrap(),
+        b.build().to_pem().unwrap(),
+        leaf_key.private_key_to_pem_pkcs8().unwrap(),
+    )
+}
+
+/// An HTTPS server on `ip` with a certificate of its own test CA; answers every request with `body`.
+pub struct TlsUpstream {
+    pub port: u16,
+    /// The test CA's certificate (PEM): what a client must trust to reach it.
+    pub ca_pem: Vec<u8>,
+    seen: Arc<Mutex<Vec<String>>>,
+}
+
+impl TlsUpstream {
+    pub fn start(ip: &str, body: Vec<u8>) -> TlsUpstream {
+        use openssl::ssl::{SslAcceptor, SslMethod};
+        let (ca_pem, cert, key) = test_ca(ip);
+        let mut a = SslAcceptor::mozilla_intermediate_v5(SslMethod::tls()).unwrap();
+        a.set_certificate(&openssl::x509::X509::from_pem(&cert).unwrap())
+            .unwrap();
+        a.set_private_key(&openssl::pkey::PKey::private_key_from_pem(&key).unwrap())
+            .unwrap();
+        let acceptor = Arc::new(a.build());
+        let listener = TcpListener::bind((ip, 0)).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = seen.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                let (acceptor, log, body) = (acceptor.clone(), log.clone(), body.clone());
+                std::thread::spawn(move || {
+                    let Ok(mut s) = acceptor.accept(stream) else {
+                        return;
+                    };
+                    let mut head = Vec::new();
+                    let mut b = [0u8; 1];
+                    while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap_or(0) == 1 {
+                        head.push(b[0]);
+                    }
+                    let text = String::from_utf8_lossy(&head).to_string();
+                    log.lock()
+                        .unwrap()
+                        .push(text.lines().next().unwrap_or("").to_string());
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = s.write_all(&body);
+                    let _ = s.shutdown();
+                });
+            }
+        });
+        TlsUpstream { port, ca_pem, seen }
+    }
+
+    pub fn requests(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+}
