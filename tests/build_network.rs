@@ -196,6 +196,62 @@ fn a_recorded_rebuild_replays_offline_byte_for_byte_and_nothing_else() {
 }
 
 #[test]
+fn an_https_download_is_intercepted_with_the_job_ca_and_recorded_by_url_and_digest() {
+    use common::upstream::TlsUpstream;
+    let tarball = b"a dependency served over https only\n".repeat(2500);
+    let up = TlsUpstream::start("127.0.0.1", tarball.clone());
+    let url = format!("https://127.0.0.1:{}/deps/lib-1.0.tar", up.port);
+    let repo = Repo::hello();
+    // curl in the Debian image, trusting what the step was given (CURL_CA_BUNDLE: this host's roots and
+    // the job's CA), through the proxy even to a loopback address (NO_PROXY lists the step's own).
+    let script = format!(
+        "#!/bin/sh\nset -e\ncd $(workspaces.source.path)\n\
+         test -s /etc/reprod/job-ca.crt\n\
+         curl -sSf --noproxy '' -o lib.tar {url}\n"
+    );
+    let prov = chains_provenance(
+        vec![subject("lib.tar", &sha256(&tarball))],
+        &script,
+        debian_builder_image(),
+        &repo.url,
+        &repo.commit,
+    );
+    let roots = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(roots.path(), &up.ca_pem).unwrap();
+    let r = reprod().with(
+        "REPROD_SANDBOX_NETWORK_UPSTREAM_ROOTS",
+        &format!(r#"["{}"]"#, roots.path().display()),
+    );
+    // Only a path prefix of the origin: checkable because the proxy sees inside the TLS.
+    let allow = format!("https://127.0.0.1:{}/deps/", up.port);
+    let (code, v, stderr) = r.rebuild_with(&prov, &["--network", "proxy", "--allow", &allow]);
+    assert_eq!(v["status"], "reproducible", "{v:#}\n{stderr}");
+    assert_eq!(code, 0);
+    let net = &v["network"];
+    let fetched = &net["exchanges"][0];
+    assert_eq!(fetched["url"], url.as_str(), "{net:#}");
+    assert_eq!(fetched["status"], 200);
+    assert_eq!(fetched["sha256"], sha256(&tarball).as_str());
+    let ca = net["tls"]["ca_sha256"].as_str().unwrap();
+    assert!(ca.starts_with("sha256:") && ca.len() == 71, "{net:#}");
+    assert_eq!(
+        up.requests(),
+        vec!["GET /deps/lib-1.0.tar HTTP/1.1".to_string()]
+    );
+
+    // Without the upstream's root the proxy refuses the upstream, and says so.
+    let (_, v, stderr) = reprod().rebuild_with(&prov, &["--network", "proxy", "--allow", &allow]);
+    assert_eq!(v["status"], "build-failed", "{v:#}\n{stderr}");
+    assert_eq!(v["reason"], "network-denied");
+    assert!(
+        v["detail"].as_str().unwrap().contains("is not trusted"),
+        "{}",
+        v["detail"]
+    );
+    assert_eq!(up.requests().len(), 1);
+}
+
+#[test]
 fn without_a_network_grant_a_step_reaches_nothing_and_records_nothing() {
     let up = Upstream::start("127.0.0.1", b"never served".to_vec());
     let url = format!("http://127.0.0.1:{}/deps/lib-1.0.tar", up.port);

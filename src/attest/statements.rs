@@ -348,6 +348,12 @@ fn rebuild_provenance(verdict: &Verdict, at: &Publication<'_>) -> Option<Value> 
             "allow": net.allow,
             "rule": net.rule,
             "replayedFrom": net.replayed_from,
+            "tls": net.tls.as_ref().map(|t| json!({
+                "intercepted": true,
+                "caSha256": t.ca_sha256,
+                "caPaths": t.ca_paths,
+                "tunnelOnly": t.tunnel_only,
+            })),
             "proxy": net.proxy,
             "noProxy": net.no_proxy,
         });

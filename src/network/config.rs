@@ -66,6 +66,13 @@ pub struct NetworkConfig {
     /// Grants for some images: the first rule naming a subject of the document decides its mode and
     /// allow-list instead of the two above.
     pub rules: Vec<NetworkRule>,
+    /// End the build's TLS with a CA made for the job, so that HTTPS exchanges are seen, checked by URL
+    /// and recorded by digest; the build is given the CA. Hosts in `tunnel_only` pass through as bytes.
+    pub intercept_tls: bool,
+    /// Hosts (`host`, `*.domain`) whose TLS is never intercepted: recorded by host, port and bytes only.
+    pub tunnel_only: Vec<String>,
+    /// PEM files of roots the proxy trusts for upstreams, beside this host's.
+    pub upstream_roots: Vec<std::path::PathBuf>,
     /// The content-addressed cache of fetched bodies (`<data_dir>/network-cache`), least recently used
     /// going first beyond this size.
     pub cache_bytes: u64,
@@ -97,6 +104,9 @@ impl Default for NetworkConfig {
             holder_command: vec!["/pause".to_string()],
             rules: Vec::new(),
             cache_bytes: 10 << 30,
+            intercept_tls: true,
+            tunnel_only: Vec::new(),
+            upstream_roots: Vec::new(),
             replay: None,
         }
     }
@@ -145,6 +155,10 @@ impl NetworkConfig {
                 return Err(format!("{at}.images: {bad:?} is not a glob pattern"));
             }
             AllowList::parse(&rule.allow).map_err(|e| format!("{at}.allow: {e}"))?;
+        }
+        if self.intercept_tls && !self.upstream_roots.is_empty() {
+            super::tls::upstream_connector(&self.upstream_roots)
+                .map_err(|e| format!("sandbox.network.upstream_roots: {e}"))?;
         }
         let needs_holder = self.mode != NetworkMode::None
             || self.rules.iter().any(|r| r.mode != NetworkMode::None);

@@ -1,11 +1,12 @@
 //! A job's build network: the grant its document gets, the job's own namespace with the proxy inside it,
 //! what the steps are told, and the record that goes into the outcome.
 
-use reprod_sandbox::{JobNetwork, StepSpec};
+use reprod_sandbox::{JobNetwork, StepMount, StepSpec};
 
 use super::{Job, RebuildError};
+use crate::network::tls::{upstream_connector, Interception, JobCa};
 use crate::network::{AllowList, Cache, JobGrant, NetworkMode, Proxy, Setup};
-use crate::verdict::NetworkRecord;
+use crate::verdict::{NetworkRecord, TlsRecord};
 
 /// Where the proxy listens in the job's namespace: fixed, so that a build that records its environment
 /// records the same `HTTP_PROXY` every time.
@@ -16,6 +17,56 @@ pub(super) struct BuildNetwork {
     grant: JobGrant,
     proxy: Proxy,
     namespace: JobNetwork,
+    /// With TLS interception: the job's CA as the steps find it.
+    tls: Option<TlsRecord>,
+}
+
+/// The job directory's folder for the CA files mounted into the steps (read-only).
+const CA_DIR: &str = "network";
+/// The job's CA alone, and the bundle of this host's roots plus the job's CA.
+const CA_FILE: &str = "job-ca.crt";
+const BUNDLE_FILE: &str = "ca-bundle.crt";
+/// Where the steps find them: the bundle at the paths Debian, Ubuntu, Alpine and Go read, the CA alone
+/// for tools that add to their own roots (Node's NODE_EXTRA_CA_CERTS).
+const BUNDLE_PATHS: [&str; 2] = ["/etc/ssl/certs/ca-certificates.crt", "/etc/ssl/cert.pem"];
+const CA_PATH: &str = "/etc/reprod/job-ca.crt";
+/// This host's roots, the first of these that exists (Debian's, then Fedora's).
+const HOST_BUNDLES: [&str; 2] = [
+    "/etc/ssl/certs/ca-certificates.crt",
+    "/etc/pki/tls/certs/ca-bundle.crt",
+];
+
+/// Makes the job's CA and writes what the steps are given of it. Blocking.
+fn job_ca(root: &std::path::Path, job: &str) -> Result<(JobCa, TlsRecord), String> {
+    use std::io::Write;
+    let ca = JobCa::new(job).map_err(|e| e.to_string())?;
+    let pem = ca.pem().map_err(|e| e.to_string())?;
+    let dir = root.join(CA_DIR);
+    std::fs::create_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut bundle = HOST_BUNDLES
+        .iter()
+        .find_map(|p| std::fs::read(p).ok())
+        .unwrap_or_default();
+    if !bundle.is_empty() && !bundle.ends_with(b"\n") {
+        bundle.push(b'\n');
+    }
+    bundle.extend_from_slice(&pem);
+    for (name, bytes) in [(CA_FILE, &pem), (BUNDLE_FILE, &bundle)] {
+        let path = dir.join(name);
+        let mut f = crate::safe_fs::create_new(&path, 0o644)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        f.write_all(bytes)
+            .and_then(|()| f.sync_all())
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
+    let mut ca_paths: Vec<String> = BUNDLE_PATHS.iter().map(|p| p.to_string()).collect();
+    ca_paths.push(CA_PATH.to_string());
+    let record = TlsRecord {
+        ca_sha256: ca.fingerprint().map_err(|e| e.to_string())?,
+        ca_paths,
+        tunnel_only: Vec::new(),
+    };
+    Ok((ca, record))
 }
 
 /// The grant of a document: the first `[[sandbox.network.rules]]` entry naming one of its subjects, or
@@ -69,12 +120,30 @@ impl BuildNetwork {
             })?),
             _ => None,
         };
+        let (intercept, tls) = if network.intercept_tls {
+            let (root, id) = (job.dirs.root.clone(), job.id.clone());
+            let (ca, mut record) = tokio::task::spawn_blocking(move || job_ca(&root, &id))
+                .await
+                .map_err(|e| infra("making the job's CA", &e))?
+                .map_err(|e| infra("making the job's CA", &e))?;
+            let upstream = upstream_connector(&network.upstream_roots)
+                .map_err(|e| infra("the proxy's upstream roots", &e))?;
+            record.tunnel_only = network.tunnel_only.clone();
+            let interception = Interception {
+                ca,
+                upstream,
+                tunnel_only: network.tunnel_only.clone(),
+            };
+            (Some(interception), Some(record))
+        } else {
+            (None, None)
+        };
         let proxy = Proxy::with(Setup {
             allow,
             limits: network.limits(),
             cache: Some(cache),
             replay,
-            intercept: None,
+            intercept,
         });
         proxy
             .open_in(namespace.pid, PROXY_PORT)
@@ -84,6 +153,7 @@ impl BuildNetwork {
             grant,
             proxy,
             namespace,
+            tls,
         })
     }
 
@@ -96,6 +166,30 @@ impl BuildNetwork {
         }
         for name in ["NO_PROXY", "no_proxy"] {
             set_env(spec, name, NO_PROXY);
+        }
+        if self.tls.is_some() {
+            let file = |name: &str| std::path::PathBuf::from(CA_DIR).join(name);
+            for at in BUNDLE_PATHS {
+                spec.mounts.push(StepMount {
+                    workspace_subdir: file(BUNDLE_FILE),
+                    container_path: at.to_string(),
+                    read_only: true,
+                });
+            }
+            spec.mounts.push(StepMount {
+                workspace_subdir: file(CA_FILE),
+                container_path: CA_PATH.to_string(),
+                read_only: true,
+            });
+            for name in [
+                "SSL_CERT_FILE",
+                "CURL_CA_BUNDLE",
+                "REQUESTS_CA_BUNDLE",
+                "GIT_SSL_CAINFO",
+            ] {
+                set_env(spec, name, BUNDLE_PATHS[0]);
+            }
+            set_env(spec, "NODE_EXTRA_CA_CERTS", CA_PATH);
         }
     }
 
@@ -113,6 +207,7 @@ impl BuildNetwork {
             replayed_from: self.grant.replay.as_ref().map(|r| r.from.clone()),
             proxy: proxy_url(),
             no_proxy: NO_PROXY.to_string(),
+            tls: self.tls.clone(),
             exchanges: self.proxy.exchanges(),
         }
     }

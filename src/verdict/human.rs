@@ -59,6 +59,14 @@ impl Verdict {
                 net.exchanges.len(),
                 net.refusals_since(0).count()
             );
+            if let Some(tls) = &net.tls {
+                let _ = writeln!(
+                    s,
+                    "  TLS intercepted with the job's CA {} (given to the steps at {})",
+                    tls.ca_sha256,
+                    tls.ca_paths.join(", ")
+                );
+            }
             for e in net.exchanges.iter().take(20) {
                 let _ = writeln!(
                     s,

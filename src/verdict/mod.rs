@@ -10,7 +10,7 @@ mod network;
 mod outcome;
 
 pub use decide::{decide, judge_subjects, subjects_of};
-pub use network::{refused_sentence, NetworkRecord};
+pub use network::{refused_sentence, NetworkRecord, TlsRecord};
 pub use outcome::{Ending, RebuildOutcome, Reused};
 
 use crate::oci::Outputs;

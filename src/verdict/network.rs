@@ -23,8 +23,22 @@ pub struct NetworkRecord {
     pub proxy: String,
     /// `NO_PROXY` as the steps were given it.
     pub no_proxy: String,
+    /// TLS interception, when on: the job's CA the steps were given, and what was not intercepted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsRecord>,
     /// Every request and tunnel, in the order the proxy received them.
     pub exchanges: Vec<Exchange>,
+}
+
+/// The job's CA and where the steps found it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TlsRecord {
+    /// `sha256:` of the CA certificate's DER.
+    pub ca_sha256: String,
+    /// Paths in the step containers holding the CA (with this host's roots, for the bundle paths).
+    pub ca_paths: Vec<String>,
+    /// Hosts whose TLS passed through as bytes.
+    pub tunnel_only: Vec<String>,
 }
 
 impl NetworkRecord {

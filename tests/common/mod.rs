@@ -46,6 +46,19 @@ pub fn builder_image() -> &'static str {
     })
 }
 
+/// The Debian builder image (curl, ca-certificates, skopeo, wget), made from Debian packages by
+/// scripts/debian-builder-image.sh and pushed to the local registry once; pinned by digest.
+pub fn debian_builder_image() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        sh(&mut Command::new(
+            project_root().join("scripts/debian-builder-image.sh"),
+        ))
+        .trim()
+        .to_string()
+    })
+}
+
 /// A git repository (bare, reached through `file://`) holding the example project plus extra files.
 pub struct Repo {
     pub dir: tempfile::TempDir,
