@@ -259,6 +259,10 @@ pub const OTHER_VARIABLES: &[&str] = &[
     "REPROD_CORPUS",
     "REPROD_JOBS_CRASH_DIR",
     "REPROD_JOBS_CRASH_START",
+    // scripts/debian-builder-image.sh: its mirrors, and a forced rebuild.
+    "REPROD_DEBIAN_MIRROR",
+    "REPROD_DEBIAN_SECURITY",
+    "REPROD_REBUILD",
 ];
 
 /// Bearer tokens shorter than this are refused at load: an empty or short one can be guessed (an empty

@@ -252,6 +252,78 @@ fn an_https_download_is_intercepted_with_the_job_ca_and_recorded_by_url_and_dige
 }
 
 #[test]
+fn a_push_lands_in_the_sink_is_compared_with_the_subject_and_goes_nowhere() {
+    let repo = Repo::hello();
+    let [hello, _, _] = repo
+        .reference_build(&HELLO_SCRIPT.replace("$(workspaces.source.path)", "/workspace/source"));
+    // Step 1 builds the layout in the workspace (busybox, as the reference did); step 2 moves it out of
+    // the workspace and pushes it with skopeo to a registry name that resolves nowhere. The pushed
+    // manifest is then the only output with the subject's digest.
+    let step = |name: &str, image: &str, script: &str| {
+        serde_json::json!({
+            "entryPoint": script,
+            "arguments": null,
+            "environment": {"container": name, "image": image},
+            "annotations": null
+        })
+    };
+    let push = "#!/bin/sh\nset -e\ncd /workspace/source\nmv out /tmp/out\n\
+                skopeo copy --preserve-digests oci:/tmp/out/hello docker://registry.example.test/team/app:1\n";
+    let prov = serde_json::json!({
+        "_type": "https://in-toto.io/Statement/v0.1",
+        "predicateType": "https://tekton.dev/chains/provenance",
+        "subject": [subject("registry.example.test/team/app", &hello)],
+        "predicate": {
+            "invocation": {"parameters": [], "recipe_uri": "task://test", "builder.id": "test"},
+            "recipe": {"steps": [
+                step("build", builder_image(), HELLO_SCRIPT),
+                step("push", debian_builder_image(), push),
+            ]},
+            "materials": [{"uri": repo.url, "digest": {"revision": repo.commit}}]
+        }
+    });
+    // Nothing upstream is allowed at all: the push needs nothing but the sink.
+    let (code, v, stderr) = reprod().rebuild_with(&prov, &["--network", "proxy"]);
+    assert_eq!(v["status"], "reproducible", "{v:#}\n{stderr}");
+    assert_eq!(code, 0);
+    let s = &v["subjects"][0];
+    assert_eq!(s["state"], "matched", "{s}");
+    // ... by the pushed image, the only output with that digest.
+    let holding: Vec<&str> = v["outputs"]["images"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| {
+            i["digests"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|d| d == hello.as_str())
+        })
+        .map(|i| i["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(holding, vec!["registry-sink"], "{:#}", v["outputs"]);
+    let net = &v["network"];
+    assert_eq!(
+        net["pushed"][0]["reference"], "registry.example.test/team/app:1",
+        "{net:#}"
+    );
+    assert_eq!(net["pushed"][0]["digest"], hello.as_str());
+    let exchanges = net["exchanges"].as_array().unwrap();
+    assert!(
+        exchanges.iter().any(|e| e["method"] == "PUT"
+            && e["url"] == "https://registry.example.test/v2/team/app/manifests/1"
+            && e["sink"] == true),
+        "{exchanges:#?}"
+    );
+    // Every exchange was the sink's: nothing was forwarded, nothing refused.
+    assert!(
+        exchanges.iter().all(|e| e["sink"] == true),
+        "{exchanges:#?}"
+    );
+}
+
+#[test]
 fn without_a_network_grant_a_step_reaches_nothing_and_records_nothing() {
     let up = Upstream::start("127.0.0.1", b"never served".to_vec());
     let url = format!("http://127.0.0.1:{}/deps/lib-1.0.tar", up.port);

@@ -437,6 +437,7 @@ fn intercepting(
             upstream: upstream_connector(roots).unwrap(),
             tunnel_only: tunnel_only.iter().map(|s| s.to_string()).collect(),
         }),
+        sink: None,
     };
     (Proxy::with(setup), pem)
 }

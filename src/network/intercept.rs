@@ -23,9 +23,12 @@ pub(super) async fn intercept(
 ) -> Response<ProxyBody> {
     let method = req.method().clone();
     let target = format!("{host}:{port}");
-    // In replay, every request inside is answered from the record; otherwise the host must be one the
-    // allow-list can let an HTTPS request through to.
-    if state.replay.is_none() && state.allow.allows_origin(&host, port).is_none() {
+    // In replay, every request inside is answered from the record, and with a sink a push to any host
+    // lands in it; otherwise the host must be one the allow-list can let an HTTPS request through to.
+    if state.replay.is_none()
+        && state.sink.is_none()
+        && state.allow.allows_origin(&host, port).is_none()
+    {
         return refuse(
             &state,
             &method,
@@ -67,6 +70,7 @@ pub(super) async fn intercept(
                 refused: Some(format!(
                     "the build's TLS handshake with the proxy failed ({e}): it must trust the job's CA (SSL_CERT_FILE)"
                 )),
+                sink: false,
             });
             return;
         }
@@ -109,10 +113,15 @@ async fn inside(
         let why = format!("the job's {} requests are spent", state.limits.max_requests);
         return refuse(&state, &method, &url, why);
     }
+    let allowed = state.allow.allows_request("https", host, port, &path);
+    let req = match super::sink::to_sink(&state, &url, &authority, allowed.is_some(), req).await {
+        Ok(answer) => return answer,
+        Err(req) => req,
+    };
     if state.replay.is_some() {
         return super::replay::serve(state, &method, url).await;
     }
-    let Some(grant) = state.allow.allows_request("https", host, port, &path) else {
+    let Some(grant) = allowed else {
         let why = format!("{url} is not on the allow-list");
         return refuse(&state, &method, &url, why);
     };

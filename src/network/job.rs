@@ -52,6 +52,10 @@ pub struct Exchange {
     /// Why the proxy refused it: this rebuilder's policy, not the build's doing.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub refused: Option<String>,
+    /// Answered by the job's registry sink (a push, or a read of what was pushed): nothing left this
+    /// rebuilder.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sink: bool,
 }
 
 pub(super) struct State {
@@ -63,6 +67,8 @@ pub(super) struct State {
     pub(super) replay: Option<Mutex<super::replay_set::ReplaySet>>,
     /// TLS interception with the job's CA.
     pub(super) intercept: Option<super::tls::Interception>,
+    /// Where the build's registry pushes land.
+    pub(super) sink: Option<std::sync::Arc<super::sink_store::Sink>>,
     pub(super) requests: AtomicU64,
     pub(super) bytes: AtomicU64,
     pub(super) log: Mutex<Vec<Exchange>>,
@@ -146,6 +152,7 @@ pub(super) fn refuse(
         bytes: 0,
         sha256: None,
         refused: Some(why.clone()),
+        sink: false,
     });
     text(
         StatusCode::FORBIDDEN,

@@ -20,6 +20,8 @@ mod job;
 pub mod proxy;
 pub mod replay;
 mod replay_set;
+pub mod sink;
+mod sink_store;
 pub mod tls;
 mod tunnel;
 mod upstream;

@@ -19,6 +19,7 @@ use super::allow::AllowList;
 use super::cache::Cache;
 use super::job::{connect, refuse, Exchange, Limits, ProxyBody, State};
 use super::replay::ReplaySet;
+use super::sink::Sink;
 use super::tls::Interception;
 
 /// What a job's proxy lets through and does with it.
@@ -31,6 +32,8 @@ pub struct Setup {
     pub replay: Option<ReplaySet>,
     /// End the build's TLS with the job's CA, to see and record HTTPS exchanges.
     pub intercept: Option<Interception>,
+    /// Where the build's registry pushes land (never forwarded).
+    pub sink: Option<Arc<Sink>>,
 }
 
 /// A job's proxy: its allow-list, budget and record, served on the listeners it is given. A rebuild serves
@@ -51,6 +54,7 @@ impl Proxy {
             cache: None,
             replay: None,
             intercept: None,
+            sink: None,
         })
     }
 
@@ -64,6 +68,7 @@ impl Proxy {
                 cache: setup.cache,
                 replay: setup.replay.map(Mutex::new),
                 intercept: setup.intercept,
+                sink: setup.sink,
                 requests: AtomicU64::new(0),
                 bytes: AtomicU64::new(0),
                 log: Mutex::new(Vec::new()),
@@ -171,9 +176,6 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBody
     if method == Method::CONNECT {
         return super::tunnel::tunnel(state, req).await;
     }
-    if state.replay.is_some() {
-        return super::replay::serve(state, &method, url).await;
-    }
     forward(state, req).await
 }
 
@@ -198,7 +200,17 @@ async fn forward(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBod
         authority.port_u16().unwrap_or(80),
     );
     let path = uri.path_and_query().map_or("/", |p| p.as_str()).to_string();
-    let Some(grant) = state.allow.allows_request("http", &host, port, &path) else {
+    let allowed = state.allow.allows_request("http", &host, port, &path);
+    let req = match super::sink::to_sink(&state, &url, authority.as_str(), allowed.is_some(), req)
+        .await
+    {
+        Ok(answer) => return answer,
+        Err(req) => req,
+    };
+    if state.replay.is_some() {
+        return super::replay::serve(state, &method, url).await;
+    }
+    let Some(grant) = allowed else {
         return refuse(
             &state,
             &method,

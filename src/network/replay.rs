@@ -81,6 +81,7 @@ pub(super) async fn serve(state: Arc<State>, method: &Method, url: String) -> Re
         bytes: 0,
         sha256: None,
         refused: None,
+        sink: false,
     });
     let body = Checked {
         inner: ReaderStream::new(file),

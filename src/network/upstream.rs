@@ -76,6 +76,7 @@ where
         bytes: 0,
         sha256: None,
         refused: None,
+        sink: false,
     });
     let (mut parts, body) = answer.into_parts();
     for h in HOP_BY_HOP {

@@ -52,6 +52,30 @@ fn is_zero(n: &usize) -> bool {
 }
 
 impl Outputs {
+    /// Adds what a second scan found (of a directory beside the scanned root), its paths under `prefix`.
+    pub fn absorb(&mut self, other: Outputs, prefix: &str) {
+        let under = |p: &str| {
+            if p.is_empty() || p == "." {
+                prefix.to_string()
+            } else {
+                format!("{prefix}/{p}")
+            }
+        };
+        for mut image in other.images {
+            image.path = under(&image.path);
+            self.images.push(image);
+        }
+        for mut file in other.files {
+            file.path = under(&file.path);
+            self.files.push(file);
+        }
+        self.files_omitted += other.files_omitted;
+        self.problems.extend(other.problems);
+        self.problems_omitted += other.problems_omitted;
+        self.stopped = self.stopped.take().or(other.stopped);
+        self.host_fault |= other.host_fault;
+    }
+
     /// True when some image whose every blob was verified, or some file (that is not a copy of an image's
     /// index or manifest), has exactly this digest.
     pub fn contains(&self, digest: &str) -> bool {

@@ -399,8 +399,18 @@ async fn run_in(job: &Job<'_>, outcome: &mut RebuildOutcome) -> Result<Ending, R
     let mut subjects = crate::verdict::subjects_of(job.admitted);
     let wanted: std::collections::HashSet<String> =
         subjects.iter().map(|s| s.digest.clone()).collect();
+    let sink = dirs.path(network::SINK_DIR);
     let outputs = tokio::task::spawn_blocking(move || {
-        oci::collect_within(&root, limits, &wanted).without_inputs(&inputs)
+        let mut outputs =
+            oci::collect_within(&root, limits.clone(), &wanted).without_inputs(&inputs);
+        // What the build pushed is an output too: the sink is a layout of its own.
+        if sink.join("index.json").is_file() {
+            outputs.absorb(
+                oci::collect_within(&sink, limits, &wanted),
+                network::SINK_DIR,
+            );
+        }
+        outputs
     })
     .await
     .map_err(|e| RebuildError::Infrastructure(format!("output scan failed: {e}")))?;

@@ -4,6 +4,7 @@
 use reprod_sandbox::{JobNetwork, StepMount, StepSpec};
 
 use super::{Job, RebuildError};
+use crate::network::sink::Sink;
 use crate::network::tls::{upstream_connector, Interception, JobCa};
 use crate::network::{AllowList, Cache, JobGrant, NetworkMode, Proxy, Setup};
 use crate::verdict::{NetworkRecord, TlsRecord};
@@ -19,7 +20,13 @@ pub(super) struct BuildNetwork {
     namespace: JobNetwork,
     /// With TLS interception: the job's CA as the steps find it.
     tls: Option<TlsRecord>,
+    /// Where the build's pushes land.
+    sink: std::sync::Arc<Sink>,
 }
+
+/// The job directory's folder holding the registry sink (an OCI layout once something is pushed; read
+/// by the output scan, never mounted into a step).
+pub(super) const SINK_DIR: &str = "registry-sink";
 
 /// The job directory's folder for the CA files mounted into the steps (read-only).
 const CA_DIR: &str = "network";
@@ -120,6 +127,12 @@ impl BuildNetwork {
             })?),
             _ => None,
         };
+        let sink_dir = job.dirs.path(SINK_DIR);
+        let sink = tokio::task::spawn_blocking(move || Sink::open(&sink_dir))
+            .await
+            .map_err(|e| infra("opening the registry sink", &e))?
+            .map_err(|e| infra("opening the registry sink", &e))?;
+        let sink = std::sync::Arc::new(sink);
         let (intercept, tls) = if network.intercept_tls {
             let (root, id) = (job.dirs.root.clone(), job.id.clone());
             let (ca, mut record) = tokio::task::spawn_blocking(move || job_ca(&root, &id))
@@ -144,6 +157,7 @@ impl BuildNetwork {
             cache: Some(cache),
             replay,
             intercept,
+            sink: Some(sink.clone()),
         });
         proxy
             .open_in(namespace.pid, PROXY_PORT)
@@ -154,6 +168,7 @@ impl BuildNetwork {
             proxy,
             namespace,
             tls,
+            sink,
         })
     }
 
@@ -208,6 +223,7 @@ impl BuildNetwork {
             proxy: proxy_url(),
             no_proxy: NO_PROXY.to_string(),
             tls: self.tls.clone(),
+            pushed: self.sink.pushed(),
             exchanges: self.proxy.exchanges(),
         }
     }

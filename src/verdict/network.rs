@@ -26,6 +26,9 @@ pub struct NetworkRecord {
     /// TLS interception, when on: the job's CA the steps were given, and what was not intercepted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsRecord>,
+    /// What the build pushed, caught by the job's registry sink (never forwarded): each is an output.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pushed: Vec<crate::network::sink::Pushed>,
     /// Every request and tunnel, in the order the proxy received them.
     pub exchanges: Vec<Exchange>,
 }
