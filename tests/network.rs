@@ -438,6 +438,7 @@ fn intercepting(
             tunnel_only: tunnel_only.iter().map(|s| s.to_string()).collect(),
         }),
         sink: None,
+        allow_tag_pulls: false,
     };
     (Proxy::with(setup), pem)
 }
@@ -574,4 +575,68 @@ async fn an_untrusted_upstream_is_refused_and_a_tunnel_only_host_passes_as_bytes
     assert_eq!(record[0].method, "CONNECT");
     assert_eq!(record[0].url, format!("127.0.0.1:{}", up.port));
     assert!(record[0].sha256.is_none() && record[0].bytes > body.len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pulls_by_digest_are_verified_and_served_from_the_shared_cache_and_tags_are_refused() {
+    let layer = b"a base image layer, pinned by digest\n".repeat(5000);
+    let digest = sha256(&layer);
+    let up = Upstream::start("127.0.0.1", layer.clone());
+    let cache_dir = tempfile::tempdir().unwrap();
+    let start = |allow_tag_pulls: bool| {
+        let setup = reprod::network::Setup {
+            allow: AllowList::parse(&[format!("127.0.0.1:{}", up.port)]).unwrap(),
+            limits: Limits::default(),
+            cache: Some(reprod::network::Cache::open(cache_dir.path(), 1 << 30).unwrap()),
+            replay: None,
+            intercept: None,
+            sink: None,
+            allow_tag_pulls,
+        };
+        Proxy::start_with(Proxy::with(setup))
+    };
+    let p = start(false).await.unwrap();
+    let blob = |d: &str| format!("http://127.0.0.1:{}/v2/team/base/blobs/{d}", up.port);
+    let (status, body) = ask(p.addr().unwrap(), get(&blob(&digest))).await;
+    assert_eq!((status, body.len()), (200, layer.len()));
+    assert_eq!(body, layer);
+    assert_eq!(up.requests().len(), 1);
+    // The same digest again, from another job's proxy: from the shared cache, the upstream not asked.
+    let other_job = start(false).await.unwrap();
+    let (status, body) = ask(other_job.addr().unwrap(), get(&blob(&digest))).await;
+    assert_eq!((status, body == layer), (200, true));
+    assert_eq!(up.requests().len(), 1, "a cached digest went upstream");
+    assert!(other_job.stop()[0].cached);
+    // An upstream that answers a digest with other bytes: nothing of them reaches the build.
+    let tampered = sha256(b"the bytes this digest really names");
+    let (status, body) = ask(p.addr().unwrap(), get(&blob(&tampered))).await;
+    assert_eq!(status, 403);
+    assert!(
+        String::from_utf8_lossy(&body).contains("hash to"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    assert!(
+        !body.windows(20).any(|w| w == &layer[..20]),
+        "tampered bytes were passed on"
+    );
+    // A pull by tag is not pinned: refused by default ...
+    let tag = format!("http://127.0.0.1:{}/v2/team/base/manifests/latest", up.port);
+    let (status, body) = ask(p.addr().unwrap(), get(&tag)).await;
+    assert_eq!(status, 403);
+    assert!(String::from_utf8_lossy(&body).contains("allow_tag_pulls"));
+    let record = p.stop();
+    assert!(
+        record[1].refused.as_deref().unwrap().contains("hash to"),
+        "{record:#?}"
+    );
+    // ... and recorded as an unpinned input where the policy lets it through.
+    let lenient = start(true).await.unwrap();
+    let (status, _) = ask(lenient.addr().unwrap(), get(&tag)).await;
+    assert_eq!(status, 200);
+    let record = lenient.stop();
+    assert!(
+        record[0].unpinned && record[0].refused.is_none(),
+        "{record:#?}"
+    );
 }

@@ -71,6 +71,9 @@ pub struct NetworkConfig {
     pub intercept_tls: bool,
     /// Hosts (`host`, `*.domain`) whose TLS is never intercepted: recorded by host, port and bytes only.
     pub tunnel_only: Vec<String>,
+    /// Let registry pulls by tag through (each recorded as an unpinned input); refused by default: a
+    /// rebuild pulls what the provenance pinned, by digest.
+    pub allow_tag_pulls: bool,
     /// PEM files of roots the proxy trusts for upstreams, beside this host's.
     pub upstream_roots: Vec<std::path::PathBuf>,
     /// The content-addressed cache of fetched bodies (`<data_dir>/network-cache`), least recently used
@@ -106,6 +109,7 @@ impl Default for NetworkConfig {
             cache_bytes: 10 << 30,
             intercept_tls: true,
             tunnel_only: Vec::new(),
+            allow_tag_pulls: false,
             upstream_roots: Vec::new(),
             replay: None,
         }

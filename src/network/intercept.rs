@@ -70,7 +70,7 @@ pub(super) async fn intercept(
                 refused: Some(format!(
                     "the build's TLS handshake with the proxy failed ({e}): it must trust the job's CA (SSL_CERT_FILE)"
                 )),
-                sink: false,
+                ..Default::default()
             });
             return;
         }
@@ -125,50 +125,71 @@ async fn inside(
         let why = format!("{url} is not on the allow-list");
         return refuse(&state, &method, &url, why);
     };
-    let tcp = match connect(&state, host, port, grant.names_address).await {
-        Ok(s) => s,
+    let names_address = grant.names_address;
+    let (req, unpinned) = match super::registry::route(&state, &url, req) {
+        Ok(super::registry::Route::Pinned(digest, req)) => {
+            let (s, h, a) = (state.clone(), host.to_string(), authority.clone());
+            return super::registry::pull_through(
+                state,
+                url,
+                &authority,
+                &path,
+                req,
+                digest,
+                || async move {
+                    upstream_tls(&s, &h, port, names_address, &a)
+                        .await
+                        .map(TokioIo::new)
+                },
+            )
+            .await;
+        }
+        Ok(super::registry::Route::Onward(req, unpinned)) => (req, unpinned),
         Err(why) => return refuse(&state, &method, &url, why),
     };
+    match upstream_tls(&state, host, port, names_address, &authority).await {
+        Ok(tls) => {
+            super::upstream::send(
+                state,
+                url,
+                &authority,
+                &path,
+                req,
+                TokioIo::new(tls),
+                unpinned,
+            )
+            .await
+        }
+        Err(why) => refuse(&state, &method, &url, why),
+    }
+}
+
+/// A TLS connection to the upstream `host:port`, its certificate and name verified.
+async fn upstream_tls(
+    state: &State,
+    host: &str,
+    port: u16,
+    names_address: bool,
+    authority: &str,
+) -> Result<tokio_openssl::SslStream<tokio::net::TcpStream>, String> {
+    let tcp = connect(state, host, port, names_address).await?;
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let ssl = state
         .intercept
         .as_ref()
-        .ok_or_else(|| "no interception".to_string())
-        .and_then(|i| {
-            i.upstream
-                .configure()
-                .and_then(|c| c.into_ssl(bare))
-                .map_err(|e| e.to_string())
-        });
-    let ssl = match ssl {
-        Ok(ssl) => ssl,
-        Err(e) => {
-            return refuse(
-                &state,
-                &method,
-                &url,
-                format!("TLS towards {authority}: {e}"),
-            )
-        }
-    };
-    let mut tls = match tokio_openssl::SslStream::new(ssl, tcp) {
-        Ok(t) => t,
-        Err(e) => {
-            return refuse(
-                &state,
-                &method,
-                &url,
-                format!("TLS towards {authority}: {e}"),
-            )
-        }
-    };
+        .ok_or_else(|| "no interception".to_string())?
+        .upstream
+        .configure()
+        .and_then(|c| c.into_ssl(bare))
+        .map_err(|e| format!("TLS towards {authority}: {e}"))?;
+    let mut tls = tokio_openssl::SslStream::new(ssl, tcp)
+        .map_err(|e| format!("TLS towards {authority}: {e}"))?;
     if let Err(e) = Pin::new(&mut tls).connect().await {
         let detail = tls.ssl().verify_result().error_string();
-        let why = format!(
+        return Err(format!(
             "the upstream {authority} is not trusted ({e}; {detail}): its certificate must chain to this \
              host's roots or sandbox.network.upstream_roots"
-        );
-        return refuse(&state, &method, &url, why);
+        ));
     }
-    super::upstream::send(state, url, &authority, &path, req, TokioIo::new(tls)).await
+    Ok(tls)
 }

@@ -38,7 +38,7 @@ impl Default for Limits {
 }
 
 /// One request or tunnel of a build, as the proxy saw it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Exchange {
     pub method: String,
     /// The URL requested (`host:port` for a tunnel).
@@ -56,6 +56,12 @@ pub struct Exchange {
     /// rebuilder.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub sink: bool,
+    /// A pull by digest served from the cache all jobs share: the upstream was not asked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cached: bool,
+    /// A pull by tag: an input not pinned by digest (allowed only by `sandbox.network.allow_tag_pulls`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unpinned: bool,
 }
 
 pub(super) struct State {
@@ -67,6 +73,8 @@ pub(super) struct State {
     pub(super) replay: Option<Mutex<super::replay_set::ReplaySet>>,
     /// TLS interception with the job's CA.
     pub(super) intercept: Option<super::tls::Interception>,
+    /// Pulls by tag are let through (and recorded as unpinned).
+    pub(super) allow_tag_pulls: bool,
     /// Where the build's registry pushes land.
     pub(super) sink: Option<std::sync::Arc<super::sink_store::Sink>>,
     pub(super) requests: AtomicU64,
@@ -152,7 +160,7 @@ pub(super) fn refuse(
         bytes: 0,
         sha256: None,
         refused: Some(why.clone()),
-        sink: false,
+        ..Default::default()
     });
     text(
         StatusCode::FORBIDDEN,

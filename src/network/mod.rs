@@ -18,6 +18,7 @@ pub mod config;
 mod intercept;
 mod job;
 pub mod proxy;
+mod registry;
 pub mod replay;
 mod replay_set;
 pub mod sink;

@@ -34,6 +34,8 @@ pub struct Setup {
     pub intercept: Option<Interception>,
     /// Where the build's registry pushes land (never forwarded).
     pub sink: Option<Arc<Sink>>,
+    /// Let registry pulls by tag through (recorded as unpinned); refused otherwise.
+    pub allow_tag_pulls: bool,
 }
 
 /// A job's proxy: its allow-list, budget and record, served on the listeners it is given. A rebuild serves
@@ -55,6 +57,7 @@ impl Proxy {
             replay: None,
             intercept: None,
             sink: None,
+            allow_tag_pulls: false,
         })
     }
 
@@ -69,6 +72,7 @@ impl Proxy {
                 replay: setup.replay.map(Mutex::new),
                 intercept: setup.intercept,
                 sink: setup.sink,
+                allow_tag_pulls: setup.allow_tag_pulls,
                 requests: AtomicU64::new(0),
                 bytes: AtomicU64::new(0),
                 log: Mutex::new(Vec::new()),
@@ -218,6 +222,29 @@ async fn forward(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBod
             format!("{url} is not on the allow-list"),
         );
     };
+    let req = match super::registry::route(&state, &url, req) {
+        Ok(super::registry::Route::Pinned(digest, req)) => {
+            let names_address = grant.names_address;
+            let s = state.clone();
+            return super::registry::pull_through(
+                state,
+                url,
+                authority.as_str(),
+                &path,
+                req,
+                digest,
+                || async move {
+                    connect(&s, &host, port, names_address)
+                        .await
+                        .map(TokioIo::new)
+                },
+            )
+            .await;
+        }
+        Ok(super::registry::Route::Onward(req, unpinned)) => (req, unpinned),
+        Err(why) => return refuse(&state, &method, &url, why),
+    };
+    let (req, unpinned) = req;
     let stream = match connect(&state, &host, port, grant.names_address).await {
         Ok(s) => s,
         Err(why) => return refuse(&state, &method, &url, why),
@@ -229,6 +256,7 @@ async fn forward(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBod
         &path,
         req,
         TokioIo::new(stream),
+        unpinned,
     )
     .await
 }

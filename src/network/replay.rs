@@ -50,6 +50,18 @@ pub(super) async fn serve(state: Arc<State>, method: &Method, url: String) -> Re
         );
         return refuse(&state, method, &url, why);
     };
+    serve_cached(state, method, url, digest, false).await
+}
+
+/// Serves the cached body `digest` for `url`, checked as it passes; `shared` marks a pull served from
+/// the cache all jobs share (the upstream not asked).
+pub(super) async fn serve_cached(
+    state: Arc<State>,
+    method: &Method,
+    url: String,
+    digest: String,
+    shared: bool,
+) -> Response<ProxyBody> {
     let Some(cache) = state.cache.clone() else {
         return refuse(
             &state,
@@ -68,9 +80,7 @@ pub(super) async fn serve(state: Arc<State>, method: &Method, url: String) -> Re
         None => None,
     };
     let Some(file) = opened else {
-        let why = format!(
-            "{url} was recorded as {digest}, but the network cache no longer holds that body"
-        );
+        let why = format!("{url} names {digest}, but the network cache no longer holds that body");
         return refuse(&state, method, &url, why);
     };
     let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
@@ -81,10 +91,11 @@ pub(super) async fn serve(state: Arc<State>, method: &Method, url: String) -> Re
         bytes: 0,
         sha256: None,
         refused: None,
-        sink: false,
+        cached: shared,
+        ..Default::default()
     });
     let body = Checked {
-        inner: ReaderStream::new(file),
+        inner: ReaderStream::with_capacity(file, 256 << 10),
         state,
         at,
         hasher: Some(Sha256::new()),

@@ -491,6 +491,7 @@ pub(super) async fn to_sink(
         sha256: None,
         refused: None,
         sink: true,
+        ..Default::default()
     });
     Ok(answer)
 }

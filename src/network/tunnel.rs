@@ -56,7 +56,7 @@ pub(super) async fn tunnel(state: Arc<State>, req: Request<Incoming>) -> Respons
         bytes: 0,
         sha256: None,
         refused: None,
-        sink: false,
+        ..Default::default()
     });
     tokio::spawn(async move {
         let Ok(upgraded) = hyper::upgrade::on(req).await else {

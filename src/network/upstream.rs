@@ -14,7 +14,7 @@ use super::cache::Cache;
 use super::job::{refuse, text, BoxError, Exchange, ProxyBody, State};
 
 /// Headers that belong to one hop, never forwarded (RFC 9110 §7.6.1).
-const HOP_BY_HOP: [&str; 8] = [
+pub(super) const HOP_BY_HOP: [&str; 8] = [
     "connection",
     "proxy-connection",
     "keep-alive",
@@ -34,6 +34,7 @@ pub(super) async fn send<I>(
     path: &str,
     req: Request<Incoming>,
     io: I,
+    unpinned: bool,
 ) -> Response<ProxyBody>
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -76,7 +77,8 @@ where
         bytes: 0,
         sha256: None,
         refused: None,
-        sink: false,
+        unpinned,
+        ..Default::default()
     });
     let (mut parts, body) = answer.into_parts();
     for h in HOP_BY_HOP {

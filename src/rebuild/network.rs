@@ -158,6 +158,7 @@ impl BuildNetwork {
             replay,
             intercept,
             sink: Some(sink.clone()),
+            allow_tag_pulls: network.allow_tag_pulls,
         });
         proxy
             .open_in(namespace.pid, PROXY_PORT)
