@@ -497,3 +497,80 @@ fn fetch_attestation(d: &Daemon, job: &str) -> (u16, Vec<u8>) {
     let status = String::from_utf8_lossy(&text[cut + 1..]).parse().unwrap();
     (status, text[..cut].to_vec())
 }
+
+/// The daemon killed with SIGKILL while a step's download is half-way: the next daemon on the same data
+/// directory sweeps the job's containers (its network holder among them), rebuilds the job, and the
+/// cache holds the whole body and no partial one.
+#[test]
+fn a_kill_9_mid_download_leaves_nothing_a_restart_cannot_use() {
+    let tarball = b"a download the daemon dies in the middle of\n".repeat(20_000);
+    let up = Upstream::start_stalling("127.0.0.1", tarball.clone(), 1);
+    let url = format!("http://127.0.0.1:{}/deps/lib-1.0.tar", up.port);
+    let data = tempfile::tempdir().unwrap();
+    let mut env: Vec<(&str, String)> = holder_env();
+    env.push(("REPROD_SANDBOX_NETWORK_MODE", "proxy".into()));
+    env.push((
+        "REPROD_SANDBOX_NETWORK_ALLOW",
+        format!(r#"["127.0.0.1:{}"]"#, up.port),
+    ));
+    env.push(("REPROD_SERVER_LEASE_SECS", "5".into()));
+    let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let repo = Repo::hello();
+    let doc = repo.provenance(
+        vec![subject("lib.tar", &sha256(&tarball))],
+        &fetching_script(&url, ""),
+    );
+    let mut d = Daemon::start(data.path(), &extra);
+    let first_pid = d.child.id();
+    let (code, answer) = d.submit(&doc);
+    assert_eq!(code, 202, "{answer}");
+    let id = answer["jobs"][0]["id"].as_str().unwrap().to_string();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while up.requests().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the step never fetched"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Half the body has passed the proxy: the cache is writing it.
+    std::thread::sleep(Duration::from_millis(500));
+    d.signal("-KILL");
+    d.wait_exit(Duration::from_secs(10));
+    assert!(
+        !containers_of(&[first_pid]).is_empty(),
+        "the killed daemon left no container (the test did not catch the step)"
+    );
+    let partial: Vec<String> = std::fs::read_dir(data.path().join("network-cache"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        partial.len() == 1 && partial[0].starts_with("tmp-"),
+        "the kill did not catch a body half-kept: {partial:?}"
+    );
+
+    let mut d = Daemon::start(data.path(), &extra);
+    let done = d.wait_job(&id, "done", Duration::from_secs(180));
+    assert_eq!(done["verdict"]["status"], "reproducible", "{done:#}");
+    assert!(done["attempt"].as_u64().unwrap() >= 2, "{done:#}");
+    assert_eq!(up.requests().len(), 2, "the retry fetched again, once");
+    assert!(
+        containers_of(&[first_pid]).is_empty(),
+        "the killed daemon's containers are still there: {:?}",
+        containers_of(&[first_pid])
+    );
+    let cache: Vec<String> = std::fs::read_dir(data.path().join("network-cache"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        cache,
+        vec![sha256(&tarball)["sha256:".len()..].to_string()],
+        "the cache holds the whole body, under its digest, and nothing half-written"
+    );
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(60)), Some(0));
+}

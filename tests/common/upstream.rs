@@ -15,6 +15,12 @@ pub struct Upstream {
 
 impl Upstream {
     pub fn start(ip: &str, body: Vec<u8>) -> Upstream {
+        Upstream::start_stalling(ip, body, 0)
+    }
+
+    /// Like [`Upstream::start`], but the first `stalls` answers send half the body and then stall (until
+    /// the client goes away): a download caught mid-way.
+    pub fn start_stalling(ip: &str, body: Vec<u8>, stalls: usize) -> Upstream {
         let listener = TcpListener::bind((ip, 0)).unwrap();
         let port = listener.local_addr().unwrap().port();
         let seen = Arc::new(Mutex::new(Vec::new()));
@@ -22,6 +28,7 @@ impl Upstream {
         let stopped = Arc::new(AtomicBool::new(false));
         let stop = stopped.clone();
         std::thread::spawn(move || {
+            let mut answered = 0usize;
             for stream in listener.incoming() {
                 if stop.load(Ordering::SeqCst) {
                     // The listener goes with this thread: the port is closed.
@@ -42,6 +49,17 @@ impl Upstream {
                     "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
                     body.len()
                 );
+                answered += 1;
+                if answered <= stalls {
+                    let _ = s.write_all(&body[..body.len() / 2]);
+                    let _ = s.flush();
+                    // Held open, the rest never sent, until the client goes away.
+                    std::thread::spawn(move || {
+                        let mut b = [0u8; 1];
+                        while s.read(&mut b).unwrap_or(0) > 0 {}
+                    });
+                    continue;
+                }
                 let _ = s.write_all(&body);
             }
         });
