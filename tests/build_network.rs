@@ -207,6 +207,7 @@ fn an_https_download_is_intercepted_with_the_job_ca_and_recorded_by_url_and_dige
     let script = format!(
         "#!/bin/sh\nset -e\ncd $(workspaces.source.path)\n\
          test -s /etc/reprod/job-ca.crt\n\
+         ! grep -qF \"$(sed -n 2p /etc/reprod/job-ca.crt)\" /etc/ssl/certs/ca-certificates.crt\n\
          curl -sSf --noproxy '' -o lib.tar {url}\n"
     );
     let prov = chains_provenance(

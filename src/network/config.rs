@@ -69,6 +69,12 @@ pub struct NetworkConfig {
     /// End the build's TLS with a CA made for the job, so that HTTPS exchanges are seen, checked by URL
     /// and recorded by digest; the build is given the CA. Hosts in `tunnel_only` pass through as bytes.
     pub intercept_tls: bool,
+    /// Also mount the bundle of this host's roots and the job's CA over the image's own system bundle
+    /// (`/etc/ssl/certs/ca-certificates.crt`, `/etc/ssl/cert.pem`), for tools that read only those.
+    /// Off by default: a build that copies the system bundle into its output would then copy the job's
+    /// CA, and its digest would differ because of this rebuilder. With it off, the steps find the CA
+    /// through SSL_CERT_FILE and friends only.
+    pub overlay_system_roots: bool,
     /// Hosts (`host`, `*.domain`) whose TLS is never intercepted: recorded by host, port and bytes only.
     pub tunnel_only: Vec<String>,
     /// Let registry pulls by tag through (each recorded as an unpinned input); refused by default: a
@@ -108,6 +114,7 @@ impl Default for NetworkConfig {
             rules: Vec::new(),
             cache_bytes: 10 << 30,
             intercept_tls: true,
+            overlay_system_roots: false,
             tunnel_only: Vec::new(),
             allow_tag_pulls: false,
             upstream_roots: Vec::new(),

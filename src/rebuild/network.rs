@@ -33,10 +33,22 @@ const CA_DIR: &str = "network";
 /// The job's CA alone, and the bundle of this host's roots plus the job's CA.
 const CA_FILE: &str = "job-ca.crt";
 const BUNDLE_FILE: &str = "ca-bundle.crt";
-/// Where the steps find them: the bundle at the paths Debian, Ubuntu, Alpine and Go read, the CA alone
-/// for tools that add to their own roots (Node's NODE_EXTRA_CA_CERTS).
-const BUNDLE_PATHS: [&str; 2] = ["/etc/ssl/certs/ca-certificates.crt", "/etc/ssl/cert.pem"];
+/// Where the steps find them: the bundle beside the CA under /etc/reprod (named by SSL_CERT_FILE and
+/// friends), the CA alone for tools that add to their own roots (Node's NODE_EXTRA_CA_CERTS) and, with
+/// `sandbox.network.overlay_system_roots`, the bundle over the system paths Debian, Ubuntu, Alpine and
+/// Go read.
+const BUNDLE_PATH: &str = "/etc/reprod/ca-bundle.crt";
 const CA_PATH: &str = "/etc/reprod/job-ca.crt";
+const SYSTEM_BUNDLE_PATHS: [&str; 2] = ["/etc/ssl/certs/ca-certificates.crt", "/etc/ssl/cert.pem"];
+
+/// The container paths the bundle is mounted at.
+fn bundle_paths(overlay: bool) -> Vec<&'static str> {
+    let mut paths = vec![BUNDLE_PATH];
+    if overlay {
+        paths.extend(SYSTEM_BUNDLE_PATHS);
+    }
+    paths
+}
 /// This host's roots, the first of these that exists (Debian's, then Fedora's).
 const HOST_BUNDLES: [&str; 2] = [
     "/etc/ssl/certs/ca-certificates.crt",
@@ -44,7 +56,7 @@ const HOST_BUNDLES: [&str; 2] = [
 ];
 
 /// Makes the job's CA and writes what the steps are given of it. Blocking.
-fn job_ca(root: &std::path::Path, job: &str) -> Result<(JobCa, TlsRecord), String> {
+fn job_ca(root: &std::path::Path, job: &str, overlay: bool) -> Result<(JobCa, TlsRecord), String> {
     use std::io::Write;
     let ca = JobCa::new(job).map_err(|e| e.to_string())?;
     let pem = ca.pem().map_err(|e| e.to_string())?;
@@ -66,7 +78,10 @@ fn job_ca(root: &std::path::Path, job: &str) -> Result<(JobCa, TlsRecord), Strin
             .and_then(|()| f.sync_all())
             .map_err(|e| format!("{}: {e}", path.display()))?;
     }
-    let mut ca_paths: Vec<String> = BUNDLE_PATHS.iter().map(|p| p.to_string()).collect();
+    let mut ca_paths: Vec<String> = bundle_paths(overlay)
+        .iter()
+        .map(|p| p.to_string())
+        .collect();
     ca_paths.push(CA_PATH.to_string());
     let record = TlsRecord {
         ca_sha256: ca.fingerprint().map_err(|e| e.to_string())?,
@@ -134,8 +149,12 @@ impl BuildNetwork {
             .map_err(|e| infra("opening the registry sink", &e))?;
         let sink = std::sync::Arc::new(sink);
         let (intercept, tls) = if network.intercept_tls {
-            let (root, id) = (job.dirs.root.clone(), job.id.clone());
-            let (ca, mut record) = tokio::task::spawn_blocking(move || job_ca(&root, &id))
+            let (root, id, overlay) = (
+                job.dirs.root.clone(),
+                job.id.clone(),
+                network.overlay_system_roots,
+            );
+            let (ca, mut record) = tokio::task::spawn_blocking(move || job_ca(&root, &id, overlay))
                 .await
                 .map_err(|e| infra("making the job's CA", &e))?
                 .map_err(|e| infra("making the job's CA", &e))?;
@@ -183,9 +202,10 @@ impl BuildNetwork {
         for name in ["NO_PROXY", "no_proxy"] {
             set_env(spec, name, NO_PROXY);
         }
-        if self.tls.is_some() {
+        if let Some(tls) = &self.tls {
             let file = |name: &str| std::path::PathBuf::from(CA_DIR).join(name);
-            for at in BUNDLE_PATHS {
+            let overlay = tls.ca_paths.iter().any(|p| p == SYSTEM_BUNDLE_PATHS[0]);
+            for at in bundle_paths(overlay) {
                 spec.mounts.push(StepMount {
                     workspace_subdir: file(BUNDLE_FILE),
                     container_path: at.to_string(),
@@ -203,7 +223,7 @@ impl BuildNetwork {
                 "REQUESTS_CA_BUNDLE",
                 "GIT_SSL_CAINFO",
             ] {
-                set_env(spec, name, BUNDLE_PATHS[0]);
+                set_env(spec, name, BUNDLE_PATH);
             }
             set_env(spec, "NODE_EXTRA_CA_CERTS", CA_PATH);
         }

@@ -14,6 +14,8 @@ pub const TOKEN: &str = "test-submit-token";
 
 pub struct Daemon {
     pub child: Child,
+    /// Its data directory.
+    pub data: std::path::PathBuf,
     pub url: String,
     pub lines: mpsc::Receiver<String>,
     /// What it said on stderr up to the `listening on` line.
@@ -67,6 +69,7 @@ impl Daemon {
         });
         let mut d = Daemon {
             child,
+            data: data.to_path_buf(),
             url: format!("http://127.0.0.1:{port}"),
             lines,
             startup: Vec::new(),
@@ -189,9 +192,12 @@ impl Daemon {
 }
 
 impl Drop for Daemon {
+    /// Kills it (if it still runs) and unmounts what a job it was running left under its data directory,
+    /// so the test's temporary directory can go.
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        unmount_beneath(&self.data);
     }
 }
 
