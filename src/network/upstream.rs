@@ -70,6 +70,7 @@ where
             )
         }
     };
+    let url_for_log = url.clone();
     let at = state.record(Exchange {
         method: method.to_string(),
         url,
@@ -97,6 +98,7 @@ where
         hasher: Some(Sha256::new()),
         bytes: 0,
         keep,
+        url: url_for_log,
     };
     Response::from_parts(parts, body.boxed())
 }
@@ -108,9 +110,13 @@ enum Keep {
     Done(String),
 }
 
+/// Chunks a body's cache writer may lag behind the build by. A disk slower than that gives up keeping
+/// the body (the build's download goes on; only the cache entry is lost): memory stays bounded.
+const KEEP_QUEUE: usize = 1024;
+
 /// Starts a writer off the async threads that keeps one body in the cache.
-fn keeper(cache: Cache) -> tokio::sync::mpsc::UnboundedSender<Keep> {
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+fn keeper(cache: Cache) -> tokio::sync::mpsc::Sender<Keep> {
+    let (tx, mut rx) = tokio::sync::mpsc::channel(KEEP_QUEUE);
     tokio::task::spawn_blocking(move || {
         let mut writer = match cache.writer() {
             Ok(w) => w,
@@ -146,7 +152,9 @@ struct Recorded {
     at: usize,
     hasher: Option<Sha256>,
     bytes: u64,
-    keep: Option<tokio::sync::mpsc::UnboundedSender<Keep>>,
+    keep: Option<tokio::sync::mpsc::Sender<Keep>>,
+    /// For messages.
+    url: String,
 }
 
 impl Recorded {
@@ -155,7 +163,7 @@ impl Recorded {
         if let Some(h) = self.hasher.take() {
             let digest = format!("sha256:{}", hex::encode(h.finalize()));
             if let Some(keep) = self.keep.take() {
-                let _ = keep.send(Keep::Done(digest.clone()));
+                let _ = keep.try_send(Keep::Done(digest.clone()));
             }
             self.state.update(self.at, |e| e.sha256 = Some(digest));
         }
@@ -180,7 +188,10 @@ impl Body for Recorded {
                         h.update(data);
                     }
                     if let Some(keep) = &this.keep {
-                        let _ = keep.send(Keep::Chunk(data.clone()));
+                        if keep.try_send(Keep::Chunk(data.clone())).is_err() {
+                            tracing::warn!(url = %this.url, "the network cache fell behind; this body is not kept");
+                            this.keep = None;
+                        }
                     }
                     if let Err(why) = this.state.charge(this.at, n, this.bytes) {
                         // Over the job's budget: the build's connection is cut, and the record says why.
