@@ -14,6 +14,9 @@ use sha2::{Digest, Sha256};
 
 use super::job::{refuse, text, Exchange, ProxyBody, State};
 
+/// Largest answer other than 2xx passed back for a pull by digest (an error or challenge document).
+const MAX_OTHER_ANSWER: usize = 1 << 20;
+
 /// What a registry read names.
 #[derive(Debug, PartialEq, Eq)]
 pub(super) enum Pull {
@@ -134,6 +137,11 @@ where
     if !answer.status().is_success() {
         // An authentication challenge, a redirect, an error: passed back as it is, and recorded.
         let status = answer.status().as_u16();
+        // Such answers are small; a larger one is cut, and each counts against the job's bytes as if whole.
+        if !state.spend(MAX_OTHER_ANSWER as u64) {
+            let why = format!("the job's {} bytes are spent", state.limits.max_bytes);
+            return refuse(&state, &method, &url, why);
+        }
         state.record(Exchange {
             method: method.to_string(),
             url,
@@ -144,9 +152,7 @@ where
             ..Default::default()
         });
         let (parts, body) = answer.into_parts();
-        let body = body
-            .map_err(|e| -> super::job::BoxError { e.into() })
-            .boxed();
+        let body = http_body_util::Limited::new(body, MAX_OTHER_ANSWER).boxed();
         return Response::from_parts(parts, body);
     }
     // Whole into the cache, hashed on the way; kept only if it is the digest it was pulled by. The
