@@ -324,6 +324,70 @@ fn a_push_lands_in_the_sink_is_compared_with_the_subject_and_goes_nowhere() {
     );
 }
 
+/// A rule grants the proxy to the images it names; every other document keeps the section's `none`.
+#[test]
+fn a_network_rule_grants_the_proxy_to_the_images_it_names_only() {
+    let tarball = b"fetched only by the team's images\n".repeat(1000);
+    let up = Upstream::start("127.0.0.1", tarball.clone());
+    let url = format!("http://127.0.0.1:{}/deps/lib-1.0.tar", up.port);
+    let r = reprod();
+    let config = r.data.path().join("reprod.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sandbox.network]\nmode = \"none\"\n\n[[sandbox.network.rules]]\n\
+             images = [\"registry.example.test/team/*\"]\nmode = \"proxy\"\nallow = [\"127.0.0.1:{}\"]\n",
+            up.port
+        ),
+    )
+    .unwrap();
+    let r = r.with("REPROD_CONFIG", config.to_str().unwrap());
+    let repo = Repo::hello();
+    let script = fetching_script(&url, "");
+    let team = repo.provenance(
+        vec![
+            subject("registry.example.test/team/app", &unbuilt_digest('a')),
+            subject("lib.tar", &sha256(&tarball)),
+        ],
+        &script,
+    );
+    let (_, v, stderr) = r.rebuild(&team);
+    assert_eq!(v["network"]["mode"], "proxy", "{v:#}\n{stderr}");
+    assert_eq!(
+        v["network"]["rule"],
+        serde_json::json!(["registry.example.test/team/*"])
+    );
+    assert_eq!(
+        v["network"]["exchanges"][0]["sha256"],
+        sha256(&tarball).as_str()
+    );
+    let lib = v["subjects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "lib.tar")
+        .unwrap();
+    assert_eq!(lib["state"], "matched", "{v:#}");
+    assert_eq!(up.requests().len(), 1);
+    // Another team's image: no rule names it, so no network.
+    let other = repo.provenance(
+        vec![
+            subject("registry.example.test/other/app", &unbuilt_digest('a')),
+            subject("lib.tar", &sha256(&tarball)),
+        ],
+        &script,
+    );
+    let (_, v, stderr) = r.rebuild(&other);
+    assert_eq!(v["status"], "build-failed", "{v:#}\n{stderr}");
+    assert_eq!(v["reason"], "step-failed");
+    assert!(v["network"].is_null());
+    assert_eq!(
+        up.requests().len(),
+        1,
+        "a document no rule names reached the upstream"
+    );
+}
+
 #[test]
 fn without_a_network_grant_a_step_reaches_nothing_and_records_nothing() {
     let up = Upstream::start("127.0.0.1", b"never served".to_vec());

@@ -104,35 +104,9 @@ where
         Ok(io) => io,
         Err(why) => return refuse(&state, &method, &url, why),
     };
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(io).await {
-        Ok(pair) => pair,
-        Err(e) => {
-            return text(
-                hyper::StatusCode::BAD_GATEWAY,
-                format!("upstream {authority}: {e}\n"),
-            )
-        }
-    };
-    tokio::spawn(conn);
-    let (mut parts, body) = req.into_parts();
-    for h in super::upstream::HOP_BY_HOP {
-        parts.headers.remove(h);
-    }
-    parts.uri = match path.parse() {
-        Ok(p) => p,
-        Err(_) => return refuse(&state, &method, &url, "an unusable path".into()),
-    };
-    if let Ok(v) = hyper::header::HeaderValue::from_str(authority) {
-        parts.headers.insert(hyper::header::HOST, v);
-    }
-    let answer = match sender.send_request(Request::from_parts(parts, body)).await {
+    let answer = match super::upstream::ask(&state, &url, authority, path, req, io).await {
         Ok(a) => a,
-        Err(e) => {
-            return text(
-                hyper::StatusCode::BAD_GATEWAY,
-                format!("upstream {authority}: {e}\n"),
-            )
-        }
+        Err(refused) => return *refused,
     };
     if !answer.status().is_success() {
         // An authentication challenge, a redirect, an error: passed back as it is, and recorded.

@@ -25,6 +25,46 @@ pub(super) const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+/// Sends `req` (for `url`) to the upstream `authority` over `io` as an origin-form request for `path`,
+/// without the hop-by-hop headers: the upstream's answer, or what the build is answered instead.
+pub(super) async fn ask<I>(
+    state: &State,
+    url: &str,
+    authority: &str,
+    path: &str,
+    req: Request<Incoming>,
+    io: I,
+) -> Result<Response<Incoming>, Box<Response<ProxyBody>>>
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let method = req.method().clone();
+    let gateway = |e: hyper::Error| {
+        Box::new(text(
+            StatusCode::BAD_GATEWAY,
+            format!("upstream {authority}: {e}\n"),
+        ))
+    };
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(io)
+        .await
+        .map_err(gateway)?;
+    tokio::spawn(conn);
+    let (mut parts, body) = req.into_parts();
+    for h in HOP_BY_HOP {
+        parts.headers.remove(h);
+    }
+    parts.uri = path
+        .parse()
+        .map_err(|_| Box::new(refuse(state, &method, url, "an unusable path".into())))?;
+    if let Ok(v) = hyper::header::HeaderValue::from_str(authority) {
+        parts.headers.insert(hyper::header::HOST, v);
+    }
+    sender
+        .send_request(Request::from_parts(parts, body))
+        .await
+        .map_err(gateway)
+}
+
 /// Sends an allowed request to its upstream over `io` (plain, or TLS the proxy speaks) and passes the
 /// answer back, recording it and hashing (and keeping) its body as it goes.
 pub(super) async fn send<I>(
@@ -40,35 +80,9 @@ where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let method = req.method().clone();
-    let (mut sender, conn) = match hyper::client::conn::http1::handshake(io).await {
-        Ok(pair) => pair,
-        Err(e) => {
-            return text(
-                StatusCode::BAD_GATEWAY,
-                format!("upstream {authority}: {e}\n"),
-            )
-        }
-    };
-    tokio::spawn(conn);
-    let (mut parts, body) = req.into_parts();
-    for h in HOP_BY_HOP {
-        parts.headers.remove(h);
-    }
-    parts.uri = match path.parse() {
-        Ok(p) => p,
-        Err(_) => return refuse(&state, &method, &url, "an unusable path".into()),
-    };
-    if let Ok(v) = hyper::header::HeaderValue::from_str(authority) {
-        parts.headers.insert(hyper::header::HOST, v);
-    }
-    let answer = match sender.send_request(Request::from_parts(parts, body)).await {
+    let answer = match ask(&state, &url, authority, path, req, io).await {
         Ok(a) => a,
-        Err(e) => {
-            return text(
-                StatusCode::BAD_GATEWAY,
-                format!("upstream {authority}: {e}\n"),
-            )
-        }
+        Err(refused) => return *refused,
     };
     let url_for_log = url.clone();
     let at = state.record(Exchange {
