@@ -29,6 +29,17 @@ fn holder_env() -> Vec<(&'static str, String)> {
     ]
 }
 
+/// A daemon's environment granting every job the proxy, with 127.0.0.1:`port` allowed.
+fn proxy_daemon_env(port: u16) -> Vec<(&'static str, String)> {
+    let mut env = holder_env();
+    env.push(("REPROD_SANDBOX_NETWORK_MODE", "proxy".into()));
+    env.push((
+        "REPROD_SANDBOX_NETWORK_ALLOW",
+        format!(r#"["127.0.0.1:{port}"]"#),
+    ));
+    env
+}
+
 fn reprod() -> Reprod {
     holder_env()
         .into_iter()
@@ -426,12 +437,7 @@ fn from_a_step_only_the_allowed_upstream_is_reached_and_the_signed_provenance_na
     let other = Upstream::start("127.0.0.2", b"a second loopback service".to_vec());
     let url = format!("http://127.0.0.1:{}/deps/lib-1.0.tar", up.port);
     let data = tempfile::tempdir().unwrap();
-    let mut env: Vec<(&str, String)> = holder_env();
-    env.push(("REPROD_SANDBOX_NETWORK_MODE", "proxy".into()));
-    env.push((
-        "REPROD_SANDBOX_NETWORK_ALLOW",
-        format!(r#"["127.0.0.1:{}"]"#, up.port),
-    ));
+    let env = proxy_daemon_env(up.port);
     let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let d = Daemon::start(data.path(), &extra);
     let daemon_port = d.url.rsplit(':').next().unwrap().to_string();
@@ -572,12 +578,7 @@ fn a_kill_9_mid_download_leaves_nothing_a_restart_cannot_use() {
     let up = Upstream::start_stalling("127.0.0.1", tarball.clone(), 1);
     let url = format!("http://127.0.0.1:{}/deps/lib-1.0.tar", up.port);
     let data = tempfile::tempdir().unwrap();
-    let mut env: Vec<(&str, String)> = holder_env();
-    env.push(("REPROD_SANDBOX_NETWORK_MODE", "proxy".into()));
-    env.push((
-        "REPROD_SANDBOX_NETWORK_ALLOW",
-        format!(r#"["127.0.0.1:{}"]"#, up.port),
-    ));
+    let mut env = proxy_daemon_env(up.port);
     env.push(("REPROD_SERVER_LEASE_SECS", "5".into()));
     let extra: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
     let repo = Repo::hello();

@@ -25,7 +25,8 @@ pub const ALLOWED_CAPABILITIES: &[&str] = &[
 
 /// Resource bounds and hardening applied to every step container.
 ///
-/// Always on, not configurable: no network (`--network none`), not privileged, every capability dropped but
+/// Always on, not configurable: no network but loopback (`--network none`, or the job's own namespace,
+/// itself `--network none`, held by its holder: [`StepNetwork`](crate::StepNetwork)), not privileged, every capability dropped but
 /// [`ALLOWED_CAPABILITIES`], exactly `no-new-privileges`, the engine's default seccomp profile, private IPC,
 /// PID and cgroup namespaces, no devices and no sysctls, no swap beyond the memory limit, a read-only root
 /// filesystem with bounded tmpfs mounts where programs expect to write ([`TMPFS_PATHS`]), no host path but

@@ -255,11 +255,8 @@ fn rebuild_provenance(verdict: &Verdict, at: &Publication<'_>) -> Option<Value> 
     }
     // Every body the build fetched whole with a success, by URL and digest: what it was built from,
     // beside its source.
-    let fetched = |e: &crate::network::Exchange| {
-        e.refused.is_none() && e.status.is_some_and(|s| (200..300).contains(&s))
-    };
     for e in verdict.network.iter().flat_map(|n| &n.exchanges) {
-        if let (true, Some(digest)) = (fetched(e), e.sha256.as_deref().and_then(digest_set)) {
+        if let Some(digest) = e.body_received().and_then(digest_set) {
             let dep = json!({
                 "uri": e.url,
                 "digest": digest,
@@ -327,7 +324,7 @@ fn rebuild_provenance(verdict: &Verdict, at: &Publication<'_>) -> Option<Value> 
                     "uri": e.url,
                     "annotations": {"method": e.method, "reason": why},
                 }),
-                None if e.sha256.is_none() || !fetched(e) => json!({
+                None if e.body_received().is_none() => json!({
                     "name": "network-exchange",
                     "uri": e.url,
                     "annotations": {"method": e.method, "status": e.status, "bytes": e.bytes},

@@ -34,8 +34,9 @@ pub struct RebuildArgs {
     /// control build that produced nothing to compare).
     #[arg(long)]
     vary: bool,
-    /// The steps' network: `none` (no network at all) or `proxy` (reprod's recording proxy, letting
-    /// through only what --allow names). Overrides sandbox.network.mode and its rules; the proxy mode needs
+    /// The steps' network: `none` (no network at all), `proxy` (reprod's recording proxy, letting
+    /// through only what --allow names) or `replay` (only what --replay-from recorded, from the cache,
+    /// nothing fetched). Overrides sandbox.network.mode and its rules; proxy and replay need
     /// sandbox.network.holder_image.
     #[arg(long, value_name = "MODE")]
     network: Option<reprod::network::NetworkMode>,

@@ -64,6 +64,15 @@ pub struct Exchange {
     pub unpinned: bool,
 }
 
+impl Exchange {
+    /// The digest of a body received whole with a 2xx answer and not refused: something the build was
+    /// given (a dependency of the rebuild, and what a replay may serve again).
+    pub fn body_received(&self) -> Option<&str> {
+        let ok = self.refused.is_none() && self.status.is_some_and(|s| (200..300).contains(&s));
+        self.sha256.as_deref().filter(|_| ok)
+    }
+}
+
 pub(super) struct State {
     pub(super) allow: AllowList,
     pub(super) limits: Limits,

@@ -6,9 +6,10 @@
 //! job's requests and bytes, and records every exchange (URL, status, bytes, sha256 of the body) for the
 //! verdict and the signed rebuild provenance.
 //!
-//! [`attach`] opens the one way out inside a job's network namespace. Not yet here (issue: "Builds as they
-//! really run"): running a step's container in such a namespace, TLS interception with a per-job CA, the content-addressed cache and replay, the registry pull-through
-//! cache and push sink.
+//! [`attach`] opens that one way out inside a job's network namespace; [`tls`] and `intercept` see inside
+//! HTTPS with a CA made for the job; [`cache`] keeps fetched bodies by digest and [`replay`] serves only a
+//! recorded rebuild's; `registry` verifies pulls by digest and [`sink`] keeps what a build pushes, which
+//! never leaves. `config` is `[sandbox.network]`; the rebuild wires it to a job (`rebuild/network.rs`).
 
 pub mod address;
 pub mod allow;

@@ -18,14 +18,11 @@ impl ReplaySet {
     pub fn from_record(exchanges: &[Exchange], from: impl Into<String>) -> ReplaySet {
         let mut bodies: BTreeMap<String, VecDeque<String>> = BTreeMap::new();
         for e in exchanges {
-            let ok = e.method == "GET"
-                && e.refused.is_none()
-                && e.status.is_some_and(|s| (200..300).contains(&s));
-            if let (true, Some(digest)) = (ok, &e.sha256) {
+            if let Some(digest) = e.body_received().filter(|_| e.method == "GET") {
                 bodies
                     .entry(e.url.clone())
                     .or_default()
-                    .push_back(digest.clone());
+                    .push_back(digest.to_string());
             }
         }
         ReplaySet {

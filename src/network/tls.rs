@@ -41,29 +41,36 @@ fn ec_key() -> Result<PKey<Private>, openssl::error::ErrorStack> {
     PKey::from_ec_key(EcKey::generate(&group)?)
 }
 
-fn serial() -> Result<openssl::asn1::Asn1Integer, openssl::error::ErrorStack> {
-    let mut n = BigNum::new()?;
-    n.rand(127, MsbOption::MAYBE_ZERO, false)?;
-    n.to_asn1_integer()
+/// A certificate for the common name `cn` (at most 64 characters kept) and `key`, valid for two days
+/// from now with a random serial, to be extended, issued by `issuer` (its own subject when `None`) and
+/// signed.
+fn certificate(
+    cn: &str,
+    key: &PKey<Private>,
+    issuer: Option<&openssl::x509::X509NameRef>,
+) -> Result<openssl::x509::X509Builder, openssl::error::ErrorStack> {
+    let mut name = X509NameBuilder::new()?;
+    let cn: String = cn.chars().take(64).collect();
+    name.append_entry_by_nid(Nid::COMMONNAME, &cn)?;
+    let name = name.build();
+    let mut serial = BigNum::new()?;
+    serial.rand(127, MsbOption::MAYBE_ZERO, false)?;
+    let mut b = X509::builder()?;
+    b.set_version(2)?;
+    b.set_serial_number(&*serial.to_asn1_integer()?)?;
+    b.set_subject_name(&name)?;
+    b.set_issuer_name(issuer.unwrap_or(&name))?;
+    b.set_pubkey(key)?;
+    b.set_not_before(&*Asn1Time::days_from_now(0)?)?;
+    b.set_not_after(&*Asn1Time::days_from_now(2)?)?;
+    Ok(b)
 }
 
 impl JobCa {
     /// A fresh CA for job `job`, valid for two days.
     pub fn new(job: &str) -> Result<JobCa, TlsError> {
         let key = ec_key()?;
-        let mut name = X509NameBuilder::new()?;
-        let cn: String = format!("reprod job CA {job}").chars().take(64).collect();
-        name.append_entry_by_nid(Nid::COMMONNAME, &cn)?;
-        let name = name.build();
-        let mut b = X509::builder()?;
-        b.set_version(2)?;
-        let serial = serial()?;
-        b.set_serial_number(&serial)?;
-        b.set_subject_name(&name)?;
-        b.set_issuer_name(&name)?;
-        b.set_pubkey(&key)?;
-        b.set_not_before(&*Asn1Time::days_from_now(0)?)?;
-        b.set_not_after(&*Asn1Time::days_from_now(2)?)?;
+        let mut b = certificate(&format!("reprod job CA {job}"), &key, None)?;
         b.append_extension(BasicConstraints::new().critical().ca().pathlen(0).build()?)?;
         b.append_extension(
             KeyUsage::new()
@@ -107,19 +114,7 @@ impl JobCa {
             return Ok(a.clone());
         }
         let key = ec_key()?;
-        let mut name = X509NameBuilder::new()?;
-        let cn: String = host.chars().take(64).collect();
-        name.append_entry_by_nid(Nid::COMMONNAME, &cn)?;
-        let name = name.build();
-        let mut b = X509::builder()?;
-        b.set_version(2)?;
-        let serial = serial()?;
-        b.set_serial_number(&serial)?;
-        b.set_subject_name(&name)?;
-        b.set_issuer_name(self.cert.subject_name())?;
-        b.set_pubkey(&key)?;
-        b.set_not_before(&*Asn1Time::days_from_now(0)?)?;
-        b.set_not_after(&*Asn1Time::days_from_now(2)?)?;
+        let mut b = certificate(&host, &key, Some(self.cert.subject_name()))?;
         let mut san = SubjectAlternativeName::new();
         if host.parse::<std::net::IpAddr>().is_ok() {
             san.ip(&host);

@@ -13,6 +13,17 @@ pub struct Upstream {
     stopped: Arc<AtomicBool>,
 }
 
+/// Reads a request's head and returns its first line.
+fn request_line(s: &mut impl Read) -> String {
+    let mut head = Vec::new();
+    let mut b = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap_or(0) == 1 {
+        head.push(b[0]);
+    }
+    let text = String::from_utf8_lossy(&head);
+    text.lines().next().unwrap_or("").to_string()
+}
+
 impl Upstream {
     pub fn start(ip: &str, body: Vec<u8>) -> Upstream {
         Upstream::start_stalling(ip, body, 0)
@@ -35,15 +46,7 @@ impl Upstream {
                     return;
                 }
                 let Ok(mut s) = stream else { continue };
-                let mut head = Vec::new();
-                let mut b = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap_or(0) == 1 {
-                    head.push(b[0]);
-                }
-                let text = String::from_utf8_lossy(&head).to_string();
-                log.lock()
-                    .unwrap()
-                    .push(text.lines().next().unwrap_or("").to_string());
+                log.lock().unwrap().push(request_line(&mut s));
                 let _ = write!(
                     s,
                     "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
@@ -177,15 +180,7 @@ impl TlsUpstream {
                     let Ok(mut s) = acceptor.accept(stream) else {
                         return;
                     };
-                    let mut head = Vec::new();
-                    let mut b = [0u8; 1];
-                    while !head.ends_with(b"\r\n\r\n") && s.read(&mut b).unwrap_or(0) == 1 {
-                        head.push(b[0]);
-                    }
-                    let text = String::from_utf8_lossy(&head).to_string();
-                    log.lock()
-                        .unwrap()
-                        .push(text.lines().next().unwrap_or("").to_string());
+                    log.lock().unwrap().push(request_line(&mut s));
                     let _ = write!(
                         s,
                         "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
