@@ -36,10 +36,19 @@
 #   REPROD_REBUILD=1        rebuild the rootfs and push even when the tag is present
 set -euo pipefail
 
+# The variant: `builder` (the default, described above) or `buildah` (buildah, its storage the vfs driver
+# on /var/lib/containers, for steps of the nested profile: see the README's sandbox section; run it with
+# `--isolation chroot`).
+VARIANT="${1:-builder}"
 REGISTRY="${REPROD_REGISTRY:-127.0.0.1:5000}"
 STATE_DIR="${REPROD_STATE_DIR:-/var/lib/reprod-dev}"
-REPO="$REGISTRY/reprod/debian-builder"
-CACHE_DIR="$STATE_DIR/debian-builder"
+case "$VARIANT" in
+  builder) NAME=debian-builder ;;
+  buildah) NAME=debian-buildah ;;
+  *) echo "[debian-builder] error: unknown variant $VARIANT (builder or buildah)" >&2; exit 2 ;;
+esac
+REPO="$REGISTRY/reprod/$NAME"
+CACHE_DIR="$STATE_DIR/$NAME"
 MIRROR="${REPROD_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SECURITY="${REPROD_DEBIAN_SECURITY:-http://deb.debian.org/debian-security}"
 SUITE=bookworm
@@ -51,6 +60,8 @@ CREATED=2000-01-01T00:00:00Z
 # dirmngr, gpg-agent, gpgsm...) and on container-network-stack (apt's pick, containernetworking-plugins, is
 # 45 MB with iptables). skopeo never runs either for a copy.
 PACKAGES=(ca-certificates curl wget skopeo gpg netavark)
+# buildah needs containernetworking-plugins (containers-common depends on it) even when RUN has no network.
+[ "$VARIANT" = buildah ] && PACKAGES=(ca-certificates buildah containernetworking-plugins gpg)
 SOURCES=("deb $MIRROR $SUITE main" "deb $MIRROR $SUITE-updates main" "deb $SECURITY $SUITE-security main")
 POLICY_JSON='{"default":[{"type":"insecureAcceptAnything"}]}'
 MMDEBSTRAP_OPTS=(
@@ -75,6 +86,13 @@ MMDEBSTRAP_OPTS=(
   --customize-hook="[ -s \"\$1/etc/containers/policy.json\" ] || { mkdir -p \"\$1/etc/containers\"; echo '$POLICY_JSON' >\"\$1/etc/containers/policy.json\"; }"
   # An unprivileged user for steps run as 1000:1000, its home on the /tmp tmpfs.
   --customize-hook='echo "build:x:1000:1000:build:/tmp:/bin/sh" >>"$1/etc/passwd"; echo "build:x:1000:" >>"$1/etc/group"; echo "build:!:10957::::::" >>"$1/etc/shadow"; echo "build:!::" >>"$1/etc/gshadow"'
+)
+
+# buildah's storage on the tmpfs mounts a nested step gets (the root filesystem is read-only): vfs needs no
+# overlay mount; graphroot on /var/lib/containers (the nested profile's tmpfs that allows exec: a RUN
+# executes its image's files from there), runroot on /run.
+[ "$VARIANT" = buildah ] && MMDEBSTRAP_OPTS+=(
+  --customize-hook='printf "[storage]\ndriver = \"vfs\"\nrunroot = \"/run/containers/storage\"\ngraphroot = \"/var/lib/containers/storage\"\n" >"$1/etc/containers/storage.conf"'
 )
 
 log() { printf '[debian-builder] %s\n' "$*" >&2; }
@@ -128,8 +146,12 @@ else
   TMPDIR="$work" mmdebstrap "${MMDEBSTRAP_OPTS[@]}" "$SUITE" "$work/rootfs.tar" "${SOURCES[@]}" \
     >"$CACHE_DIR/mmdebstrap.log" 2>&1 \
     || { tail -n 30 "$CACHE_DIR/mmdebstrap.log" >&2; die "mmdebstrap failed (log above)"; }
-  tar -tf "$work/rootfs.tar" ./etc/containers/policy.json ./usr/bin/skopeo ./usr/bin/curl ./usr/bin/wget \
-    ./etc/ssl/certs/ca-certificates.crt >/dev/null || die "the rootfs lacks a file the image needs"
+  case "$VARIANT" in
+    builder) needed=(./usr/bin/skopeo ./usr/bin/curl ./usr/bin/wget) ;;
+    buildah) needed=(./usr/bin/buildah ./etc/containers/storage.conf) ;;
+  esac
+  tar -tf "$work/rootfs.tar" ./etc/containers/policy.json ./etc/ssl/certs/ca-certificates.crt "${needed[@]}" \
+    >/dev/null || die "the rootfs lacks a file the image needs"
   mv "$work/rootfs.tar" "$rootfs"
   # Rootfs tarballs of other keys are stale: keep only this one.
   find "$CACHE_DIR" -maxdepth 1 -name 'rootfs-*.tar' ! -path "$rootfs" -delete
@@ -144,7 +166,7 @@ layer_digest=$(sha256sum "$work/layer.tar.gz" | cut -d' ' -f1)
 layer_size=$(stat -c %s "$work/layer.tar.gz")
 mv "$work/layer.tar.gz" "$work/oci/blobs/sha256/$layer_digest"
 cat >"$work/config.json" <<JSON
-{"architecture":"$ARCH","os":"linux","created":"$CREATED","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","TMPDIR=/tmp"],"Cmd":["/bin/sh"],"Labels":{"org.reprod.debian-builder.key":"$image_key"}},"rootfs":{"type":"layers","diff_ids":["sha256:$diff_id"]},"history":[{"created":"$CREATED","created_by":"reprod scripts/debian-builder-image.sh: mmdebstrap --variant=minbase $SUITE + ${PACKAGES[*]}"}]}
+{"architecture":"$ARCH","os":"linux","created":"$CREATED","config":{"Env":["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin","TMPDIR=/tmp"],"Cmd":["/bin/sh"],"Labels":{"org.reprod.debian-builder.key":"$image_key"}},"rootfs":{"type":"layers","diff_ids":["sha256:$diff_id"]},"history":[{"created":"$CREATED","created_by":"reprod scripts/debian-builder-image.sh $VARIANT: mmdebstrap --variant=minbase $SUITE + ${PACKAGES[*]}"}]}
 JSON
 config_digest=$(sha256sum "$work/config.json" | cut -d' ' -f1)
 config_size=$(stat -c %s "$work/config.json")

@@ -55,6 +55,18 @@ impl Admitted {
     pub fn finding(&self) -> &Finding {
         &self.findings[self.chosen]
     }
+
+    /// The step images a trust rule lets run with the nested profile (see
+    /// [`TrustConfig::nested_steps`](crate::trust::policy::TrustConfig::nested_steps)).
+    pub fn nested_steps(&self, config: &crate::config::Config) -> Vec<String> {
+        if self.refusal.is_some() {
+            return Vec::new();
+        }
+        let f = self.finding();
+        config
+            .trust
+            .nested_steps(&f.verification, &image_names(&f.subjects), f.builder_id())
+    }
 }
 
 /// Examines a document and decides which statement is rebuilt and whether it may be.
@@ -268,6 +280,12 @@ pub fn human(origin: &str, findings: &[Finding]) -> String {
                     let _ = writeln!(out, "  source:    (none recorded)");
                 }
             }
+            for t in &r.tasks {
+                let _ = writeln!(out, "  task {}: {}", t.name, t.role.describe());
+            }
+            if let Some(plan) = &r.buildkit {
+                human_buildkit(&mut out, plan);
+            }
             for st in &r.steps {
                 let _ = writeln!(out, "  step {}: {}", st.name, st.image);
                 if let Some(c) = &st.command {
@@ -298,4 +316,52 @@ pub fn human(origin: &str, findings: &[Finding]) -> String {
         }
     }
     out
+}
+
+/// The BuildKit plan, for `verify-provenance`.
+fn human_buildkit(out: &mut String, plan: &crate::provenance::BuildKitPlan) {
+    use crate::provenance::{BuildKitContext, BuildKitMode};
+    use std::fmt::Write;
+    let mode = match plan.mode {
+        BuildKitMode::Max => "max",
+        BuildKitMode::Min => "min",
+    };
+    let or = |v: &Option<String>| v.clone().unwrap_or_else(|| "(not recorded)".into());
+    let _ = writeln!(
+        out,
+        "  buildkit:  mode={mode}, frontend {}, Dockerfile {}, platform {}",
+        or(&plan.frontend),
+        or(&plan.dockerfile),
+        or(&plan.platform)
+    );
+    let _ = match &plan.context {
+        BuildKitContext::Git { uri, commit } => {
+            writeln!(out, "  context:   git {uri} @ {commit} (fetched by BuildKit)")
+        }
+        BuildKitContext::LocalWithVcs {
+            uri,
+            revision,
+            dirty,
+        } => writeln!(
+            out,
+            "  context:   a local checkout of {uri} at {revision} (a hint from BuildKit's vcs metadata{})",
+            if *dirty { "; it had uncommitted changes" } else { "" }
+        ),
+        BuildKitContext::Local => writeln!(out, "  context:   a local directory (no source recorded)"),
+    };
+    for (k, v) in &plan.args {
+        let _ = writeln!(out, "  arg:       {k}={v}");
+    }
+    for m in &plan.materials {
+        let _ = writeln!(
+            out,
+            "  material:  {} {}{}",
+            m.uri,
+            m.digest.as_deref().unwrap_or("(no digest)"),
+            m.not_an_input
+                .as_deref()
+                .map(|w| format!(" ({w})"))
+                .unwrap_or_default()
+        );
+    }
 }

@@ -523,6 +523,7 @@ mod tests {
             domainname: None,
             user: None,
             cpuset_cpus: None,
+            profile: Default::default(),
             network: Default::default(),
         };
         BTreeSet::from([Variation::SourceDateEpoch, Variation::Umask]).adjust(&mut spec);

@@ -85,7 +85,13 @@ fn unreadable_and_truncated_json() {
             .to_str()
             .unwrap(),
     ]);
-    assert_clean_error(&out, &["no `predicateType`"]);
+    assert_clean_error(
+        &out,
+        &[
+            "a bare provenance predicate",
+            "with no in-toto statement around it",
+        ],
+    );
 }
 
 #[test]

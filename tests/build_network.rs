@@ -15,23 +15,9 @@ fn sha256(bytes: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
 }
 
-/// The holder of each job's network namespace: the busybox builder image, sleeping.
-fn holder_env() -> Vec<(&'static str, String)> {
-    vec![
-        (
-            "REPROD_SANDBOX_NETWORK_HOLDER_IMAGE",
-            builder_image().to_string(),
-        ),
-        (
-            "REPROD_SANDBOX_NETWORK_HOLDER_COMMAND",
-            r#"["sleep", "2147483647"]"#.to_string(),
-        ),
-    ]
-}
-
 /// A daemon's environment granting every job the proxy, with 127.0.0.1:`port` allowed.
 fn proxy_daemon_env(port: u16) -> Vec<(&'static str, String)> {
-    let mut env = holder_env();
+    let mut env = network_holder_env();
     env.push(("REPROD_SANDBOX_NETWORK_MODE", "proxy".into()));
     env.push((
         "REPROD_SANDBOX_NETWORK_ALLOW",
@@ -41,9 +27,7 @@ fn proxy_daemon_env(port: u16) -> Vec<(&'static str, String)> {
 }
 
 fn reprod() -> Reprod {
-    holder_env()
-        .into_iter()
-        .fold(Reprod::new(), |r, (k, v)| r.with(k, &v))
+    Reprod::with_network_holder()
 }
 
 /// A step that fetches `url` into the checkout as `lib.tar`, after running `probes`.

@@ -90,11 +90,11 @@ const PARSE_ERRORS: &[(&str, &str)] = &[
     ),
     (
         "sigstore-python/slsa_predicate_v0_2.json",
-        "no `predicateType` field",
+        "a SLSA v0.2 predicate (build type https://github.com/slsa-framework/slsa-github-generator/generic@v1) with no in-toto statement around it",
     ),
     (
         "sigstore-python/slsa_predicate_v1_0.json",
-        "no `predicateType` field",
+        "with no in-toto statement around it, so it names no subject",
     ),
 ];
 

@@ -786,40 +786,6 @@ fn attestation_manifest(repo: &str, envelope: &[u8], subject: Option<&str>) -> V
     m
 }
 
-fn sign_envelope(statement: &Value, key: &openssl::pkey::PKey<openssl::pkey::Private>) -> Vec<u8> {
-    use base64::Engine;
-    let payload = serde_json::to_vec(statement).unwrap();
-    let pae = reprod::trust::dsse::pae("application/vnd.in-toto+json", &payload);
-    let mut signer =
-        openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), key).unwrap();
-    let sig = signer.sign_oneshot_to_vec(&pae).unwrap();
-    let b64 = base64::engine::general_purpose::STANDARD;
-    serde_json::to_vec(&json!({
-        "payloadType": "application/vnd.in-toto+json",
-        "payload": b64.encode(payload),
-        "signatures": [{"keyid": "", "sig": b64.encode(sig)}],
-    }))
-    .unwrap()
-}
-
-/// A P-256 key to sign attestations with, and its public key written where the daemon's `[trust]` reads it.
-fn builder_key(
-    data: &Path,
-) -> (
-    openssl::pkey::PKey<openssl::pkey::Private>,
-    std::path::PathBuf,
-) {
-    use openssl::ec::{EcGroup, EcKey};
-    let key = openssl::pkey::PKey::from_ec_key(
-        EcKey::generate(&EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap())
-            .unwrap(),
-    )
-    .unwrap();
-    let pem = data.join("builder.pub.pem");
-    std::fs::write(&pem, key.public_key_to_pem().unwrap()).unwrap();
-    (key, pem)
-}
-
 /// A daemon watching `repositories` on the local registry every second, trusting the key at `pem` and
 /// nothing unsigned.
 fn watching_daemon(
@@ -861,6 +827,19 @@ fn wait_queue(d: &Daemon, state: &str, n: u64, timeout: Duration) {
     }
 }
 
+/// Pushes the reference build's `out/hello` layout to the local registry as `name:tag`.
+fn push_hello(repo: &Repo, name: &str, tag: &str) {
+    let layout = repo.reference_checkout().join("out/hello");
+    sh(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &format!("oci:{}", layout.display()),
+        &format!("docker://127.0.0.1:5000/{name}:{tag}"),
+    ]));
+}
+
 /// Images pushed to a real registry with a cosign `.att` attestation and an OCI 1.1 referrer (through the
 /// referrers fallback tag, as this registry has no referrers API) are found, verified and rebuilt.
 #[test]
@@ -869,15 +848,7 @@ fn the_registry_watcher_finds_cosign_and_referrer_attestations() {
     let digests = reference(&repo);
     let data = tempfile::tempdir().unwrap();
     let name = format!("reprod-test/watch-{}", std::process::id());
-    let layout = repo.reference_checkout().join("out/hello");
-    sh(Command::new("skopeo").args([
-        "copy",
-        "--quiet",
-        "--preserve-digests",
-        "--dest-tls-verify=false",
-        &format!("oci:{}", layout.display()),
-        &format!("docker://127.0.0.1:5000/{name}:v1"),
-    ]));
+    push_hello(&repo, &name, "v1");
     let image = &digests[0];
     let (key, pem) = builder_key(data.path());
     // The cosign way: a manifest under the tag sha256-<hex>.att.
@@ -934,6 +905,104 @@ fn the_registry_watcher_finds_cosign_and_referrer_attestations() {
             "{v:#}"
         );
     }
+}
+
+/// An image index as `docker buildx build --push` writes it: the platform manifest, and beside it an
+/// attestation manifest (annotated with the platform manifest's digest) whose in-toto layers are BuildKit's
+/// provenance and an SBOM. The watcher reads the provenance layer (and never fetches the SBOM, whose blob
+/// is deleted from the registry); the rebuild says what it can: the plan is complete, and no BuildKit
+/// builder runs here.
+#[test]
+fn the_registry_watcher_finds_buildkit_provenance_inside_the_image_index() {
+    let repo = Repo::hello();
+    let digests = reference(&repo);
+    let image = &digests[0];
+    let data = tempfile::tempdir().unwrap();
+    let name = format!("reprod-test/buildkit-{}", std::process::id());
+    push_hello(&repo, &name, "platform");
+    let corpus = project_root()
+        .join("../shared/corpus/families/buildkit/cupdate-ghcr-slsa-v0.2-mode-max.json");
+    let mut statement: Value = serde_json::from_slice(&std::fs::read(corpus).unwrap()).unwrap();
+    statement["subject"] = json!([subject(
+        "pkg:docker/127.0.0.1:5000/reprod-test/buildkit@v1?platform=linux%2Famd64",
+        image
+    )]);
+    let statement = serde_json::to_vec(&statement).unwrap();
+    let provenance = push_blob(&name, &statement);
+    let config = push_blob(&name, b"{}");
+    let sbom = br#"{"predicateType":"https://spdx.dev/Document"}"#;
+    let sbom_digest = push_blob(&name, sbom);
+    let attestation = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.docker.attestation.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2},
+        "layers": [
+            {"mediaType": "application/vnd.in-toto+json", "digest": sbom_digest, "size": sbom.len(),
+             "annotations": {"in-toto.io/predicate-type": "https://spdx.dev/Document"}},
+            {"mediaType": "application/vnd.in-toto+json", "digest": provenance, "size": statement.len(),
+             "annotations": {"in-toto.io/predicate-type": "https://slsa.dev/provenance/v0.2"}}
+        ],
+        "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": image, "size": 1}
+    });
+    let attestation_digest = push_manifest(
+        &name,
+        "attestation",
+        "application/vnd.oci.image.manifest.v1+json",
+        &attestation,
+    );
+    let platform_size = sh(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://127.0.0.1:5000/{name}:platform"),
+    ]))
+    .len();
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": image, "size": platform_size,
+             "platform": {"architecture": "amd64", "os": "linux"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": attestation_digest,
+             "size": serde_json::to_vec(&attestation).unwrap().len(),
+             "annotations": {"vnd.docker.reference.digest": image, "vnd.docker.reference.type": "attestation-manifest"},
+             "platform": {"architecture": "unknown", "os": "unknown"}}
+        ]
+    });
+    push_manifest(
+        &name,
+        "v1",
+        "application/vnd.oci.image.index.v1+json",
+        &index,
+    );
+    // Gone once the manifests are in: a watcher that fetched it would fail on this image.
+    sh(Command::new("curl").args([
+        "-sf",
+        "-X",
+        "DELETE",
+        &format!("http://127.0.0.1:5000/v2/{name}/blobs/{sbom_digest}"),
+    ]));
+
+    // BuildKit's layers are unsigned: this daemon accepts unsigned documents.
+    let (_, pem) = builder_key(data.path());
+    let mut d = watching_daemon(
+        data.path(),
+        &pem,
+        &[&name],
+        &[("REPROD_SERVER_ACCEPT_UNSIGNED", "true")],
+    );
+    wait_queue(&d, "done", 1, Duration::from_secs(120));
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(Duration::from_secs(60)), Some(0));
+    let store = reprod::store::Store::open(&data.path().join("store")).unwrap();
+    let jobs = store.jobs_for_subject(image).unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let v: Value =
+        serde_json::from_str(store.verdict_json(&jobs[0]).unwrap().unwrap().get()).unwrap();
+    assert_eq!(v["status"], "unrebuildable", "{v:#}");
+    assert_eq!(v["reason"], "no-builder: buildkit", "{v:#}");
+    assert_eq!(v["subjects"][0]["state"], "not-compared", "{v:#}");
 }
 
 /// A small image of its own (one layer), pushed under `tag`; returns its manifest digest.

@@ -119,12 +119,8 @@ fn families_without_steps_are_unsupported_with_their_uri_and_what_is_missing() {
         (
             "tektoncd-chains/slsa-v2.md.example-pipelinerun-remote-buildconfig.slsa-v1.json",
             "https://tekton.dev/predicate/chains/slsa/v2",
-            "PipelineRun's steps live in its pipeline's tasks",
-        ),
-        (
-            "slsa-verifier/cosign-oci-layout-gha_generic_container-v1.10.0/buildkit-provenance-c1944d47.json",
-            "https://mobyproject.org/buildkit@v1",
-            "BuildKit provenance (mode=min)",
+            "pipeline is only referenced (pipelineRef through the \"git\" resolver: pathInRepo \
+             cdf/pipelines/ci-pipeline.yaml, revision main, url https://github.com/chuangw6/demos)",
         ),
     ] {
         let (_, st) = load(rel);

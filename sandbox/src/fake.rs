@@ -481,6 +481,7 @@ mod tests {
             domainname: None,
             user: None,
             cpuset_cpus: None,
+            profile: Default::default(),
             network: Default::default(),
         };
         (dir, spec)

@@ -27,7 +27,8 @@ pub use image::{ImageRefError, PinnedImage};
 pub use log::CapturedLog;
 pub use network::{JobNetwork, NetworkHolder, StepNetwork};
 pub use policy::{
-    Policy, ALLOWED_CAPABILITIES, LABEL_JOB, LABEL_MANAGED, LABEL_OWNER, TMPFS_PATHS,
+    Policy, StepProfile, ALLOWED_CAPABILITIES, LABEL_JOB, LABEL_MANAGED, LABEL_OWNER,
+    NESTED_CAPABILITIES, NESTED_STORAGE, TMPFS_PATHS,
 };
 pub use run::{Sandbox, StepMount, StepOutcome, StepSpec, Termination};
 pub use workspace::Workspace;

@@ -75,6 +75,7 @@ impl Sandbox {
             domainname: None,
             user: None,
             cpuset_cpus: None,
+            profile: Default::default(),
         };
         let workspace = crate::run::canonical(workspace.local_dir())?;
         let volumes = self.image_volumes(&holder.image.to_string()).await?;
@@ -106,6 +107,7 @@ impl Sandbox {
                 &inspected,
                 self.policy(),
                 &StepNetwork::None,
+                crate::StepProfile::Plain,
                 &workspace,
                 &volumes,
             )?;

@@ -23,6 +23,60 @@ pub const ALLOWED_CAPABILITIES: &[&str] = &[
     "SETUID",
 ];
 
+/// What a nested builder (buildah, BuildKit, kaniko) needs beyond [`ALLOWED_CAPABILITIES`]: mount and
+/// user namespaces of its own (`SYS_ADMIN`, `SYS_CHROOT`) and the rest of the set buildah gives its `RUN`
+/// containers (`KILL`, `NET_BIND_SERVICE`, `SETFCAP`, `SETPCAP`), which must exist in the bounding set for
+/// buildah to hand them out. Granted only to steps of the [`StepProfile::Nested`] profile, and only in a
+/// user namespace: every one of them is the container's, not the host's.
+pub const NESTED_CAPABILITIES: &[&str] = &[
+    "SYS_ADMIN",
+    "SYS_CHROOT",
+    "KILL",
+    "NET_BIND_SERVICE",
+    "SETFCAP",
+    "SETPCAP",
+];
+
+/// Where a nested builder keeps its images and layers: a tmpfs of [`Policy::tmpfs_bytes`] that, unlike the
+/// others, allows executing what is on it (a `RUN` step executes the files of its image from there).
+/// buildah's default `graphroot` is below it.
+pub const NESTED_STORAGE: &str = "/var/lib/containers";
+
+/// How much a step is trusted with.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum StepProfile {
+    /// Every step: [`ALLOWED_CAPABILITIES`] only.
+    #[default]
+    Plain,
+    /// A builder that runs containers itself: [`NESTED_CAPABILITIES`] too, and [`NESTED_STORAGE`]; every
+    /// other limit unchanged (no network but the job's, not privileged, `no-new-privileges`, the engine's
+    /// default seccomp profile, read-only root, no devices, no host path but the workspace). Refused
+    /// unless the engine remaps users.
+    Nested,
+}
+
+impl StepProfile {
+    /// The capabilities a step of this profile keeps.
+    pub fn capabilities(self) -> Vec<&'static str> {
+        match self {
+            StepProfile::Plain => ALLOWED_CAPABILITIES.to_vec(),
+            StepProfile::Nested => ALLOWED_CAPABILITIES
+                .iter()
+                .chain(NESTED_CAPABILITIES)
+                .copied()
+                .collect(),
+        }
+    }
+
+    /// A word for verdicts and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StepProfile::Plain => "plain",
+            StepProfile::Nested => "nested",
+        }
+    }
+}
+
 /// Resource bounds and hardening applied to every step container.
 ///
 /// Always on, not configurable: no network but loopback (`--network none`, or the job's own namespace,
@@ -68,8 +122,27 @@ pub const TMPFS_PATHS: &[&str] = &["/tmp", "/var/tmp", "/run"];
 impl Policy {
     /// The mount options of each tmpfs mount.
     pub fn tmpfs_options(&self, path: &str) -> String {
+        if path == NESTED_STORAGE {
+            return format!("rw,exec,nosuid,nodev,size={},mode=0700", self.tmpfs_bytes);
+        }
         let mode = if path == "/run" { "0755" } else { "1777" };
         format!("rw,nosuid,nodev,size={},mode={mode}", self.tmpfs_bytes)
+    }
+
+    /// Every tmpfs mount of a step of `profile` with image `volumes`.
+    pub fn tmpfs_paths(profile: StepProfile, volumes: &[String]) -> Vec<String> {
+        let mut paths: Vec<String> = TMPFS_PATHS.iter().map(|p| p.to_string()).collect();
+        if profile == StepProfile::Nested {
+            paths.push(NESTED_STORAGE.to_string());
+        }
+        paths.extend(
+            volumes
+                .iter()
+                .filter(|v| !paths.contains(v))
+                .cloned()
+                .collect::<Vec<_>>(),
+        );
+        paths
     }
 
     /// The `ulimit`s every step gets, as (name, soft = hard).

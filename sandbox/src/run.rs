@@ -15,8 +15,7 @@ use futures_util::StreamExt;
 
 use crate::log::{CapturedLog, LogBuffer};
 use crate::{
-    verify, PinnedImage, Policy, SandboxError, ALLOWED_CAPABILITIES, LABEL_JOB, LABEL_MANAGED,
-    LABEL_OWNER,
+    verify, PinnedImage, Policy, SandboxError, StepProfile, LABEL_JOB, LABEL_MANAGED, LABEL_OWNER,
 };
 
 /// A directory of the job workspace made visible to the step.
@@ -58,6 +57,8 @@ pub struct StepSpec {
     pub user: Option<String>,
     /// CPUs the step may run on (`0`, `0-1`), which is what `nproc` reports.
     pub cpuset_cpus: Option<String>,
+    /// What the step is trusted with ([`StepProfile::Plain`] unless a trust rule grants more).
+    pub profile: StepProfile,
 }
 
 /// How a step's container ended.
@@ -389,6 +390,14 @@ impl Sandbox {
 
     /// Runs one step to completion under the policy. The container is removed whatever happens.
     pub async fn run_step(&self, spec: &StepSpec) -> Result<StepOutcome, SandboxError> {
+        if spec.profile == StepProfile::Nested && self.userns_root.is_none() {
+            // SYS_ADMIN outside a user namespace is the host's: never.
+            return Err(SandboxError::Unsupported(
+                "the nested step profile needs an engine that runs containers in a user namespace \
+                 (Docker's userns-remap); this one does not"
+                    .into(),
+            ));
+        }
         let image_id = self.ensure_image(&spec.image).await?;
         let workspace = canonical(spec.workspace.local_dir())?;
         let mounts = spec
@@ -461,7 +470,13 @@ impl Sandbox {
             network_mode: Some(spec.network.mode()),
             privileged: Some(false),
             cap_drop: Some(vec!["ALL".into()]),
-            cap_add: Some(ALLOWED_CAPABILITIES.iter().map(|c| c.to_string()).collect()),
+            cap_add: Some(
+                spec.profile
+                    .capabilities()
+                    .iter()
+                    .map(|c| c.to_string())
+                    .collect(),
+            ),
             security_opt: Some(vec!["no-new-privileges".into()]),
             memory: Some(p.memory_bytes),
             memory_swap: Some(p.memory_bytes),
@@ -483,10 +498,8 @@ impl Sandbox {
                     .collect(),
             ),
             tmpfs: Some(
-                crate::TMPFS_PATHS
-                    .iter()
-                    .map(|path| path.to_string())
-                    .chain(volumes.iter().cloned())
+                Policy::tmpfs_paths(spec.profile, volumes)
+                    .into_iter()
                     .map(|path| {
                         let options = p.tmpfs_options(&path);
                         (path, options)
@@ -543,7 +556,14 @@ impl Sandbox {
             .inspect_container(id, None)
             .await
             .map_err(docker_err("inspecting the step container"))?;
-        verify::policy_applied(&inspected, &self.policy, &spec.network, workspace, volumes)?;
+        verify::policy_applied(
+            &inspected,
+            &self.policy,
+            &spec.network,
+            spec.profile,
+            workspace,
+            volumes,
+        )?;
 
         let attach = self
             .docker

@@ -4,13 +4,14 @@ use std::path::Path;
 
 use bollard::models::ContainerInspectResponse;
 
-use crate::{Policy, SandboxError, StepNetwork, ALLOWED_CAPABILITIES};
+use crate::{Policy, SandboxError, StepNetwork, StepProfile};
 
 /// Fails unless every isolation setting the engine reports equals what the policy demands.
 pub(crate) fn policy_applied(
     inspected: &ContainerInspectResponse,
     policy: &Policy,
     network: &StepNetwork,
+    profile: StepProfile,
     workspace: &Path,
     volumes: &[String],
 ) -> Result<(), SandboxError> {
@@ -46,14 +47,13 @@ pub(crate) fn policy_applied(
             hc.cap_drop
         ));
     }
+    let allowed = profile.capabilities();
     for cap in hc.cap_add.iter().flatten() {
         let name = cap.trim_start_matches("CAP_");
-        if !ALLOWED_CAPABILITIES
-            .iter()
-            .any(|a| a.eq_ignore_ascii_case(name))
-        {
+        if !allowed.iter().any(|a| a.eq_ignore_ascii_case(name)) {
             return fail(format!(
-                "capability {cap} is added but not in the allowed set"
+                "capability {cap} is added but not in the allowed set of the {} profile",
+                profile.as_str()
             ));
         }
     }
@@ -131,10 +131,8 @@ pub(crate) fn policy_applied(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     tmpfs.sort();
-    let mut wanted_tmpfs: Vec<(String, String)> = crate::TMPFS_PATHS
-        .iter()
-        .map(|p| p.to_string())
-        .chain(volumes.iter().cloned())
+    let mut wanted_tmpfs: Vec<(String, String)> = Policy::tmpfs_paths(profile, volumes)
+        .into_iter()
         .map(|p| {
             let options = policy.tmpfs_options(&p);
             (p, options)
@@ -171,7 +169,7 @@ pub(crate) fn policy_applied(
             // disk would be unbounded.
             Some("tmpfs")
                 if m.destination.as_deref().is_some_and(|d| {
-                    crate::TMPFS_PATHS.contains(&d) || volumes.iter().any(|v| v == d)
+                    Policy::tmpfs_paths(profile, volumes).iter().any(|p| p == d)
                 }) => {}
             other => {
                 return fail(format!(
@@ -188,6 +186,8 @@ pub(crate) fn policy_applied(
 mod tests {
     use super::*;
     use bollard::models::{HostConfig, HostConfigCgroupnsModeEnum, ResourcesUlimits};
+
+    const PLAIN: StepProfile = StepProfile::Plain;
 
     fn good(policy: &Policy) -> ContainerInspectResponse {
         ContainerInspectResponse {
@@ -236,7 +236,9 @@ mod tests {
     fn every_weakened_setting_is_refused() {
         let policy = Policy::default();
         let ws = Path::new("/ws");
-        assert!(policy_applied(&good(&policy), &policy, &StepNetwork::None, ws, &[]).is_ok());
+        assert!(
+            policy_applied(&good(&policy), &policy, &StepNetwork::None, PLAIN, ws, &[]).is_ok()
+        );
         type Weaken = Box<dyn Fn(&mut HostConfig)>;
         let weakened: Vec<(&str, Weaken)> = vec![
             (
@@ -299,14 +301,14 @@ mod tests {
         let mut enabled = good(&policy);
         enabled.config = None;
         assert!(
-            policy_applied(&enabled, &policy, &StepNetwork::None, ws, &[]).is_err(),
+            policy_applied(&enabled, &policy, &StepNetwork::None, PLAIN, ws, &[]).is_err(),
             "a network that is not disabled was accepted"
         );
         for (what, weaken) in weakened {
             let mut c = good(&policy);
             weaken(c.host_config.as_mut().unwrap());
             assert!(
-                policy_applied(&c, &policy, &StepNetwork::None, ws, &[]).is_err(),
+                policy_applied(&c, &policy, &StepNetwork::None, PLAIN, ws, &[]).is_err(),
                 "{what} was accepted"
             );
         }
@@ -323,13 +325,77 @@ mod tests {
         let mut joined = good(&policy);
         joined.config = None;
         joined.host_config.as_mut().unwrap().network_mode = Some("container:holder-id".into());
-        assert!(policy_applied(&joined, &policy, &job, ws, &[]).is_ok());
+        assert!(policy_applied(&joined, &policy, &job, PLAIN, ws, &[]).is_ok());
         for mode in ["none", "host", "bridge", "container:another-id"] {
             joined.host_config.as_mut().unwrap().network_mode = Some(mode.into());
             assert!(
-                policy_applied(&joined, &policy, &job, ws, &[]).is_err(),
+                policy_applied(&joined, &policy, &job, PLAIN, ws, &[]).is_err(),
                 "{mode} was accepted for a step of the job's network"
             );
         }
+    }
+
+    /// A nested step reads back with exactly its capabilities and its exec tmpfs; the same container is
+    /// refused under the plain profile, and a nested one with anything more is refused too.
+    #[test]
+    fn the_nested_profile_grants_exactly_its_capabilities_and_storage() {
+        let policy = Policy::default();
+        let ws = Path::new("/ws");
+        let nested = StepProfile::Nested;
+        let mut c = good(&policy);
+        let hc = c.host_config.as_mut().unwrap();
+        hc.cap_add = Some(
+            nested
+                .capabilities()
+                .iter()
+                .map(|c| c.to_string())
+                .collect(),
+        );
+        hc.tmpfs = Some(
+            Policy::tmpfs_paths(nested, &[])
+                .into_iter()
+                .map(|p| {
+                    let o = policy.tmpfs_options(&p);
+                    (p, o)
+                })
+                .collect(),
+        );
+        assert!(policy_applied(&c, &policy, &StepNetwork::None, nested, ws, &[]).is_ok());
+        assert!(
+            policy_applied(&c, &policy, &StepNetwork::None, PLAIN, ws, &[]).is_err(),
+            "SYS_ADMIN accepted for a plain step"
+        );
+        assert!(policy
+            .tmpfs_options(crate::NESTED_STORAGE)
+            .starts_with("rw,exec,nosuid,nodev,"));
+        for extra in [
+            "SYS_PTRACE",
+            "SYS_MODULE",
+            "NET_ADMIN",
+            "MKNOD",
+            "SYS_RAWIO",
+        ] {
+            let mut more = c.clone();
+            more.host_config
+                .as_mut()
+                .unwrap()
+                .cap_add
+                .as_mut()
+                .unwrap()
+                .push(extra.into());
+            assert!(
+                policy_applied(&more, &policy, &StepNetwork::None, nested, ws, &[]).is_err(),
+                "{extra} accepted for a nested step"
+            );
+        }
+        let mut privileged = c.clone();
+        privileged.host_config.as_mut().unwrap().privileged = Some(true);
+        assert!(policy_applied(&privileged, &policy, &StepNetwork::None, nested, ws, &[]).is_err());
+        let mut unconfined = c;
+        unconfined.host_config.as_mut().unwrap().security_opt = Some(vec![
+            "no-new-privileges".into(),
+            "seccomp=unconfined".into(),
+        ]);
+        assert!(policy_applied(&unconfined, &policy, &StepNetwork::None, nested, ws, &[]).is_err());
     }
 }

@@ -421,6 +421,7 @@ mod tests {
             log_artifact: Some("logs/00-build.log".into()),
             log_sha256: Some(sha("4")),
             log_tail: "ok\n".into(),
+            profile: None,
         }
     }
 

@@ -6,16 +6,27 @@
 //! ([`tekton`], [`slsa`]) that normalizes a statement into a [`Recipe`]. New containers and families slot
 //! in beside the existing ones without touching the rebuild.
 
+pub mod attached;
+pub mod buildkit;
+mod cloud_build;
 pub mod container;
+mod cosign;
 mod error;
+mod fields;
+mod item;
+mod pipeline;
 mod recipe;
+mod recognize;
 pub mod slsa;
 pub mod statement;
 pub mod tekton;
 
 pub use container::Container;
 pub use error::ParseError;
-pub use recipe::{BuildType, Recipe, SourceRef, Step, Subject, Unrebuildable, UnrebuildableReason};
+pub use recipe::{
+    BuildKitContext, BuildKitMode, BuildKitPlan, BuildType, Conventions, Material, Recipe,
+    SourceRef, Step, Subject, Task, TaskRole, Unrebuildable, UnrebuildableReason,
+};
 pub use statement::Statement;
 
 /// Predicate type of Tekton Chains' original provenance format (the distroless seed).
@@ -54,13 +65,20 @@ pub fn normalize(statement: &Statement) -> Result<Recipe, Unrebuildable> {
                 .get("buildType")
                 .and_then(|v| v.as_str())
                 .unwrap_or_default();
-            if tekton::is_tekton_build_type(build_type) {
+            if tekton::is_tekton_build_type(build_type) && pipeline::is_pipeline(statement) {
+                pipeline::from_v02(statement)
+            } else if tekton::is_tekton_build_type(build_type) {
                 tekton::from_slsa_v02(statement)
+            } else if buildkit::is_buildkit_build_type(build_type) {
+                buildkit::from_v02(statement)
             } else {
                 slsa::from_v02_other(statement, build_type)
             }
         }
         t if SLSA_V01_PREDICATES.contains(&t) => slsa::from_v01(statement),
+        t if SLSA_V1_PREDICATES.contains(&t) && pipeline::is_pipeline(statement) => {
+            pipeline::from_v1(statement)
+        }
         t if SLSA_V1_PREDICATES.contains(&t) => slsa::from_v1(statement),
         // An empty predicate type with a build-definition predicate: the container-based builder's draft.
         "" if statement.predicate.get("buildType").is_some()

@@ -43,6 +43,9 @@ pub struct Step {
     /// Environment exactly as recorded, in order.
     pub env: Vec<(String, String)>,
     pub working_dir: Option<String>,
+    /// The PipelineRun task the step belongs to (none for a TaskRun or a single-config build).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task: Option<String>,
 }
 
 /// The build family, which fixes the workspace conventions of the rebuild.
@@ -56,6 +59,50 @@ pub enum BuildType {
     CloudBuild { uri: String },
     /// The SLSA container-based builder: one command in a pinned builder image, run in the source tree.
     ContainerBased { uri: String },
+    /// BuildKit (`docker buildx build`): a frontend run over a context, not steps; see [`BuildKitPlan`].
+    #[serde(rename = "buildkit")]
+    BuildKit { uri: String },
+}
+
+/// How a family lays out the world its steps see. Every family mounts the job workspace at
+/// [`tekton::WORKSPACE_ROOT`](super::tekton::WORKSPACE_ROOT) (`/workspace`); they differ in where the
+/// source is checked out, where a step starts and what `$HOME` is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Conventions {
+    /// The checkout, relative to the workspace root (`""`: the workspace root itself).
+    pub source_subdir: &'static str,
+    /// Where a step starts when it names no directory (`None`: the image's own).
+    pub working_dir: Option<&'static str>,
+    /// `$HOME` of every step (a writable directory of the job), when the family sets one.
+    pub home: Option<&'static str>,
+}
+
+impl BuildType {
+    /// The family's step conventions.
+    pub fn conventions(&self) -> Conventions {
+        match self {
+            // Tekton: workspaces under /workspace/<name>, the source in `source`, results in
+            // /tekton/results, $HOME /tekton/home; a step starts in its image's directory.
+            BuildType::Tekton { .. } | BuildType::BuildKit { .. } => Conventions {
+                source_subdir: super::tekton::SOURCE_WORKSPACE,
+                working_dir: None,
+                home: Some(super::tekton::HOME_DIR),
+            },
+            // Cloud Build: the source is /workspace, every step starts there (or in its `dir` below it),
+            // $HOME is /builder/home.
+            BuildType::CloudBuild { .. } => Conventions {
+                source_subdir: "",
+                working_dir: Some(super::tekton::WORKSPACE_ROOT),
+                home: Some("/builder/home"),
+            },
+            // The container-based builder: `docker run -v <checkout>:/workspace -w /workspace IMAGE CMD`.
+            BuildType::ContainerBased { .. } => Conventions {
+                source_subdir: "",
+                working_dir: Some(super::tekton::WORKSPACE_ROOT),
+                home: None,
+            },
+        }
+    }
 }
 
 impl BuildType {
@@ -63,7 +110,8 @@ impl BuildType {
         match self {
             BuildType::Tekton { uri }
             | BuildType::CloudBuild { uri }
-            | BuildType::ContainerBased { uri } => uri,
+            | BuildType::ContainerBased { uri }
+            | BuildType::BuildKit { uri } => uri,
         }
     }
 }
@@ -79,16 +127,149 @@ pub struct Recipe {
     pub subjects: Vec<Subject>,
     /// Parameters as recorded (used for `$(params.*)` substitution).
     pub parameters: BTreeMap<String, String>,
+    /// A PipelineRun's tasks in run order: which ran (their steps are in `steps`), which reprod's own
+    /// checkout stands for, and which were skipped and why. Empty for every other family.
+    pub tasks: Vec<Task>,
+    /// What a BuildKit build needs, for the BuildKit family.
+    pub buildkit: Option<BuildKitPlan>,
+    /// Secrets the recorded build used (names only: provenance never carries their values).
+    pub secrets: Vec<String>,
+}
+
+/// One task of a Tekton PipelineRun.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Task {
+    pub name: String,
+    /// The Task it ran (`ref.name`), when recorded.
+    pub task_ref: Option<String>,
+    /// Tasks it ran after (`runAfter` / `after`).
+    pub run_after: Vec<String>,
+    pub params: BTreeMap<String, String>,
+    /// Results as the original run recorded them: claims, never evidence.
+    pub claimed_results: BTreeMap<String, String>,
+    pub role: TaskRole,
+    /// How many of its steps the provenance records.
+    pub recorded_steps: usize,
+}
+
+/// What a rebuild does with a PipelineRun task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "role")]
+pub enum TaskRole {
+    /// Its steps are run.
+    Run,
+    /// It only fetched the source at the recorded commit: reprod's own checkout stands in for it.
+    SourceFetch { commit: String },
+    /// It only publishes, scans or signs: not run, for the reason given.
+    Skipped { reason: String },
+}
+
+/// A BuildKit build as its provenance records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct BuildKitPlan {
+    /// `max` records the build request; `min` scrubs it ([`BuildKitPlan::missing`] names what is gone).
+    pub mode: BuildKitMode,
+    /// The frontend (`dockerfile.v0`, or a gateway image).
+    pub frontend: Option<String>,
+    /// The Dockerfile's path in the context.
+    pub dockerfile: Option<String>,
+    /// Where the context came from.
+    pub context: BuildKitContext,
+    /// The frontend's options exactly as recorded (`build-arg:*`, `label:*`, `platform`, ...).
+    pub args: BTreeMap<String, String>,
+    pub platform: Option<String>,
+    /// Every image the build resolved, with its digest.
+    pub materials: Vec<Material>,
+    /// `SOURCE_DATE_EPOCH` as passed to the build, when it was.
+    pub source_date_epoch: Option<String>,
+    /// Fields a rebuild needs that the provenance does not carry (mode=min).
+    pub missing: Vec<String>,
+}
+
+/// `mode=max` or `mode=min` provenance.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BuildKitMode {
+    Max,
+    Min,
+}
+
+/// Where a BuildKit build's context came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum BuildKitContext {
+    /// A git context BuildKit fetched itself (`configSource`): the commit is the source.
+    Git { uri: String, commit: String },
+    /// A local directory whose git state BuildKit noted (`vcs` metadata): a hint, not a fetched commit;
+    /// `dirty` when the directory had changes no commit holds.
+    LocalWithVcs {
+        uri: String,
+        revision: String,
+        dirty: bool,
+    },
+    /// A local directory with nothing saying which source it held.
+    Local,
+}
+
+/// A resolved input of a build.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Material {
+    pub uri: String,
+    /// `sha256:<hex>`, when recorded.
+    pub digest: Option<String>,
+    /// Why the build did not need it (an attestation generator), when it did not.
+    pub not_an_input: Option<String>,
 }
 
 impl Recipe {
+    /// A recipe of `statement`'s subjects with no pipeline tasks, BuildKit plan or secrets (the fields
+    /// only some families fill).
+    pub fn of(
+        statement: &super::Statement,
+        build_type: BuildType,
+        builder_id: Option<String>,
+        source: Option<SourceRef>,
+        steps: Vec<Step>,
+        parameters: BTreeMap<String, String>,
+    ) -> Recipe {
+        Recipe {
+            predicate_type: statement.predicate_type.clone(),
+            build_type,
+            builder_id,
+            source,
+            steps,
+            subjects: statement.subjects.clone(),
+            parameters,
+            tasks: Vec::new(),
+            buildkit: None,
+            secrets: Vec::new(),
+        }
+    }
+
     /// What makes two documents the same work: the same source commit, steps and build conventions,
     /// whatever subjects they name. A rebuild of it may answer for any of them (each is judged on its own
     /// subjects). `recipe:sha256:<hex>`.
     pub fn work_key(&self) -> String {
         use sha2::{Digest, Sha256};
-        let key =
-            serde_json::to_vec(&(&self.source, &self.steps, &self.build_type)).unwrap_or_default();
+        // A TaskRun's key is what it always was; a pipeline's task layout and a BuildKit plan are part
+        // of the work (but not the results a task claimed, which differ between runs of the same work).
+        let key = if self.tasks.is_empty() && self.buildkit.is_none() {
+            serde_json::to_vec(&(&self.source, &self.steps, &self.build_type))
+        } else {
+            let tasks: Vec<_> = self
+                .tasks
+                .iter()
+                .map(|t| (&t.name, &t.role, &t.run_after, &t.params))
+                .collect();
+            serde_json::to_vec(&(
+                &self.source,
+                &self.steps,
+                &self.build_type,
+                &tasks,
+                &self.buildkit,
+            ))
+        }
+        .unwrap_or_default();
         format!("recipe:sha256:{}", hex::encode(Sha256::digest(key)))
     }
 
@@ -113,24 +294,46 @@ impl Recipe {
                 },
             ));
         }
+        if let Some(plan) = &self.buildkit {
+            plan.check()?;
+        }
         if self.source.is_none() {
             return Err(Unrebuildable::new(
                 UnrebuildableReason::NoSource,
                 "no git repository and commit in the materials / configSource",
             ));
         }
-        if self.steps.is_empty() {
+        if !self.secrets.is_empty() {
             return Err(Unrebuildable::new(
-                UnrebuildableReason::NoSteps,
-                "the provenance records no build steps",
+                UnrebuildableReason::NeedsSecrets,
+                format!(
+                    "the build used secrets ({}) whose values no provenance carries; a rebuild without them \
+                     would not be the recorded build",
+                    self.secrets.join(", ")
+                ),
             ));
         }
-        if !matches!(self.build_type, BuildType::Tekton { .. }) {
+        if let BuildType::BuildKit { .. } = self.build_type {
             return Err(Unrebuildable::new(
-                UnrebuildableReason::UnsupportedBuildType(self.build_type.uri().to_string()),
-                "the recipe was read, but reprod runs only Tekton's step conventions so far; \
-                 this family's workspace and entrypoint conventions are not implemented",
+                UnrebuildableReason::NoBuilder("buildkit".into()),
+                "the BuildKit recipe is complete, but this rebuilder has no BuildKit builder to run it \
+                 ([builders.buildkit] is not implemented yet); nothing was rebuilt",
             ));
+        }
+        if self.steps.is_empty() {
+            let why = if self.tasks.is_empty() {
+                "the provenance records no build steps".to_string()
+            } else {
+                format!(
+                    "no task of the pipeline is left to run: {}",
+                    self.tasks
+                        .iter()
+                        .map(|t| format!("{} ({})", t.name, t.role.describe()))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                )
+            };
+            return Err(Unrebuildable::new(UnrebuildableReason::NoSteps, why));
         }
         for step in &self.steps {
             if let Err(e) = reprod_sandbox::PinnedImage::parse(&step.image) {
@@ -175,6 +378,18 @@ pub enum UnrebuildableReason {
     ImageUnavailable,
     /// The statement is an attestation, but not of a build (a VSA, a signature claim, an SBOM…).
     NotProvenance(String),
+    /// The build used secrets.
+    NeedsSecrets,
+    /// A pipeline whose tasks cannot be put in an order (unknown or cyclic `runAfter`, duplicate names).
+    BadPipeline,
+    /// BuildKit mode=min provenance: the build request was scrubbed.
+    BuildKitModeMin,
+    /// A BuildKit build of a local directory nothing ties to a commit.
+    LocalContext,
+    /// The recorded commit is only a hint, and the directory built had changes no commit holds.
+    DirtySource,
+    /// The family is understood, but no builder for it is configured here.
+    NoBuilder(String),
     /// A code decided elsewhere (signature or statement checks), passed through as is.
     Other(String),
 }
@@ -193,6 +408,12 @@ impl fmt::Display for UnrebuildableReason {
             Self::CommitNotFound => "commit-not-found",
             Self::ImageUnavailable => "image-unavailable",
             Self::NotProvenance(what) => return write!(f, "not-provenance: {what}"),
+            Self::NeedsSecrets => "needs-secrets",
+            Self::BadPipeline => "bad-pipeline",
+            Self::BuildKitModeMin => "buildkit-mode-min",
+            Self::LocalContext => "local-context",
+            Self::DirtySource => "dirty-source",
+            Self::NoBuilder(family) => return write!(f, "no-builder: {family}"),
             Self::Other(code) => code,
         })
     }
@@ -211,6 +432,54 @@ impl Unrebuildable {
         Unrebuildable {
             reason,
             detail: detail.into(),
+        }
+    }
+}
+
+impl TaskRole {
+    /// A few words for people.
+    pub fn describe(&self) -> String {
+        match self {
+            TaskRole::Run => "run".into(),
+            TaskRole::SourceFetch { commit } => {
+                format!("fetches the source at {commit}: reprod's checkout stands in for it")
+            }
+            TaskRole::Skipped { reason } => format!("skipped: {reason}"),
+        }
+    }
+}
+
+impl BuildKitPlan {
+    /// What keeps this plan from being a complete build request, first problem first.
+    pub fn check(&self) -> Result<(), Unrebuildable> {
+        if self.mode == BuildKitMode::Min {
+            return Err(Unrebuildable::new(
+                UnrebuildableReason::BuildKitModeMin,
+                format!(
+                    "BuildKit's mode=min provenance scrubs the build request, so the recipe is incomplete: \
+                     missing {}; rebuild from the mode=max provenance (`--provenance=mode=max`)",
+                    self.missing.join(", ")
+                ),
+            ));
+        }
+        match &self.context {
+            BuildKitContext::Local => Err(Unrebuildable::new(
+                UnrebuildableReason::LocalContext,
+                "the build's context was a local directory and the provenance records no git source or \
+                 revision for it (no configSource, no vcs metadata): nothing says which source was built",
+            )),
+            BuildKitContext::LocalWithVcs {
+                uri,
+                revision,
+                dirty: true,
+            } => Err(Unrebuildable::new(
+                UnrebuildableReason::DirtySource,
+                format!(
+                    "the build's context was a local checkout of {uri} at {revision}: it had uncommitted \
+                     changes, so no commit holds the source that was built"
+                ),
+            )),
+            _ => Ok(()),
         }
     }
 }

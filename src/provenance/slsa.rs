@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::fields::str_at as s;
+
 use super::tekton::{self, git_material, git_ref};
-use super::{BuildType, Recipe, SourceRef, Statement, Step, Unrebuildable, UnrebuildableReason};
+use super::{BuildType, Recipe, Statement, Step, Subject, Unrebuildable, UnrebuildableReason};
 
 /// Predicate types of attestations that are not build provenance, with what they are.
 const NOT_PROVENANCE: &[(&str, &str)] = &[
@@ -58,12 +60,6 @@ fn unsupported(uri: &str, why: impl Into<String>) -> Unrebuildable {
     )
 }
 
-fn s<'a>(v: &'a Value, pointer: &str) -> Option<&'a str> {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-}
-
 /// SLSA v0.1 and in-toto Provenance v0.1: `recipe.type`, `materials`, and for Cloud Build the steps in
 /// `recipe.arguments.steps`.
 pub fn from_v01(statement: &Statement) -> Result<Recipe, Unrebuildable> {
@@ -71,38 +67,23 @@ pub fn from_v01(statement: &Statement) -> Result<Recipe, Unrebuildable> {
     let recipe_type = s(p, "/recipe/type").unwrap_or_default();
     let builder_id = s(p, "/builder/id").map(str::to_string);
     if recipe_type.starts_with("https://cloudbuild.googleapis.com/") {
-        let steps = match p.pointer("/recipe/arguments/steps") {
-            Some(Value::Array(steps)) => steps
-                .iter()
-                .enumerate()
-                .map(|(i, st)| cloud_build_step(i, st))
-                .collect(),
-            _ => Vec::new(),
-        };
-        return Ok(Recipe {
-            predicate_type: statement.predicate_type.clone(),
-            build_type: BuildType::CloudBuild {
-                uri: recipe_type.to_string(),
-            },
+        return Ok(super::cloud_build::from_v01(
+            statement,
+            recipe_type,
             builder_id,
-            source: cloud_build_source(p),
-            steps,
-            subjects: statement.subjects.clone(),
-            parameters: string_map(p.pointer("/recipe/arguments/substitutions")),
-        });
+        ));
     }
     if tekton::is_tekton_build_type(recipe_type) {
-        return Ok(Recipe {
-            predicate_type: statement.predicate_type.clone(),
-            build_type: BuildType::Tekton {
+        return Ok(Recipe::of(
+            statement,
+            BuildType::Tekton {
                 uri: recipe_type.to_string(),
             },
             builder_id,
-            source: git_material(p.get("materials")),
-            steps: Vec::new(),
-            subjects: statement.subjects.clone(),
-            parameters: BTreeMap::new(),
-        });
+            git_material(p.get("materials")),
+            Vec::new(),
+            BTreeMap::new(),
+        ));
     }
     Err(unsupported(
         if recipe_type.is_empty() {
@@ -114,70 +95,18 @@ pub fn from_v01(statement: &Statement) -> Result<Recipe, Unrebuildable> {
     ))
 }
 
-/// Cloud Build's `materials[0]` is the repository, with the commit either as a digest or in a
-/// `…/commit/<sha>` URL.
-fn cloud_build_source(p: &Value) -> Option<SourceRef> {
-    git_material(p.get("materials")).or_else(|| {
-        let uri = s(p, "/materials/0/uri")?;
-        let (repo, commit) = uri.rsplit_once("/commit/")?;
-        (commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit())).then(|| SourceRef {
-            uri: repo.to_string(),
-            commit: commit.to_ascii_lowercase(),
-        })
-    })
-}
-
-/// A `cloudbuild.yaml` step as Cloud Build records it: `name` is the image.
-fn cloud_build_step(index: usize, v: &Value) -> Step {
-    let strings = |key: &str| -> Vec<String> {
-        v.get(key)
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .map(str::to_string)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    Step {
-        name: s(v, "/id").map_or_else(|| format!("step-{index}"), str::to_string),
-        image: s(v, "/name").unwrap_or_default().to_string(),
-        script: s(v, "/script").map(str::to_string),
-        command: s(v, "/entrypoint").map(str::to_string),
-        args: strings("args"),
-        env: strings("env")
-            .into_iter()
-            .map(|kv| match kv.split_once('=') {
-                Some((k, val)) => (k.to_string(), val.to_string()),
-                None => (kv, String::new()),
-            })
-            .collect(),
-        working_dir: s(v, "/dir").map(str::to_string),
-    }
-}
-
-fn string_map(v: Option<&Value>) -> BTreeMap<String, String> {
-    v.and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 /// SLSA v0.2 build types other than Tekton's.
 pub fn from_v02_other(statement: &Statement, build_type: &str) -> Result<Recipe, Unrebuildable> {
     let why = if build_type.starts_with("https://github.com/slsa-framework/slsa-github-generator/")
     {
-        "the SLSA GitHub generator's v0.2 provenance records the workflow, not its steps; rebuilding needs the \
-         workflow file at the recorded commit and a GitHub Actions runner"
-    } else if build_type.starts_with("https://mobyproject.org/buildkit") {
-        "BuildKit provenance (mode=min) records the Dockerfile's location but no steps; rebuilding needs \
-         BuildKit itself to run the Dockerfile frontend"
+        format!(
+            "the SLSA GitHub generator's v0.2 provenance records the workflow ({}), not its steps: the steps \
+             are in the workflow file at the recorded commit, and rebuilding needs a GitHub Actions runner{}",
+            s(&statement.predicate, "/invocation/configSource/entryPoint").unwrap_or("its path not recorded"),
+            buildkit_pointer(statement)
+        )
     } else {
-        "SLSA v0.2 provenance is rebuilt only for Tekton build types (`buildConfig.steps`)"
+        "SLSA v0.2 provenance is rebuilt only for Tekton and BuildKit build types".to_string()
     };
     Err(unsupported(
         if build_type.is_empty() {
@@ -206,6 +135,7 @@ pub fn from_v1(statement: &Statement) -> Result<Recipe, Unrebuildable> {
     let builder_id = s(p, "/runDetails/builder/id").map(str::to_string);
     match build_type {
         t if t.starts_with("https://tekton.dev/") => tekton_v1(statement, t, ext, deps, builder_id),
+        t if super::buildkit::is_buildkit_build_type(t) => super::buildkit::from_v1(statement, t),
         t if t.starts_with("https://slsa.dev/container-based-build/") => container_based(statement, t, ext, builder_id),
         t if t.starts_with("https://cloud.google.com/build/gcb-buildtypes/")
             || t.starts_with("https://slsa.dev/gcb-triggered-build/") =>
@@ -230,16 +160,42 @@ pub fn from_v1(statement: &Statement) -> Result<Recipe, Unrebuildable> {
                 t,
                 format!(
                     "a GitHub workflow's steps live in the workflow file ({}), not in the provenance; rebuilding \
-                     needs that file at the recorded commit and a GitHub Actions runner",
+                     needs that file at the recorded commit and a GitHub Actions runner{}",
                     s(ext, "/workflow/path")
                         .or_else(|| s(ext, "/workflowPath/value"))
-                        .unwrap_or("the workflow")
+                        .unwrap_or("the workflow"),
+                    buildkit_pointer(statement)
                 ),
             ))
         }
         "" => Err(unsupported(&statement.predicate_type, "the provenance names no build type")),
         t => Err(unsupported(t, "this SLSA v1 build type is not one reprod can turn into steps yet")),
     }
+}
+
+/// For a workflow that built container images: where the rebuildable record of the same image is.
+fn buildkit_pointer(statement: &Statement) -> String {
+    let images: Vec<String> = statement
+        .subjects
+        .iter()
+        .filter(|s| s.name.starts_with("pkg:docker/"))
+        .filter_map(Subject::sha256)
+        .fold(Vec::new(), |mut seen, d| {
+            if !seen.contains(&d) {
+                seen.push(d);
+            }
+            seen
+        });
+    if images.is_empty() {
+        return String::new();
+    }
+    format!(
+        ". If the workflow built the image ({}) with BuildKit (as Docker Official Images' does), BuildKit \
+         attached provenance of its own, which records the Dockerfile build, to the same image index: the \
+         attestation manifest whose vnd.docker.reference.digest names this manifest. That record is the \
+         rebuildable one",
+        images.join(", ")
+    )
 }
 
 /// Tekton Chains' SLSA v1 (`slsa/v2alpha*`): a TaskRun's inline `taskSpec.steps`; a PipelineRun names a
@@ -252,14 +208,13 @@ fn tekton_v1(
     builder_id: Option<String>,
 ) -> Result<Recipe, Unrebuildable> {
     let run_spec = ext.get("runSpec").unwrap_or(&Value::Null);
-    if run_spec.get("pipelineRef").is_some() || run_spec.get("pipelineSpec").is_some() {
-        return Err(unsupported(
-            build_type,
-            "a PipelineRun's steps live in its pipeline's tasks, which this provenance only references; \
-             rebuilding needs each TaskRun's own provenance",
-        ));
-    }
     let parameters = tekton::parameters(run_spec.get("params").map(params_list).as_ref());
+    let source = match deps {
+        Value::Array(items) => items
+            .iter()
+            .find_map(|d| git_ref(d.get("uri")?.as_str()?, d.get("digest")?)),
+        _ => None,
+    };
     let steps = match run_spec.pointer("/taskSpec/steps") {
         Some(Value::Array(steps)) => steps
             .iter()
@@ -268,27 +223,20 @@ fn tekton_v1(
             .collect::<Result<Vec<_>, _>>()?,
         _ => Vec::new(),
     };
-    let source = match deps {
-        Value::Array(items) => items
-            .iter()
-            .find_map(|d| git_ref(d.get("uri")?.as_str()?, d.get("digest")?)),
-        _ => None,
-    };
-    Ok(Recipe {
-        predicate_type: statement.predicate_type.clone(),
-        build_type: BuildType::Tekton {
+    Ok(Recipe::of(
+        statement,
+        BuildType::Tekton {
             uri: build_type.to_string(),
         },
         builder_id,
         source,
         steps,
-        subjects: statement.subjects.clone(),
         parameters,
-    })
+    ))
 }
 
 /// `[{name, value}]` → `{name: value}` for [`tekton::parameters`].
-fn params_list(v: &Value) -> Value {
+pub(super) fn params_list(v: &Value) -> Value {
     let mut map = serde_json::Map::new();
     if let Value::Array(items) = v {
         for item in items {
@@ -308,9 +256,21 @@ fn tekton_v1_step(
     deps: &Value,
     params: &BTreeMap<String, String>,
 ) -> Result<Step, Unrebuildable> {
+    tekton_v1_step_in(index, v, deps, params, None)
+}
+
+/// A Kubernetes-container step of Chains' v1 forms; in a pipeline task (`task`), `$(tasks.X.results.Y)`
+/// is left for the rebuild.
+pub(super) fn tekton_v1_step_in(
+    index: usize,
+    v: &Value,
+    deps: &Value,
+    params: &BTreeMap<String, String>,
+    task: Option<&str>,
+) -> Result<Step, Unrebuildable> {
     let name = s(v, "/name").map_or_else(|| format!("step-{index}"), str::to_string);
     let resolve = |text: &str| {
-        tekton::substitute(text, params).map_err(|var| {
+        tekton::substitute_keeping(text, params, task.is_some()).map_err(|var| {
             Unrebuildable::new(
                 UnrebuildableReason::UnresolvedVariable,
                 format!("step {name:?} uses $({var}), which the provenance does not define"),
@@ -356,6 +316,7 @@ fn tekton_v1_step(
             })
             .unwrap_or_default(),
         working_dir: s(v, "/workingDir").map(str::to_string),
+        task: task.map(str::to_string),
     })
 }
 
@@ -443,20 +404,20 @@ fn container_based(
             args: rest.to_vec(),
             env: Vec::new(),
             working_dir: None,
+            task: None,
         }],
         _ => Vec::new(),
     };
-    Ok(Recipe {
-        predicate_type: statement.predicate_type.clone(),
-        build_type: BuildType::ContainerBased {
+    Ok(Recipe::of(
+        statement,
+        BuildType::ContainerBased {
             uri: build_type.to_string(),
         },
         builder_id,
         source,
         steps,
-        subjects: statement.subjects.clone(),
-        parameters: BTreeMap::new(),
-    })
+        BTreeMap::new(),
+    ))
 }
 
 #[cfg(test)]

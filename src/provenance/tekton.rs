@@ -59,10 +59,7 @@ pub fn from_chains_provenance(statement: &Statement) -> Result<Recipe, Unrebuild
 pub fn from_slsa_v02(statement: &Statement) -> Result<Recipe, Unrebuildable> {
     let p = &statement.predicate;
     let parameters = parameters(p.pointer("/invocation/parameters"));
-    let source = git_material(p.get("materials")).or_else(|| {
-        let cs = p.pointer("/invocation/configSource")?;
-        git_ref(cs.get("uri")?.as_str()?, cs.get("digest")?)
-    });
+    let source = v02_source(p);
     let build_type = str_at(p, "buildType").unwrap_or_default();
     recipe(
         statement,
@@ -74,6 +71,14 @@ pub fn from_slsa_v02(statement: &Statement) -> Result<Recipe, Unrebuildable> {
         p.pointer("/buildConfig/steps"),
         parameters,
     )
+}
+
+/// The source of a SLSA v0.2 Tekton predicate: a git material, else a git `configSource`.
+pub(super) fn v02_source(p: &Value) -> Option<SourceRef> {
+    git_material(p.get("materials")).or_else(|| {
+        let cs = p.pointer("/invocation/configSource")?;
+        git_ref(cs.get("uri")?.as_str()?, cs.get("digest")?)
+    })
 }
 
 fn str_at(v: &Value, key: &str) -> Option<String> {
@@ -96,36 +101,47 @@ fn recipe(
             .collect::<Result<Vec<_>, _>>()?,
         _ => Vec::new(),
     };
-    Ok(Recipe {
-        predicate_type: statement.predicate_type.clone(),
-        build_type: BuildType::Tekton {
+    Ok(Recipe::of(
+        statement,
+        BuildType::Tekton {
             uri: build_type_uri.to_string(),
         },
         builder_id,
         source,
         steps,
-        subjects: statement.subjects.clone(),
         parameters,
-    })
+    ))
 }
 
-fn step(
+pub(super) fn step(
     index: usize,
     value: &Value,
     params: &BTreeMap<String, String>,
+) -> Result<Step, Unrebuildable> {
+    step_in(index, value, params, None)
+}
+
+/// A recorded step; in a pipeline (`task` is the task's name) `$(tasks.X.results.Y)` is left for the
+/// rebuild to resolve from what task X wrote.
+pub(super) fn step_in(
+    index: usize,
+    value: &Value,
+    params: &BTreeMap<String, String>,
+    task: Option<&str>,
 ) -> Result<Step, Unrebuildable> {
     let name = value
         .pointer("/environment/container")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
         .map_or_else(|| format!("step-{index}"), str::to_string);
+    // Chains writes step images as `oci://NAME@sha256:…` URIs; the reference is what follows the scheme.
     let image = value
         .pointer("/environment/image")
         .and_then(Value::as_str)
-        .unwrap_or_default()
-        .to_string();
+        .unwrap_or_default();
+    let image = image.strip_prefix("oci://").unwrap_or(image).to_string();
     let resolve = |text: &str| {
-        substitute(text, params).map_err(|var| {
+        substitute_keeping(text, params, task.is_some()).map_err(|var| {
             Unrebuildable::new(
                 UnrebuildableReason::UnresolvedVariable,
                 format!("step {name:?} uses $({var}), which the provenance does not define"),
@@ -161,6 +177,7 @@ fn step(
         args,
         env: Vec::new(),
         working_dir: None,
+        task: task.map(str::to_string),
     })
 }
 
@@ -218,6 +235,16 @@ pub(super) fn git_ref(uri: &str, digest: &Value) -> Option<SourceRef> {
 /// Replaces Tekton variables (`$(params.x)`, `$(results.x.path)`, `$(workspaces.x.path)`, ...).
 /// Shell command substitutions such as `$(date)` are left alone. Returns the unresolved variable on failure.
 pub fn substitute(text: &str, params: &BTreeMap<String, String>) -> Result<String, String> {
+    substitute_keeping(text, params, false)
+}
+
+/// [`substitute`], leaving `$(tasks.X.results.Y)` in place when `keep_task_results` (a pipeline's
+/// steps: those are what an earlier task wrote, known only when it has run).
+pub fn substitute_keeping(
+    text: &str,
+    params: &BTreeMap<String, String>,
+    keep_task_results: bool,
+) -> Result<String, String> {
     const TEKTON_PREFIXES: &[&str] = &[
         "params",
         "inputs.",
@@ -240,7 +267,69 @@ pub fn substitute(text: &str, params: &BTreeMap<String, String>) -> Result<Strin
                 if TEKTON_PREFIXES.iter().any(|p| var.starts_with(p))
                     && !var.contains(char::is_whitespace) =>
             {
-                out.push_str(&resolve_variable(var, params).ok_or_else(|| var.to_string())?);
+                if keep_task_results && task_result(var).is_some() {
+                    out.push_str(&rest[start..start + 2 + var.len() + 1]);
+                } else {
+                    out.push_str(&resolve_variable(var, params).ok_or_else(|| var.to_string())?);
+                }
+                rest = &after[var.len() + 1..];
+            }
+            _ => {
+                out.push_str("$(");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// `tasks.X.results.Y` → `(X, Y)`.
+pub fn task_result(var: &str) -> Option<(&str, &str)> {
+    let (task, result) = var.strip_prefix("tasks.")?.split_once(".results.")?;
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    };
+    (ok(task) && ok(result)).then_some((task, result))
+}
+
+/// Every `$(tasks.X.results.Y)` in `text`, as `(variable, X, Y)`, in order.
+pub fn task_references(text: &str) -> Vec<(&str, &str, &str)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("$(tasks.") {
+        let after = &rest[start + 2..];
+        let Some(var) = after.find(')').map(|e| &after[..e]) else {
+            break;
+        };
+        if let Some((task, result)) = task_result(var) {
+            out.push((var, task, result));
+        }
+        rest = &after[var.len()..];
+    }
+    out
+}
+
+/// Replaces every `$(tasks.X.results.Y)` in `text` with what `lookup(X, Y)` gives; `Err` names the first
+/// it cannot.
+pub fn resolve_task_results(
+    text: &str,
+    lookup: &dyn Fn(&str, &str) -> Option<String>,
+) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("$(tasks.") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let found = after
+            .find(')')
+            .map(|e| &after[..e])
+            .and_then(|var| Some((var, task_result(var)?)));
+        match found {
+            Some((var, (task, result))) => {
+                out.push_str(&lookup(task, result).ok_or_else(|| var.to_string())?);
                 rest = &after[var.len() + 1..];
             }
             _ => {

@@ -121,18 +121,62 @@ impl JobDirs {
         self.root.join(sub)
     }
 
-    pub fn mounts(workspace_at: &str) -> Vec<StepMount> {
-        let m = |sub: &str, at: &str, read_only: bool| StepMount {
-            workspace_subdir: PathBuf::from(sub),
+    /// What a step sees: the workspace at `workspace_at`, its results directory (`results`, a path
+    /// below the job root: a pipeline task has its own) at `/tekton/results`, `$HOME` at `home_at`, and
+    /// the scripts read-only.
+    pub fn mounts(workspace_at: &str, results: &Path, home_at: &str) -> Vec<StepMount> {
+        let m = |sub: &Path, at: &str, read_only: bool| StepMount {
+            workspace_subdir: sub.to_path_buf(),
             container_path: at.to_string(),
             read_only,
         };
         vec![
-            m(Self::WORKSPACE, workspace_at, false),
-            m(Self::RESULTS, tekton::RESULTS_DIR, false),
-            m(Self::HOME, tekton::HOME_DIR, false),
-            m(Self::SCRIPTS, tekton::SCRIPTS_DIR, true),
+            m(Path::new(Self::WORKSPACE), workspace_at, false),
+            m(results, tekton::RESULTS_DIR, false),
+            m(Path::new(Self::HOME), home_at, false),
+            m(Path::new(Self::SCRIPTS), tekton::SCRIPTS_DIR, true),
         ]
+    }
+
+    /// Where the `index`-th task's results are, relative to the job root.
+    pub fn task_results_path(index: usize, task: &str) -> PathBuf {
+        let safe: String = task
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .take(60)
+            .collect();
+        Path::new(Self::RESULTS).join(format!("{index:02}-{safe}"))
+    }
+
+    /// The results directory of the `index`-th task of a pipeline (`results/NN-name`), made for the
+    /// step user; returned relative to the job root.
+    pub fn task_results(
+        &self,
+        index: usize,
+        task: &str,
+        owner: Option<(u32, u32)>,
+    ) -> Result<PathBuf, String> {
+        use std::os::unix::fs::PermissionsExt;
+        let rel = Self::task_results_path(index, task);
+        let path = self.root.join(&rel);
+        match std::fs::create_dir(&path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && !path.is_symlink() => {}
+            Err(e) => return Err(format!("creating {}: {e}", path.display())),
+        }
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o777))
+            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::lchown(&path, Some(uid), Some(gid))
+                .map_err(|e| format!("chown {}: {e}", path.display()))?;
+        }
+        Ok(rel)
     }
 
     /// True when the job's filesystem is (nearly) out of space or inodes: what a failed step ran into.

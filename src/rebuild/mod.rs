@@ -7,6 +7,7 @@ mod explain;
 mod images;
 mod jobdir;
 mod network;
+mod results;
 mod steps;
 
 use std::collections::BTreeMap;
@@ -19,14 +20,11 @@ use reprod_sandbox::Executor;
 use crate::config::Config;
 use crate::examine::Admitted;
 use crate::oci;
-use crate::provenance::{tekton, ParseError, Recipe, UnrebuildableReason};
+use crate::provenance::{ParseError, Recipe, UnrebuildableReason};
 use crate::source::{self, SourceError};
 use crate::verdict::{Ending, RebuildOutcome, Reused, SubjectState, Verdict};
 
 pub use environment::{move_workspace, Faithful, StepEnvironment};
-
-/// Largest Tekton result read back from the workspace.
-const MAX_RESULT_BYTES: u64 = 64 << 10;
 
 /// Failures that prevent any verdict (the input is unusable, or the infrastructure is down).
 #[derive(Debug, thiserror::Error)]
@@ -340,8 +338,22 @@ async fn run_in(job: &Job<'_>, outcome: &mut RebuildOutcome) -> Result<Ending, R
     };
     (opts.progress)(&format!("fetching {} at {}", src.uri, src.commit));
     let source_config = config.source.clone();
-    let dest = dirs.path(JobDirs::WORKSPACE).join(tekton::SOURCE_WORKSPACE);
+    let source_subdir = recipe.build_type.conventions().source_subdir;
+    let dest = dirs.path(JobDirs::WORKSPACE).join(source_subdir);
+    let remapped = job.executor.userns_root().is_some();
     let checkout = tokio::task::spawn_blocking(move || {
+        if remapped && source_subdir.is_empty() {
+            // The checkout is the workspace itself, which was made for the step user: it is the daemon's
+            // while git writes it (libgit2 refuses a repository another user owns), and handed back below.
+            let me = rustix::process::getuid().as_raw();
+            let group = rustix::process::getgid().as_raw();
+            std::os::unix::fs::lchown(&dest, Some(me), Some(group)).map_err(|error| {
+                SourceError::Io {
+                    path: dest.display().to_string(),
+                    error,
+                }
+            })?;
+        }
         source::checkout(&source_config, &src.uri, &src.commit, &dest)
     })
     .await
@@ -352,7 +364,7 @@ async fn run_in(job: &Job<'_>, outcome: &mut RebuildOutcome) -> Result<Ending, R
     }
     if let Some(owner) = job.executor.userns_root() {
         // The checkout is the steps' to write in (builds write their outputs beside the source).
-        let source = dirs.path(JobDirs::WORKSPACE).join(tekton::SOURCE_WORKSPACE);
+        let source = dirs.path(JobDirs::WORKSPACE).join(source_subdir);
         tokio::task::spawn_blocking(move || jobdir::chown_tree(&source, owner))
             .await
             .map_err(|e| RebuildError::Infrastructure(e.to_string()))?
@@ -420,7 +432,7 @@ async fn run_in(job: &Job<'_>, outcome: &mut RebuildOutcome) -> Result<Ending, R
             outputs.stopped.as_deref().unwrap_or("(unknown)")
         )));
     }
-    outcome.claimed_results = read_results(&dirs.path(JobDirs::RESULTS));
+    outcome.claimed_results = results::read_results(&dirs.path(JobDirs::RESULTS), recipe);
     // Which subjects differ, to explain them (a scan that stopped early explains nothing: see decide).
     crate::verdict::judge_subjects(&mut subjects, &outputs);
     let differing: Vec<_> = subjects
@@ -464,28 +476,6 @@ fn source_failure(e: SourceError) -> Result<Ending, RebuildError> {
         }
     };
     Ok(unrebuildable(reason, e.to_string()))
-}
-
-/// Tekton results the build wrote (claims, not evidence), each bounded.
-fn read_results(dir: &Path) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return out;
-    };
-    for e in entries.flatten() {
-        let Ok(meta) = e.path().symlink_metadata() else {
-            continue;
-        };
-        if !meta.is_file() {
-            continue;
-        }
-        let mut text = String::new();
-        if let Ok(f) = std::fs::File::open(e.path()) {
-            let _ = f.take(MAX_RESULT_BYTES).read_to_string(&mut text);
-        }
-        out.insert(e.file_name().to_string_lossy().into_owned(), text);
-    }
-    out
 }
 
 #[cfg(test)]

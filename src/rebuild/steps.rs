@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use reprod_sandbox::{PinnedImage, SandboxError, StepSpec, Termination};
+use reprod_sandbox::{PinnedImage, SandboxError, StepProfile, StepSpec, Termination};
 
 use super::{move_workspace, Job, JobDirs, RebuildError};
 use crate::config::Config;
@@ -32,10 +32,40 @@ pub(super) async fn run_steps(
     let unrebuildable = |reason: UnrebuildableReason, detail: String| {
         Ok(Some(super::unrebuildable(reason, detail)))
     };
+    let conventions = recipe.build_type.conventions();
+    let nested = job.admitted.nested_steps(config);
+    let home_at = conventions.home.unwrap_or(tekton::HOME_DIR);
     for (i, step) in recipe.steps.iter().enumerate() {
         let recorded = PinnedImage::parse(&step.image)
             .map_err(|e| RebuildError::Infrastructure(e.to_string()))?;
         let image = mirror_image(config, &recorded)?;
+        // A pipeline task has a results directory of its own, and reads what earlier tasks wrote.
+        let results = match &step.task {
+            Some(task) => {
+                let index = recipe
+                    .tasks
+                    .iter()
+                    .position(|t| &t.name == task)
+                    .unwrap_or(i);
+                dirs.task_results(index, task, executor.userns_root())
+                    .map_err(RebuildError::Infrastructure)?
+            }
+            None => std::path::PathBuf::from(JobDirs::RESULTS),
+        };
+        let step = match with_task_results(job, step) {
+            Ok(step) => step,
+            Err((task, result)) => {
+                return Ok(Some(Ending::build_failed(
+                    "missing-task-result",
+                    format!(
+                        "step {}/{total} {:?} reads $(tasks.{task}.results.{result}), which task {task:?} did \
+                         not write (Tekton fails such a pipeline too)",
+                        i + 1,
+                        step.name
+                    ),
+                )))
+            }
+        };
         // The environment may mount the workspace elsewhere; the step's own texts move with it.
         let workspace_at = opts.environment.workspace_root();
         let place = |text: &str| move_workspace(text, tekton::WORKSPACE_ROOT, workspace_at);
@@ -54,8 +84,22 @@ pub(super) async fn run_steps(
             (None, Some(cmd)) => (Some(vec![place(cmd)]), Some(step_args)),
             (None, None) => (None, (!step_args.is_empty()).then_some(step_args)),
         };
-        let mut env = vec![("HOME".to_string(), tekton::HOME_DIR.to_string())];
+        let mut env = Vec::new();
+        if let Some(home) = conventions.home {
+            env.push(("HOME".to_string(), home.to_string()));
+        }
         env.extend(step.env.iter().cloned());
+        // A relative directory is below the workspace (Cloud Build's `dir`); a step naming none starts
+        // where its family starts steps.
+        let working_dir = match step.working_dir.as_deref() {
+            Some(dir) if !dir.starts_with('/') => Some(format!(
+                "{}/{}",
+                tekton::WORKSPACE_ROOT,
+                dir.trim_start_matches("./")
+            )),
+            Some(dir) => Some(dir.to_string()),
+            None => conventions.working_dir.map(str::to_string),
+        };
         let mut spec = StepSpec {
             job_id: job.id.clone(),
             name: step.name.clone(),
@@ -63,14 +107,15 @@ pub(super) async fn run_steps(
             entrypoint,
             args,
             env,
-            working_dir: step.working_dir.as_deref().map(place),
+            working_dir: working_dir.as_deref().map(place),
             workspace: dirs.root.clone().into(),
-            mounts: JobDirs::mounts(workspace_at),
+            mounts: JobDirs::mounts(workspace_at, &results, home_at),
             hostname: None,
             domainname: None,
             user: None,
             cpuset_cpus: None,
             network: Default::default(),
+            profile: profile_for(&recorded, &nested),
         };
         opts.environment.adjust(&mut spec);
         if executor.userns_root().is_some() {
@@ -176,6 +221,7 @@ pub(super) async fn run_steps(
             log_artifact,
             log_sha256,
             log_tail: outcome.log.tail_lines(LOG_TAIL_LINES),
+            profile: (spec.profile == StepProfile::Nested).then(|| "nested".to_string()),
         });
         if !outcome.succeeded() {
             let (reason, what) = match termination {
@@ -228,6 +274,73 @@ pub(super) async fn run_steps(
         }
     }
     Ok(None)
+}
+
+/// The step with every `$(tasks.X.results.Y)` replaced by what task X wrote (or, for the task reprod's
+/// checkout stands in for, the commit and URL checked out); `Err((X, Y))` names the first result missing.
+fn with_task_results(
+    job: &Job<'_>,
+    step: &crate::provenance::Step,
+) -> Result<crate::provenance::Step, (String, String)> {
+    use crate::provenance::TaskRole;
+    let recipe = job.recipe;
+    let lookup = |task: &str, result: &str| -> Option<String> {
+        let (index, t) = recipe
+            .tasks
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.name == task)?;
+        match (&t.role, result) {
+            (TaskRole::SourceFetch { commit }, "commit") => Some(commit.clone()),
+            (TaskRole::SourceFetch { .. }, "url") => recipe.source.as_ref().map(|s| s.uri.clone()),
+            (TaskRole::Run, _) => super::results::read_result(
+                &job.dirs
+                    .root
+                    .join(JobDirs::task_results_path(index, task))
+                    .join(result),
+            ),
+            _ => None,
+        }
+    };
+    let missing = std::cell::RefCell::new(None);
+    let resolve = |text: &str| -> String {
+        tekton::resolve_task_results(text, &lookup).unwrap_or_else(|var| {
+            if let Some((t, r)) = tekton::task_result(&var) {
+                missing
+                    .borrow_mut()
+                    .get_or_insert((t.to_string(), r.to_string()));
+            }
+            text.to_string()
+        })
+    };
+    let mut out = step.clone();
+    if step.task.is_some() {
+        out.script = step.script.as_deref().map(resolve);
+        out.command = step.command.as_deref().map(resolve);
+        out.args = step.args.iter().map(|a| resolve(a)).collect();
+        out.env = step
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), resolve(v)))
+            .collect();
+    }
+    match missing.into_inner() {
+        Some(m) => Err(m),
+        None => Ok(out),
+    }
+}
+
+/// The nested profile for a step whose recorded image's repository matches a pattern a trust rule
+/// granted; the plain one otherwise.
+fn profile_for(recorded: &PinnedImage, nested: &[String]) -> StepProfile {
+    let granted = nested
+        .iter()
+        .any(|pattern| glob::Pattern::new(pattern).is_ok_and(|p| p.matches(recorded.repository())));
+    if granted {
+        StepProfile::Nested
+    } else {
+        StepProfile::Plain
+    }
 }
 
 /// The proxy's refusals during a step that began when `from` exchanges were recorded, as a sentence.

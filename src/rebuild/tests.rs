@@ -139,7 +139,7 @@ async fn a_step_that_writes_the_subject_rebuilds_it_bit_for_bit() {
     assert_eq!(runs[0].image.to_string(), IMAGE);
     assert!(runs[0]
         .env
-        .contains(&("HOME".into(), tekton::HOME_DIR.into())));
+        .contains(&("HOME".into(), crate::provenance::tekton::HOME_DIR.into())));
     // The caller built the executor and swept it; a rebuild does neither again.
     assert_eq!(fake.sweeps(), 0);
     assert_eq!(

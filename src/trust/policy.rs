@@ -55,6 +55,10 @@ pub struct Rule {
     pub signers: Vec<SignerRule>,
     /// Accepted builder ids (glob patterns); empty accepts any.
     pub builders: Vec<String>,
+    /// Step images (glob patterns over the repository, `registry.example/builders/buildah`) that may run
+    /// with the nested step profile (their own mount and user namespaces, for buildah, BuildKit or kaniko)
+    /// in documents this rule admits with a verified signature. Empty: no step is nested.
+    pub nested_steps: Vec<String>,
 }
 
 /// A key id (`sha256:<hex>` of the SubjectPublicKeyInfo), or a certificate identity plus issuer.
@@ -89,7 +93,12 @@ impl TrustConfig {
             );
         }
         for (i, rule) in self.rules.iter().enumerate() {
-            for pattern in rule.images.iter().chain(&rule.builders) {
+            for pattern in rule
+                .images
+                .iter()
+                .chain(&rule.builders)
+                .chain(&rule.nested_steps)
+            {
                 glob::Pattern::new(pattern)
                     .map_err(|e| format!("trust.rules[{i}]: pattern {pattern:?}: {e}"))?;
             }
@@ -127,6 +136,37 @@ impl TrustConfig {
         }
     }
 
+    /// The step images that may run nested for a statement about `images`: those of the first rule for
+    /// them, and only when its signature verified and the policy admits it. A document nothing vouches
+    /// for never gets more than the plain profile.
+    pub fn nested_steps(
+        &self,
+        verification: &Verification,
+        images: &[&str],
+        builder_id: Option<&str>,
+    ) -> Vec<String> {
+        let Verification::Verified { signers } = verification else {
+            return Vec::new();
+        };
+        if self.admit(signers, images, builder_id).is_err() {
+            return Vec::new();
+        }
+        self.rule_for(images)
+            .map(|r| r.nested_steps.clone())
+            .unwrap_or_default()
+    }
+
+    /// The first rule whose image patterns match one of `images`.
+    fn rule_for(&self, images: &[&str]) -> Option<&Rule> {
+        let matches =
+            |pattern: &str, text: &str| glob::Pattern::new(pattern).is_ok_and(|p| p.matches(text));
+        self.rules.iter().find(|r| {
+            r.images
+                .iter()
+                .any(|pat| images.iter().any(|name| matches(pat, name)))
+        })
+    }
+
     /// Judges verified signers for a statement's subjects and builder, for every consumer (`rebuild`,
     /// `verify-provenance`, the daemon's intake).
     pub fn admit(
@@ -147,12 +187,7 @@ impl TrustConfig {
                 .join("; "),
             rule,
         };
-        let rule = self.rules.iter().find(|r| {
-            r.images
-                .iter()
-                .any(|pat| images.iter().any(|name| matches(pat, name)))
-        });
-        let Some(rule) = rule else {
+        let Some(rule) = self.rule_for(images) else {
             // No rule: a configured key is trusted as such; a certificate only as the caller vouched.
             let ok = signers.iter().any(|s| match s {
                 Signer::Key { .. } => true,
@@ -259,6 +294,7 @@ mod tests {
                 images: vec!["registry.example/team/*".into()],
                 signers,
                 builders: Vec::new(),
+                nested_steps: Vec::new(),
             }],
             ..Default::default()
         }

@@ -64,7 +64,7 @@ pub fn decide(admitted: &Admitted, outcome: RebuildOutcome) -> Verdict {
 /// The verdict for an admitted document before anything is known: every subject not compared.
 fn skeleton(admitted: &Admitted, origin: &str) -> Verdict {
     let finding = admitted.finding();
-    Verdict::new(
+    let mut verdict = Verdict::new(
         ProvenanceInfo {
             origin: origin.to_string(),
             sha256: admitted.sha256.clone(),
@@ -75,7 +75,19 @@ fn skeleton(admitted: &Admitted, origin: &str) -> Verdict {
         },
         finding.recipe.as_ref().and_then(|r| r.source.clone()),
         subjects_of(admitted),
-    )
+    );
+    // A pipeline's tasks and what the rebuild does with each: a skipped task is said, never silent.
+    verdict.tasks = finding
+        .recipe
+        .iter()
+        .flat_map(|r| &r.tasks)
+        .map(|t| super::TaskReport {
+            name: t.name.clone(),
+            task_ref: t.task_ref.clone(),
+            role: t.role.clone(),
+        })
+        .collect();
+    verdict
 }
 
 /// The admitted statement's subjects, none compared yet (a subject without sha256 by its first digest).

@@ -262,6 +262,10 @@ pub struct StepReport {
     pub log_sha256: Option<String>,
     /// The last lines of the log.
     pub log_tail: String,
+    /// `nested` when a trust rule let the step run its own containers (the nested step profile); absent
+    /// for the plain profile every other step has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
 }
 
 /// About the input document.
@@ -290,6 +294,9 @@ pub struct Verdict {
     pub fetched_url: Option<String>,
     pub subjects: Vec<SubjectResult>,
     pub steps: Vec<StepReport>,
+    /// A PipelineRun's tasks, in run order, each with what the rebuild did with it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tasks: Vec<TaskReport>,
     pub outputs: Option<Outputs>,
     /// What the build claimed in its Tekton results (`IMAGES`, `IMAGE_DIGEST`, ...): reported, never evidence.
     pub claimed_results: BTreeMap<String, String>,
@@ -311,6 +318,17 @@ pub struct Verdict {
     pub duration_ms: u64,
 }
 
+/// One task of a pipeline and what the rebuild did with it: ran its steps, stood in for it with reprod's
+/// own checkout, or skipped it (and why).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskReport {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_ref: Option<String>,
+    #[serde(flatten)]
+    pub role: crate::provenance::TaskRole,
+}
+
 impl Verdict {
     /// A verdict about `provenance` that has compared nothing yet (`unrebuildable` until a stage decides).
     pub fn new(
@@ -327,6 +345,7 @@ impl Verdict {
             fetched_url: None,
             subjects,
             steps: Vec::new(),
+            tasks: Vec::new(),
             outputs: None,
             claimed_results: BTreeMap::new(),
             job_dir: None,

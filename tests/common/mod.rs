@@ -59,6 +59,55 @@ pub fn debian_builder_image() -> &'static str {
     })
 }
 
+/// The Debian buildah image (buildah, vfs storage on /var/lib/containers), made by
+/// `scripts/debian-builder-image.sh buildah` and pushed to the local registry once; pinned by digest.
+pub fn debian_buildah_image() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        sh(Command::new(project_root().join("scripts/debian-builder-image.sh")).arg("buildah"))
+            .trim()
+            .to_string()
+    })
+}
+
+/// A DSSE envelope over `statement`, signed with `key` (ECDSA P-256, SHA-256).
+pub fn sign_envelope(
+    statement: &Value,
+    key: &openssl::pkey::PKey<openssl::pkey::Private>,
+) -> Vec<u8> {
+    use base64::Engine;
+    let payload = serde_json::to_vec(statement).unwrap();
+    let pae = reprod::trust::dsse::pae("application/vnd.in-toto+json", &payload);
+    let mut signer =
+        openssl::sign::Signer::new(openssl::hash::MessageDigest::sha256(), key).unwrap();
+    let sig = signer.sign_oneshot_to_vec(&pae).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    serde_json::to_vec(&json!({
+        "payloadType": "application/vnd.in-toto+json",
+        "payload": b64.encode(payload),
+        "signatures": [{"keyid": "", "sig": b64.encode(sig)}],
+    }))
+    .unwrap()
+}
+
+/// A P-256 key to sign attestations with, and its public key written where the daemon's `[trust]` reads it.
+pub fn builder_key(
+    data: &Path,
+) -> (
+    openssl::pkey::PKey<openssl::pkey::Private>,
+    std::path::PathBuf,
+) {
+    use openssl::ec::{EcGroup, EcKey};
+    let key = openssl::pkey::PKey::from_ec_key(
+        EcKey::generate(&EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let pem = data.join("builder.pub.pem");
+    std::fs::write(&pem, key.public_key_to_pem().unwrap()).unwrap();
+    (key, pem)
+}
+
 /// A git repository (bare, reached through `file://`) holding the example project plus extra files.
 pub struct Repo {
     pub dir: tempfile::TempDir,
@@ -69,12 +118,18 @@ pub struct Repo {
 impl Repo {
     /// The `examples/hello` project, committed with a fixed author and date.
     pub fn hello() -> Repo {
+        Repo::hello_with(|_| {})
+    }
+
+    /// The `examples/hello` project plus whatever `extra` writes into the work tree before the commit.
+    pub fn hello_with(extra: impl FnOnce(&Path)) -> Repo {
         let dir = tempfile::tempdir().unwrap();
         let src = dir.path().join("src");
         std::fs::create_dir_all(&src).unwrap();
         for f in ["build.sh", "hello.txt", "README.md"] {
             std::fs::copy(project_root().join("examples/hello").join(f), src.join(f)).unwrap();
         }
+        extra(&src);
         let git = |args: &[&str], cwd: &Path| {
             sh(Command::new("git")
                 .args(args)
@@ -162,6 +217,20 @@ impl Repo {
             format!("sha256:{}", file.split_whitespace().next().unwrap()),
         ]
     }
+}
+
+/// The holder of each job's network namespace: the busybox builder image, sleeping.
+pub fn network_holder_env() -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "REPROD_SANDBOX_NETWORK_HOLDER_IMAGE",
+            builder_image().to_string(),
+        ),
+        (
+            "REPROD_SANDBOX_NETWORK_HOLDER_COMMAND",
+            r#"["sleep", "2147483647"]"#.to_string(),
+        ),
+    ]
 }
 
 /// A well-formed sha256 digest that no build produces: `sha256:` and 64 copies of `c`.
@@ -265,6 +334,14 @@ impl Reprod {
             cmd.env(k, v);
         }
         cmd.output().expect("running reprod")
+    }
+
+    /// A scratch reprod whose job networks are held by the busybox builder image, sleeping (the default
+    /// holder, `/pause`, is not in the local registry).
+    pub fn with_network_holder() -> Self {
+        network_holder_env()
+            .into_iter()
+            .fold(Reprod::new(), |r, (k, v)| r.with(k, &v))
     }
 
     /// Writes the provenance and runs `reprod rebuild --json`; returns (exit code, verdict JSON, stderr).

@@ -31,6 +31,7 @@ pub fn step(
         domainname: None,
         user: None,
         cpuset_cpus: None,
+        profile: Default::default(),
         network: Default::default(),
     }
 }

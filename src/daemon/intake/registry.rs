@@ -1,5 +1,6 @@
 //! The registry watcher: for configured repositories, find image digests (by tag) and their attestations —
-//! cosign's `sha256-<hex>.att` tag and OCI 1.1 referrers (the API, or the `sha256-<hex>` fallback tag) — and
+//! cosign's `sha256-<hex>.att` tag, OCI 1.1 referrers (the API, or the `sha256-<hex>` fallback tag), and
+//! the BuildKit attestation manifests an image index carries beside its platform manifests — and
 //! ingest each as a self-contained document (the manifest exactly as fetched, with its layers), so the
 //! signature and policy decide as for any other intake. Every manifest and blob fetched by digest is
 //! checked against it.
@@ -341,10 +342,10 @@ fn poll(shared: &Shared, target: &WatchConfig, backoff: &mut Backoff) -> Result<
             if backoff.waiting(&by_tag) {
                 continue;
             }
-            let digest = match reg.manifest(repo, tag) {
-                Ok(Some((_, digest))) => {
+            let (tagged, digest) = match reg.manifest(repo, tag) {
+                Ok(Some(found)) => {
                     backoff.succeeded(&by_tag);
-                    digest
+                    found
                 }
                 Ok(None) => continue,
                 Err(e) if e.stops_poll() => return Err(e),
@@ -357,7 +358,7 @@ fn poll(shared: &Shared, target: &WatchConfig, backoff: &mut Backoff) -> Result<
             if backoff.waiting(&image) || shared.store.watched(&image).map_err(store)? {
                 continue;
             }
-            let docs = match attestations(&reg, repo, &digest) {
+            let docs = match attestations(&reg, repo, &digest, &tagged) {
                 Ok(docs) => {
                     backoff.succeeded(&image);
                     docs
@@ -391,8 +392,14 @@ fn poll(shared: &Shared, target: &WatchConfig, backoff: &mut Backoff) -> Result<
     Ok(ingested)
 }
 
-/// The attestation documents of one image: its cosign `.att` manifest and its in-toto referrers.
-fn attestations(reg: &Registry, repo: &str, digest: &str) -> Result<Vec<Vec<u8>>, WatchError> {
+/// The attestation documents of one image: its cosign `.att` manifest, its in-toto referrers, and when
+/// the image is an index (`tagged`, the bytes its tag names), the BuildKit attestation manifests in it.
+fn attestations(
+    reg: &Registry,
+    repo: &str,
+    digest: &str,
+    tagged: &[u8],
+) -> Result<Vec<Vec<u8>>, WatchError> {
     let invalid =
         |what: &str, e: serde_json::Error| WatchError::Invalid(format!("{repo}: {what}: {e}"));
     let hex = digest.trim_start_matches("sha256:");
@@ -428,6 +435,18 @@ fn attestations(reg: &Registry, repo: &str, digest: &str) -> Result<Vec<Vec<u8>>
             }
         }
     }
+    // BuildKit: an attestation manifest per platform manifest, inside the index itself.
+    if let Ok(index) = serde_json::from_slice::<Value>(tagged) {
+        for found in crate::provenance::attached::attestation_manifests(&index) {
+            if manifests.len() >= MAX_ATTESTATIONS_PER_IMAGE {
+                tracing::warn!(repository = %repo, %digest, limit = MAX_ATTESTATIONS_PER_IMAGE, "watch: more attestations than are read per image; the rest are left");
+                break;
+            }
+            if let Some((bytes, _)) = reg.manifest(repo, &found.manifest)? {
+                manifests.push(bytes);
+            }
+        }
+    }
     let mut docs = Vec::new();
     for manifest in manifests {
         let value: Value = serde_json::from_slice(&manifest).map_err(|e| invalid("manifest", e))?;
@@ -439,6 +458,12 @@ fn attestations(reg: &Registry, repo: &str, digest: &str) -> Result<Vec<Vec<u8>>
                 continue;
             };
             if !ATTESTATION_LAYERS.contains(&mt) {
+                continue;
+            }
+            // An SBOM beside BuildKit's provenance is not fetched: it is not read either.
+            let predicate_type = layer["annotations"]["in-toto.io/predicate-type"].as_str();
+            if predicate_type.is_some_and(|t| crate::provenance::slsa::not_provenance(t).is_some())
+            {
                 continue;
             }
             if blobs.len() >= MAX_LAYERS_PER_ATTESTATION {

@@ -361,6 +361,7 @@ mod tests {
             log_artifact: None,
             log_sha256: None,
             log_tail: String::new(),
+            profile: None,
         };
         let mut outputs = crate::oci::Outputs::default();
         outputs.files.push(crate::oci::RebuiltFile {

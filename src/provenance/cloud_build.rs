@@ -1,0 +1,172 @@
+//! Google Cloud Build SLSA v0.1 provenance (`recipe.arguments`): each step's image (`name`),
+//! `entrypoint`, `args`, `env` and `dir`, the recorded `substitutions` and the secrets a build used.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use super::fields::{str_at as s, string_map};
+use super::tekton::git_material;
+use super::{BuildType, Recipe, SourceRef, Statement, Step};
+
+/// The recipe of a Cloud Build v0.1 statement whose `recipe.type` is `recipe_type`.
+pub fn from_v01(statement: &Statement, recipe_type: &str, builder_id: Option<String>) -> Recipe {
+    let p = &statement.predicate;
+    let substitutions = string_map(p.pointer("/recipe/arguments/substitutions"));
+    let steps = match p.pointer("/recipe/arguments/steps") {
+        Some(Value::Array(steps)) => steps
+            .iter()
+            .enumerate()
+            .map(|(i, st)| cloud_build_step(i, st, &substitutions))
+            .collect(),
+        _ => Vec::new(),
+    };
+    Recipe {
+        secrets: cloud_build_secrets(p),
+        ..Recipe::of(
+            statement,
+            BuildType::CloudBuild {
+                uri: recipe_type.to_string(),
+            },
+            builder_id,
+            cloud_build_source(p),
+            steps,
+            substitutions,
+        )
+    }
+}
+
+/// Cloud Build's `materials[0]` is the repository, with the commit either as a digest or in a
+/// `…/commit/<sha>` URL.
+fn cloud_build_source(p: &Value) -> Option<SourceRef> {
+    git_material(p.get("materials")).or_else(|| {
+        let uri = s(p, "/materials/0/uri")?;
+        let (repo, commit) = uri.rsplit_once("/commit/")?;
+        (commit.len() == 40 && commit.bytes().all(|b| b.is_ascii_hexdigit())).then(|| SourceRef {
+            uri: repo.to_string(),
+            commit: commit.to_ascii_lowercase(),
+        })
+    })
+}
+
+/// A `cloudbuild.yaml` step as Cloud Build records it: `name` is the image; `args`, `env`, `dir`,
+/// `entrypoint` and `name` take the recorded substitutions.
+fn cloud_build_step(index: usize, v: &Value, substitutions: &BTreeMap<String, String>) -> Step {
+    let sub = |text: &str| cloud_build_substitute(text, substitutions);
+    let strings = |key: &str| -> Vec<String> {
+        v.get(key)
+            .and_then(Value::as_array)
+            .map(|a| a.iter().filter_map(Value::as_str).map(sub).collect())
+            .unwrap_or_default()
+    };
+    Step {
+        name: s(v, "/id").map_or_else(|| format!("step-{index}"), str::to_string),
+        image: sub(s(v, "/name").unwrap_or_default()),
+        script: s(v, "/script").map(str::to_string),
+        command: s(v, "/entrypoint").map(sub),
+        args: strings("args"),
+        env: strings("env")
+            .into_iter()
+            .map(|kv| match kv.split_once('=') {
+                Some((k, val)) => (k.to_string(), val.to_string()),
+                None => (kv, String::new()),
+            })
+            .collect(),
+        working_dir: s(v, "/dir").map(sub),
+        task: None,
+    }
+}
+
+/// Cloud Build's substitution rule: `$NAME` and `${NAME}` become the recorded value of NAME, `$$` is a
+/// literal `$`, and anything else is left as written. (Cloud Build records steps after substituting, so
+/// this is a no-op on most recorded steps; it matters for configs recorded before substitution.)
+pub fn cloud_build_substitute(text: &str, substitutions: &BTreeMap<String, String>) -> String {
+    let is_name = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let mut plain = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'$' {
+            i += 1;
+            continue;
+        }
+        out.push_str(&text[plain..i]);
+        let (name, next) = match bytes.get(i + 1) {
+            Some(b'$') => {
+                out.push('$');
+                i += 2;
+                plain = i;
+                continue;
+            }
+            Some(b'{') => match text[i + 2..].find('}') {
+                Some(end) => (&text[i + 2..i + 2 + end], i + 3 + end),
+                None => ("", i + 1),
+            },
+            _ => {
+                let end = bytes[i + 1..]
+                    .iter()
+                    .position(|b| !is_name(*b))
+                    .map_or(bytes.len(), |p| i + 1 + p);
+                (&text[i + 1..end], end)
+            }
+        };
+        match substitutions.get(name) {
+            Some(value) if !name.is_empty() => {
+                out.push_str(value);
+                i = next;
+            }
+            _ => {
+                out.push('$');
+                i += 1;
+            }
+        }
+        plain = i;
+    }
+    out.push_str(&text[plain..]);
+    out
+}
+
+/// The secrets a Cloud Build build used: each step's `secretEnv`, and `availableSecrets`.
+fn cloud_build_secrets(p: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(Value::Array(steps)) = p.pointer("/recipe/arguments/steps") {
+        for (i, st) in steps.iter().enumerate() {
+            for name in st
+                .get("secretEnv")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+            {
+                let id = s(st, "/id").map_or_else(|| format!("step-{i}"), str::to_string);
+                out.push(format!("{name} (secretEnv of {id})"));
+            }
+        }
+    }
+    if let Some(avail) = p.pointer("/recipe/arguments/availableSecrets") {
+        if out.is_empty() && avail.as_object().is_some_and(|m| !m.is_empty()) {
+            out.push("availableSecrets".into());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn cloud_build_substitutions_follow_cloud_build() {
+        let subs = std::collections::BTreeMap::from([
+            ("_TAG".to_string(), "v1".to_string()),
+            ("PROJECT_ID".to_string(), "p".to_string()),
+        ]);
+        let sub = |t: &str| super::cloud_build_substitute(t, &subs);
+        assert_eq!(sub("gcr.io/$PROJECT_ID/app:${_TAG}"), "gcr.io/p/app:v1");
+        assert_eq!(
+            sub("echo $$HOME $UNKNOWN ${_NOPE} $"),
+            "echo $HOME $UNKNOWN ${_NOPE} $"
+        );
+        assert_eq!(sub("${_TAG"), "${_TAG");
+        assert_eq!(sub("é$_TAG.é"), "év1.é");
+    }
+}

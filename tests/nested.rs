@@ -1,0 +1,347 @@
+//! The nested step profile, against the real engine: a trust rule lets a signed document's buildah steps
+//! run containers of their own (mount and user namespaces inside the step's user namespace), and from such
+//! a step the host is as far out of reach as from a plain one. A Konflux-shaped PipelineRun (a clone task
+//! reprod's checkout stands in for, a buildah build task, an SBOM task skipped) rebuilds bit for bit, and
+//! the same build with a `RUN date` differs, the diff naming the file.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::process::Command;
+
+use common::*;
+use serde_json::{json, Value};
+
+/// A reprod whose trust policy accepts `pem`'s signatures and lets the buildah image run nested for
+/// documents about images matching `images`.
+fn nested_reprod(pem: &Path, images: &str) -> Reprod {
+    let r = Reprod::new();
+    let config = r.data.path().join("reprod.toml");
+    let buildah = debian_buildah_image().split('@').next().unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[trust]\nkeys = [{:?}]\n\n[[trust.rules]]\nimages = [{images:?}]\nnested_steps = [{buildah:?}]\n",
+            pem.display().to_string()
+        ),
+    )
+    .unwrap();
+    r.with("REPROD_CONFIG", config.to_str().unwrap())
+}
+
+/// Signs `statement` and writes the envelope beside the data directory; returns its path.
+fn signed(
+    r: &Reprod,
+    statement: &Value,
+    key: &openssl::pkey::PKey<openssl::pkey::Private>,
+) -> std::path::PathBuf {
+    let path = r.data.path().join("provenance.dsse.json");
+    std::fs::write(&path, sign_envelope(statement, key)).unwrap();
+    path
+}
+
+const PROBE: &str = r#"#!/bin/sh
+echo "cap=$(grep CapEff /proc/self/status | cut -f2)"
+echo "uidmap=$(head -1 /proc/self/uid_map | tr -s ' ' | sed 's/^ //')"
+mknod /tmp/disk b 8 0 2>/dev/null && echo mknod=made || echo mknod=refused
+[ -e /dev/vda ] || [ -e /dev/sda ] || [ -e /dev/nvme0n1 ] && echo hostdisk=visible || echo hostdisk=absent
+mount -t ext4 /dev/vda /mnt 2>/dev/null && echo hostmount=mounted || echo hostmount=refused
+[ -e /work ] || [ -e /var/lib/docker ] && echo hostroot=visible || echo hostroot=absent
+unshare -m sh -c 'mount -t tmpfs t /mnt && echo inner=mounted' 2>/dev/null || echo inner=refused
+(echo 1 > /proc/sys/kernel/sysrq) 2>/dev/null && echo sysctl=written || echo sysctl=refused
+(echo x > /sys/kernel/uevent_helper) 2>/dev/null && echo sys=written || echo sys=refused
+mount -o remount,rw / 2>/dev/null && echo root=writable || echo root=readonly
+touch /workspace/source/made-by-step
+exit 0
+"#;
+
+fn probe_statement(repo: &Repo, subject_name: &str) -> Value {
+    chains_provenance(
+        vec![subject(subject_name, &unbuilt_digest('e'))],
+        PROBE,
+        debian_buildah_image(),
+        &repo.url,
+        &repo.commit,
+    )
+}
+
+fn line<'a>(log: &'a str, key: &str) -> &'a str {
+    log.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .unwrap_or_else(|| panic!("no {key}= in {log}"))
+}
+
+#[test]
+fn from_a_nested_step_the_host_is_as_unreachable_as_from_a_plain_one() {
+    let repo = Repo::hello();
+    let keys = tempfile::tempdir().unwrap();
+    let (key, pem) = builder_key(keys.path());
+    const SYS_ADMIN: u64 = 1 << 21;
+    let mut seen = Vec::new();
+    for (name, nested) in [
+        ("nested.example.test/app", true),
+        ("plain.example.test/app", false),
+    ] {
+        let r = nested_reprod(&pem, "nested.example.test/*");
+        let path = signed(&r, &probe_statement(&repo, name), &key);
+        let (_, v, stderr) = r.rebuild_file_with(&path, &["--keep-workspace"]);
+        let step = &v["steps"][0];
+        assert_eq!(step["exit_code"], 0, "{v:#}\n{stderr}");
+        assert_eq!(
+            step["profile"].as_str(),
+            nested.then_some("nested"),
+            "the verdict says which profile the step had: {step:#}"
+        );
+        let log = step["log_tail"].as_str().unwrap().to_string();
+        let cap = u64::from_str_radix(line(&log, "cap"), 16).unwrap();
+        assert_eq!(cap & SYS_ADMIN != 0, nested, "CapEff {cap:x}\n{log}");
+        // Root in the step is an unprivileged host uid, nested or not.
+        let map: Vec<u64> = line(&log, "uidmap")
+            .split(' ')
+            .map(|n| n.parse().unwrap())
+            .collect();
+        assert_eq!(map[0], 0, "{log}");
+        assert_ne!(map[1], 0, "container root is host root: {log}");
+        for (k, want) in [
+            ("mknod", "refused"),
+            ("hostdisk", "absent"),
+            ("hostmount", "refused"),
+            ("hostroot", "absent"),
+            ("sysctl", "refused"),
+            ("sys", "refused"),
+            ("root", "readonly"),
+        ] {
+            assert_eq!(line(&log, k), want, "{k} (nested: {nested})\n{log}");
+        }
+        // Only what the profile is for differs: a mount namespace of the step's own.
+        assert_eq!(
+            line(&log, "inner"),
+            if nested { "mounted" } else { "refused" },
+            "{log}"
+        );
+        // What the step wrote is owned on the host by the remapped uid, not by root.
+        let dir = v["job_dir"].as_str().expect("kept job directory");
+        let made = Path::new(dir).join("workspace/source/made-by-step");
+        assert_eq!(std::fs::metadata(&made).unwrap().uid() as u64, map[1]);
+        seen.push(log);
+    }
+    assert!(orphan_containers().is_empty());
+}
+
+#[test]
+fn an_unsigned_document_never_gets_the_nested_profile() {
+    let repo = Repo::hello();
+    let keys = tempfile::tempdir().unwrap();
+    let (_, pem) = builder_key(keys.path());
+    let r = nested_reprod(&pem, "*");
+    let (_, v, stderr) = r.rebuild(&probe_statement(&repo, "nested.example.test/app"));
+    let step = &v["steps"][0];
+    assert_eq!(step["exit_code"], 0, "{v:#}\n{stderr}");
+    assert!(step["profile"].is_null(), "{step:#}");
+    assert_eq!(line(step["log_tail"].as_str().unwrap(), "inner"), "refused");
+}
+
+/// The hello project plus a Containerfile and, as its base, the busybox builder image as an OCI layout.
+fn buildah_repo(containerfiles: &[(&str, &str)]) -> Repo {
+    Repo::hello_with(|src| {
+        for (name, text) in containerfiles {
+            std::fs::write(src.join(name), text).unwrap();
+        }
+        sh(Command::new("skopeo").args([
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            "--preserve-digests",
+            &format!("docker://{}", builder_image()),
+            &format!("oci:{}:latest", src.join("base").display()),
+        ]));
+    })
+}
+
+const BUILD: &str = "#!/bin/sh\nset -e\ncd $(workspaces.source.path)\n\
+    buildah bud --isolation chroot --timestamp 0 -f $(params.DOCKERFILE) -t $(params.IMAGE) .\n\
+    mkdir -p out\n\
+    buildah push $(params.IMAGE) oci:$(workspaces.source.path)/out/image:latest\n";
+
+/// Runs the build step as the original build did: `docker run` (in the engine's user namespace) with the
+/// nested profile's capabilities and storage, on a checkout at /workspace/source. Returns the image's
+/// manifest digest.
+fn reference_buildah(repo: &Repo, dockerfile: &str, image: &str) -> String {
+    let checkout = repo.reference_checkout();
+    let _ = std::fs::remove_dir_all(&checkout);
+    sh(Command::new("git").args(["clone", "-q", &repo.url, checkout.to_str().unwrap()]));
+    sh(Command::new("git")
+        .args(["checkout", "-q", &repo.commit])
+        .current_dir(&checkout));
+    // Root in the container is a remapped uid (the engine's root directory is named after it): the
+    // checkout is handed to it, as reprod hands its checkout to the step user.
+    let root_dir = sh(Command::new("docker").args(["info", "--format", "{{.DockerRootDir}}"]));
+    let owner = root_dir
+        .trim()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .replace('.', ":");
+    sh(Command::new("chown").args(["-R", &owner, checkout.to_str().unwrap()]));
+    let script = BUILD
+        .replace("$(workspaces.source.path)", "/workspace/source")
+        .replace("$(params.DOCKERFILE)", dockerfile)
+        .replace("$(params.IMAGE)", image);
+    let mut cmd = Command::new("docker");
+    cmd.args(["run", "--rm", "--network", "none", "--read-only"]);
+    for t in ["/tmp", "/var/tmp", "/run"] {
+        cmd.args(["--tmpfs", &format!("{t}:rw,size=1g")]);
+    }
+    cmd.args([
+        "--tmpfs",
+        "/var/lib/containers:rw,exec,size=1g",
+        "--cap-drop",
+        "ALL",
+    ]);
+    for c in reprod_sandbox::StepProfile::Nested.capabilities() {
+        cmd.args(["--cap-add", c]);
+    }
+    cmd.args([
+        "--security-opt",
+        "no-new-privileges",
+        "-v",
+        &format!("{}:/workspace/source", checkout.display()),
+        debian_buildah_image(),
+        "sh",
+        "-c",
+        &script,
+    ]);
+    sh(&mut cmd);
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(checkout.join("out/image/index.json")).unwrap())
+            .unwrap();
+    index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// A Konflux-shaped Chains PipelineRun: `clone` (git-clone, its commit result the recorded one), `build`
+/// (buildah), `show-sbom` (reports only).
+fn konflux(repo: &Repo, image: &str, digest: &str, dockerfile: &str) -> Value {
+    let buildah = debian_buildah_image();
+    json!({
+        "_type": "https://in-toto.io/Statement/v0.1",
+        "predicateType": "https://slsa.dev/provenance/v0.2",
+        "subject": [subject(image, digest)],
+        "predicate": {
+            "builder": {"id": "https://tekton.dev/chains/v2"},
+            "buildType": "tekton.dev/v1beta1/PipelineRun",
+            "invocation": {"configSource": {}, "parameters": {"output-image": image}},
+            "buildConfig": {"tasks": [
+                {"name": "clone-repository", "ref": {"kind": "Task", "name": "git-clone"},
+                 "invocation": {"parameters": {"url": repo.url}},
+                 "results": [{"name": "commit", "type": "string", "value": repo.commit},
+                             {"name": "url", "type": "string", "value": repo.url}],
+                 "steps": [{"entryPoint": "#!/bin/sh\nexit 3\n", "arguments": null,
+                            "environment": {"container": "clone", "image": buildah}}]},
+                {"name": "build-container", "after": ["clone-repository"], "ref": {"kind": "Task", "name": "buildah"},
+                 "invocation": {"parameters": {"IMAGE": image, "DOCKERFILE": dockerfile}},
+                 "results": [{"name": "IMAGE_DIGEST", "type": "string", "value": digest}],
+                 "steps": [{"entryPoint": BUILD, "arguments": null,
+                            "environment": {"container": "build", "image": buildah}}]},
+                {"name": "show-sbom", "after": ["build-container"], "ref": {"kind": "Task", "name": "show-sbom"},
+                 "invocation": {"parameters": {}},
+                 "steps": [{"entryPoint": "#!/bin/sh\nexit 4\n", "arguments": null,
+                            "environment": {"container": "show", "image": buildah}}]}
+            ]},
+            "materials": [{"uri": repo.url, "digest": {"sha1": repo.commit}}]
+        }
+    })
+}
+
+/// Publishes the reference build's image as `reference`, as the original build system would have.
+fn publish(repo: &Repo, reference: &str) {
+    sh(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        "--preserve-digests",
+        &format!(
+            "oci:{}:latest",
+            repo.reference_checkout().join("out/image").display()
+        ),
+        &format!("docker://{reference}"),
+    ]));
+}
+
+#[test]
+fn a_konflux_shaped_pipelinerun_rebuilds_with_buildah_bit_for_bit_and_a_dated_one_differs() {
+    let repo = buildah_repo(&[
+        (
+            "Containerfile",
+            "FROM oci:/workspace/source/base:latest\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt > /copy.txt\n",
+        ),
+        (
+            "Containerfile.dated",
+            "FROM oci:/workspace/source/base:latest\nCOPY hello.txt /hello.txt\nRUN date +%s%N > /f\n",
+        ),
+    ]);
+    let keys = tempfile::tempdir().unwrap();
+    let (key, pem) = builder_key(keys.path());
+    let name = format!("127.0.0.1:5000/reprod-test-{}/konflux", std::process::id());
+
+    let digest = reference_buildah(&repo, "Containerfile", &format!("{name}:v1"));
+    publish(&repo, &format!("{name}:v1"));
+    let r = nested_reprod(&pem, "127.0.0.1:5000/*")
+        .with("REPROD_IMAGES_FETCH_ORIGINALS", "true")
+        .with("REPROD_IMAGES_ORIGINALS_FROM", "[\"127.0.0.1:5000\"]");
+    let path = signed(
+        &r,
+        &konflux(&repo, &format!("{name}:v1"), &digest, "Containerfile"),
+        &key,
+    );
+    let (code, v, stderr) = r.rebuild_file(&path);
+    assert_eq!(v["status"], "reproducible", "{v:#}\n{stderr}");
+    assert_eq!(code, 0);
+    let steps = v["steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 1, "only the build task ran: {steps:#?}");
+    assert_eq!(steps[0]["profile"], "nested");
+    let role = |task: &str| {
+        v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == task)
+            .unwrap()["role"]
+            .clone()
+    };
+    assert_eq!(role("clone-repository"), "source-fetch");
+    assert_eq!(role("build-container"), "run");
+    assert_eq!(role("show-sbom"), "skipped");
+    assert_eq!(v["claimed_results"].as_object().map(|m| m.len()), Some(0));
+
+    // The dated build, its original published where the explanation can fetch it.
+    let dated = reference_buildah(&repo, "Containerfile.dated", &format!("{name}:dated"));
+    publish(&repo, &format!("{name}:dated"));
+    let r = nested_reprod(&pem, "127.0.0.1:5000/*")
+        .with("REPROD_IMAGES_FETCH_ORIGINALS", "true")
+        .with("REPROD_IMAGES_ORIGINALS_FROM", "[\"127.0.0.1:5000\"]");
+    let path = signed(
+        &r,
+        &konflux(
+            &repo,
+            &format!("{name}:dated"),
+            &dated,
+            "Containerfile.dated",
+        ),
+        &key,
+    );
+    let (code, v, stderr) = r.rebuild_file(&path);
+    assert_eq!(v["status"], "unreproducible", "{v:#}\n{stderr}");
+    assert_eq!(code, 1);
+    let x = &v["subjects"][0]["explanation"];
+    let named_f = x["first_differences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|d| d["location"].as_str().is_some_and(|l| l.ends_with(" f")));
+    assert!(named_f, "the diff names f: {x:#}");
+    assert!(orphan_containers().is_empty());
+}
