@@ -912,14 +912,11 @@ fn the_registry_watcher_finds_cosign_and_referrer_attestations() {
 /// provenance and an SBOM. The watcher reads the provenance layer (and never fetches the SBOM, whose blob
 /// is deleted from the registry); the rebuild says what it can: the plan is complete, and no BuildKit
 /// builder runs here.
-#[test]
-fn the_registry_watcher_finds_buildkit_provenance_inside_the_image_index() {
-    let repo = Repo::hello();
-    let digests = reference(&repo);
-    let image = &digests[0];
-    let data = tempfile::tempdir().unwrap();
-    let name = format!("reprod-test/buildkit-{}", std::process::id());
-    push_hello(&repo, &name, "platform");
+/// Pushes `name:v1`, an index as `docker buildx build --push` writes it: `image` (the hello layout) and its
+/// attestation manifest, whose layers are BuildKit provenance (the cupdate statement, about `image`) and
+/// an SBOM, whose blob is then deleted. Returns the index's digest.
+fn push_buildkit_index(repo: &Repo, name: &str, image: &str) -> String {
+    push_hello(repo, name, "platform");
     let corpus = project_root()
         .join("../shared/corpus/families/buildkit/cupdate-ghcr-slsa-v0.2-mode-max.json");
     let mut statement: Value = serde_json::from_slice(&std::fs::read(corpus).unwrap()).unwrap();
@@ -928,10 +925,10 @@ fn the_registry_watcher_finds_buildkit_provenance_inside_the_image_index() {
         image
     )]);
     let statement = serde_json::to_vec(&statement).unwrap();
-    let provenance = push_blob(&name, &statement);
-    let config = push_blob(&name, b"{}");
+    let provenance = push_blob(name, &statement);
+    let config = push_blob(name, b"{}");
     let sbom = br#"{"predicateType":"https://spdx.dev/Document"}"#;
-    let sbom_digest = push_blob(&name, sbom);
+    let sbom_digest = push_blob(name, sbom);
     let attestation = json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
@@ -946,7 +943,7 @@ fn the_registry_watcher_finds_buildkit_provenance_inside_the_image_index() {
         "subject": {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": image, "size": 1}
     });
     let attestation_digest = push_manifest(
-        &name,
+        name,
         "attestation",
         "application/vnd.oci.image.manifest.v1+json",
         &attestation,
@@ -970,8 +967,8 @@ fn the_registry_watcher_finds_buildkit_provenance_inside_the_image_index() {
              "platform": {"architecture": "unknown", "os": "unknown"}}
         ]
     });
-    push_manifest(
-        &name,
+    let index_digest = push_manifest(
+        name,
         "v1",
         "application/vnd.oci.image.index.v1+json",
         &index,
@@ -983,6 +980,17 @@ fn the_registry_watcher_finds_buildkit_provenance_inside_the_image_index() {
         "DELETE",
         &format!("http://127.0.0.1:5000/v2/{name}/blobs/{sbom_digest}"),
     ]));
+    index_digest
+}
+
+#[test]
+fn the_registry_watcher_finds_buildkit_provenance_inside_the_image_index() {
+    let repo = Repo::hello();
+    let digests = reference(&repo);
+    let image = &digests[0];
+    let data = tempfile::tempdir().unwrap();
+    let name = format!("reprod-test/buildkit-{}", std::process::id());
+    push_buildkit_index(&repo, &name, image);
 
     // BuildKit's layers are unsigned: this daemon accepts unsigned documents.
     let (_, pem) = builder_key(data.path());
@@ -1003,6 +1011,44 @@ fn the_registry_watcher_finds_buildkit_provenance_inside_the_image_index() {
     assert_eq!(v["status"], "unrebuildable", "{v:#}");
     assert_eq!(v["reason"], "no-builder: buildkit", "{v:#}");
     assert_eq!(v["subjects"][0]["state"], "not-compared", "{v:#}");
+}
+
+/// `reprod rebuild docker://REGISTRY/REPO@sha256:INDEX` finds the BuildKit provenance in the index, as the
+/// watcher does, and rebuilds from it; a tag, or an image with no attestation, is refused plainly.
+#[test]
+fn rebuild_of_an_image_index_reads_its_buildkit_provenance() {
+    let repo = Repo::hello();
+    let digests = reference(&repo);
+    let image = &digests[0];
+    let name = format!("reprod-test/buildkit-rebuild-{}", std::process::id());
+    let index = push_buildkit_index(&repo, &name, image);
+    let r = Reprod::new();
+    let reference = format!("docker://127.0.0.1:5000/{name}@{index}");
+    let out = r.run(&["rebuild", "--json", &reference]);
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(v["status"], "unrebuildable", "{v:#}\n{stderr}");
+    assert_eq!(v["reason"], "no-builder: buildkit");
+    assert_eq!(v["provenance"]["origin"], reference.as_str());
+    assert_eq!(v["subjects"][0]["digest"], image.as_str());
+    assert_eq!(v["subjects"][0]["state"], "not-compared");
+    assert_eq!(out.status.code(), Some(1));
+
+    for (bad, says) in [
+        (
+            format!("docker://127.0.0.1:5000/{name}:v1"),
+            "pinned by digest",
+        ),
+        (
+            format!("docker://127.0.0.1:5000/{name}@{image}"),
+            "has no attestation reprod can find",
+        ),
+    ] {
+        let out = r.run(&["rebuild", &bad]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
+        assert!(stderr.contains(says), "{bad}: {stderr}");
+    }
 }
 
 /// A small image of its own (one layer), pushed under `tag`; returns its manifest digest.

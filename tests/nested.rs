@@ -345,3 +345,101 @@ fn a_konflux_shaped_pipelinerun_rebuilds_with_buildah_bit_for_bit_and_a_dated_on
     assert!(named_f, "the diff names f: {x:#}");
     assert!(orphan_containers().is_empty());
 }
+
+/// A Konflux-style build task whose base image is pulled by digest, through the build network, from a
+/// registry that answers under its own name (HTTPS, its own CA) on 127.0.0.1: buildah in a nested step
+/// pulls `FROM registry.example.test:PORT/base@sha256:…` through reprod's proxy (TLS intercepted with the
+/// job's CA, the upstream verified against the registry's CA), twice, to the same digest; the pull is in
+/// the verdict's network record.
+#[test]
+fn a_buildah_step_pulls_its_base_by_digest_through_the_build_network() {
+    let upstream = common::upstream::TlsRegistry::start("registry.example.test");
+    let out = sh(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--preserve-digests",
+        &format!("docker://{}", builder_image()),
+        &format!("docker://127.0.0.1:{}/base:1", upstream.port),
+    ]));
+    assert!(out.trim().is_empty(), "{out}");
+    let base_digest = builder_image().split_once('@').unwrap().1.to_string();
+    let base = format!("{}/base@{base_digest}", upstream.host());
+    let repo = Repo::hello_with(|src| {
+        std::fs::write(
+            src.join("Containerfile"),
+            format!("FROM {base}\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt > /copy.txt\n"),
+        )
+        .unwrap();
+    });
+    let keys = tempfile::tempdir().unwrap();
+    let (key, pem) = builder_key(keys.path());
+    let ca = keys.path().join("upstream-ca.pem");
+    std::fs::write(&ca, &upstream.ca_pem).unwrap();
+    let script = BUILD
+        .replace("$(params.DOCKERFILE)", "Containerfile")
+        .replace("$(params.IMAGE)", "localhost/app:1");
+    let statement = |digest: &str| {
+        chains_provenance(
+            vec![subject("127.0.0.1:5000/reprod-test/pulled:1", digest)],
+            &script,
+            debian_buildah_image(),
+            &repo.url,
+            &repo.commit,
+        )
+    };
+    let allow = format!("{}=127.0.0.1", upstream.host());
+    let rebuild = |digest: &str, keep: bool| {
+        let mut r = nested_reprod(&pem, "127.0.0.1:5000/*").with(
+            "REPROD_SANDBOX_NETWORK_UPSTREAM_ROOTS",
+            &format!("[{:?}]", ca.display().to_string()),
+        );
+        for (k, v) in network_holder_env() {
+            r = r.with(k, &v);
+        }
+        let path = signed(&r, &statement(digest), &key);
+        let mut flags = vec!["--network", "proxy", "--allow", &allow];
+        if keep {
+            flags.push("--keep-workspace");
+        }
+        let out = r.rebuild_file_with(&path, &flags);
+        (out, r)
+    };
+    // First rebuild: nothing to compare with yet; it tells the digest the build makes.
+    let ((_, v, stderr), _kept) = rebuild(&unbuilt_digest('d'), true);
+    let dir = v["job_dir"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no kept job directory: {v:#}\n{stderr}"));
+    let index: Value = serde_json::from_slice(
+        &std::fs::read(Path::new(dir).join("workspace/source/out/image/index.json"))
+            .unwrap_or_else(|e| panic!("{e}: {v:#}\n{stderr}")),
+    )
+    .unwrap();
+    let built = index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let pulled = |v: &Value| {
+        v["network"]["exchanges"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|e| {
+                e["url"]
+                    == format!(
+                        "https://{}/v2/base/manifests/{base_digest}",
+                        upstream.host()
+                    )
+                    && e["status"] == 200
+            })
+    };
+    assert!(pulled(&v), "the base pull is recorded: {:#}", v["network"]);
+    // Second rebuild, judged against the first one's digest: bit for bit.
+    let ((code, v, stderr), _) = rebuild(&built, false);
+    assert_eq!(v["status"], "reproducible", "{v:#}\n{stderr}");
+    assert_eq!(code, 0);
+    assert_eq!(v["steps"][0]["profile"], "nested");
+    assert!(pulled(&v), "{:#}", v["network"]);
+    assert!(orphan_containers().is_empty());
+}

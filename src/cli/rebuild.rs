@@ -17,7 +17,10 @@ use super::Exit;
 /// rejected); 2 no verdict could be reached (unreadable input, Docker down, ...).
 #[derive(clap::Args)]
 pub struct RebuildArgs {
-    /// The provenance document (any container `verify-provenance` reads).
+    /// The provenance document (any container `verify-provenance` reads), or an image in a registry,
+    /// `docker://HOST[:PORT]/REPO@sha256:DIGEST` (an index or a manifest, pinned by digest): its
+    /// attestations are fetched as the registry watcher finds them (cosign `.att`, OCI referrers,
+    /// BuildKit attestation manifests in the index) and the first that yields a recipe is rebuilt.
     provenance: PathBuf,
     #[command(flatten)]
     trust: TrustArgs,
@@ -134,7 +137,13 @@ pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
         dir: provenance.parent().map(PathBuf::from).unwrap_or_default(),
         max_bytes: config.max_document_bytes,
     };
-    let bytes = rebuild::read_provenance(&provenance, config.max_document_bytes)?;
+    let bytes = match provenance
+        .to_str()
+        .and_then(|p| p.strip_prefix("docker://"))
+    {
+        Some(reference) => from_registry(config, reference, &material)?,
+        None => rebuild::read_provenance(&provenance, config.max_document_bytes)?,
+    };
     let on_terminal = std::io::stderr().is_terminal();
     let progress = move |line: &str| {
         if on_terminal {
@@ -210,4 +219,59 @@ pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
     let verdict = reprod::verdict::decide(&admitted, outcome?);
     print_result(json, &verdict, "verdict", |v| v.human())?;
     Ok(Exit::from_code(verdict.exit_code()))
+}
+
+/// The attestation document to rebuild for `HOST/REPO@sha256:…`: of those the registry has for it, the
+/// first that yields a recipe (else the first), said on stderr when there are several.
+fn from_registry(
+    config: &Config,
+    reference: &str,
+    material: &reprod::trust::TrustMaterial,
+) -> anyhow::Result<Vec<u8>> {
+    let usage = || {
+        anyhow::anyhow!(
+            "docker://{reference}: expected docker://HOST[:PORT]/REPO@sha256:<64 hex> (the registry named, \
+             the image pinned by digest)"
+        )
+    };
+    let (name, digest) = reference.split_once('@').ok_or_else(usage)?;
+    let (registry, repo) = name.split_once('/').ok_or_else(usage)?;
+    let hex = digest.strip_prefix("sha256:").ok_or_else(usage)?;
+    if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) || repo.is_empty() {
+        return Err(usage());
+    }
+    let insecure = config.images.insecure.iter().any(|r| r == registry);
+    let docs = reprod::daemon::intake::registry::documents_of(
+        registry,
+        insecure,
+        repo,
+        digest,
+        config.max_document_bytes,
+    )
+    .with_context(|| format!("fetching the attestations of {reference}"))?;
+    if docs.is_empty() {
+        anyhow::bail!(
+            "{reference} has no attestation reprod can find: no cosign .att tag, no OCI referrer, and (for an \
+             index) no BuildKit attestation manifest"
+        );
+    }
+    let yields_recipe = |doc: &Vec<u8>| {
+        reprod::examine::admit(
+            config,
+            doc,
+            &reprod::provenance::container::NoBlobs,
+            material,
+        )
+        .is_ok_and(|a| a.finding().recipe.is_some())
+    };
+    let chosen = docs.iter().position(yields_recipe).unwrap_or(0);
+    if docs.len() > 1 {
+        eprintln!(
+            "reprod: {reference} has {} attestation documents; rebuilding number {} (the first with a recipe)",
+            docs.len(),
+            chosen + 1
+        );
+    }
+    let mut docs = docs;
+    Ok(docs.swap_remove(chosen))
 }

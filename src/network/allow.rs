@@ -4,6 +4,9 @@
 //! - `host:port`: that host on that port only;
 //! - `1.2.3.4:port`, `[::1]:port`: that address (the only way to reach a loopback, link-local, private or
 //!   unique-local address: a name never reaches one, whatever it resolves to);
+//! - `host:port=ADDRESS`: that host on that port, connected at ADDRESS instead of what DNS says (as curl's
+//!   `--resolve`): a registry or mirror the operator runs on a private or loopback address, reached under
+//!   its own name (so TLS names it, and clients that never proxy loopback names still go through here);
 //! - `http://host[:port]/path` or `https://…`: requests whose URL starts with it. Without TLS interception
 //!   the path of an HTTPS request cannot be seen, so an `https://` entry opens a CONNECT tunnel only when it
 //!   names a whole origin (no path).
@@ -37,6 +40,8 @@ struct Entry {
     port: Option<u16>,
     /// For URL entries: the scheme and the path the URL must start with.
     url: Option<(String, String)>,
+    /// `host:port=ADDRESS`: where the operator says the host is.
+    at: Option<IpAddr>,
 }
 
 /// What an entry grants a request.
@@ -44,6 +49,8 @@ struct Entry {
 pub struct Grant {
     /// The entry names an address, not a name: that address may be special-purpose.
     pub names_address: bool,
+    /// The address to connect to instead of resolving the name (`host:port=ADDRESS`).
+    pub at: Option<IpAddr>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -138,17 +145,35 @@ impl Entry {
                 host,
                 port: Some(port),
                 url: Some((scheme, path.to_string())),
+                at: None,
             });
         }
+        let (text, at) = match text.split_once('=') {
+            Some((entry, address)) => {
+                let address = address.trim_start_matches('[').trim_end_matches(']');
+                let ip = address
+                    .parse::<IpAddr>()
+                    .map_err(|_| format!("{address:?} after `=` is not an IP address"))?;
+                (entry, Some(ip))
+            }
+            None => (text, None),
+        };
         let (host, port) = split_port(text)?;
         let host = parse_host(host)?;
         if matches!(host, Host::Address(_)) && port.is_none() {
             return Err("an address entry names its port (`1.2.3.4:8080`, `[::1]:8080`)".into());
         }
+        if at.is_some() && !(matches!(host, Host::Exact(_)) && port.is_some()) {
+            return Err(
+                "`=ADDRESS` pins one host name on one port: `registry.example:5443=127.0.0.1`"
+                    .into(),
+            );
+        }
         Ok(Entry {
             host,
             port,
             url: None,
+            at,
         })
     }
 
@@ -173,7 +198,9 @@ impl Entry {
 
     fn grant(&self) -> Grant {
         Grant {
-            names_address: matches!(self.host, Host::Address(_)),
+            // An address the operator wrote down is named as much as one in a bare address entry.
+            names_address: matches!(self.host, Host::Address(_)) || self.at.is_some(),
+            at: self.at,
         }
     }
 }
@@ -310,5 +337,28 @@ mod tests {
             .unwrap()
             .allows_request("http", "[::1]", 8080, "/")
             .is_some());
+    }
+
+    #[test]
+    fn a_pinned_entry_names_its_address_for_one_host_and_port() {
+        let list = AllowList::parse(&["registry.example.test:5443=127.0.0.1"]).unwrap();
+        let g = list
+            .allows_origin("registry.example.test", 5443)
+            .expect("the pinned host and port");
+        assert_eq!(g.at, Some("127.0.0.1".parse().unwrap()));
+        assert!(g.names_address);
+        assert!(list.allows_origin("registry.example.test", 443).is_none());
+        assert!(
+            list.allows_origin("127.0.0.1", 5443).is_none(),
+            "the address alone is not allowed"
+        );
+        for bad in [
+            "registry.example.test=127.0.0.1",
+            "*.example.test:443=127.0.0.1",
+            "127.0.0.1:80=127.0.0.1",
+            "registry.example.test:5443=localhost",
+        ] {
+            assert!(AllowList::parse(&[bad]).is_err(), "{bad} accepted");
+        }
     }
 }

@@ -125,7 +125,6 @@ async fn inside(
         let why = format!("{url} is not on the allow-list");
         return refuse(&state, &method, &url, why);
     };
-    let names_address = grant.names_address;
     let (req, unpinned) = match super::registry::route(&state, &url, req) {
         Ok(super::registry::Route::Pinned(digest, req)) => {
             let (s, h, a) = (state.clone(), host.to_string(), authority.clone());
@@ -137,7 +136,7 @@ async fn inside(
                 req,
                 digest,
                 || async move {
-                    upstream_tls(&s, &h, port, names_address, &a)
+                    upstream_tls(&s, &h, port, grant, &a)
                         .await
                         .map(TokioIo::new)
                 },
@@ -147,7 +146,7 @@ async fn inside(
         Ok(super::registry::Route::Onward(req, unpinned)) => (req, unpinned),
         Err(why) => return refuse(&state, &method, &url, why),
     };
-    match upstream_tls(&state, host, port, names_address, &authority).await {
+    match upstream_tls(&state, host, port, grant, &authority).await {
         Ok(tls) => {
             super::upstream::send(
                 state,
@@ -169,10 +168,10 @@ async fn upstream_tls(
     state: &State,
     host: &str,
     port: u16,
-    names_address: bool,
+    grant: super::allow::Grant,
     authority: &str,
 ) -> Result<tokio_openssl::SslStream<tokio::net::TcpStream>, String> {
-    let tcp = connect(state, host, port, names_address).await?;
+    let tcp = connect(state, host, port, grant).await?;
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let ssl = state
         .intercept

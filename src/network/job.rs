@@ -182,17 +182,22 @@ pub(super) async fn connect(
     state: &State,
     host: &str,
     port: u16,
-    names_address: bool,
+    grant: super::allow::Grant,
 ) -> Result<TcpStream, String> {
+    let names_address = grant.names_address;
     let bare = host.trim_start_matches('[').trim_end_matches(']');
-    let resolved: Vec<SocketAddr> = tokio::time::timeout(
-        state.limits.connect_timeout,
-        tokio::net::lookup_host((bare, port)),
-    )
-    .await
-    .map_err(|_| format!("resolving {host} took too long"))?
-    .map_err(|e| format!("{host} does not resolve: {e}"))?
-    .collect();
+    let resolved: Vec<SocketAddr> = match grant.at {
+        // The operator said where this host is (`host:port=ADDRESS`): no DNS.
+        Some(ip) => vec![SocketAddr::new(ip, port)],
+        None => tokio::time::timeout(
+            state.limits.connect_timeout,
+            tokio::net::lookup_host((bare, port)),
+        )
+        .await
+        .map_err(|_| format!("resolving {host} took too long"))?
+        .map_err(|e| format!("{host} does not resolve: {e}"))?
+        .collect(),
+    };
     let mut refusals = Vec::new();
     for addr in resolved {
         match address::special(addr.ip()) {

@@ -18,6 +18,7 @@ pub mod cache;
 pub mod config;
 mod intercept;
 mod job;
+mod manifest;
 pub mod proxy;
 mod registry;
 pub mod replay;

@@ -224,7 +224,6 @@ async fn forward(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBod
     };
     let req = match super::registry::route(&state, &url, req) {
         Ok(super::registry::Route::Pinned(digest, req)) => {
-            let names_address = grant.names_address;
             let s = state.clone();
             return super::registry::pull_through(
                 state,
@@ -233,11 +232,7 @@ async fn forward(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBod
                 &path,
                 req,
                 digest,
-                || async move {
-                    connect(&s, &host, port, names_address)
-                        .await
-                        .map(TokioIo::new)
-                },
+                || async move { connect(&s, &host, port, grant).await.map(TokioIo::new) },
             )
             .await;
         }
@@ -245,7 +240,7 @@ async fn forward(state: Arc<State>, req: Request<Incoming>) -> Response<ProxyBod
         Err(why) => return refuse(&state, &method, &url, why),
     };
     let (req, unpinned) = req;
-    let stream = match connect(&state, &host, port, grant.names_address).await {
+    let stream = match connect(&state, &host, port, grant).await {
         Ok(s) => s,
         Err(why) => return refuse(&state, &method, &url, why),
     };

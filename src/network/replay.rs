@@ -75,15 +75,16 @@ pub(super) async fn serve_cached(
         .await
         .ok()
         .flatten();
-    let opened = match entry {
+    let opened = match &entry {
         Some(path) => tokio::fs::File::open(path).await.ok(),
         None => None,
     };
-    let Some(file) = opened else {
+    let (Some(file), Some(path)) = (opened, entry) else {
         let why = format!("{url} names {digest}, but the network cache no longer holds that body");
         return refuse(&state, method, &url, why);
     };
     let len = file.metadata().await.map(|m| m.len()).unwrap_or(0);
+    let url_for_type = url.clone();
     let at = state.record(Exchange {
         method: method.to_string(),
         url,
@@ -94,6 +95,8 @@ pub(super) async fn serve_cached(
         cached: shared,
         ..Default::default()
     });
+    let expected_digest = digest.clone();
+    let media_type = registry_media_type(&url_for_type, &path, len).await;
     let body = Checked {
         inner: ReaderStream::with_capacity(file, 256 << 10),
         state,
@@ -110,7 +113,33 @@ pub(super) async fn serve_cached(
             .headers_mut()
             .insert(hyper::header::CONTENT_LENGTH, v);
     }
+    if let Some(media_type) = media_type {
+        let headers = answer.headers_mut();
+        for (name, value) in [
+            ("content-type", media_type.as_str()),
+            ("docker-content-digest", expected_digest.as_str()),
+        ] {
+            if let Ok(v) = hyper::header::HeaderValue::from_str(value) {
+                headers.insert(name, v);
+            }
+        }
+    }
     answer
+}
+
+/// For a registry pull by digest (`/v2/…/manifests/sha256:…` or `/v2/…/blobs/sha256:…`), the media type
+/// to answer with: a cached body is kept by digest alone, so a manifest's type is read from the manifest
+/// itself ([`super::manifest::manifest_media_type`]); a blob is `application/octet-stream`.
+async fn registry_media_type(url: &str, path: &std::path::Path, len: u64) -> Option<String> {
+    let route = url.split_once("/v2/")?.1;
+    if route.contains("/blobs/sha256:") {
+        return Some("application/octet-stream".into());
+    }
+    if !route.contains("/manifests/sha256:") || len > super::manifest::MAX_MANIFEST_BYTES {
+        return None;
+    }
+    let bytes = tokio::fs::read(path).await.ok()?;
+    Some(super::manifest::manifest_media_type(&bytes).to_string())
 }
 
 /// A cached body on its way to the build, hashed as it passes. Its last chunk is held back until the

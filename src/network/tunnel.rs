@@ -45,7 +45,7 @@ pub(super) async fn tunnel(state: Arc<State>, req: Request<Incoming>) -> Respons
             format!("{target} is not on the allow-list"),
         );
     };
-    let upstream = match connect(&state, &host, port, grant.names_address).await {
+    let upstream = match connect(&state, &host, port, grant).await {
         Ok(s) => s,
         Err(why) => return refuse(&state, &method, &target, why),
     };

@@ -93,7 +93,7 @@ impl Upstream {
 }
 
 /// A test CA and a certificate it issued for `ip`, as PEM (CA certificate, leaf certificate, leaf key).
-pub fn test_ca(ip: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
+pub fn test_ca(host: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     use openssl::asn1::Asn1Time;
     use openssl::bn::BigNum;
     use openssl::ec::{EcGroup, EcKey};
@@ -130,17 +130,20 @@ pub fn test_ca(ip: &str) -> (Vec<u8>, Vec<u8>, Vec<u8>) {
     b.set_version(2).unwrap();
     b.set_serial_number(&BigNum::from_u32(2).unwrap().to_asn1_integer().unwrap())
         .unwrap();
-    b.set_subject_name(&name(ip)).unwrap();
+    b.set_subject_name(&name(host)).unwrap();
     b.set_issuer_name(ca.subject_name()).unwrap();
     b.set_pubkey(&leaf_key).unwrap();
     b.set_not_before(&Asn1Time::days_from_now(0).unwrap())
         .unwrap();
     b.set_not_after(&Asn1Time::days_from_now(1).unwrap())
         .unwrap();
-    let san = SubjectAlternativeName::new()
-        .ip(ip)
-        .build(&b.x509v3_context(Some(&ca), None))
-        .unwrap();
+    let mut san = SubjectAlternativeName::new();
+    if host.parse::<std::net::IpAddr>().is_ok() {
+        san.ip(host);
+    } else {
+        san.dns(host);
+    }
+    let san = san.build(&b.x509v3_context(Some(&ca), None)).unwrap();
     b.append_extension(san).unwrap();
     b.sign(&ca_key, MessageDigest::sha256()).unwrap();
     (
@@ -196,5 +199,72 @@ impl TlsUpstream {
 
     pub fn requests(&self) -> Vec<String> {
         self.seen.lock().unwrap().clone()
+    }
+}
+
+/// A second registry (Debian's docker-registry) serving HTTPS on 127.0.0.1 with a certificate for `name`
+/// from a CA of its own: an upstream a build reaches under a name, through the build network.
+pub struct TlsRegistry {
+    pub name: String,
+    pub port: u16,
+    pub ca_pem: Vec<u8>,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl TlsRegistry {
+    pub fn start(name: &str) -> TlsRegistry {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca_pem, cert, key) = test_ca(name);
+        std::fs::write(dir.path().join("cert.pem"), &cert).unwrap();
+        std::fs::write(dir.path().join("key.pem"), &key).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let d = dir.path().display();
+        std::fs::write(
+            dir.path().join("config.yml"),
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {d}/data\n\
+                 http:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {d}/cert.pem\n    key: {d}/key.pem\n"
+            ),
+        )
+        .unwrap();
+        let mut child = std::process::Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting docker-registry");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return TlsRegistry {
+                    name: name.to_string(),
+                    port,
+                    ca_pem,
+                    child,
+                    _dir: dir,
+                };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("docker-registry did not listen on 127.0.0.1:{port}");
+    }
+
+    /// `name:port`, as builds name it.
+    pub fn host(&self) -> String {
+        format!("{}:{}", self.name, self.port)
+    }
+}
+
+impl Drop for TlsRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod inbox;
 pub mod registry;
+mod registry_client;
 
 use reprod_jobs::{Enqueued, JobId, NewJob, Queue};
 
