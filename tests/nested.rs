@@ -347,10 +347,11 @@ fn a_konflux_shaped_pipelinerun_rebuilds_with_buildah_bit_for_bit_and_a_dated_on
 }
 
 /// A Konflux-style build task whose base image is pulled by digest, through the build network, from a
-/// registry that answers under its own name (HTTPS, its own CA) on 127.0.0.1: buildah in a nested step
-/// pulls `FROM registry.example.test:PORT/base@sha256:…` through reprod's proxy (TLS intercepted with the
-/// job's CA, the upstream verified against the registry's CA), twice, to the same digest; the pull is in
-/// the verdict's network record.
+/// registry that answers under its own name (HTTPS, its own CA) on 127.0.0.1, and whose result is pushed
+/// to the image the provenance names: buildah in a nested step pulls `FROM
+/// registry.example.test:PORT/base@sha256:…` through reprod's proxy (TLS intercepted with the job's CA,
+/// the upstream verified against the registry's CA) and pushes into the sink; twice, to the same digest,
+/// the second judged against the first, the pull in the verdict's network record.
 #[test]
 fn a_buildah_step_pulls_its_base_by_digest_through_the_build_network() {
     let upstream = common::upstream::TlsRegistry::start("registry.example.test");
@@ -377,12 +378,17 @@ fn a_buildah_step_pulls_its_base_by_digest_through_the_build_network() {
     let (key, pem) = builder_key(keys.path());
     let ca = keys.path().join("upstream-ca.pem");
     std::fs::write(&ca, &upstream.ca_pem).unwrap();
-    let script = BUILD
-        .replace("$(params.DOCKERFILE)", "Containerfile")
-        .replace("$(params.IMAGE)", "localhost/app:1");
+    // Built, then pushed to the image the provenance names, as Konflux's buildah task does: the push lands
+    // in the sink, and the task's IMAGE_DIGEST result is buildah's own word for what it pushed.
+    let image = "push.example.test/team/app";
+    let script = format!(
+        "#!/bin/sh\nset -e\ncd $(workspaces.source.path)\n\
+         buildah bud --isolation chroot --timestamp 0 -f Containerfile -t {image}:1 .\n\
+         buildah push --digestfile $(results.IMAGE_DIGEST.path) {image}:1 docker://{image}:1\n"
+    );
     let statement = |digest: &str| {
         chains_provenance(
-            vec![subject("127.0.0.1:5000/reprod-test/pulled:1", digest)],
+            vec![subject(image, digest)],
             &script,
             debian_buildah_image(),
             &repo.url,
@@ -391,7 +397,7 @@ fn a_buildah_step_pulls_its_base_by_digest_through_the_build_network() {
     };
     let allow = format!("{}=127.0.0.1", upstream.host());
     let rebuild = |digest: &str, keep: bool| {
-        let mut r = nested_reprod(&pem, "127.0.0.1:5000/*").with(
+        let mut r = nested_reprod(&pem, "push.example.test/*").with(
             "REPROD_SANDBOX_NETWORK_UPSTREAM_ROOTS",
             &format!("[{:?}]", ca.display().to_string()),
         );
@@ -407,19 +413,15 @@ fn a_buildah_step_pulls_its_base_by_digest_through_the_build_network() {
         (out, r)
     };
     // First rebuild: nothing to compare with yet; it tells the digest the build makes.
-    let ((_, v, stderr), _kept) = rebuild(&unbuilt_digest('d'), true);
-    let dir = v["job_dir"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no kept job directory: {v:#}\n{stderr}"));
-    let index: Value = serde_json::from_slice(
-        &std::fs::read(Path::new(dir).join("workspace/source/out/image/index.json"))
-            .unwrap_or_else(|e| panic!("{e}: {v:#}\n{stderr}")),
-    )
-    .unwrap();
-    let built = index["manifests"][0]["digest"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let ((_, v, stderr), _) = rebuild(&unbuilt_digest('d'), false);
+    let pushed = &v["network"]["pushed"][0];
+    assert_eq!(pushed["reference"], format!("{image}:1"), "{v:#}\n{stderr}");
+    let built = pushed["digest"].as_str().unwrap().to_string();
+    assert_eq!(
+        v["claimed_results"]["IMAGE_DIGEST"].as_str().map(str::trim),
+        Some(built.as_str()),
+        "the build's IMAGE_DIGEST is what landed in the sink"
+    );
     let pulled = |v: &Value| {
         v["network"]["exchanges"]
             .as_array()
@@ -439,6 +441,18 @@ fn a_buildah_step_pulls_its_base_by_digest_through_the_build_network() {
     let ((code, v, stderr), _) = rebuild(&built, false);
     assert_eq!(v["status"], "reproducible", "{v:#}\n{stderr}");
     assert_eq!(code, 0);
+    let in_sink = v["outputs"]["images"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|i| {
+            i["path"] == "registry-sink" && i["digests"].as_array().unwrap().contains(&json!(built))
+        });
+    assert!(
+        in_sink,
+        "matched by what landed in the sink: {:#}",
+        v["outputs"]
+    );
     assert_eq!(v["steps"][0]["profile"], "nested");
     assert!(pulled(&v), "{:#}", v["network"]);
     assert!(orphan_containers().is_empty());
