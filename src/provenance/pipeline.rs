@@ -316,10 +316,9 @@ fn role(t: &Recorded<'_>, source: Option<&SourceRef>) -> TaskRole {
     }
     let names = [Some(t.name.as_str()), t.task_ref.as_deref()];
     for name in names.into_iter().flatten() {
-        let lower = name.to_ascii_lowercase();
-        if let Some((word, why)) = NOT_BUILDING.iter().find(|(w, _)| lower.contains(w)) {
+        if let Some((word, why)) = NOT_BUILDING.iter().find(|(w, _)| names_word(name, w)) {
             return TaskRole::Skipped {
-                reason: format!("{why} (its name {name:?} contains {word:?})"),
+                reason: format!("{why} (its name {name:?} has the word {word:?})"),
             };
         }
     }
@@ -329,6 +328,19 @@ fn role(t: &Recorded<'_>, source: Option<&SourceRef>) -> TaskRole {
         };
     }
     TaskRole::Run
+}
+
+/// Whether `name` (`sast-snyk-check`, `show_sbom`) has `word` (`check`, `apply-tags`) as whole words,
+/// a plural `s` allowed: `design-build` does not sign anything.
+fn names_word(name: &str, word: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    let tokens: Vec<&str> = lower.split(['-', '_', '.', '/']).collect();
+    let wanted: Vec<&str> = word.split('-').collect();
+    tokens.windows(wanted.len()).any(|w| {
+        w.iter()
+            .zip(&wanted)
+            .all(|(t, want)| t == want || t.strip_suffix('s') == Some(want))
+    })
 }
 
 /// Kahn's order over `after` / `runAfter` and result reads, ties broken by the recorded order.
@@ -432,4 +444,31 @@ fn named_values(v: Option<&Value>) -> BTreeMap<String, String> {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::names_word;
+
+    #[test]
+    fn task_names_are_read_by_whole_words() {
+        for (name, word) in [
+            ("sast-snyk-check", "check"),
+            ("ecosystem-cert-preflight-checks", "check"),
+            ("show-sbom", "sbom"),
+            ("apply-tags", "apply-tags"),
+            ("cosign_sign", "cosign"),
+            ("rpms-signature-scan", "scan"),
+        ] {
+            assert!(names_word(name, word), "{name} {word}");
+        }
+        for (name, word) in [
+            ("design-build", "sign"),
+            ("rpms-signature-scan", "sign"),
+            ("build-image-index", "check"),
+            ("checkout", "check"),
+        ] {
+            assert!(!names_word(name, word), "{name} {word}");
+        }
+    }
 }
