@@ -313,6 +313,17 @@ fn pipelinerun_tasks_run_in_order_reading_each_others_results() {
     // Results are read back per task, as claims.
     assert_eq!(v["claimed_results"]["build.LAYER"], blobs[0].as_str());
 
+    // A subject only a skipped task could have made is not found, and the verdict says why.
+    let mut more = subjects.clone();
+    more.push(subject("hello.sig", &unbuilt_digest('5')));
+    let (_, v, stderr) = Reprod::new().rebuild(&pipelinerun(&repo, more, "p1"));
+    assert_eq!(v["status"], "unreproducible", "{v:#}\n{stderr}");
+    let detail = v["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("the pipeline's tasks sign, show-summary were skipped, not run"),
+        "{detail}"
+    );
+
     // The same pipeline with another parameter: the image and file differ, the stamp follows them.
     let (code, v, stderr) = Reprod::new().rebuild(&pipelinerun(&repo, subjects, "p2"));
     assert_eq!(v["status"], "unreproducible", "{v:#}\n{stderr}");

@@ -225,8 +225,24 @@ impl Verdict {
                 ),
             )
         };
+        // A subject a skipped task may have made: its absence is this rebuild's doing, and the verdict says so.
+        let skipped: Vec<&str> = self
+            .tasks
+            .iter()
+            .filter(|t| matches!(t.role, crate::provenance::TaskRole::Skipped { .. }))
+            .map(|t| t.name.as_str())
+            .collect();
+        let skipped = if not_found > 0 && !skipped.is_empty() {
+            format!(
+                "; the pipeline's tasks {} were skipped, not run: a subject one of them made is not found \
+                 for that reason alone",
+                skipped.join(", ")
+            )
+        } else {
+            String::new()
+        };
         self.reason = Some(reason.into());
-        self.detail = format!("{detail}{also}");
+        self.detail = format!("{detail}{also}{skipped}");
     }
 }
 
