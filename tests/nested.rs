@@ -78,7 +78,6 @@ fn from_a_nested_step_the_host_is_as_unreachable_as_from_a_plain_one() {
     let keys = tempfile::tempdir().unwrap();
     let (key, pem) = builder_key(keys.path());
     const SYS_ADMIN: u64 = 1 << 21;
-    let mut seen = Vec::new();
     for (name, nested) in [
         ("nested.example.test/app", true),
         ("plain.example.test/app", false),
@@ -124,7 +123,6 @@ fn from_a_nested_step_the_host_is_as_unreachable_as_from_a_plain_one() {
         let dir = v["job_dir"].as_str().expect("kept job directory");
         let made = Path::new(dir).join("workspace/source/made-by-step");
         assert_eq!(std::fs::metadata(&made).unwrap().uid() as u64, map[1]);
-        seen.push(log);
     }
     assert!(orphan_containers().is_empty());
 }

@@ -13,8 +13,9 @@ use super::Exit;
 /// normalized recipe of each.
 ///
 /// Reads bare in-toto statements, DSSE envelopes, JSON Lines of either, Sigstore bundles v0.1-v0.3,
-/// Cloud Build `--show-provenance` output, npm attestation responses, cosign `.att` manifests (the DSSE
-/// layer beside the file) and `rekor-cli get` output. Keys and roots from the configuration's `[trust]`
+/// Cloud Build `--show-provenance` output, npm attestation responses, cosign `.att` and BuildKit
+/// attestation manifests (their layers beside the file), JSON arrays of statements and `rekor-cli get`
+/// output. Keys and roots from the configuration's `[trust]`
 /// section are used too, and so is its trust policy: a signer `rebuild` would refuse is not verified
 /// here either (a keyless signature needs --identity and --issuer, --any-identity, or a trust rule
 /// naming its identity and issuer). Exit status: 0 every statement verified and its signer accepted;

@@ -163,9 +163,9 @@ pub fn describe_index(index: &Value) -> String {
         })
         .collect();
     format!(
-        "an OCI image index, not a statement; its BuildKit attestation manifest(s): {}. Give reprod an \
-         attestation manifest with its in-toto layers beside it (files named by digest, or an OCI layout's \
-         blobs/sha256/), and it reads the provenance from them",
+        "an OCI image index, not a statement; its BuildKit attestation manifest(s): {}. Rebuild from the \
+         registry with `reprod rebuild docker://HOST/REPO@sha256:<this index>`, or give reprod an attestation \
+         manifest with its in-toto layers beside it (files named by digest, or an OCI layout's blobs/sha256/)",
         list.join("; ")
     )
 }

@@ -123,7 +123,7 @@ pub fn from_v1(statement: &Statement, build_type: &str) -> Result<Recipe, Unrebu
             ext.get("configSource"),
             metadata.pointer("/buildkit_metadata/vcs"),
         ),
-        source_date_epoch: args.get("build-arg:SOURCE_DATE_EPOCH").cloned(),
+        source_date_epoch: None,
         args,
         platform: s(def, "/internalParameters/builderPlatform").map(str::to_string),
         materials: materials(def.get("resolvedDependencies")),
@@ -145,9 +145,7 @@ fn recipe(
     mut plan: BuildKitPlan,
     secrets: Vec<String>,
 ) -> Recipe {
-    if plan.source_date_epoch.is_none() {
-        plan.source_date_epoch = plan.args.get("build-arg:SOURCE_DATE_EPOCH").cloned();
-    }
+    plan.source_date_epoch = plan.args.get("build-arg:SOURCE_DATE_EPOCH").cloned();
     let source = match &plan.context {
         BuildKitContext::Git { uri, commit } => Some(super::SourceRef {
             uri: uri.clone(),

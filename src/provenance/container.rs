@@ -2,8 +2,10 @@
 //! bytes and whatever signs them; nothing here parses a signed payload (that waits for its signature).
 //!
 //! Recognised: bare statements, DSSE envelopes, JSON Lines of either, Sigstore bundles (by `mediaType`),
-//! Google Cloud Build `--show-provenance` output, npm attestation responses, cosign `.att` manifests (with
-//! their DSSE layer from a [`Blobs`] source) and `rekor-cli get --format json` output.
+//! Google Cloud Build `--show-provenance` output, npm attestation responses, cosign `.att` manifests and
+//! BuildKit attestation manifests (their layers from a [`Blobs`] source), JSON arrays of statements and
+//! `rekor-cli get --format json` output. Documents that are none of these but are recognized (an image
+//! index, a bare predicate, build metadata, a template) get an error saying what they are.
 
 use serde_json::Value;
 

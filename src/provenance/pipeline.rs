@@ -9,11 +9,17 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::fields::array_at;
+
 use super::tekton;
 use super::{
     BuildType, Recipe, SourceRef, Statement, Step, Task, TaskRole, Unrebuildable,
     UnrebuildableReason,
 };
+
+/// The non-empty string at `pointer`, owned.
+fn str_at(v: &Value, pointer: &str) -> Option<String> {
+    super::fields::str_at(v, pointer).map(str::to_string)
+}
 
 /// Most tasks a pipeline may have.
 const MAX_TASKS: usize = 200;
@@ -81,7 +87,7 @@ pub fn from_v02(statement: &Statement) -> Result<Recipe, Unrebuildable> {
             task_ref: str_at(t, "/ref/name"),
             run_after: strings(t.get("after").or_else(|| t.get("runAfter"))),
             params: tekton::parameters(t.pointer("/invocation/parameters")),
-            results: results(t.get("results")),
+            results: named_values(t.get("results")),
             steps: array_at(t, "/steps"),
             v1: false,
         })
@@ -407,13 +413,6 @@ fn reads(t: &Recorded<'_>) -> Vec<String> {
         .collect()
 }
 
-fn str_at(v: &Value, pointer: &str) -> Option<String> {
-    v.pointer(pointer)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
-        .map(str::to_string)
-}
-
 fn strings(v: Option<&Value>) -> Vec<String> {
     match v {
         Some(Value::Array(a)) => a
@@ -426,11 +425,7 @@ fn strings(v: Option<&Value>) -> Vec<String> {
     }
 }
 
-/// Chains records results as `[{name, type, value}]`; the value of a string result is a string.
-fn results(v: Option<&Value>) -> BTreeMap<String, String> {
-    named_values(v)
-}
-
+/// `[{name, value}]` (Chains' results, v1 params) → `{name: value}`, string values only.
 fn named_values(v: Option<&Value>) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     if let Some(Value::Array(items)) = v {

@@ -106,7 +106,7 @@ pub fn from_v02_other(statement: &Statement, build_type: &str) -> Result<Recipe,
             buildkit_pointer(statement)
         )
     } else {
-        "SLSA v0.2 provenance is rebuilt only for Tekton and BuildKit build types".to_string()
+        "of SLSA v0.2 provenance, reprod reads only Tekton build types (which it rebuilds) and BuildKit's (which it plans)".to_string()
     };
     Err(unsupported(
         if build_type.is_empty() {

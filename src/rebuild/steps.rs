@@ -283,6 +283,9 @@ fn with_task_results(
     step: &crate::provenance::Step,
 ) -> Result<crate::provenance::Step, (String, String)> {
     use crate::provenance::TaskRole;
+    if step.task.is_none() {
+        return Ok(step.clone());
+    }
     let recipe = job.recipe;
     let lookup = |task: &str, result: &str| -> Option<String> {
         let (index, t) = recipe
@@ -314,16 +317,14 @@ fn with_task_results(
         })
     };
     let mut out = step.clone();
-    if step.task.is_some() {
-        out.script = step.script.as_deref().map(resolve);
-        out.command = step.command.as_deref().map(resolve);
-        out.args = step.args.iter().map(|a| resolve(a)).collect();
-        out.env = step
-            .env
-            .iter()
-            .map(|(k, v)| (k.clone(), resolve(v)))
-            .collect();
-    }
+    out.script = step.script.as_deref().map(resolve);
+    out.command = step.command.as_deref().map(resolve);
+    out.args = step.args.iter().map(|a| resolve(a)).collect();
+    out.env = step
+        .env
+        .iter()
+        .map(|(k, v)| (k.clone(), resolve(v)))
+        .collect();
     match missing.into_inner() {
         Some(m) => Err(m),
         None => Ok(out),
