@@ -56,6 +56,16 @@ impl Admitted {
         &self.findings[self.chosen]
     }
 
+    /// Whether the trust policy vouches for the statement that stands for the document (see
+    /// [`TrustConfig::vouches`](crate::trust::policy::TrustConfig::vouches)).
+    pub fn vouched(&self, config: &crate::config::Config) -> bool {
+        let f = self.finding();
+        self.refusal.is_none()
+            && config
+                .trust
+                .vouches(&f.verification, &image_names(&f.subjects), f.builder_id())
+    }
+
     /// The step images a trust rule lets run with the nested profile (see
     /// [`TrustConfig::nested_steps`](crate::trust::policy::TrustConfig::nested_steps)).
     pub fn nested_steps(&self, config: &crate::config::Config) -> Vec<String> {

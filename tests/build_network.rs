@@ -319,24 +319,33 @@ fn a_push_lands_in_the_sink_is_compared_with_the_subject_and_goes_nowhere() {
     );
 }
 
-/// A rule grants the proxy to the images it names; every other document keeps the section's `none`.
+/// A rule grants the proxy to the images it names, in documents the trust policy vouches for; every
+/// other document keeps the section's `none`, and an unsigned document naming the rule's images gets
+/// nothing (its subject names are only its own word).
 #[test]
 fn a_network_rule_grants_the_proxy_to_the_images_it_names_only() {
     let tarball = b"fetched only by the team's images\n".repeat(1000);
     let up = Upstream::start("127.0.0.1", tarball.clone());
     let url = format!("http://127.0.0.1:{}/deps/lib-1.0.tar", up.port);
     let r = reprod();
+    let (key, pem) = builder_key(r.data.path());
     let config = r.data.path().join("reprod.toml");
     std::fs::write(
         &config,
         format!(
-            "[sandbox.network]\nmode = \"none\"\n\n[[sandbox.network.rules]]\n\
+            "[trust]\nkeys = [{:?}]\n\n[sandbox.network]\nmode = \"none\"\n\n[[sandbox.network.rules]]\n\
              images = [\"registry.example.test/team/*\"]\nmode = \"proxy\"\nallow = [\"127.0.0.1:{}\"]\n",
+            pem.display().to_string(),
             up.port
         ),
     )
     .unwrap();
     let r = r.with("REPROD_CONFIG", config.to_str().unwrap());
+    let signed = |statement: &serde_json::Value, name: &str| {
+        let path = r.data.path().join(name);
+        std::fs::write(&path, sign_envelope(statement, &key)).unwrap();
+        path
+    };
     let repo = Repo::hello();
     let script = fetching_script(&url, "");
     let team = repo.provenance(
@@ -346,7 +355,7 @@ fn a_network_rule_grants_the_proxy_to_the_images_it_names_only() {
         ],
         &script,
     );
-    let (_, v, stderr) = r.rebuild(&team);
+    let (_, v, stderr) = r.rebuild_file(&signed(&team, "team.dsse.json"));
     assert_eq!(v["network"]["mode"], "proxy", "{v:#}\n{stderr}");
     assert_eq!(
         v["network"]["rule"],
@@ -364,7 +373,29 @@ fn a_network_rule_grants_the_proxy_to_the_images_it_names_only() {
         .unwrap();
     assert_eq!(lib["state"], "matched", "{v:#}");
     assert_eq!(up.requests().len(), 1);
-    // Another team's image: no rule names it, so no network.
+    // The same statement unsigned: it names the team's image, but nothing vouches for that name, so the
+    // rule is not applied and the verdict says why the step had no network.
+    let (_, v, stderr) = r.rebuild(&team);
+    assert_eq!(v["status"], "build-failed", "{v:#}\n{stderr}");
+    assert_eq!(v["reason"], "step-failed");
+    assert!(v["network"].is_null(), "{v:#}");
+    let detail = v["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("registry.example.test/team/*") && detail.contains("was not applied"),
+        "{detail}"
+    );
+    assert!(
+        stderr.contains(
+            "the build network rule for [\"registry.example.test/team/*\"] is not applied"
+        ),
+        "{stderr}"
+    );
+    assert_eq!(
+        up.requests().len(),
+        1,
+        "an unsigned document naming the rule's images reached the upstream"
+    );
+    // Another team's image, signed: no rule names it, so no network.
     let other = repo.provenance(
         vec![
             subject("registry.example.test/other/app", &unbuilt_digest('a')),
@@ -372,7 +403,7 @@ fn a_network_rule_grants_the_proxy_to_the_images_it_names_only() {
         ],
         &script,
     );
-    let (_, v, stderr) = r.rebuild(&other);
+    let (_, v, stderr) = r.rebuild_file(&signed(&other, "other.dsse.json"));
     assert_eq!(v["status"], "build-failed", "{v:#}\n{stderr}");
     assert_eq!(v["reason"], "step-failed");
     assert!(v["network"].is_null());

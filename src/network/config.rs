@@ -133,6 +133,9 @@ pub struct JobGrant {
     pub allow: Vec<String>,
     /// Which rule granted it (its image patterns), or `None` for `[sandbox.network]` itself.
     pub rule: Option<Vec<String>>,
+    /// The image patterns of a rule that names the document's subjects but was not applied, because
+    /// the trust policy does not vouch for the document (the grant is then `none`).
+    pub withheld: Option<Vec<String>>,
 }
 
 impl NetworkConfig {
@@ -201,9 +204,12 @@ impl NetworkConfig {
         })
     }
 
-    /// The grant for a document whose subjects are named `images`: the first rule naming one of them, or
-    /// the section's own mode and allow-list.
-    pub fn grant_for(&self, images: &[&str]) -> JobGrant {
+    /// The grant for a document whose subjects are named `images`: the first rule naming one of them,
+    /// or the section's own mode and allow-list. A rule applies only to a document the trust policy
+    /// vouches for (`vouched`): the subject names are the document's own word, so a document nothing
+    /// vouches for that names a rule's images gets no network at all, neither the rule's nor the
+    /// section's.
+    pub fn grant_for(&self, images: &[&str], vouched: bool) -> JobGrant {
         let matches =
             |pattern: &str, name: &str| glob::Pattern::new(pattern).is_ok_and(|p| p.matches(name));
         let rule = self.rules.iter().find(|r| {
@@ -212,17 +218,26 @@ impl NetworkConfig {
                 .any(|pat| images.iter().any(|name| matches(pat, name)))
         });
         match rule {
-            Some(r) => JobGrant {
+            Some(r) if vouched => JobGrant {
                 mode: r.mode,
                 replay: None,
                 allow: r.allow.clone(),
                 rule: Some(r.images.clone()),
+                withheld: None,
+            },
+            Some(r) => JobGrant {
+                mode: NetworkMode::None,
+                replay: None,
+                allow: Vec::new(),
+                rule: None,
+                withheld: Some(r.images.clone()),
             },
             None => JobGrant {
                 mode: self.mode,
                 replay: self.replay.clone(),
                 allow: self.allow.clone(),
                 rule: None,
+                withheld: None,
             },
         }
     }
@@ -259,17 +274,46 @@ mod tests {
             ],
             ..NetworkConfig::default()
         };
-        let team = config.grant_for(&["other/x", "registry.example/team/app"]);
+        let team = config.grant_for(&["other/x", "registry.example/team/app"], true);
         assert_eq!(team.mode, NetworkMode::Proxy);
         assert_eq!(team.allow, vec!["proxy.golang.org".to_string()]);
         assert_eq!(team.rule, Some(vec!["registry.example/team/*".to_string()]));
+        assert_eq!(team.withheld, None);
         assert_eq!(
-            config.grant_for(&["registry.example/else"]).mode,
+            config.grant_for(&["registry.example/else"], true).mode,
             NetworkMode::None
         );
-        let rest = config.grant_for(&["elsewhere/app"]);
+        let rest = config.grant_for(&["elsewhere/app"], true);
         assert_eq!((rest.mode, rest.rule), (NetworkMode::None, None));
         assert_eq!(rest.allow, vec!["deb.debian.org".to_string()]);
+    }
+
+    #[test]
+    fn a_rule_is_applied_only_to_a_document_the_trust_policy_vouches_for() {
+        let config = NetworkConfig {
+            mode: NetworkMode::Proxy,
+            allow: vec!["deb.debian.org".into()],
+            rules: vec![NetworkRule {
+                images: vec!["registry.example/team/*".into()],
+                mode: NetworkMode::Proxy,
+                allow: vec!["proxy.golang.org".into()],
+            }],
+            ..NetworkConfig::default()
+        };
+        // An unsigned document naming the team's image gets nothing: not the rule's allow-list, and not
+        // the section's either (it cannot leave a rule's bounds by naming the rule's images).
+        let forged = config.grant_for(&["registry.example/team/app"], false);
+        assert_eq!(forged.mode, NetworkMode::None);
+        assert!(forged.allow.is_empty() && forged.rule.is_none());
+        assert_eq!(
+            forged.withheld,
+            Some(vec!["registry.example/team/*".to_string()])
+        );
+        // A document no rule names gets the section's grant, vouched for or not: the operator gave it to
+        // every document.
+        let other = config.grant_for(&["elsewhere/app"], false);
+        assert_eq!(other.mode, NetworkMode::Proxy);
+        assert_eq!(other.allow, vec!["deb.debian.org".to_string()]);
     }
 
     #[test]

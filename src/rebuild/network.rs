@@ -91,12 +91,25 @@ fn job_ca(root: &std::path::Path, job: &str, overlay: bool) -> Result<(JobCa, Tl
     Ok((ca, record))
 }
 
-/// The grant of a document: the first `[[sandbox.network.rules]]` entry naming one of its subjects, or
-/// `[sandbox.network]` itself.
+/// The grant of a document: the first `[[sandbox.network.rules]]` entry naming one of its subjects (for
+/// a document the trust policy vouches for), or `[sandbox.network]` itself.
 pub(super) fn grant(job: &Job<'_>) -> JobGrant {
     let subjects = crate::verdict::subjects_of(job.admitted);
     let names: Vec<&str> = subjects.iter().map(|s| s.name.as_str()).collect();
-    job.config.sandbox.network.grant_for(&names)
+    job.config
+        .sandbox
+        .network
+        .grant_for(&names, job.admitted.vouched(job.config))
+}
+
+/// What a failing step's verdict adds when a rule naming the document's images was not applied.
+pub(super) fn withheld_note(grant: &JobGrant) -> String {
+    grant.withheld.as_ref().map_or_else(String::new, |rule| {
+        format!(
+            "; the build network rule for {rule:?} was not applied: it grants network only to \
+             documents whose signature verifies under the trust policy, and this one's does not"
+        )
+    })
 }
 
 fn proxy_url() -> String {

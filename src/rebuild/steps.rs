@@ -29,6 +29,12 @@ pub(super) async fn run_steps(
     } = job;
     let total = recipe.steps.len();
     let grant = super::network::grant(job);
+    if let Some(rule) = &grant.withheld {
+        (opts.progress)(&format!(
+            "warning: the build network rule for {rule:?} is not applied: the document's signature \
+             does not verify under the trust policy, so its steps get no network"
+        ));
+    }
     let unrebuildable = |reason: UnrebuildableReason, detail: String| {
         Ok(Some(super::unrebuildable(reason, detail)))
     };
@@ -263,7 +269,11 @@ pub(super) async fn run_steps(
                     ),
                     None => (
                         "step-failed",
-                        format!("exited with code {}", outcome.exit_code),
+                        format!(
+                            "exited with code {}{}",
+                            outcome.exit_code,
+                            super::network::withheld_note(&grant)
+                        ),
                     ),
                 },
             };

@@ -145,15 +145,28 @@ impl TrustConfig {
         images: &[&str],
         builder_id: Option<&str>,
     ) -> Vec<String> {
-        let Verification::Verified { signers } = verification else {
-            return Vec::new();
-        };
-        if self.admit(signers, images, builder_id).is_err() {
+        if !self.vouches(verification, images, builder_id) {
             return Vec::new();
         }
         self.rule_for(images)
             .map(|r| r.nested_steps.clone())
             .unwrap_or_default()
+    }
+
+    /// Whether the policy vouches for a statement about `images`: its signature verified and the signer
+    /// and builder are ones the policy accepts. Only such a statement may be granted more than the plain
+    /// sandbox (nested steps, a build network a rule grants): the names it carries are otherwise only
+    /// its own word.
+    pub fn vouches(
+        &self,
+        verification: &Verification,
+        images: &[&str],
+        builder_id: Option<&str>,
+    ) -> bool {
+        match verification {
+            Verification::Verified { signers } => self.admit(signers, images, builder_id).is_ok(),
+            _ => false,
+        }
     }
 
     /// The first rule whose image patterns match one of `images`.
