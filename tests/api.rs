@@ -14,10 +14,6 @@ use common::daemon::*;
 use common::*;
 use serde_json::Value;
 
-fn python() -> String {
-    std::env::var("REPROD_PYTHON").unwrap_or_else(|_| "/var/lib/reprod-dev/pyenv/bin/python".into())
-}
-
 fn reprod(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_reprod"))
         .args(args)
@@ -714,6 +710,13 @@ fn verify_gate(ctx: &Ctx, signed: &Signed) {
         ),
         (
             &bad_vsa,
+            vec!["--digest", bad_image.as_str(), "--require-passed"],
+            1,
+            "it says FAILED for",
+        ),
+        (&bad_vsa, vec!["--require-passed"], 1, "FAILED"),
+        (
+            &bad_vsa,
             vec!["--digest", bad_image.as_str(), "--any-result"],
             0,
             "accepted: FAILED",
@@ -1120,7 +1123,8 @@ fn feeds(ctx: &Ctx) {
     let feed = String::from_utf8_lossy(&fetch(&format!("{}/feed.atom", d.url), &[]).2).into_owned();
     assert!(
         feed.contains(&format!("example.invalid/hello {}: matched", digests[0]))
-            && feed.contains(&format!("hello.txt {}: not-found", digests[2]))
+            // The nondeterministic build made its own hello.txt: a counterpart with other bytes.
+            && feed.contains(&format!("hello.txt {}: differs", digests[2]))
             && feed.contains(&format!("evil.example/other {sha512_only}: not-compared")),
         "{feed}"
     );
@@ -1387,23 +1391,7 @@ fn statements_are_valid(ctx: &Ctx, signed: &Signed, mixed: &Mixed) {
         mixed_failed,
         mixed_prov,
     ];
-    let o = Command::new(python())
-        .arg(project_root().join("tests/support/validate_statement.py"))
-        .args(all.iter().map(|p| p.to_str().unwrap()))
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "in-toto-attestation: {}{}",
-        stdout(&o),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    assert_eq!(
-        stdout(&o).matches("valid\t").count(),
-        all.len(),
-        "{}",
-        stdout(&o)
-    );
+    assert_valid_statements(&all.map(PathBuf::as_path));
 }
 
 #[test]

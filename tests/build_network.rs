@@ -556,19 +556,7 @@ fn from_a_step_only_the_allowed_upstream_is_reached_and_the_signed_provenance_na
     );
     let path = data.path().join("provenance-envelope.json");
     std::fs::write(&path, &envelope).unwrap();
-    let python = std::env::var("REPROD_PYTHON")
-        .unwrap_or_else(|_| "/var/lib/reprod-dev/pyenv/bin/python".into());
-    let o = std::process::Command::new(python)
-        .arg(project_root().join("tests/support/validate_statement.py"))
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(
-        o.status.success(),
-        "in-toto-attestation: {}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
+    assert_valid_statements(&[&path]);
     assert!(orphan_containers().is_empty(), "{:?}", orphan_containers());
 }
 

@@ -154,6 +154,89 @@ fn submissions_need_a_token_are_queued_once_and_get_a_verdict() {
     assert_eq!((code, v["queue"]["done"].as_u64()), (200, Some(3)), "{v}");
 }
 
+/// A build that fails compared nothing: the daemon signs a rebuild provenance that says what ran and how
+/// it ended (valid in-toto and SLSA), issues no summary about a digest it never compared, and the job
+/// page, the verdict and the feed say `not-compared`, never "differs".
+#[test]
+fn a_failed_build_is_signed_as_what_ran_and_shown_as_not_compared() {
+    let repo = Repo::hello();
+    let digests = reference(&repo);
+    let data = tempfile::tempdir().unwrap();
+    let d = Daemon::start(data.path(), &[]);
+    let doc = hello_doc(&repo, &digests, "fails", "echo broken >&2\nexit 3\n");
+    let (code, v) = d.submit(&doc);
+    assert_eq!(code, 202, "{v}");
+    let id = v["jobs"][0]["id"].as_str().unwrap().to_string();
+    let j = d.wait_job(&id, "done", Duration::from_secs(120));
+    assert_eq!(
+        (
+            j["verdict"]["status"].as_str(),
+            j["verdict"]["reason"].as_str()
+        ),
+        (Some("build-failed"), Some("step-failed")),
+        "{j:#}"
+    );
+    let states: Vec<&str> = j["verdict"]["subjects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["not-compared", "not-compared"], "{j:#}");
+    // Only the provenance of the rebuild: no summary speaks for a digest that was never compared.
+    assert_eq!(j["record"]["attestations"], json!(["provenance"]), "{j:#}");
+    for kind in ["vsa", "vsa-passed", "vsa-failed"] {
+        let (code, _) = d.request(
+            "GET",
+            &format!("/v1/jobs/{id}/attestations/{kind}"),
+            None,
+            None,
+        );
+        assert_eq!(code, 404, "{kind}");
+    }
+    let (code, prov) = d.request(
+        "GET",
+        &format!("/v1/jobs/{id}/attestations/provenance"),
+        None,
+        None,
+    );
+    assert_eq!(code, 200, "{prov}");
+    let signed = data.path().join("failed-provenance.json");
+    std::fs::write(&signed, serde_json::to_vec(&prov).unwrap()).unwrap();
+    assert_valid_statements(&[&signed]);
+    // The step's exit and termination are byproducts of the run, named in the signed statement.
+    let statement = envelope_statement(&std::fs::read(&signed).unwrap());
+    let byproducts = statement["predicate"]["runDetails"]["byproducts"].to_string();
+    assert!(
+        byproducts.contains("\"exitCode\":3") && byproducts.contains("exited"),
+        "{byproducts}"
+    );
+    let page = |path: &str| {
+        let o = Command::new("curl")
+            .args(["-sS", &format!("{}{path}", d.url)])
+            .output()
+            .unwrap();
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let html = page(&format!("/jobs/{id}"));
+    assert_eq!(
+        html.matches(r#"<span class="state not-compared">not-compared</span>"#)
+            .count(),
+        2,
+        "{html}"
+    );
+    assert!(!html.contains("differs"), "{html}");
+    let feed = page("/feed.atom");
+    assert!(
+        feed.contains(&format!(
+            "example.invalid/hello {}: not-compared",
+            digests[0]
+        )),
+        "{feed}"
+    );
+    assert!(!feed.contains("differs"), "{feed}");
+}
+
 #[test]
 fn unsigned_provenance_is_rejected_at_intake_unless_accepted() {
     let repo = Repo::hello();
@@ -614,6 +697,33 @@ fn remote_workers_lease_over_http_and_a_dead_workers_job_goes_to_another() {
         (code, vsa["payloadType"].as_str()),
         (200, Some("application/vnd.in-toto+json"))
     );
+    // The signed rebuild provenance names the worker as the builder of what it reported, and says those
+    // facts are its claim; both statements are valid in-toto and SLSA.
+    let (code, prov) = d.request(
+        "GET",
+        &format!("/v1/jobs/{quick}/attestations/provenance"),
+        None,
+        None,
+    );
+    assert_eq!(code, 200, "{prov}");
+    let signed = dir_b.path().join("remote-provenance.json");
+    std::fs::write(&signed, serde_json::to_vec(&prov).unwrap()).unwrap();
+    let summary = dir_b.path().join("remote-vsa.json");
+    std::fs::write(&summary, serde_json::to_vec(&vsa).unwrap()).unwrap();
+    let statement = envelope_statement(&std::fs::read(&signed).unwrap());
+    let predicate = &statement["predicate"];
+    assert!(
+        predicate["runDetails"]["builder"]["id"]
+            .as_str()
+            .unwrap()
+            .ends_with("/workers/remote%3Ab"),
+        "{predicate:#}"
+    );
+    assert_eq!(
+        predicate["buildDefinition"]["internalParameters"]["claimedBy"]["worker"], "remote:b",
+        "{predicate:#}"
+    );
+    assert_valid_statements(&[&signed, &summary]);
     let (code, v) = d.request(
         "POST",
         "/v1/worker/complete",

@@ -184,34 +184,59 @@ fn a_step_killed_from_outside_is_infrastructure_not_a_verdict() {
 fn a_recipe_that_builds_none_of_its_subjects_says_so() {
     let repo = Repo::hello();
     let [hello, _, _] = reference(&repo);
-    let script =
-        format!("#!/bin/sh\necho example.invalid/hello@{hello} > $(results.IMAGES.path)\n");
-    let prov = repo.provenance(vec![subject("example.invalid/hello", &hello)], &script);
-    let (code, v, stderr) = Reprod::new().rebuild(&prov);
-    assert_eq!(code, 1, "{stderr}");
-    assert_eq!(
-        (v["status"].as_str(), v["reason"].as_str()),
-        (Some("unreproducible"), Some("no-output")),
-        "{v:#}"
-    );
-    assert!(
-        v["detail"]
+    let claim = format!("echo example.invalid/hello@{hello} > $(results.IMAGES.path)\n");
+    let judged = |script: &str| {
+        let prov = repo.provenance(vec![subject("example.invalid/hello", &hello)], script);
+        let (code, v, stderr) = Reprod::new().rebuild(&prov);
+        assert_eq!(code, 1, "{stderr}");
+        assert_eq!(
+            (v["status"].as_str(), v["reason"].as_str()),
+            (Some("unreproducible"), Some("no-output")),
+            "{v:#}"
+        );
+        assert!(
+            v["detail"]
+                .as_str()
+                .unwrap()
+                .contains("only claimed them in its results"),
+            "{}",
+            v["detail"]
+        );
+        assert_eq!(v["subjects"][0]["state"], "not-found");
+        assert!(v["claimed_results"]["IMAGES"]
             .as_str()
             .unwrap()
-            .contains("only claimed them in its results"),
-        "{}",
-        v["detail"]
-    );
-    assert_eq!(v["subjects"][0]["state"], "not-found");
-    assert!(v["claimed_results"]["IMAGES"]
-        .as_str()
-        .unwrap()
-        .contains(&hello));
+            .contains(&hello));
+        v
+    };
+    let v = judged(&format!("#!/bin/sh\n{claim}"));
     let outputs = &v["outputs"];
     assert_eq!(outputs["files"], serde_json::json!([]), "{outputs:#}");
     assert!(
         outputs["inputs_unchanged"].as_u64().unwrap() >= 3,
         "{outputs:#}"
+    );
+    // A recipe that makes something, but nothing that corresponds to its subject (the distroless shape:
+    // the image was built elsewhere and only named here), is `no-output` too, not a difference.
+    let v = judged(&format!(
+        "#!/bin/sh\necho unrelated > /workspace/source/notes.txt\n{claim}"
+    ));
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains("none of them any subject or its counterpart"),
+        "{}",
+        v["detail"]
+    );
+    assert!(
+        v["outputs"]["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["path"].as_str().unwrap().ends_with("notes.txt")),
+        "{:#}",
+        v["outputs"]
     );
 }
 
@@ -276,4 +301,31 @@ fn a_copy_of_the_manifest_is_not_the_image() {
         .expect("the copy is listed");
     assert_eq!(copy["digest"], hello.as_str());
     assert_eq!(copy["image_document"], true);
+}
+
+/// A subject digest that cannot be a sha256 (63 characters, upper case) is an error in the document,
+/// named by its subject: `reprod rebuild` stops before anything runs (exit 2), never
+/// `unreproducible/digest-mismatch`.
+#[test]
+fn a_malformed_subject_digest_is_a_parse_error_not_a_verdict() {
+    let repo = Repo::hello();
+    for (digest, why) in [
+        ("a".repeat(63), "has the wrong length (63 characters)"),
+        ("A".repeat(64), "has upper-case letters"),
+    ] {
+        let prov = repo.provenance(
+            vec![
+                serde_json::json!({"name": "example.invalid/hello", "digest": {"sha256": digest}}),
+            ],
+            HELLO_SCRIPT,
+        );
+        let (code, v, stderr) = Reprod::new().rebuild(&prov);
+        assert_eq!(code, 2, "{v:#}\n{stderr}");
+        assert!(v.is_null(), "no verdict is printed: {v:#}");
+        assert!(
+            stderr.contains("subject \"example.invalid/hello\"") && stderr.contains(why),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("digest-mismatch"), "{stderr}");
+    }
 }

@@ -371,8 +371,7 @@ fn dsse_verification_agrees_with_securesystemslib() {
             }
         }
     }
-    let python = std::env::var("REPROD_PYTHON")
-        .unwrap_or_else(|_| "/var/lib/reprod-dev/pyenv/bin/python".into());
+    let python = common::python();
     let mut child = std::process::Command::new(&python)
         .arg(common::project_root().join("tests/support/dsse_crosscheck.py"))
         .stdin(std::process::Stdio::piped())

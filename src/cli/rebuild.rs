@@ -187,25 +187,37 @@ pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
         .block_on(reprod::execute::connect(config))
         .map_err(|e| rebuild::RebuildError::Infrastructure(e.to_string()))?;
     if vary {
-        let report = runtime.block_on(reprod::vary::vary(
-            config,
-            &admitted,
-            &executor,
-            &opts,
-            keep_workspace,
-        ))?;
+        let vary = reprod::vary::vary(config, &admitted, &executor, &opts, keep_workspace);
+        let Some(report) = interruptible(&runtime, &executor, vary) else {
+            return Ok(Exit::Error);
+        };
+        let report = report?;
         print_result(json, &report, "report", |r| r.human())?;
         return Ok(Exit::from_code(report.exit_code()));
     }
-    // SIGINT/SIGTERM: the rebuild is dropped (its job directory removes itself), then this
-    // process's build containers are removed before it exits.
-    let outcome = runtime.block_on(async {
+    let rebuilt = rebuild::rebuild(config, &admitted, &executor, &opts, None);
+    let Some(outcome) = interruptible(&runtime, &executor, rebuilt) else {
+        return Ok(Exit::Error);
+    };
+    let verdict = reprod::verdict::decide(&admitted, outcome?);
+    print_result(json, &verdict, "verdict", |v| v.human())?;
+    Ok(Exit::from_code(verdict.exit_code()))
+}
+
+/// Runs `work` to its end, or until SIGINT/SIGTERM: then the work is dropped (each job directory removes
+/// itself) and this process's build containers are removed before it says so and gives `None`.
+fn interruptible<T>(
+    runtime: &tokio::runtime::Runtime,
+    executor: &reprod_sandbox::Sandbox,
+    work: impl std::future::Future<Output = T>,
+) -> Option<T> {
+    let done = runtime.block_on(async {
         tokio::select! {
-            v = rebuild::rebuild(config, &admitted, &executor, &opts, None) => Some(v),
+            v = work => Some(v),
             () = reprod::shutdown::signal() => None,
         }
     });
-    let Some(outcome) = outcome else {
+    if done.is_none() {
         match runtime.block_on(executor.remove_own_containers()) {
             Ok(n) => eprintln!(
                 "reprod rebuild: interrupted; no verdict. Removed {n} build container(s) and the job directory."
@@ -214,11 +226,8 @@ pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
                 "reprod rebuild: interrupted; no verdict. Could not remove the build containers: {e}"
             ),
         }
-        return Ok(Exit::Error);
-    };
-    let verdict = reprod::verdict::decide(&admitted, outcome?);
-    print_result(json, &verdict, "verdict", |v| v.human())?;
-    Ok(Exit::from_code(verdict.exit_code()))
+    }
+    done
 }
 
 /// The attestation document to rebuild for `HOST/REPO@sha256:…`: of those the registry has for it, the

@@ -16,7 +16,8 @@ const MAX_ATTESTATION_BYTES: u64 = 16 << 20;
 /// The signature is checked over the exact bytes before anything in them is read. A verification
 /// summary is accepted only when it says PASSED (unless --any-result); a rebuild provenance verifies as
 /// such but vouches for no digest. As a deploy gate: `reprod verify vsa.json --key rebuilder.pub
-/// --digest sha256:<hex>` exits 0 only for a summary that names that digest and says PASSED.
+/// --digest sha256:<hex> --require-passed` exits 0 only for a summary that names that digest and says
+/// PASSED (with --digest, PASSED is required even without --require-passed, unless --any-result).
 ///
 /// Exit status: 0 verified and every requirement holds; 1 the signature does not verify, the statement
 /// is not a reprod summary or rebuild provenance, or a requirement does not hold (FAILED, another

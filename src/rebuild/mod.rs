@@ -437,7 +437,12 @@ async fn run_in(job: &Job<'_>, outcome: &mut RebuildOutcome) -> Result<Ending, R
     crate::verdict::judge_subjects(&mut subjects, &outputs);
     let differing: Vec<_> = subjects
         .into_iter()
-        .filter(|s| s.state == SubjectState::Differs && outputs.stopped.is_none())
+        .filter(|s| {
+            // Only images have originals a registry can serve to diff against.
+            s.state == SubjectState::Differs
+                && s.artifact == Some(crate::verdict::ArtifactKind::Image)
+                && outputs.stopped.is_none()
+        })
         .collect();
     let mut explanations = BTreeMap::new();
     if opts.explain && config.images.fetch_originals && !differing.is_empty() {

@@ -234,7 +234,15 @@ async fn other_bytes_are_not_the_subject_and_the_source_is_never_an_output() {
     });
     let v = rebuilt(&f, &a, &fake).await.unwrap();
     assert_eq!(v.status, Status::Unreproducible, "{}", v.detail);
-    assert!(v.subjects.iter().all(|s| s.state == SubjectState::NotFound));
+    // app.bin was made with other bytes: its counterpart, not a match.
+    let app = &v.subjects[0];
+    assert_eq!(app.state, SubjectState::Differs);
+    assert_eq!(
+        app.rebuilt_digest.as_deref(),
+        Some(format!("sha256:{}", sha256_hex(b"HELLO")).as_str())
+    );
+    // build.sh is only the source the build was given: nothing made it.
+    assert_eq!(v.subjects[1].state, SubjectState::NotFound);
 }
 
 #[tokio::test]

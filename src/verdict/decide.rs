@@ -3,7 +3,7 @@
 //! and sentence are decided.
 
 use crate::examine::Admitted;
-use crate::oci::{Outputs, TopEntry};
+use crate::oci::{Outputs, RebuiltFile, TopEntry};
 
 use super::outcome::{Ending, RebuildOutcome};
 use super::{ArtifactKind, ProvenanceInfo, Status, SubjectResult, SubjectState, Verdict};
@@ -179,15 +179,24 @@ impl Verdict {
             .as_ref()
             .map_or(0, |o| o.images.len() + o.files.len() + o.files_omitted);
         let nothing = differs == 0 && matched == 0;
-        let (reason, detail) = if nothing && !incomplete && produced == 0 {
+        let (reason, detail) = if nothing && !incomplete {
+            // Nothing the steps made corresponds to any subject: the recipe builds none of them (or they
+            // were built elsewhere and only named here), which is not a list of differences.
             let claimed = self.subjects.iter().any(|s| {
                 let hex = s.digest.trim_start_matches("sha256:");
                 self.claimed_results.values().any(|v| v.contains(hex))
             });
+            let made = if produced == 0 {
+                "the steps produced no output at all".to_string()
+            } else {
+                format!(
+                    "the steps produced {produced} output(s), none of them any subject or its counterpart"
+                )
+            };
             (
                 "no-output",
                 format!(
-                    "the steps produced no output at all for the {compared} subject digest(s) to be compared with{}",
+                    "{made}: nothing corresponds to the {compared} subject digest(s){}",
                     if claimed {
                         "; the build only claimed them in its results, which are not evidence"
                     } else {
@@ -247,8 +256,9 @@ impl Verdict {
 }
 
 /// Sets each subject's state from what the rebuild produced: matched (an output whole, with exactly its
-/// digest), differs (a whole counterpart image with another digest), not found (nothing corresponding, or
-/// only an image with missing or corrupt blobs), not compared (not a sha256 digest).
+/// digest), differs (a whole counterpart image, or a file under the subject's name, with another
+/// digest), not found (nothing corresponding, or only an image with missing or corrupt blobs), not
+/// compared (not a sha256 digest).
 pub fn judge_subjects(subjects: &mut [SubjectResult], outputs: &Outputs) {
     for subject in subjects {
         subject.rebuilt_digest = None;
@@ -278,6 +288,12 @@ pub fn judge_subjects(subjects: &mut [SubjectResult], outputs: &Outputs) {
                 "{} holds {} but not whole: {problem}",
                 image.path, subject.digest
             ));
+        } else if let Some(file) = file_counterpart(&subject.name, outputs) {
+            // A file the build made under the subject's name, with other bytes.
+            subject.set_state(SubjectState::Differs);
+            subject.artifact = Some(ArtifactKind::File);
+            subject.rebuilt_digest = Some(file.digest.clone());
+            subject.rebuilt_path = Some(file.path.clone());
         } else if let Some((entry, path)) = counterpart(&subject.name, outputs) {
             subject.artifact = Some(ArtifactKind::Image);
             subject.rebuilt_path = Some(path.clone());
@@ -295,6 +311,24 @@ pub fn judge_subjects(subjects: &mut [SubjectResult], outputs: &Outputs) {
         } else {
             subject.set_state(SubjectState::NotFound);
         }
+    }
+}
+
+/// The output file a subject name corresponds to: the one file at that path, or whose path ends in
+/// `/<name>`, exactly one such; several equally good candidates are no counterpart.
+fn file_counterpart<'a>(name: &str, outputs: &'a Outputs) -> Option<&'a RebuiltFile> {
+    if name.is_empty() {
+        return None;
+    }
+    let files = || outputs.files.iter().filter(|f| !f.image_document);
+    if let Some(exact) = files().find(|f| f.path == name) {
+        return Some(exact);
+    }
+    let suffix = format!("/{name}");
+    let mut under = files().filter(|f| f.path.ends_with(&suffix));
+    match (under.next(), under.next()) {
+        (Some(only), None) => Some(only),
+        _ => None,
     }
 }
 
@@ -361,6 +395,20 @@ mod tests {
         }
     }
 
+    /// The verdict on `a` of a rebuild that ran to completion with these outputs.
+    fn built(a: &Admitted, outputs: Outputs) -> Verdict {
+        decide(
+            a,
+            RebuildOutcome::new(
+                "t",
+                Ending::Built {
+                    outputs,
+                    explanations: BTreeMap::new(),
+                },
+            ),
+        )
+    }
+
     fn explanation(original: &str) -> Explanation {
         Explanation {
             original: original.into(),
@@ -409,19 +457,12 @@ mod tests {
         let hex = sha256_hex(b"x");
         let a = f.admitted(&[("reg/app", &hex)]);
         let stopped = |outputs: Outputs| {
-            let outputs = Outputs {
-                stopped: Some("the job deadline".into()),
-                ..outputs
-            };
-            decide(
+            built(
                 &a,
-                RebuildOutcome::new(
-                    "t",
-                    Ending::Built {
-                        outputs,
-                        explanations: BTreeMap::new(),
-                    },
-                ),
+                Outputs {
+                    stopped: Some("the job deadline".into()),
+                    ..outputs
+                },
             )
         };
         let v = stopped(Outputs::default());
@@ -434,6 +475,42 @@ mod tests {
             ..Outputs::default()
         });
         assert_eq!(v.status, Status::Reproducible);
+    }
+
+    #[test]
+    fn a_file_under_the_subjects_name_is_its_counterpart_and_an_ambiguous_name_is_none() {
+        let file = |path: &str, digest: &str| crate::oci::RebuiltFile {
+            path: path.into(),
+            digest: digest.into(),
+            size: 1,
+            image_document: false,
+        };
+        let (want, got) = (sha256_hex(b"recorded"), sha256_hex(b"rebuilt"));
+        let f = Fixture::new();
+        let a = f.admitted(&[("hello.txt", &want), ("notes.txt", &want)]);
+        let outputs = Outputs {
+            files: vec![
+                file("out/hello.txt", &format!("sha256:{got}")),
+                file("a/notes.txt", &format!("sha256:{got}")),
+                file("b/notes.txt", &format!("sha256:{got}")),
+            ],
+            ..Outputs::default()
+        };
+        let v = built(&a, outputs);
+        let hello = &v.subjects[0];
+        assert_eq!(hello.state, SubjectState::Differs);
+        assert_eq!(hello.artifact, Some(ArtifactKind::File));
+        assert_eq!(
+            hello.rebuilt_digest.as_deref(),
+            Some(format!("sha256:{got}").as_str())
+        );
+        assert_eq!(hello.rebuilt_path.as_deref(), Some("out/hello.txt"));
+        // Two files could be it: neither is named as its counterpart.
+        assert_eq!(v.subjects[1].state, SubjectState::NotFound);
+        assert_eq!(
+            (v.status, v.reason.as_deref()),
+            (Status::Unreproducible, Some("digest-mismatch"))
+        );
     }
 
     #[test]

@@ -137,6 +137,7 @@ impl Verdict {
         }
         let unexplained = self.subjects.iter().any(|x| {
             x.state == SubjectState::Differs
+                && x.artifact == Some(super::ArtifactKind::Image)
                 && x.explanation.as_ref().is_none_or(|e| e.error.is_some())
         });
         if self.status == Status::Unreproducible && unexplained && self.reused_rebuild.is_none() {

@@ -497,6 +497,21 @@ mod tests {
         assert!(v.detail.contains("only claimed them"), "{}", v.detail);
         assert!(v.detail.contains("were not compared"), "{}", v.detail);
 
+        // Outputs, but none of them a subject or its counterpart: still nothing corresponds.
+        let mut v = verdict(Status::Unrebuildable, &[("x", &a, SubjectState::NotFound)]);
+        v.outputs = Some(crate::oci::Outputs {
+            files_omitted: 2,
+            ..Default::default()
+        });
+        v.decide_compared();
+        assert_eq!(v.reason.as_deref(), Some("no-output"));
+        assert!(
+            v.detail.contains("produced 2 output(s), none of them"),
+            "{}",
+            v.detail
+        );
+        assert!(!v.detail.contains("only claimed"), "{}", v.detail);
+
         let mut v = verdict(Status::Unrebuildable, &[("x", &a, SubjectState::NotFound)]);
         v.subjects[0].problem = Some("layer sha256:… is missing".into());
         v.decide_compared();

@@ -70,6 +70,42 @@ pub fn debian_buildah_image() -> &'static str {
     })
 }
 
+/// The Python that scripts/setup.sh filled with securesystemslib and in-toto-attestation.
+pub fn python() -> String {
+    std::env::var("REPROD_PYTHON").unwrap_or_else(|_| "/var/lib/reprod-dev/pyenv/bin/python".into())
+}
+
+/// Runs tests/support/validate_statement.py (the in-toto-attestation package's schemas and the
+/// specifications' rules) on signed envelopes; panics with its report unless every one is valid.
+pub fn assert_valid_statements(envelopes: &[&Path]) {
+    let o = Command::new(python())
+        .arg(project_root().join("tests/support/validate_statement.py"))
+        .args(envelopes)
+        .output()
+        .unwrap_or_else(|e| panic!("{}: {e} (scripts/setup.sh installs it)", python()));
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "in-toto-attestation: {report}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(
+        report.matches("valid\t").count(),
+        envelopes.len(),
+        "{report}"
+    );
+}
+
+/// The statement inside a DSSE envelope's bytes.
+pub fn envelope_statement(envelope: &[u8]) -> Value {
+    use base64::Engine;
+    let envelope: Value = serde_json::from_slice(envelope).unwrap();
+    let payload = base64::engine::general_purpose::STANDARD
+        .decode(envelope["payload"].as_str().unwrap())
+        .unwrap();
+    serde_json::from_slice(&payload).unwrap()
+}
+
 /// A DSSE envelope over `statement`, signed with `key` (ECDSA P-256, SHA-256).
 pub fn sign_envelope(
     statement: &Value,
