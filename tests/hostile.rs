@@ -359,15 +359,21 @@ fn an_interrupted_rebuild_removes_its_containers_and_job_directory() {
         vec![subject("example.invalid/hello", &unbuilt_digest('e'))],
         "#!/bin/sh\necho started\nsleep 60\n",
     );
-    for signal in ["-TERM", "-INT"] {
+    // The same for every build of --vary.
+    for (signal, flags) in [
+        ("-TERM", &[][..]),
+        ("-INT", &[]),
+        ("-TERM", &["--vary"]),
+        ("-INT", &["--vary"]),
+    ] {
         let r = Reprod::new();
-        let child = spawn_rebuild(&r, &prov);
+        let child = spawn_rebuild_with(&r, &prov, flags);
         let pid = child.id();
         wait_for_step_container(pid);
         sh(std::process::Command::new("kill").args([signal, &pid.to_string()]));
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "{signal}: {stderr}");
+        assert_eq!(out.status.code(), Some(2), "{signal} {flags:?}: {stderr}");
         assert!(stderr.contains("interrupted; no verdict"), "{stderr}");
         assert!(
             containers_of(&[pid]).is_empty(),

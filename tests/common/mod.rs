@@ -492,10 +492,17 @@ pub fn wait_for_step_container(pid: u32) -> String {
 
 /// Starts `reprod rebuild --json` on `provenance` in the background.
 pub fn spawn_rebuild(r: &Reprod, provenance: &Value) -> std::process::Child {
+    spawn_rebuild_with(r, provenance, &[])
+}
+
+/// [`spawn_rebuild`] with more flags (`--vary`, …).
+pub fn spawn_rebuild_with(r: &Reprod, provenance: &Value, flags: &[&str]) -> std::process::Child {
     let path = r.data.path().join("p.json");
     std::fs::write(&path, serde_json::to_vec(provenance).unwrap()).unwrap();
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_reprod"));
-    cmd.args(["rebuild", "--json", path.to_str().unwrap()])
+    cmd.args(["rebuild", "--json"])
+        .args(flags)
+        .arg(&path)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped());
     for (k, v) in &r.env {
