@@ -9,6 +9,7 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::daemon::*;
+use common::registry::*;
 use common::*;
 use serde_json::{json, Value};
 
@@ -821,63 +822,6 @@ fn a_newer_or_corrupt_store_or_unwritable_data_directory_stops_serve_at_start() 
 }
 
 /// Pushes a blob to the local registry with the distribution API; returns its digest.
-fn push_blob(repo: &str, bytes: &[u8]) -> String {
-    use sha2::Digest;
-    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(bytes)));
-    let start = sh(Command::new("curl").args([
-        "-sfi",
-        "-X",
-        "POST",
-        &format!("http://127.0.0.1:5000/v2/{repo}/blobs/uploads/"),
-    ]));
-    let location = start
-        .lines()
-        .find_map(|l| {
-            l.strip_prefix("Location: ")
-                .or_else(|| l.strip_prefix("location: "))
-        })
-        .unwrap()
-        .trim()
-        .to_string();
-    let url = if location.starts_with("http") {
-        location
-    } else {
-        format!("http://127.0.0.1:5000{location}")
-    };
-    let sep = if url.contains('?') { '&' } else { '?' };
-    let tmp = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(tmp.path(), bytes).unwrap();
-    sh(Command::new("curl").args([
-        "-sf",
-        "-X",
-        "PUT",
-        "-H",
-        "Content-Type: application/octet-stream",
-        "--data-binary",
-        &format!("@{}", tmp.path().display()),
-        &format!("{url}{sep}digest={digest}"),
-    ]));
-    digest
-}
-
-fn push_manifest(repo: &str, reference: &str, media_type: &str, manifest: &Value) -> String {
-    use sha2::Digest;
-    let bytes = serde_json::to_vec(manifest).unwrap();
-    let tmp = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(tmp.path(), &bytes).unwrap();
-    sh(Command::new("curl").args([
-        "-sf",
-        "-X",
-        "PUT",
-        "-H",
-        &format!("Content-Type: {media_type}"),
-        "--data-binary",
-        &format!("@{}", tmp.path().display()),
-        &format!("http://127.0.0.1:5000/v2/{repo}/manifests/{reference}"),
-    ]));
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)))
-}
-
 /// A manifest whose one layer is `envelope` (a DSSE envelope), as cosign and OCI 1.1 referrers push them.
 fn attestation_manifest(repo: &str, envelope: &[u8], subject: Option<&str>) -> Value {
     let config = push_blob(repo, b"{}");
@@ -1159,26 +1103,6 @@ fn rebuild_of_an_image_index_reads_its_buildkit_provenance() {
         assert_eq!(out.status.code(), Some(2), "{bad}: {stderr}");
         assert!(stderr.contains(says), "{bad}: {stderr}");
     }
-}
-
-/// A small image of its own (one layer), pushed under `tag`; returns its manifest digest.
-fn push_small_image(repo: &str, tag: &str) -> String {
-    let config = format!("{{\"tag\": {tag:?}}}");
-    let config_digest = push_blob(repo, config.as_bytes());
-    let layer = format!("layer of {repo}:{tag}");
-    let layer_digest = push_blob(repo, layer.as_bytes());
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer_digest, "size": layer.len()}],
-    });
-    push_manifest(
-        repo,
-        tag,
-        "application/vnd.oci.image.manifest.v1+json",
-        &manifest,
-    )
 }
 
 /// One watched image whose attestation cannot be fetched (its layer blob is gone from the registry) does

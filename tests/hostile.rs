@@ -2,6 +2,8 @@
 
 mod common;
 
+use std::process::Command;
+
 use common::*;
 use serde_json::Value;
 
@@ -390,6 +392,54 @@ fn an_interrupted_rebuild_removes_its_containers_and_job_directory() {
             "{signal}: a workspace is still mounted"
         );
     }
+}
+
+/// A step image over `images.max_image_bytes` is refused while it is being pulled, from the layer sizes
+/// the engine announces: the pull is stopped, the engine keeps nothing of it, and the verdict says it is
+/// a limit of this rebuilder (`unrebuildable` / `image-too-large`).
+#[test]
+fn an_oversized_step_image_is_stopped_while_it_is_pulled() {
+    // 8 MiB that do not compress: the registry serves them as they are.
+    let mut layer = Vec::with_capacity(8 << 20);
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id());
+    while layer.len() < 8 << 20 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        layer.extend_from_slice(&x.to_le_bytes());
+    }
+    let repo_name = format!("reprod/oversized-{}", std::process::id());
+    let digest = common::registry::push_image(&repo_name, "big", &layer);
+    let image = format!("127.0.0.1:5000/{repo_name}@{digest}");
+    let repo = Repo::hello();
+    let prov = chains_provenance(
+        vec![subject("x", &unbuilt_digest('8'))],
+        "#!/bin/sh\nexit 0\n",
+        &image,
+        &repo.url,
+        &repo.commit,
+    );
+    let r = Reprod::new().with("REPROD_IMAGES_MAX_IMAGE_BYTES", &(1u64 << 20).to_string());
+    let (code, v, stderr) = r.rebuild(&prov);
+    assert_eq!(code, 1, "{v:#}\n{stderr}");
+    assert_eq!(
+        (v["status"].as_str(), v["reason"].as_str()),
+        (Some("unrebuildable"), Some("image-too-large")),
+        "{v:#}"
+    );
+    let detail = v["detail"].as_str().unwrap();
+    assert!(
+        detail.contains("the pull was stopped") && detail.contains("images.max_image_bytes"),
+        "{detail}"
+    );
+    let present = Command::new("docker")
+        .args(["image", "inspect", &image])
+        .output()
+        .unwrap();
+    assert!(
+        !present.status.success(),
+        "the engine kept the oversized image"
+    );
 }
 
 /// Step images are removed least recently used first once those reprod pulled pass `images.cache_bytes`.

@@ -198,6 +198,7 @@ impl FakeExecutor {
                 image: reference,
                 size,
                 limit: self.policy.max_image_bytes,
+                when: "as the fake engine reports it; it was removed again",
             });
         }
         state.images.insert(reference, size);

@@ -46,11 +46,13 @@ pub enum SandboxError {
     UnpinnedImage(#[from] ImageRefError),
     /// The pinned image is larger than this rebuilder runs (a limit of the rebuilder, not a finding about
     /// the artifact).
-    #[error("image {image} is {size} bytes, over this rebuilder's {limit}-byte limit for step images (sandbox.max_image_bytes); it was removed again")]
+    #[error("image {image} is at least {size} bytes ({when}), over this rebuilder's {limit}-byte limit for step images (images.max_image_bytes)")]
     ImageTooLarge {
         image: String,
         size: i64,
         limit: i64,
+        /// How the size was learned, and what became of the image.
+        when: &'static str,
     },
     /// The engine does not run containers in a user namespace, and the policy requires one.
     #[error("the Docker engine at {endpoint} does not run containers in a user namespace, so root in a step would be root on this host; start dockerd with --userns-remap=default (scripts/setup.sh does), or set sandbox.require_userns = false to accept that")]

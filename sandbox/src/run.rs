@@ -294,7 +294,31 @@ impl Sandbox {
             .from_image(&reference)
             .build();
         let mut pull = self.docker.create_image(Some(options), None, None);
+        // The layers' sizes as the engine announces them while downloading: once they pass the limit the
+        // pull is stopped (dropping the request makes the engine cancel it), so an oversized image never
+        // lands whole on this host's disk. They are compressed sizes, which the image's own size is not
+        // below, so this never refuses an image within the limit.
+        let mut announced: HashMap<String, i64> = HashMap::new();
         while let Some(progress) = pull.next().await {
+            if let Ok(info) = &progress {
+                if let (Some(id), Some(Some(total)), Some("Downloading")) = (
+                    &info.id,
+                    info.progress_detail.as_ref().map(|d| d.total),
+                    info.status.as_deref(),
+                ) {
+                    announced.insert(id.clone(), total.max(0));
+                }
+                let size: i64 = announced.values().sum();
+                if size > self.policy.max_image_bytes {
+                    drop(pull);
+                    return Err(SandboxError::ImageTooLarge {
+                        image: reference,
+                        size,
+                        limit: self.policy.max_image_bytes,
+                        when: "its layers announced while pulling; the pull was stopped",
+                    });
+                }
+            }
             if let Err(e) = progress {
                 let message = match &e {
                     bollard::errors::Error::DockerStreamError { error } => Some(error.clone()),
@@ -353,6 +377,7 @@ impl Sandbox {
             image: reference.to_string(),
             size,
             limit: self.policy.max_image_bytes,
+            when: "as the engine reports it; it was removed again",
         })
     }
 
