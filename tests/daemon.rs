@@ -238,6 +238,26 @@ fn a_failed_build_is_signed_as_what_ran_and_shown_as_not_compared() {
     assert!(!feed.contains("differs"), "{feed}");
 }
 
+/// Intake notes the step images of a queued document, so that the image collection after another job
+/// does not remove what it will run in (the note goes when its rebuild ends: rebuild::images' tests).
+#[test]
+fn a_queued_jobs_step_images_are_noted_at_intake() {
+    let repo = Repo::hello();
+    let digests = reference(&repo);
+    let data = tempfile::tempdir().unwrap();
+    // No worker: the job stays queued.
+    let d = Daemon::start(data.path(), &[("REPROD_SERVER_WORKERS", "0")]);
+    let (code, v) = d.submit(&hello_doc(&repo, &digests, "queued", ""));
+    assert_eq!(code, 202, "{v}");
+    let id = v["jobs"][0]["id"].as_str().unwrap();
+    let note = data
+        .path()
+        .join("step-images.wanted")
+        .join(id.trim_start_matches("sha256:"));
+    let wanted = std::fs::read_to_string(&note).unwrap();
+    assert_eq!(wanted, builder_image(), "{}", note.display());
+}
+
 #[test]
 fn unsigned_provenance_is_rejected_at_intake_unless_accepted() {
     let repo = Repo::hello();

@@ -4,7 +4,7 @@
 
 mod environment;
 mod explain;
-mod images;
+pub mod images;
 mod jobdir;
 mod network;
 mod results;
@@ -247,7 +247,14 @@ async fn run(
         .lock()
         .map(|u| u.clone())
         .unwrap_or_default();
-    images::collect_garbage(executor, &config.data_dir, used, config.images.cache_bytes).await;
+    images::collect_garbage(
+        executor,
+        &config.data_dir,
+        &admitted.sha256,
+        used,
+        config.images.cache_bytes,
+    )
+    .await;
     let dirs = job.dirs;
     let image = dirs.image().map(Path::to_path_buf);
     let root = dirs.keep();

@@ -382,7 +382,10 @@ fn out_of_disk(dirs: &JobDirs, outcome: &reprod_sandbox::StepOutcome) -> bool {
 }
 
 /// Applies the image mirror map (longest prefix); the digest is kept.
-fn mirror_image(config: &Config, image: &PinnedImage) -> Result<PinnedImage, RebuildError> {
+pub(super) fn mirror_image(
+    config: &Config,
+    image: &PinnedImage,
+) -> Result<PinnedImage, RebuildError> {
     match config.images.mirrors.rewrite(image.repository()) {
         None => Ok(image.clone()),
         Some(repository) => image.with_repository(&repository).map_err(|e| {

@@ -80,6 +80,18 @@ fn decide(shared: &Shared, bytes: &[u8]) -> Result<Intake, IntakeError> {
             priority: 0,
         })
         .map_err(|e| IntakeError::Storage(e.to_string()))?;
+    if matches!(outcome, Enqueued::New) && shared.config.images.cache_bytes > 0 {
+        // The images its steps will run in stay until it has run (a collection after another job would
+        // otherwise remove them). Best effort: a failure costs a pull again, never the document.
+        if let Some(recipe) = &admitted.finding().recipe {
+            let refs = crate::rebuild::images::step_references(&shared.config, recipe);
+            if let Err(e) =
+                crate::rebuild::images::want(&shared.config.data_dir, &admitted.sha256, &refs)
+            {
+                tracing::warn!(job = %digest, error = %e, "could not record the job's step images");
+            }
+        }
+    }
     shared.wake.notify_waiters();
     Ok(match outcome {
         Enqueued::New => Intake::Queued {
