@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use crate::executor::{BoxFuture, Executor};
 use crate::log::LogBuffer;
-use crate::run::{canonical, mount_source};
+use crate::spec::{canonical, mount_source};
 use crate::{PinnedImage, Policy, SandboxError, StepOutcome, StepSpec, Termination};
 
 type Script = dyn Fn(&FakeStep<'_>) -> Result<StepOutcome, SandboxError> + Send + Sync;

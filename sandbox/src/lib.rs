@@ -8,6 +8,8 @@
 //! Callers that need not know the engine use the [`Executor`] trait, which [`Sandbox`] implements; the
 //! `fake` feature adds `FakeExecutor` (not a sandbox: it runs nothing) for tests without an engine.
 
+mod connect;
+mod containers;
 mod executor;
 #[cfg(any(test, feature = "fake"))]
 mod fake;
@@ -15,7 +17,9 @@ mod image;
 mod log;
 mod network;
 mod policy;
+mod pull;
 mod run;
+mod spec;
 mod verify;
 mod workspace;
 
@@ -25,12 +29,15 @@ pub use fake::{FakeExecutor, FakeStep};
 
 pub use image::{ImageRefError, PinnedImage};
 pub use log::CapturedLog;
-pub use network::{JobNetwork, NetworkHolder, StepNetwork};
+
+pub use connect::Sandbox;
 pub use policy::{
     Policy, StepProfile, ALLOWED_CAPABILITIES, LABEL_JOB, LABEL_MANAGED, LABEL_OWNER,
     NESTED_CAPABILITIES, NESTED_STORAGE, TMPFS_PATHS,
 };
-pub use run::{Sandbox, StepMount, StepOutcome, StepSpec, Termination};
+pub use spec::{
+    JobNetwork, NetworkHolder, StepMount, StepNetwork, StepOutcome, StepSpec, Termination,
+};
 pub use workspace::Workspace;
 
 /// Why a step could not be run (as opposed to a step that ran and failed, which is a [`StepOutcome`]).
@@ -53,6 +60,13 @@ pub enum SandboxError {
         limit: i64,
         /// How the size was learned, and what became of the image.
         when: &'static str,
+    },
+    /// An engine whose API answers, but which cannot carry the policy (Podman's Docker-compatible API).
+    #[error("the engine at {endpoint} is {engine}, which reprod does not run steps on: {why}; use Docker Engine (scripts/setup.sh starts one)")]
+    UnsupportedEngine {
+        endpoint: String,
+        engine: String,
+        why: String,
     },
     /// The engine does not run containers in a user namespace, and the policy requires one.
     #[error("the Docker engine at {endpoint} does not run containers in a user namespace, so root in a step would be root on this host; start dockerd with --userns-remap=default (scripts/setup.sh does), or set sandbox.require_userns = false to accept that")]
@@ -105,6 +119,7 @@ impl SandboxError {
                 | SandboxError::LeftBehind { .. }
                 | SandboxError::Lost(_)
                 | SandboxError::NoUserNamespace { .. }
+                | SandboxError::UnsupportedEngine { .. }
                 | SandboxError::Io { .. }
                 | SandboxError::Unsupported(_)
         )

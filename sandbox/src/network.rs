@@ -10,44 +10,9 @@
 
 use bollard::query_parameters::CreateContainerOptionsBuilder;
 
-use crate::{verify, PinnedImage, Sandbox, SandboxError, StepSpec, Workspace};
-
-/// What holds a job's network namespace: an image pinned by digest and a command that waits forever
-/// (`/pause` in Kubernetes' pause image, `sleep 2147483647` in busybox).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct NetworkHolder {
-    pub image: PinnedImage,
-    pub command: Vec<String>,
-}
-
-/// A job's network namespace, held by a running container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobNetwork {
-    /// The holder container's id.
-    pub holder: String,
-    /// The holder's process on this host, whose `/proc/<pid>/ns/net` is the namespace.
-    pub pid: u32,
-}
-
-/// Where a step's network namespace comes from.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum StepNetwork {
-    /// A namespace of its own with loopback only (`--network none`).
-    #[default]
-    None,
-    /// The job's namespace: loopback only, where the caller's proxy listens.
-    Job(JobNetwork),
-}
-
-impl StepNetwork {
-    /// The engine's network mode for this network.
-    pub(crate) fn mode(&self) -> String {
-        match self {
-            StepNetwork::None => "none".to_string(),
-            StepNetwork::Job(n) => format!("container:{}", n.holder),
-        }
-    }
-}
+use crate::{
+    verify, JobNetwork, NetworkHolder, Sandbox, SandboxError, StepNetwork, StepSpec, Workspace,
+};
 
 impl Sandbox {
     /// Starts the holder of a job's network namespace. `hostname` is the steps' hostname: steps that join
@@ -77,7 +42,7 @@ impl Sandbox {
             cpuset_cpus: None,
             profile: Default::default(),
         };
-        let workspace = crate::run::canonical(workspace.local_dir())?;
+        let workspace = crate::spec::canonical(workspace.local_dir())?;
         let volumes = self.image_volumes(&holder.image.to_string()).await?;
         let body = self.container_body(&spec, Vec::new(), &volumes);
         let docker = self.docker();
@@ -145,7 +110,7 @@ impl Sandbox {
         match started.await {
             Ok(network) => Ok(network),
             Err(e) => {
-                let _ = self.remove_container(&id).await;
+                let _ = self.remove(&id).await;
                 Err(e)
             }
         }
