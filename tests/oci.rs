@@ -329,3 +329,106 @@ fn a_blob_is_read_only_as_what_it_says_it_is() {
         "{image:#?}"
     );
 }
+
+/// Every limit of a scan stops it and says which, so a verdict never rests on a scan that read less than
+/// it claims: the job deadline, bytes hashed, blobs read, problems kept, files listed.
+#[test]
+fn each_scan_limit_stops_the_scan_and_says_which() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    // One small image (index, manifest, config, layer) and 25 plain files.
+    let layout = root.join("image");
+    let put = blob_writer(&layout);
+    let (layer, layer_size) = put(&vec![7u8; 4096]);
+    let (config, config_size) = put(br#"{"architecture":"amd64","os":"linux"}"#);
+    let manifest = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config, "size": config_size},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer, "size": layer_size}]});
+    let (m, m_size) = put(&serde_json::to_vec(&manifest).unwrap());
+    // Beside it, five manifests the layout names but does not hold: five problems of that image.
+    let mut manifests = vec![
+        serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": m, "size": m_size}),
+    ];
+    for c in ['1', '2', '3', '4', '5'] {
+        manifests.push(
+            serde_json::json!({"mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": format!("sha256:{}", c.to_string().repeat(64)), "size": 10}),
+        );
+    }
+    std::fs::write(
+        layout.join("index.json"),
+        serde_json::to_vec(&serde_json::json!({"schemaVersion": 2, "manifests": manifests}))
+            .unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        layout.join("oci-layout"),
+        r#"{"imageLayoutVersion":"1.0.0"}"#,
+    )
+    .unwrap();
+    for i in 0..25 {
+        std::fs::write(root.join(format!("file{i:02}.txt")), format!("file {i}")).unwrap();
+    }
+    let scan = |change: &dyn Fn(&mut oci::ScanLimits)| {
+        let mut limits = oci::ScanLimits::default();
+        change(&mut limits);
+        oci::collect_within(root, limits, &Default::default())
+    };
+    let whole = scan(&|_| {});
+    assert!(whole.stopped.is_none(), "{:?}", whole.stopped);
+    assert!(
+        whole.images.iter().any(|i| i.digests.contains(&m)),
+        "{:#?}",
+        whole.images
+    );
+    let image = |o: &oci::Outputs| o.images.iter().find(|i| i.path == "image").unwrap().clone();
+    assert_eq!(
+        image(&whole).problems.len(),
+        5,
+        "{:?}",
+        image(&whole).problems
+    );
+
+    let late =
+        scan(&|l| l.deadline = Some(std::time::Instant::now() - std::time::Duration::from_secs(1)));
+    assert!(
+        late.stopped
+            .as_deref()
+            .is_some_and(|s| s.contains("job deadline")),
+        "{:?}",
+        late.stopped
+    );
+    assert!(late.images.iter().all(|i| !i.digests.contains(&m)));
+
+    let hashed = scan(&|l| l.max_bytes_hashed = 1024);
+    assert!(
+        hashed
+            .stopped
+            .as_deref()
+            .is_some_and(|s| s.contains("bytes")),
+        "{:?}",
+        hashed.stopped
+    );
+    assert!(
+        hashed.images.iter().all(|i| !i.digests.contains(&m)),
+        "the 4 KiB layer was not read whole, so the image is not verified"
+    );
+
+    let blobs = scan(&|l| l.max_blobs = 2);
+    assert!(
+        blobs
+            .stopped
+            .as_deref()
+            .is_some_and(|s| s.contains("blobs")),
+        "{:?}",
+        blobs.stopped
+    );
+
+    let problems = image(&scan(&|l| l.max_problems = 2));
+    assert_eq!(problems.problems.len(), 2, "{:?}", problems.problems);
+    assert_eq!(problems.problems_omitted, 3);
+
+    let listed = scan(&|l| l.max_files_listed = 10);
+    assert_eq!(listed.files.len(), 10);
+    assert_eq!(listed.files_omitted, 15);
+}
