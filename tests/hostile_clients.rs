@@ -174,6 +174,54 @@ fn tokenless_bodies_are_refused_before_a_byte_is_read() {
     }
 }
 
+/// Authenticated completions are read a few at a time: sixteen workers each sending a 15 MiB completion at
+/// once hold at most four of them in the daemon's memory, not sixteen.
+#[test]
+fn concurrent_completions_are_read_a_few_at_a_time() {
+    let data = tempfile::tempdir().unwrap();
+    let d = quiet_daemon(
+        data.path(),
+        &[("REPROD_SERVER_MAX_COMPLETION_BYTES", "16777216")],
+    );
+    let pid = d.child.id();
+    assert_eq!(get(&addr(&d), "/healthz", Duration::from_secs(10)).0, 200);
+    std::thread::sleep(Duration::from_millis(300));
+    let hwm = proc_kib(pid, "VmHWM");
+    let senders: Vec<_> = (0..16)
+        .map(|_| {
+            let a = addr(&d);
+            std::thread::spawn(move || {
+                post_streaming(
+                    &a,
+                    "/v1/worker/complete",
+                    &format!("Authorization: Bearer {WORKER_A}\r\n"),
+                    15 << 20,
+                )
+            })
+        })
+        .collect();
+    for s in senders {
+        let (code, text) = s.join().unwrap();
+        // Fifteen MiB of spaces is not a completion: each is read whole, then refused.
+        assert_eq!(
+            (code, error_code(&text).as_deref()),
+            (400, Some("bad-body")),
+            "{text}"
+        );
+    }
+    let grew = proc_kib(pid, "VmHWM").saturating_sub(hwm);
+    eprintln!(
+        "16 concurrent 15 MiB completions: daemon VmHWM +{:.1} MiB",
+        mib(grew)
+    );
+    // Four bodies of 15 MiB with their reading buffers (measured: +79 MiB; with no bound, +163 MiB).
+    assert!(
+        grew < 120 << 10,
+        "the daemon's peak memory grew by {:.1} MiB",
+        mib(grew)
+    );
+}
+
 /// Each write route has its own body limit, and the worker protocol keeps its status and error codes.
 #[test]
 fn each_route_has_its_own_body_limit_and_the_worker_protocol_its_codes() {

@@ -31,7 +31,13 @@ pub struct Shared {
     pub workers: Mutex<BTreeMap<String, WorkerSeen>>,
     /// Serializes verdict recording (see `record::record_verdict`).
     pub record_lock: Mutex<()>,
+    /// Completions read at once: each may be `server.max_completion_bytes` in memory while it is read
+    /// and checked, so together they take at most this many times that.
+    pub completions: tokio::sync::Semaphore,
 }
+
+/// How many remote workers' completions are read and checked at once.
+pub const CONCURRENT_COMPLETIONS: usize = 4;
 
 /// A worker as the dashboard shows it.
 #[derive(Debug, Clone)]
@@ -60,6 +66,7 @@ impl Shared {
             active: Mutex::new(HashMap::new()),
             workers: Mutex::new(BTreeMap::new()),
             record_lock: Mutex::new(()),
+            completions: tokio::sync::Semaphore::new(CONCURRENT_COMPLETIONS),
         }
     }
 

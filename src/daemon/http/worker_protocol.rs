@@ -119,6 +119,15 @@ pub async fn complete(
 ) -> Result<Json<CompletionAnswer>, ApiError> {
     let limit = shared.config.server.max_completion_bytes;
     let setting = "server.max_completion_bytes";
+    // A few at once, each up to its limit: memory for completions is bounded by that product, however
+    // many authenticated workers send at the same time (the others wait, their bodies unread).
+    let _reading = shared.completions.acquire().await.map_err(|_| {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Overloaded,
+            "the server is shutting down; send the completion again",
+        )
+    })?;
     let bytes = read_body(&headers, body, limit, "the completion", setting).await?;
     // The verdict stays raw JSON until the lease is found to be this worker's.
     let done: Completion<Box<RawValue>> = serde_json::from_slice(&bytes).map_err(|e| {
