@@ -301,6 +301,12 @@ fn a_step_that_fills_its_disk_hits_the_rebuilders_limits() {
             "{what}: {}",
             v["detail"]
         );
+        // The step's whole log was kept, even from a full filesystem.
+        assert_eq!(
+            last_step(&v)["log_artifact"],
+            "logs/00-build.log",
+            "{what}: {v:#}"
+        );
     }
     let after = free_bytes(std::path::Path::new("/"));
     assert!(

@@ -295,6 +295,9 @@ fn unescape_mountinfo(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// What the job filesystem keeps for reprod's own writes (the step logs), beyond any step's reach.
+const RESERVED_FOR_LOGS: u64 = 16 << 20;
+
 /// Makes a sparse ext4 image of `bytes` and mounts it at `at` (`nosuid,nodev`). Needs root (mount) and
 /// `mkfs.ext4` (e2fsprogs).
 fn mount_image(image: &Path, at: &Path, bytes: u64) -> Result<(), String> {
@@ -319,13 +322,17 @@ fn mount_image(image: &Path, at: &Path, bytes: u64) -> Result<(), String> {
             ))
         }
     };
+    // Blocks reserved for root: reprod (root) can still write the step logs when a step (a remapped,
+    // unprivileged uid) has filled the rest.
+    let reserved = (RESERVED_FOR_LOGS as f64 / bytes.max(1) as f64 * 100.0).min(10.0);
+    let reserved = format!("{reserved:.4}");
     run(
         Command::new("mkfs.ext4")
             .args([
                 "-q",
                 "-F",
                 "-m",
-                "0",
+                &reserved,
                 "-O",
                 "^has_journal",
                 "-E",

@@ -161,6 +161,11 @@ pub(super) async fn run_steps(
                 used.push(image.to_string());
             }
         }
+        // The step's log file is made before the step runs, so that a step that uses up the job
+        // filesystem's inodes cannot leave its own log without one (the logs are not in the step's reach).
+        let log_file = format!("{i:02}-{}.log", sanitize(&step.name));
+        let log_path = dirs.path(JobDirs::LOGS).join(&log_file);
+        let log_handle = crate::safe_fs::create_new(&log_path, 0o600);
         let outcome = match executor.run_step(&spec).await {
             Ok(o) => o,
             Err(e @ SandboxError::ImageUnavailable { .. }) => {
@@ -202,9 +207,7 @@ pub(super) async fn run_steps(
             outcome.exit_code,
             outcome.duration.as_secs_f64()
         ));
-        let log_file = format!("{i:02}-{}.log", sanitize(&step.name));
-        let log_path = dirs.path(JobDirs::LOGS).join(&log_file);
-        let (log_artifact, log_sha256) = match write_log(&log_path, outcome.log.text.clone()).await
+        let (log_artifact, log_sha256) = match write_log(log_handle, outcome.log.text.clone()).await
         {
             Ok(()) => (
                 Some(format!("{}/{log_file}", JobDirs::LOGS)),
@@ -363,11 +366,16 @@ async fn refused_during(job: &Job<'_>, from: Option<usize>) -> Option<String> {
 }
 
 /// Writes a step's full log (up to `sandbox.log_limit_bytes`) off the async threads.
-async fn write_log(path: &Path, text: String) -> std::io::Result<()> {
-    let path = path.to_path_buf();
-    tokio::task::spawn_blocking(move || write_new(&path, text.as_bytes(), 0o600))
-        .await
-        .map_err(std::io::Error::other)?
+/// Writes a step's log into the file made for it before the step ran.
+async fn write_log(file: std::io::Result<std::fs::File>, text: String) -> std::io::Result<()> {
+    let mut file = file?;
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()
+    })
+    .await
+    .map_err(std::io::Error::other)?
 }
 
 /// Whether a failed step ran into one of the rebuilder's disk limits: its workspace filesystem is full (of
