@@ -109,13 +109,25 @@ pub fn check_registry(name: &str, allowed: &[String]) -> Result<(), String> {
         .rsplit_once(':')
         .and_then(|(_, p)| p.parse::<u16>().ok())
         .unwrap_or(443);
+    // What the resolver said and what the name resolved to stay in this host's log: the message is
+    // published in verdicts.
     let addrs: Vec<IpAddr> = std::net::ToSocketAddrs::to_socket_addrs(&(host, port))
-        .map_err(|e| format!("registry {registry} does not resolve: {e}"))?
+        .map_err(|e| {
+            tracing::warn!(registry, error = %e, "an originals registry does not resolve");
+            format!("registry {registry} does not resolve from this rebuilder")
+        })?
         .map(|a| a.ip())
         .collect();
+    check_addresses(registry, entry, &addrs)
+}
+
+/// The address half of [`check_registry`]: every address must pass [`address_allowed`]. The refusal does
+/// not say which address (the log does).
+fn check_addresses(registry: &str, entry: &str, addrs: &[IpAddr]) -> Result<(), String> {
     if let Some(ip) = addrs.iter().find(|ip| !address_allowed(entry, **ip)) {
+        tracing::warn!(registry, %ip, "an originals registry resolves to a non-public address");
         return Err(format!(
-            "registry {registry} resolves to {ip}, a non-public address; list the address itself in images.originals_from to allow it"
+            "registry {registry} resolves to a non-public address; list the address itself in images.originals_from to allow it"
         ));
     }
     Ok(())
@@ -292,6 +304,18 @@ mod tests {
         assert_eq!(registry_of("gcr.io/p/x"), "gcr.io");
         assert_eq!(registry_of("library/alpine"), "docker.io");
         assert_eq!(registry_of("alpine"), "docker.io");
+    }
+
+    #[test]
+    fn a_refusal_by_address_does_not_publish_the_address() {
+        let internal: IpAddr = "10.1.2.3".parse().unwrap();
+        let e = check_addresses("registry.example", "registry.example", &[internal]).unwrap_err();
+        assert!(
+            e.contains("non-public address") && !e.contains("10.1.2.3"),
+            "{e}"
+        );
+        let public: IpAddr = "8.8.8.8".parse().unwrap();
+        assert!(check_addresses("registry.example", "registry.example", &[public]).is_ok());
     }
 
     #[test]
