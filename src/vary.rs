@@ -507,24 +507,18 @@ mod tests {
     #[test]
     fn variations_change_only_what_they_name() {
         let mut spec = StepSpec {
-            job_id: "j".into(),
-            name: "build".into(),
-            image: reprod_sandbox::PinnedImage::parse(crate::rebuild::tests::IMAGE).unwrap(),
             entrypoint: Some(vec!["/tekton/scripts/00-build".into()]),
             args: Some(vec!["a".into()]),
             env: vec![
                 ("SOURCE_DATE_EPOCH".into(), "100".into()),
                 ("A".into(), "1".into()),
             ],
-            working_dir: None,
-            workspace: std::path::Path::new("/tmp").into(),
-            mounts: Vec::new(),
-            hostname: None,
-            domainname: None,
-            user: None,
-            cpuset_cpus: None,
-            profile: Default::default(),
-            network: Default::default(),
+            ..StepSpec::new(
+                "j",
+                "build",
+                reprod_sandbox::PinnedImage::parse(crate::rebuild::tests::IMAGE).unwrap(),
+                std::path::Path::new("/tmp").into(),
+            )
         };
         BTreeSet::from([Variation::SourceDateEpoch, Variation::Umask]).adjust(&mut spec);
         assert_eq!(

@@ -469,21 +469,8 @@ mod tests {
             mount("scripts", "/tekton/scripts", true),
         ];
         let spec = StepSpec {
-            job_id: "job-1".into(),
-            name: name.into(),
-            image: image("builder"),
-            entrypoint: None,
-            args: None,
-            env: Vec::new(),
-            working_dir: None,
-            workspace: dir.path().into(),
             mounts,
-            hostname: None,
-            domainname: None,
-            user: None,
-            cpuset_cpus: None,
-            profile: Default::default(),
-            network: Default::default(),
+            ..StepSpec::new("job-1", name, image("builder"), dir.path().into())
         };
         (dir, spec)
     }

@@ -26,21 +26,10 @@ impl Sandbox {
     ) -> Result<JobNetwork, SandboxError> {
         self.ensure_image(&holder.image).await?;
         let spec = StepSpec {
-            job_id: job_id.to_string(),
-            name: "network".to_string(),
-            image: holder.image.clone(),
             entrypoint: Some(holder.command.clone()),
             args: Some(Vec::new()),
-            env: Vec::new(),
-            working_dir: None,
-            workspace: workspace.clone(),
-            mounts: Vec::new(),
-            network: StepNetwork::None,
             hostname: Some(hostname.to_string()),
-            domainname: None,
-            user: None,
-            cpuset_cpus: None,
-            profile: Default::default(),
+            ..StepSpec::new(job_id, "network", holder.image.clone(), workspace.clone())
         };
         let workspace = crate::spec::canonical(workspace.local_dir())?;
         let volumes = self.image_volumes(&holder.image.to_string()).await?;

@@ -50,6 +50,30 @@ pub struct StepSpec {
     pub profile: StepProfile,
 }
 
+impl StepSpec {
+    /// A step of `job_id` named `name` that runs `image` with its own entrypoint and command, in its own
+    /// loopback-only network, mounting nothing of `workspace`: set what the step needs beside it.
+    pub fn new(job_id: &str, name: &str, image: PinnedImage, workspace: crate::Workspace) -> Self {
+        StepSpec {
+            job_id: job_id.to_string(),
+            name: name.to_string(),
+            image,
+            entrypoint: None,
+            args: None,
+            env: Vec::new(),
+            working_dir: None,
+            workspace,
+            mounts: Vec::new(),
+            network: StepNetwork::None,
+            hostname: None,
+            domainname: None,
+            user: None,
+            cpuset_cpus: None,
+            profile: StepProfile::Plain,
+        }
+    }
+}
+
 /// How a step's container ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Termination {

@@ -91,25 +91,46 @@ fn with_network(
     Ok(config)
 }
 
+/// The part of a verdict (`reprod rebuild --json`) or of a job holding one (`GET /v1/jobs/{id}`) that
+/// replay reads: what the build fetched.
+#[derive(serde::Deserialize)]
+struct Replayable {
+    verdict: Option<NetworkOf>,
+    network: Option<reprod::verdict::NetworkRecord>,
+}
+
+#[derive(serde::Deserialize)]
+struct NetworkOf {
+    network: Option<reprod::verdict::NetworkRecord>,
+}
+
 /// What `path` (a verdict, or a job holding one) recorded its build fetching.
 fn replay_set(path: &std::path::Path) -> anyhow::Result<reprod::network::ReplaySet> {
     const LIMIT: usize = 64 << 20;
     let bytes = rebuild::read_provenance(path, LIMIT)
         .with_context(|| format!("reading the verdict to replay, {}", path.display()))?;
-    let value: serde_json::Value = serde_json::from_slice(&bytes)
-        .with_context(|| format!("{} is not JSON (a verdict from `reprod rebuild --json`, or a job from GET /v1/jobs/{{id}})", path.display()))?;
-    let verdict = value
-        .get("verdict")
-        .filter(|v| v.is_object())
-        .unwrap_or(&value);
-    let Some(network) = verdict.get("network").filter(|n| !n.is_null()) else {
+    let recorded: Replayable = serde_json::from_slice(&bytes).with_context(|| {
+        format!(
+            "{} is not a verdict (from `reprod rebuild --json`) or a job (from GET /v1/jobs/{{id}})",
+            path.display()
+        )
+    })?;
+    let network = match recorded {
+        Replayable {
+            verdict: Some(NetworkOf { network }),
+            ..
+        }
+        | Replayable {
+            verdict: None,
+            network,
+        } => network,
+    };
+    let Some(record) = network else {
         anyhow::bail!(
             "{}: the verdict has no network record (its steps had no network), so there is nothing to replay",
             path.display()
         );
     };
-    let record: reprod::verdict::NetworkRecord = serde_json::from_value(network.clone())
-        .with_context(|| format!("{}: the verdict's network record", path.display()))?;
     Ok(reprod::network::ReplaySet::from_record(
         &record.exchanges,
         path.display().to_string(),
@@ -137,12 +158,17 @@ pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
         dir: provenance.parent().map(PathBuf::from).unwrap_or_default(),
         max_bytes: config.max_document_bytes,
     };
-    let bytes = match provenance
+    // A document from a registry comes admitted (choosing among its attestations took that); a file is
+    // admitted here, once.
+    let admitted = match provenance
         .to_str()
         .and_then(|p| p.strip_prefix("docker://"))
     {
         Some(reference) => from_registry(config, reference, &material)?,
-        None => rebuild::read_provenance(&provenance, config.max_document_bytes)?,
+        None => {
+            let bytes = rebuild::read_provenance(&provenance, config.max_document_bytes)?;
+            reprod::examine::admit(config, &bytes, &blobs, &material)
+        }
     };
     let on_terminal = std::io::stderr().is_terminal();
     let progress = move |line: &str| {
@@ -155,11 +181,9 @@ pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
             tracing::info!("{line}");
         }
     };
-    let admitted = reprod::examine::admit(config, &bytes, &blobs, &material).map_err(|error| {
-        rebuild::RebuildError::Parse {
-            path: provenance.display().to_string(),
-            error,
-        }
+    let admitted = admitted.map_err(|error| rebuild::RebuildError::Parse {
+        path: provenance.display().to_string(),
+        error,
     })?;
     let opts = RebuildOptions {
         origin: provenance.display().to_string(),
@@ -230,13 +254,13 @@ fn interruptible<T>(
     done
 }
 
-/// The attestation document to rebuild for `HOST/REPO@sha256:…`: of those the registry has for it, the
+/// The attestation document to rebuild for `HOST/REPO@sha256:…`, admitted: of those the registry has for it, the
 /// first that yields a recipe (else the first), said on stderr when there are several.
 fn from_registry(
     config: &Config,
     reference: &str,
     material: &reprod::trust::TrustMaterial,
-) -> anyhow::Result<Vec<u8>> {
+) -> anyhow::Result<Result<reprod::examine::Admitted, reprod::provenance::ParseError>> {
     let usage = || {
         anyhow::anyhow!(
             "docker://{reference}: expected docker://HOST[:PORT]/REPO@sha256:<64 hex> (the registry named, \
@@ -264,16 +288,34 @@ fn from_registry(
              index) no BuildKit attestation manifest"
         );
     }
-    let yields_recipe = |doc: &Vec<u8>| {
+    // Each document is admitted (signatures checked) once: the first with a recipe is kept, else the
+    // first.
+    let admit = |doc: &Vec<u8>| {
         reprod::examine::admit(
             config,
             doc,
             &reprod::provenance::container::NoBlobs,
             material,
         )
-        .is_ok_and(|a| a.finding().recipe.is_some())
     };
-    let chosen = docs.iter().position(yields_recipe).unwrap_or(0);
+    let mut first = None;
+    let mut chosen = None;
+    for (i, doc) in docs.iter().enumerate() {
+        let admitted = admit(doc);
+        if admitted
+            .as_ref()
+            .is_ok_and(|a| a.finding().recipe.is_some())
+        {
+            chosen = Some((i, admitted));
+            break;
+        }
+        if i == 0 {
+            first = Some((0, admitted));
+        }
+    }
+    let (chosen, admitted) = chosen
+        .or(first)
+        .ok_or_else(|| anyhow::anyhow!("{reference}: no attestation document to rebuild"))?;
     if docs.len() > 1 {
         eprintln!(
             "reprod: {reference} has {} attestation documents; rebuilding number {} (the first with a recipe)",
@@ -281,6 +323,5 @@ fn from_registry(
             chosen + 1
         );
     }
-    let mut docs = docs;
-    Ok(docs.swap_remove(chosen))
+    Ok(admitted)
 }

@@ -255,30 +255,54 @@ pub fn substitute_keeping(
         "steps.",
         "tasks.",
     ];
+    scan_variables(text, |var| {
+        if !TEKTON_PREFIXES.iter().any(|p| var.starts_with(p)) || var.contains(char::is_whitespace)
+        {
+            return Ok(Found::NotVariable);
+        }
+        if keep_task_results && task_result(var).is_some() {
+            return Ok(Found::Keep);
+        }
+        resolve_variable(var, params)
+            .map(Found::Replace)
+            .ok_or_else(|| var.to_string())
+    })
+}
+
+/// What becomes of one `$(…)` a scan finds.
+enum Found {
+    /// Its value.
+    Replace(String),
+    /// Left as it is, whole.
+    Keep,
+    /// Not a variable (a shell command substitution, say): `$(` is kept and the scan goes on inside.
+    NotVariable,
+}
+
+/// Goes through every `$(…)` of `text` in order, asking `each` what becomes of it (given what is between
+/// the parentheses); `Err` stops at the first variable `each` cannot resolve.
+fn scan_variables<'a>(
+    text: &'a str,
+    mut each: impl FnMut(&'a str) -> Result<Found, String>,
+) -> Result<String, String> {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(start) = rest.find("$(") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        let end = after.find(')');
-        let inner = end.map(|e| &after[..e]);
-        match inner {
-            Some(var)
-                if TEKTON_PREFIXES.iter().any(|p| var.starts_with(p))
-                    && !var.contains(char::is_whitespace) =>
-            {
-                if keep_task_results && task_result(var).is_some() {
-                    out.push_str(&rest[start..start + 2 + var.len() + 1]);
-                } else {
-                    out.push_str(&resolve_variable(var, params).ok_or_else(|| var.to_string())?);
-                }
-                rest = &after[var.len() + 1..];
+        let var = after.find(')').map(|e| &after[..e]);
+        match var.map(&mut each).transpose()? {
+            Some(Found::Replace(value)) => out.push_str(&value),
+            Some(Found::Keep) => {
+                out.push_str(&rest[start..start + 2 + var.map_or(0, str::len) + 1])
             }
-            _ => {
+            Some(Found::NotVariable) | None => {
                 out.push_str("$(");
                 rest = after;
+                continue;
             }
         }
+        rest = &after[var.map_or(0, str::len) + 1..];
     }
     out.push_str(rest);
     Ok(out)
@@ -298,17 +322,15 @@ pub fn task_result(var: &str) -> Option<(&str, &str)> {
 /// Every `$(tasks.X.results.Y)` in `text`, as `(variable, X, Y)`, in order.
 pub fn task_references(text: &str) -> Vec<(&str, &str, &str)> {
     let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("$(tasks.") {
-        let after = &rest[start + 2..];
-        let Some(var) = after.find(')').map(|e| &after[..e]) else {
-            break;
-        };
-        if let Some((task, result)) = task_result(var) {
-            out.push((var, task, result));
-        }
-        rest = &after[var.len()..];
-    }
+    let _ = scan_variables(text, |var| {
+        Ok(match task_result(var) {
+            Some((task, result)) => {
+                out.push((var, task, result));
+                Found::Keep
+            }
+            None => Found::NotVariable,
+        })
+    });
     out
 }
 
@@ -318,28 +340,12 @@ pub fn resolve_task_results(
     text: &str,
     lookup: &dyn Fn(&str, &str) -> Option<String>,
 ) -> Result<String, String> {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(start) = rest.find("$(tasks.") {
-        out.push_str(&rest[..start]);
-        let after = &rest[start + 2..];
-        let found = after
-            .find(')')
-            .map(|e| &after[..e])
-            .and_then(|var| Some((var, task_result(var)?)));
-        match found {
-            Some((var, (task, result))) => {
-                out.push_str(&lookup(task, result).ok_or_else(|| var.to_string())?);
-                rest = &after[var.len() + 1..];
-            }
-            _ => {
-                out.push_str("$(");
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    Ok(out)
+    scan_variables(text, |var| match task_result(var) {
+        Some((task, result)) => lookup(task, result)
+            .map(Found::Replace)
+            .ok_or_else(|| var.to_string()),
+        None => Ok(Found::NotVariable),
+    })
 }
 
 fn resolve_variable(var: &str, params: &BTreeMap<String, String>) -> Option<String> {

@@ -107,21 +107,13 @@ pub(super) async fn run_steps(
             None => conventions.working_dir.map(str::to_string),
         };
         let mut spec = StepSpec {
-            job_id: job.id.clone(),
-            name: step.name.clone(),
-            image: image.clone(),
             entrypoint,
             args,
             env,
             working_dir: working_dir.as_deref().map(place),
-            workspace: dirs.root.clone().into(),
             mounts: JobDirs::mounts(workspace_at, &results, home_at),
-            hostname: None,
-            domainname: None,
-            user: None,
-            cpuset_cpus: None,
-            network: Default::default(),
             profile: profile_for(&recorded, &nested),
+            ..StepSpec::new(&job.id, &step.name, image.clone(), dirs.root.clone().into())
         };
         opts.environment.adjust(&mut spec);
         if executor.userns_root().is_some() {

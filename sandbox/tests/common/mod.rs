@@ -14,24 +14,11 @@ pub fn step(
     subdir: &str,
 ) -> StepSpec {
     StepSpec {
-        job_id,
-        name: name.into(),
-        image,
-        entrypoint: None,
-        args: None,
-        env: Vec::new(),
-        working_dir: None,
-        workspace: workspace.into(),
         mounts: vec![StepMount {
             workspace_subdir: subdir.into(),
             container_path: "/workspace".into(),
             read_only: false,
         }],
-        hostname: None,
-        domainname: None,
-        user: None,
-        cpuset_cpus: None,
-        profile: Default::default(),
-        network: Default::default(),
+        ..StepSpec::new(&job_id, name, image, workspace.into())
     }
 }
