@@ -309,6 +309,10 @@ fn a_step_that_fills_its_disk_hits_the_rebuilders_limits() {
         );
     }
     let after = free_bytes(std::path::Path::new("/"));
+    eprintln!(
+        "four disk-filling steps (64 MiB workspace, 16 MiB tmpfs, 32 MiB files): the host's free space moved by {} KiB",
+        (before as i64 - after as i64) / 1024
+    );
     assert!(
         before.saturating_sub(after) < 64 << 20,
         "the host lost {} bytes",
