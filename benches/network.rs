@@ -3,7 +3,9 @@
 //! 1. throughput of a large download through the proxy (recording, hashing, and with the cache on,
 //!    keeping it) ÷ the same download straight from the upstream;
 //! 2. added latency per small request (new connection each, as a build's curl makes them), p50 and p99;
-//! 3. a replay of the large body from the cache ÷ `cp` of the cached file.
+//! 3. a replay of the large body from the cache ÷ `cp` of the cached file;
+//! 4. a registry pull by digest of the large body (a base image's layer) served from the pull-through
+//!    cache on a hit ÷ `cp` of the cached blob.
 //!
 //! `cargo bench --bench network` (REPROD_BENCH_MIB sets the large body's size, default 1024).
 
@@ -29,7 +31,11 @@ fn upstream(big: u64) -> u16 {
                     head.push(b[0]);
                 }
                 let line = String::from_utf8_lossy(&head).to_string();
-                let n = if line.contains(" /big ") { big } else { 2 };
+                let n = if line.contains(" /big ") || line.contains("/blobs/sha256:") {
+                    big
+                } else {
+                    2
+                };
                 let _ = write!(
                     s,
                     "HTTP/1.1 200 OK\r\ncontent-length: {n}\r\nconnection: close\r\n\r\n"
@@ -138,6 +144,7 @@ fn main() {
     let kept = timed(&|| get(cached_at, &url("/big"), &host));
     let rate = |secs: f64| big as f64 / secs / (1 << 20) as f64;
     // The floor the proxy cannot go below: every byte is hashed (SHA-256, one core) on its way.
+    let mut big_digest = String::new();
     let hashing = {
         use sha2::Digest;
         let chunk = vec![b'x'; 1 << 20];
@@ -148,7 +155,7 @@ fn main() {
                 for _ in 0..mib {
                     h.update(&chunk);
                 }
-                let _ = h.finalize();
+                big_digest = hex::encode(h.finalize());
                 t.elapsed().as_secs_f64()
             })
             .fold(f64::MAX, f64::min)
@@ -237,6 +244,42 @@ fn main() {
         rate(replayed),
         rate(cp),
         cp / replayed
+    );
+
+    // 4. A registry pull by digest: the first fills the shared cache (fetched whole, verified), a hit is
+    //    served from it; the hit ÷ cp of the cached blob.
+    let blob = url(&format!("/v2/bench/base/blobs/sha256:{big_digest}"));
+    let cold = {
+        let t = Instant::now();
+        assert_eq!(get(cached_at, &blob, &host), big);
+        t.elapsed().as_secs_f64()
+    };
+    let hit = timed(&|| get(cached_at, &blob, &host));
+    let blob_entry = cache
+        .get(&big_digest)
+        .expect("the pulled blob is in the cache");
+    let cp_blob = (0..3)
+        .map(|_| {
+            let t = Instant::now();
+            let ok = std::process::Command::new("cp")
+                .arg(&blob_entry)
+                .arg(&copy_to)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok);
+            let secs = t.elapsed().as_secs_f64();
+            let _ = std::fs::remove_file(&copy_to);
+            secs
+        })
+        .fold(f64::MAX, f64::min);
+    println!(
+        "registry pull by digest of {mib} MiB through the pull-through cache: the first (fetched, verified, \
+         kept) {:.0} MiB/s; a hit {:.0} MiB/s; cp of the cached blob {:.0} MiB/s (hit ratio {:.2})",
+        rate(cold),
+        rate(hit),
+        rate(cp_blob),
+        cp_blob / hit
     );
     drop((plain, cached, replaying));
 }
