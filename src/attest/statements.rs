@@ -257,11 +257,15 @@ fn rebuild_provenance(verdict: &Verdict, at: &Publication<'_>) -> Option<Value> 
     // beside its source.
     for e in verdict.network.iter().flat_map(|n| &n.exchanges) {
         if let Some(digest) = e.body_received().and_then(digest_set) {
-            let dep = json!({
+            let mut dep = json!({
                 "uri": e.url,
                 "digest": digest,
                 "annotations": {"method": e.method, "status": e.status, "bytes": e.bytes},
             });
+            // A registry pull by tag the policy let through: what the tag named then, not a pinned input.
+            if e.unpinned {
+                dep["annotations"]["unpinned"] = true.into();
+            }
             if !deps.contains(&dep) {
                 deps.push(dep);
             }
@@ -516,6 +520,64 @@ mod tests {
             p["predicate"]["buildDefinition"]["externalParameters"]["steps"][0]
                 .get("exitCode")
                 .is_none()
+        );
+    }
+
+    #[test]
+    fn fetched_bodies_are_dependencies_and_a_tag_pull_says_it_was_unpinned() {
+        use crate::network::{Exchange, NetworkMode};
+        let exchange = |url: &str, digest: &str, unpinned: bool| Exchange {
+            method: "GET".into(),
+            url: url.into(),
+            status: Some(200),
+            bytes: 10,
+            sha256: Some(digest.into()),
+            unpinned,
+            ..Default::default()
+        };
+        let mut v = verdict(
+            Status::Reproducible,
+            &[("reg/app", &sha("a"), SubjectState::Matched)],
+        );
+        v.steps = vec![step()];
+        v.network = Some(crate::verdict::NetworkRecord {
+            mode: NetworkMode::Proxy,
+            allow: vec!["reg.example".into()],
+            rule: None,
+            replayed_from: None,
+            proxy: "http://127.0.0.1:3128".into(),
+            no_proxy: "localhost".into(),
+            tls: None,
+            pushed: Vec::new(),
+            exchanges: vec![
+                exchange(
+                    "https://reg.example/v2/base/blobs/sha256:55",
+                    &sha("5"),
+                    false,
+                ),
+                exchange(
+                    "https://reg.example/v2/base/manifests/latest",
+                    &sha("6"),
+                    true,
+                ),
+            ],
+        });
+        let provenance = statements(&v, &AT)
+            .into_iter()
+            .find(|(k, _)| *k == "provenance")
+            .unwrap()
+            .1;
+        let deps = provenance["predicate"]["buildDefinition"]["resolvedDependencies"]
+            .as_array()
+            .unwrap()
+            .clone();
+        let dep = |url: &str| deps.iter().find(|d| d["uri"] == url).unwrap().clone();
+        let pinned = dep("https://reg.example/v2/base/blobs/sha256:55");
+        assert_eq!(pinned["digest"]["sha256"], "5".repeat(64));
+        assert!(pinned["annotations"].get("unpinned").is_none());
+        assert_eq!(
+            dep("https://reg.example/v2/base/manifests/latest")["annotations"]["unpinned"],
+            true
         );
     }
 
