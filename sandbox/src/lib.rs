@@ -33,7 +33,7 @@ pub use log::CapturedLog;
 pub use connect::Sandbox;
 pub use policy::{
     Policy, StepProfile, ALLOWED_CAPABILITIES, LABEL_JOB, LABEL_MANAGED, LABEL_OWNER,
-    NESTED_CAPABILITIES, NESTED_STORAGE, TMPFS_PATHS,
+    NESTED_CAPABILITIES, NESTED_SECCOMP, NESTED_STORAGE, TMPFS_PATHS,
 };
 pub use spec::{
     JobNetwork, NetworkHolder, StepMount, StepNetwork, StepOutcome, StepSpec, Termination,

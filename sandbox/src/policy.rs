@@ -48,14 +48,33 @@ pub enum StepProfile {
     /// Every step: [`ALLOWED_CAPABILITIES`] only.
     #[default]
     Plain,
-    /// A builder that runs containers itself: [`NESTED_CAPABILITIES`] too, and [`NESTED_STORAGE`]; every
-    /// other limit unchanged (no network but the job's, not privileged, `no-new-privileges`, the engine's
-    /// default seccomp profile, read-only root, no devices, no host path but the workspace). Refused
-    /// unless the engine remaps users.
+    /// A builder that runs containers itself: [`NESTED_CAPABILITIES`] too, [`NESTED_STORAGE`], and
+    /// reprod's own seccomp profile ([`NESTED_SECCOMP`]); every other limit unchanged (no network but the
+    /// job's, not privileged, `no-new-privileges`, read-only root, no devices, no host path but the
+    /// workspace). Refused unless the engine remaps users.
     Nested,
 }
 
+/// reprod's own seccomp profile for nested steps (`scripts/seccomp-profile.py` writes it): every x86_64
+/// system call but those a builder does not need, which Docker's default would allow once SYS_ADMIN is
+/// granted (bpf, perf_event_open, the kernel log, quotas, file handles), those it refuses anyway, and
+/// io_uring (refused with ENOSYS); a call it does not name is EPERM. The engine keeps it verbatim, so it
+/// is read back exactly.
+pub const NESTED_SECCOMP: &str = include_str!("../seccomp/nested.json");
+
 impl StepProfile {
+    /// The `SecurityOpt` a step of this profile runs with, exactly: `no-new-privileges` always, and for
+    /// a nested step reprod's own seccomp profile ([`NESTED_SECCOMP`]) instead of the engine's default.
+    pub fn security_opt(self) -> Vec<String> {
+        match self {
+            StepProfile::Plain => vec!["no-new-privileges".into()],
+            StepProfile::Nested => vec![
+                "no-new-privileges".into(),
+                format!("seccomp={}", NESTED_SECCOMP.trim()),
+            ],
+        }
+    }
+
     /// The capabilities a step of this profile keeps.
     pub fn capabilities(self) -> Vec<&'static str> {
         match self {
@@ -171,5 +190,80 @@ impl Default for Policy {
             require_userns: true,
             max_image_bytes: 16 << 30,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NESTED_SECCOMP;
+
+    /// The nested profile lets a builder unshare, mount and chroot, and refuses by name, with ENOSYS, what
+    /// no builder needs.
+    #[test]
+    fn the_nested_seccomp_profile_allows_a_builder_and_refuses_the_rest() {
+        let profile: serde_json::Value = serde_json::from_str(NESTED_SECCOMP).unwrap();
+        assert_eq!(profile["defaultAction"], "SCMP_ACT_ERRNO");
+        let named: Vec<&str> = profile["syscalls"][1]["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            (
+                &profile["syscalls"][1]["action"],
+                &profile["syscalls"][1]["errnoRet"]
+            ),
+            (&"SCMP_ACT_ERRNO".into(), &38.into())
+        );
+        let allowed: Vec<&str> = profile["syscalls"][0]["names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        assert_eq!(profile["syscalls"][0]["action"], "SCMP_ACT_ALLOW");
+        for needed in [
+            "unshare",
+            "mount",
+            "umount2",
+            "setns",
+            "chroot",
+            "pivot_root",
+            "clone",
+            "clone3",
+            "execve",
+            "openat",
+            "read",
+            "write",
+            "mknodat",
+            "setxattr",
+            "sethostname",
+        ] {
+            assert!(allowed.contains(&needed), "{needed} refused");
+        }
+        for refused in [
+            "bpf",
+            "perf_event_open",
+            "syslog",
+            "keyctl",
+            "add_key",
+            "init_module",
+            "finit_module",
+            "kexec_load",
+            "reboot",
+            "swapon",
+            "open_by_handle_at",
+            "name_to_handle_at",
+            "ptrace",
+            "process_vm_readv",
+            "io_uring_setup",
+            "userfaultfd",
+            "quotactl",
+        ] {
+            assert!(!allowed.contains(&refused), "{refused} allowed");
+            assert!(named.contains(&refused), "{refused} is not refused by name");
+        }
+        assert!(allowed.len() > 280, "{} calls", allowed.len());
     }
 }

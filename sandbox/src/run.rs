@@ -92,7 +92,7 @@ impl Sandbox {
                     .map(|c| c.to_string())
                     .collect(),
             ),
-            security_opt: Some(vec!["no-new-privileges".into()]),
+            security_opt: Some(spec.profile.security_opt()),
             memory: Some(p.memory_bytes),
             memory_swap: Some(p.memory_bytes),
             nano_cpus: Some(p.nano_cpus),

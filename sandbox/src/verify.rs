@@ -57,24 +57,52 @@ pub(crate) fn policy_applied(
             ));
         }
     }
-    // Exactly no-new-privileges: `no-new-privileges:false`, `seccomp=unconfined`, `apparmor=unconfined`
-    // or `label=disable` beside it would all weaken the step.
+    // Exactly what the profile asks: `no-new-privileges`, and for a nested step reprod's own seccomp
+    // profile, byte for byte. `no-new-privileges:false`, `seccomp=unconfined`, another profile,
+    // `apparmor=unconfined` or `label=disable` would all weaken the step.
     let security: Vec<&str> = hc
         .security_opt
         .iter()
         .flatten()
         .map(String::as_str)
         .collect();
-    if security.is_empty()
-        || !security.iter().all(|o| {
-            matches!(
-                *o,
-                "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true"
-            )
-        })
+    let no_new_privileges = |o: &str| {
+        matches!(
+            o,
+            "no-new-privileges" | "no-new-privileges:true" | "no-new-privileges=true"
+        )
+    };
+    let wanted = profile.security_opt();
+    let seccomp_wanted: Vec<&str> = wanted
+        .iter()
+        .map(String::as_str)
+        .filter(|o| o.starts_with("seccomp="))
+        .collect();
+    let seccomp_got: Vec<&str> = security
+        .iter()
+        .copied()
+        .filter(|o| o.starts_with("seccomp="))
+        .collect();
+    if !security.iter().any(|o| no_new_privileges(o))
+        || !security
+            .iter()
+            .all(|o| no_new_privileges(o) || o.starts_with("seccomp="))
+        || seccomp_got != seccomp_wanted
     {
+        let shown: Vec<String> = security
+            .iter()
+            .map(|o| match o.strip_prefix("seccomp=") {
+                Some(p) if p.len() > 40 => format!("seccomp=<a profile of {} bytes>", p.len()),
+                _ => o.to_string(),
+            })
+            .collect();
         return fail(format!(
-            "SecurityOpt is {security:?}, not exactly no-new-privileges"
+            "SecurityOpt is {shown:?}, not exactly no-new-privileges{}",
+            if seccomp_wanted.is_empty() {
+                ""
+            } else {
+                " and reprod's nested seccomp profile"
+            }
         ));
     }
     if hc.readonly_rootfs != Some(true) {
@@ -360,10 +388,13 @@ mod tests {
                 })
                 .collect(),
         );
+        // Without reprod's own seccomp profile (the engine's default), a nested step is refused.
+        assert!(policy_applied(&c, &policy, &StepNetwork::None, nested, ws, &[]).is_err());
+        c.host_config.as_mut().unwrap().security_opt = Some(nested.security_opt());
         assert!(policy_applied(&c, &policy, &StepNetwork::None, nested, ws, &[]).is_ok());
         assert!(
             policy_applied(&c, &policy, &StepNetwork::None, PLAIN, ws, &[]).is_err(),
-            "SYS_ADMIN accepted for a plain step"
+            "SYS_ADMIN and a seccomp profile accepted for a plain step"
         );
         assert!(policy
             .tmpfs_options(crate::NESTED_STORAGE)
@@ -391,6 +422,18 @@ mod tests {
         let mut privileged = c.clone();
         privileged.host_config.as_mut().unwrap().privileged = Some(true);
         assert!(policy_applied(&privileged, &policy, &StepNetwork::None, nested, ws, &[]).is_err());
+        // Another profile in its place (the profile, one call more) is refused.
+        let mut other = c.clone();
+        other.host_config.as_mut().unwrap().security_opt = Some(vec![
+            "no-new-privileges".into(),
+            format!(
+                "seccomp={}",
+                crate::NESTED_SECCOMP
+                    .trim()
+                    .replace("\"accept\"", "\"accept\",\"bpf\"")
+            ),
+        ]);
+        assert!(policy_applied(&other, &policy, &StepNetwork::None, nested, ws, &[]).is_err());
         let mut unconfined = c;
         unconfined.host_config.as_mut().unwrap().security_opt = Some(vec![
             "no-new-privileges".into(),
