@@ -32,6 +32,11 @@ impl Sandbox {
                     .into(),
             ));
         }
+        if spec.profile == StepProfile::Nested && !cfg!(target_arch = "x86_64") {
+            return Err(SandboxError::Unsupported(
+                "the nested step profile's seccomp profile names x86_64 system calls only".into(),
+            ));
+        }
         let image_id = self.ensure_image(&spec.image).await?;
         let workspace = canonical(spec.workspace.local_dir())?;
         let mounts = spec
