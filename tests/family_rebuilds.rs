@@ -12,6 +12,23 @@ fn subjects_of(v: &Value) -> &Vec<Value> {
     v["subjects"].as_array().expect("subjects")
 }
 
+/// Asserts a reproducible verdict whose subjects all matched and whose steps ran under `steps`' names.
+fn assert_reproducible(code: i32, v: &Value, stderr: &str, steps: &[&str]) {
+    assert_eq!(v["status"], "reproducible", "{v:#}\n{stderr}");
+    assert_eq!(code, 0);
+    assert!(
+        subjects_of(v).iter().all(|s| s["state"] == "matched"),
+        "{v:#}"
+    );
+    let names: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, steps);
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     reprod::oci::sha256_bytes(bytes)[7..].to_string()
 }
@@ -72,16 +89,110 @@ fn cloud_build_steps_share_the_workspace_with_substitutions_and_dir() {
         json!({"_EXTRA": "from-substitution", "SHORT_SHA": &repo.commit[..7]}),
     );
     let (code, v, stderr) = Reprod::new().rebuild(&prov);
-    assert_eq!(v["status"], "reproducible", "{v:#}\n{stderr}");
-    assert_eq!(code, 0);
-    assert!(
-        subjects_of(&v).iter().all(|s| s["state"] == "matched"),
-        "{v:#}"
+    assert_reproducible(code, &v, &stderr, &["prepare", "build"]);
+    assert!(orphan_containers().is_empty());
+}
+
+/// Cloud Build SLSA v1 provenance (`google-worker/v1`): no steps, only where the build config is, the
+/// substitutions and what the build resolved.
+fn cloud_build_v1(repo: &Repo, subjects: Vec<Value>, config_path: &str) -> Value {
+    let builder = builder_image();
+    let hex = builder.split_once("@sha256:").unwrap().1;
+    json!({
+        "_type": "https://in-toto.io/Statement/v1",
+        "predicateType": "https://slsa.dev/provenance/v1",
+        "subject": subjects,
+        "predicate": {
+            "buildDefinition": {
+                "buildType": "https://cloud.google.com/build/gcb-buildtypes/google-worker/v1",
+                "externalParameters": {
+                    "buildConfigSource": {"path": config_path, "ref": "refs/heads/main", "repository": format!("git+{}", repo.url)},
+                    "substitutions": {"_EXTRA": "from-provenance"}
+                },
+                "internalParameters": {"systemSubstitutions": {"COMMIT_SHA": repo.commit, "SHORT_SHA": &repo.commit[..7]}},
+                "resolvedDependencies": [
+                    {"uri": format!("git+{}@refs/heads/main", repo.url), "digest": {"gitCommit": repo.commit}},
+                    {"uri": builder, "digest": {"sha256": hex}}
+                ]
+            },
+            "runDetails": {"builder": {"id": "https://cloudbuild.googleapis.com/GoogleHostedWorker"}}
+        }
+    })
+}
+
+/// Cloud Build v1 records no steps: reprod reads them from the build config in the recorded commit, pins
+/// each step image to what the provenance says was resolved, takes the recorded substitutions over the
+/// config's defaults, runs them with Cloud Build's conventions, and says in the verdict that the steps
+/// came from the source. A config that needs secrets, names an image nothing resolved, is missing, or is
+/// a link out of the checkout is not rebuilt, each with its reason.
+#[test]
+fn cloud_build_v1_steps_are_read_from_the_config_in_the_recorded_commit() {
+    let image = builder_image().split('@').next().unwrap().to_string();
+    let config = |steps: &str| format!("steps:\n{steps}substitutions:\n  _EXTRA: from-config\n");
+    let good = format!(
+        "- id: prepare\n  name: {image}\n  entrypoint: sh\n  args: ['-c', 'mkdir gen && echo ${{_EXTRA}} > gen/extra']\n\
+         - id: build\n  name: {image}\n  entrypoint: sh\n  args: ['-c', './build.sh \"$(cat gen/extra)\"']\n"
     );
-    let steps = v["steps"].as_array().unwrap();
-    assert_eq!(steps.len(), 2);
-    assert_eq!(steps[0]["name"], "prepare");
-    assert_eq!(steps[1]["name"], "build");
+    let repo = Repo::hello_with(|dir| {
+        std::fs::write(dir.join("cloudbuild.yaml"), config(&good)).unwrap();
+        std::fs::write(
+            dir.join("secret.yaml"),
+            config(&format!("- name: {image}\n  entrypoint: sh\n  args: ['-c', 'echo $$TOKEN']\n  secretEnv: ['TOKEN']\n")),
+        )
+        .unwrap();
+        std::fs::write(
+            dir.join("elsewhere.yaml"),
+            config("- name: 127.0.0.1:5000/reprod/never-resolved:1\n  args: ['true']\n"),
+        )
+        .unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.join("link.yaml")).unwrap();
+    });
+    let [hello, _, file] =
+        repo.reference_build("cd /workspace/source && ./build.sh from-provenance\n");
+    let subjects = || {
+        vec![
+            subject("us-docker.pkg.dev/p/r/hello:v1", &hello),
+            subject("hello.txt", &file),
+        ]
+    };
+    let (code, v, stderr) =
+        Reprod::new().rebuild(&cloud_build_v1(&repo, subjects(), "cloudbuild.yaml"));
+    assert_reproducible(code, &v, &stderr, &["prepare", "build"]);
+    let from = v["steps_from"].as_str().unwrap();
+    assert!(
+        from.contains("cloudbuild.yaml") && from.contains(&repo.commit),
+        "{from}"
+    );
+    // Each step ran the image the provenance resolved, not the tag the config names.
+    assert!(v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["image"] == builder_image()));
+
+    for (path, reason, says) in [
+        ("secret.yaml", "needs-secrets", "TOKEN"),
+        ("elsewhere.yaml", "unpinned-image", "never-resolved"),
+        ("missing.yaml", "no-build-config", "missing.yaml"),
+        ("link.yaml", "no-build-config", "link.yaml"),
+    ] {
+        let (code, v, stderr) = Reprod::new().rebuild(&cloud_build_v1(&repo, subjects(), path));
+        assert_eq!(
+            (v["status"].as_str(), v["reason"].as_str()),
+            (Some("unrebuildable"), Some(reason)),
+            "{path}: {v:#}\n{stderr}"
+        );
+        assert_eq!(code, 1, "{path}");
+        assert!(
+            v["detail"].as_str().unwrap().contains(says),
+            "{path}: {}",
+            v["detail"]
+        );
+        assert!(
+            v["steps"].as_array().unwrap().is_empty(),
+            "{path}: nothing ran"
+        );
+    }
     assert!(orphan_containers().is_empty());
 }
 

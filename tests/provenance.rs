@@ -112,9 +112,10 @@ fn families_without_steps_are_unsupported_with_their_uri_and_what_is_missing() {
             "steps live in the workflow file (.github/workflow/release.yml)",
         ),
         (
+            // Its steps would be read from its config, but it built a directory of the source.
             "slsa-spec/gcb-triggered-build-v1-example.json",
             "https://slsa.dev/gcb-triggered-build/v1?draft",
-            "names the build config (basic-config/cloudbuild.yaml) but not its steps",
+            "ran on the directory \"basic-config\" of the source (sourceToBuild.dir)",
         ),
         (
             "tektoncd-chains/slsa-v2.md.example-pipelinerun-remote-buildconfig.slsa-v1.json",
@@ -130,6 +131,70 @@ fn families_without_steps_are_unsupported_with_their_uri_and_what_is_missing() {
             other => panic!("{rel}: {other}"),
         }
         assert!(err.detail.contains(says), "{rel}: {}", err.detail);
+    }
+}
+
+/// Cloud Build v1 records no steps: the recipe names the build config to read them from in the recorded
+/// commit, the images the build resolved (which the config's tagged step images are pinned to) and the
+/// substitutions, the system's included.
+#[test]
+fn cloud_build_v1_names_its_config_the_images_it_resolved_and_its_substitutions() {
+    let (_, st) = load("slsa-verifier/gcb-v1.0-gcloud-container-github-v1.0-valid.json");
+    let r = provenance::normalize(&st).unwrap();
+    assert!(r.steps.is_empty());
+    let config = r.config_source.as_ref().expect("a config source");
+    assert_eq!(config.path, "cloudbuild.yaml");
+    assert_eq!(
+        config.pinned_images,
+        ["gcr.io/cloud-builders/docker@sha256:d048af25a6f8945fa77e3aa679e49a8f8a8011f0050aab0364034e58f445a434"]
+    );
+    assert_eq!(
+        config.substitutions.get("COMMIT_SHA").map(String::as_str),
+        Some("2ce3f90facdb51aeb950d5bc641e981be61fdf48")
+    );
+    let src = r.source.as_ref().unwrap();
+    assert_eq!(src.commit, "2ce3f90facdb51aeb950d5bc641e981be61fdf48");
+    assert!(
+        src.uri.contains("github.com/khalkie/gcb-prod-prov"),
+        "{}",
+        src.uri
+    );
+    // Rebuildable as far as the provenance goes: the rest is up to the config in the commit.
+    assert!(r.check().is_ok());
+    // Its steps, from a config as Cloud Build reads it: tagged images pinned to what was resolved, the
+    // substitutions taken, secrets named.
+    let yaml = b"steps:\n- name: gcr.io/cloud-builders/docker\n  args: ['build', '-t', 'us-docker.pkg.dev/p/r/app:$SHORT_SHA', '.']\n\
+                 - name: gcr.io/cloud-builders/docker:20.10\n  id: tagged\n  args: ['push', '${_REPO}']\n\
+                 substitutions:\n  _REPO: default-repo\n";
+    let (steps, secrets) =
+        reprod::provenance::cloud_build::steps_from_config(yaml, config).unwrap();
+    assert!(secrets.is_empty());
+    assert_eq!(steps.len(), 2);
+    for step in &steps {
+        assert_eq!(step.image, config.pinned_images[0], "{step:?}");
+    }
+    assert_eq!(steps[0].args[2], "us-docker.pkg.dev/p/r/app:2ce3f90");
+    assert_eq!(steps[1].name, "tagged");
+    assert_eq!(steps[1].args[1], "default-repo");
+    let secret = b"steps:\n- name: gcr.io/cloud-builders/docker\n  secretEnv: ['TOKEN']\n";
+    let (_, secrets) = reprod::provenance::cloud_build::steps_from_config(secret, config).unwrap();
+    assert_eq!(secrets, ["TOKEN (secretEnv of step-0)"]);
+    // A billion laughs: aliases nine deep, nine wide.
+    let mut bomb = String::from("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n");
+    for (prev, c) in "abcdefghi".chars().zip("bcdefghij".chars()) {
+        bomb.push_str(&format!(
+            "{c}: &{c} [{}]\n",
+            vec![format!("*{prev}"); 9].join(", ")
+        ));
+    }
+    for (bad, says) in [
+        (&b"steps: 3"[..], "no `steps` list"),
+        (b"{{{", "not a Cloud Build config"),
+        (b"a: &a [*a, *a]", "not a Cloud Build config"),
+        (bomb.as_bytes(), "repetition limit exceeded"),
+    ] {
+        let e = reprod::provenance::cloud_build::steps_from_config(bad, config).unwrap_err();
+        assert!(e.contains(says) && e.contains("cloudbuild.yaml"), "{e}");
     }
 }
 

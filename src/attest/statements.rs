@@ -366,6 +366,12 @@ fn rebuild_provenance(verdict: &Verdict, at: &Publication<'_>) -> Option<Value> 
             "note": "the same source commit and steps were rebuilt for another document; its outputs were compared with this document's subjects and nothing was run again",
         });
     }
+    if let Some(from) = &verdict.steps_from {
+        internal["stepsFrom"] = json!({
+            "source": from,
+            "note": "the provenance records no steps; these were read from the build config in the recorded commit",
+        });
+    }
     if let Some(who) = &verdict.rebuilt_by {
         internal["claimedBy"] = json!({
             "worker": who,

@@ -1,13 +1,20 @@
-//! Google Cloud Build SLSA v0.1 provenance (`recipe.arguments`): each step's image (`name`),
-//! `entrypoint`, `args`, `env` and `dir`, the recorded `substitutions` and the secrets a build used.
+//! Google Cloud Build provenance. SLSA v0.1 (`recipe.arguments`) records each step's image (`name`),
+//! `entrypoint`, `args`, `env` and `dir`, the recorded `substitutions` and the secrets a build used. SLSA v1
+//! (`google-worker/v1`) records none of that, only where the build config is (`buildConfigSource.path`) and
+//! what was resolved: its steps are read from that file in the recorded commit ([`steps_from_config`]).
 
 use std::collections::BTreeMap;
 
 use serde_json::Value;
 
 use super::fields::{str_at as s, string_map};
-use super::tekton::git_material;
-use super::{BuildType, Recipe, SourceRef, Statement, Step};
+use super::tekton::{git_material, git_ref};
+use super::{
+    BuildType, ConfigSource, Recipe, SourceRef, Statement, Step, Unrebuildable, UnrebuildableReason,
+};
+
+/// Largest build config read from the source.
+pub const MAX_CONFIG_BYTES: u64 = 256 << 10;
 
 /// The recipe of a Cloud Build v0.1 statement whose `recipe.type` is `recipe_type`.
 pub fn from_v01(statement: &Statement, recipe_type: &str, builder_id: Option<String>) -> Recipe {
@@ -34,6 +41,127 @@ pub fn from_v01(statement: &Statement, recipe_type: &str, builder_id: Option<Str
             substitutions,
         )
     }
+}
+
+/// The recipe of a Cloud Build SLSA v1 statement (`google-worker/v1`, or the `gcb-triggered-build` draft):
+/// the source and the images it resolved, and where in the source the steps are. Nothing runs until the
+/// config is read from the checkout.
+pub fn from_v1(
+    statement: &Statement,
+    build_type: &str,
+    ext: &Value,
+    internal: &Value,
+    deps: &Value,
+    builder_id: Option<String>,
+) -> Result<Recipe, Unrebuildable> {
+    let unsupported = |why: String| {
+        Unrebuildable::new(
+            UnrebuildableReason::UnsupportedBuildType(build_type.to_string()),
+            why,
+        )
+    };
+    let config = ext
+        .get("buildConfigSource")
+        .or_else(|| ext.get("configSource"))
+        .unwrap_or(&Value::Null);
+    let Some(path) = s(config, "/path").filter(|p| !p.is_empty()) else {
+        return Err(unsupported(
+            "Cloud Build's v1 provenance records no steps, and this one names no build config \
+             (buildConfigSource.path) to read them from"
+                .into(),
+        ));
+    };
+    if let Some(dir) = s(ext, "/sourceToBuild/dir").filter(|d| !d.is_empty() && *d != ".") {
+        return Err(unsupported(format!(
+            "the build ran on the directory {dir:?} of the source (sourceToBuild.dir), which reprod does \
+             not lay out yet; only a build of the whole repository is rebuilt"
+        )));
+    }
+    let items = deps.as_array().map(Vec::as_slice).unwrap_or_default();
+    let source = items
+        .iter()
+        .find_map(|d| git_ref(d.get("uri")?.as_str()?, d.get("digest")?));
+    let pinned_images = items
+        .iter()
+        .filter_map(|d| {
+            let uri = d.get("uri")?.as_str()?;
+            let hex = d.pointer("/digest/sha256")?.as_str()?;
+            let repository = uri
+                .split('@')
+                .next()?
+                .strip_prefix("oci://")
+                .unwrap_or(uri.split('@').next()?);
+            (!uri.starts_with("git+")).then(|| format!("{repository}@sha256:{hex}"))
+        })
+        .collect();
+    let mut substitutions = string_map(ext.get("substitutions"));
+    // The system's (COMMIT_SHA, BUILD_ID, ...) as the build had them; the build's own take precedence.
+    for (k, v) in string_map(internal.get("systemSubstitutions")) {
+        substitutions.entry(k).or_insert(v);
+    }
+    Ok(Recipe {
+        config_source: Some(ConfigSource {
+            path: path.to_string(),
+            substitutions: substitutions.clone(),
+            pinned_images,
+        }),
+        ..Recipe::of(
+            statement,
+            BuildType::CloudBuild {
+                uri: build_type.to_string(),
+            },
+            builder_id,
+            source,
+            Vec::new(),
+            substitutions,
+        )
+    })
+}
+
+/// The steps of a Cloud Build config (`cloudbuild.yaml`, YAML or JSON) as the recorded build ran them:
+/// the provenance's substitutions over the config's own defaults, each step image that names a resolved
+/// repository pinned to what was resolved, and the secrets it uses (named, for `needs-secrets`). `Err`
+/// says why the file is not a build config.
+pub fn steps_from_config(
+    bytes: &[u8],
+    config: &ConfigSource,
+) -> Result<(Vec<Step>, Vec<String>), String> {
+    let parsed: Value = yaml_serde::from_slice(bytes)
+        .map_err(|e| format!("{} is not a Cloud Build config: {e}", config.path))?;
+    let Some(steps) = parsed.get("steps").and_then(Value::as_array) else {
+        return Err(format!("{} has no `steps` list", config.path));
+    };
+    let mut substitutions = string_map(parsed.get("substitutions"));
+    substitutions.extend(config.substitutions.clone());
+    let steps = steps
+        .iter()
+        .enumerate()
+        .map(|(i, st)| {
+            let mut step = cloud_build_step(i, st, &substitutions);
+            step.image = pin(&step.image, &config.pinned_images);
+            step
+        })
+        .collect();
+    let secrets = secrets_of(&parsed);
+    Ok((steps, secrets))
+}
+
+/// `image` pinned to the resolved image of the same repository (a tag, or no tag, is what the build
+/// resolved then); an image already pinned, or of a repository nothing resolved, stays as written.
+fn pin(image: &str, pinned: &[String]) -> String {
+    if image.contains('@') {
+        return image.to_string();
+    }
+    let last = image.rsplit('/').next().unwrap_or(image);
+    let repository = match last.split_once(':') {
+        Some((name, _tag)) => &image[..image.len() - last.len() + name.len()],
+        None => image,
+    };
+    pinned
+        .iter()
+        .find(|p| p.split('@').next() == Some(repository))
+        .cloned()
+        .unwrap_or_else(|| image.to_string())
 }
 
 /// Cloud Build's `materials[0]` is the repository, with the commit either as a digest or in a
@@ -127,10 +255,18 @@ pub fn cloud_build_substitute(text: &str, substitutions: &BTreeMap<String, Strin
     out
 }
 
-/// The secrets a Cloud Build build used: each step's `secretEnv`, and `availableSecrets`.
+/// The secrets a Cloud Build v0.1 build used.
 fn cloud_build_secrets(p: &Value) -> Vec<String> {
+    p.pointer("/recipe/arguments")
+        .map(secrets_of)
+        .unwrap_or_default()
+}
+
+/// The secrets a Cloud Build config (or recorded build) uses: each step's `secretEnv`, and
+/// `availableSecrets`.
+fn secrets_of(build: &Value) -> Vec<String> {
     let mut out = Vec::new();
-    if let Some(Value::Array(steps)) = p.pointer("/recipe/arguments/steps") {
+    if let Some(Value::Array(steps)) = build.get("steps") {
         for (i, st) in steps.iter().enumerate() {
             for name in st
                 .get("secretEnv")
@@ -144,7 +280,7 @@ fn cloud_build_secrets(p: &Value) -> Vec<String> {
             }
         }
     }
-    if let Some(avail) = p.pointer("/recipe/arguments/availableSecrets") {
+    if let Some(avail) = build.get("availableSecrets") {
         if out.is_empty() && avail.as_object().is_some_and(|m| !m.is_empty()) {
             out.push("availableSecrets".into());
         }

@@ -8,7 +8,7 @@
 
 pub mod attached;
 pub mod buildkit;
-mod cloud_build;
+pub mod cloud_build;
 pub mod container;
 mod cosign;
 mod error;
@@ -24,8 +24,8 @@ pub mod tekton;
 pub use container::Container;
 pub use error::ParseError;
 pub use recipe::{
-    BuildKitContext, BuildKitMode, BuildKitPlan, BuildType, Conventions, Material, Recipe,
-    SourceRef, Step, Subject, Task, TaskRole, Unrebuildable, UnrebuildableReason,
+    BuildKitContext, BuildKitMode, BuildKitPlan, BuildType, ConfigSource, Conventions, Material,
+    Recipe, SourceRef, Step, Subject, Task, TaskRole, Unrebuildable, UnrebuildableReason,
 };
 pub use statement::Statement;
 

@@ -134,6 +134,23 @@ pub struct Recipe {
     pub buildkit: Option<BuildKitPlan>,
     /// Secrets the recorded build used (names only: provenance never carries their values).
     pub secrets: Vec<String>,
+    /// For a family whose provenance names its build config but not its steps (Cloud Build v1): where the
+    /// steps are read from in the recorded commit, once it is checked out. `steps` is empty until then.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub config_source: Option<ConfigSource>,
+}
+
+/// A build config in the source, which holds the steps the provenance does not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ConfigSource {
+    /// Its path in the checkout (`cloudbuild.yaml`).
+    pub path: String,
+    /// The substitutions the provenance recorded (the build's own and the system's, such as
+    /// `COMMIT_SHA`), which the config's `$NAME`s take.
+    pub substitutions: BTreeMap<String, String>,
+    /// Images the provenance resolved (`repository@sha256:…`): a step naming one of these repositories
+    /// by tag, or not at all, runs what was resolved.
+    pub pinned_images: Vec<String>,
 }
 
 /// One task of a Tekton PipelineRun.
@@ -243,6 +260,7 @@ impl Recipe {
             tasks: Vec::new(),
             buildkit: None,
             secrets: Vec::new(),
+            config_source: None,
         }
     }
 
@@ -253,7 +271,10 @@ impl Recipe {
         use sha2::{Digest, Sha256};
         // A TaskRun's key is what it always was; a pipeline's task layout and a BuildKit plan are part
         // of the work (but not the results a task claimed, which differ between runs of the same work).
-        let key = if self.tasks.is_empty() && self.buildkit.is_none() {
+        let key = if let Some(config) = &self.config_source {
+            // Steps still in the source: the same config at the same commit is the same work.
+            serde_json::to_vec(&(&self.source, config, &self.build_type))
+        } else if self.tasks.is_empty() && self.buildkit.is_none() {
             serde_json::to_vec(&(&self.source, &self.steps, &self.build_type))
         } else {
             let tasks: Vec<_> = self
@@ -319,6 +340,10 @@ impl Recipe {
                 "the BuildKit recipe is complete, but this rebuilder has no BuildKit builder to run it \
                  ([builders.buildkit] is not implemented yet); nothing was rebuilt",
             ));
+        }
+        if self.steps.is_empty() && self.config_source.is_some() {
+            // The steps are read from the source once it is checked out, and checked then.
+            return Ok(());
         }
         if self.steps.is_empty() {
             let why = if self.tasks.is_empty() {

@@ -140,16 +140,10 @@ pub fn from_v1(statement: &Statement) -> Result<Recipe, Unrebuildable> {
         t if t.starts_with("https://cloud.google.com/build/gcb-buildtypes/")
             || t.starts_with("https://slsa.dev/gcb-triggered-build/") =>
         {
-            Err(unsupported(
-                t,
-                format!(
-                    "Cloud Build's v1 provenance names the build config ({}) but not its steps; rebuilding needs \
-                     that file read from the recorded commit",
-                    s(ext, "/buildConfigSource/path")
-                        .or_else(|| s(ext, "/configSource/path"))
-                        .unwrap_or("cloudbuild.yaml")
-                ),
-            ))
+            let internal = p
+                .pointer("/buildDefinition/internalParameters")
+                .unwrap_or(&Value::Null);
+            super::cloud_build::from_v1(statement, t, ext, internal, deps, builder_id)
         }
         t if t.starts_with("https://slsa-framework.github.io/github-actions-buildtypes/workflow/")
             || t.starts_with("https://actions.github.io/buildtypes/workflow/")

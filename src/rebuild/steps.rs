@@ -6,7 +6,7 @@ use reprod_sandbox::{PinnedImage, SandboxError, StepProfile, StepSpec, Terminati
 
 use super::{move_workspace, Job, JobDirs, RebuildError};
 use crate::config::Config;
-use crate::provenance::{tekton, UnrebuildableReason};
+use crate::provenance::{tekton, Recipe, UnrebuildableReason};
 use crate::verdict::{Ending, StepReport, StepTermination};
 
 /// Lines of a failed step's log carried in the verdict.
@@ -17,11 +17,11 @@ const LOG_TAIL_LINES: usize = 40;
 /// cannot be had).
 pub(super) async fn run_steps(
     job: &Job<'_>,
+    recipe: &Recipe,
     reports: &mut Vec<StepReport>,
 ) -> Result<Option<Ending>, RebuildError> {
     let Job {
         config,
-        recipe,
         opts,
         executor,
         dirs,
@@ -58,7 +58,7 @@ pub(super) async fn run_steps(
             }
             None => std::path::PathBuf::from(JobDirs::RESULTS),
         };
-        let step = match with_task_results(job, step) {
+        let step = match with_task_results(job, recipe, step) {
             Ok(step) => step,
             Err((task, result)) => {
                 return Ok(Some(Ending::build_failed(
@@ -285,13 +285,13 @@ pub(super) async fn run_steps(
 /// checkout stands in for, the commit and URL checked out); `Err((X, Y))` names the first result missing.
 fn with_task_results(
     job: &Job<'_>,
+    recipe: &Recipe,
     step: &crate::provenance::Step,
 ) -> Result<crate::provenance::Step, (String, String)> {
     use crate::provenance::TaskRole;
     if step.task.is_none() {
         return Ok(step.clone());
     }
-    let recipe = job.recipe;
     let lookup = |task: &str, result: &str| -> Option<String> {
         let (index, t) = recipe
             .tasks

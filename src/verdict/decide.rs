@@ -17,6 +17,7 @@ pub fn decide(admitted: &Admitted, outcome: RebuildOutcome) -> Verdict {
     verdict.job_dir = outcome.job_dir;
     verdict.rebuilt_by = outcome.rebuilt_by;
     verdict.network = outcome.network;
+    verdict.steps_from = outcome.steps_from;
     verdict.duration_ms = outcome.duration_ms;
     if let Some(reused) = outcome.reused {
         verdict.reused_rebuild = Some(reused.job);

@@ -24,6 +24,9 @@ impl Verdict {
         if let Some(src) = &self.source {
             let _ = writeln!(s, "source:  {} @ {}", inert(&src.uri), inert(&src.commit));
         }
+        if let Some(from) = &self.steps_from {
+            let _ = writeln!(s, "steps:   read from {}", inert(from));
+        }
         if let Some(job) = &self.reused_rebuild {
             let _ = writeln!(
                 s,

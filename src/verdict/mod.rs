@@ -314,6 +314,10 @@ pub struct Verdict {
     /// The build network the steps had, with every exchange; absent when they had none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub network: Option<NetworkRecord>,
+    /// Where the steps came from when the provenance does not record them (Cloud Build v1: the build
+    /// config in the recorded commit): the steps are the source's word, not the provenance's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps_from: Option<String>,
     pub reprod_version: String,
     pub duration_ms: u64,
 }
@@ -352,6 +356,7 @@ impl Verdict {
             reused_rebuild: None,
             rebuilt_by: None,
             network: None,
+            steps_from: None,
             reprod_version: env!("CARGO_PKG_VERSION").to_string(),
             duration_ms: 0,
         }

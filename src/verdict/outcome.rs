@@ -26,6 +26,8 @@ pub struct RebuildOutcome {
     pub rebuilt_by: Option<String>,
     /// The build network the steps had (its proxy's record), when they had one.
     pub network: Option<super::NetworkRecord>,
+    /// Where the steps were read from, when not from the provenance.
+    pub steps_from: Option<String>,
     pub ending: Ending,
     pub duration_ms: u64,
 }
@@ -68,6 +70,7 @@ impl RebuildOutcome {
             reused: None,
             rebuilt_by: None,
             network: None,
+            steps_from: None,
             ending,
             duration_ms: 0,
         }
