@@ -231,7 +231,7 @@ fn reference_buildah(repo: &Repo, dockerfile: &str, image: &str) -> String {
 
 /// A Konflux-shaped Chains PipelineRun: `clone` (git-clone, its commit result the recorded one), `build`
 /// (buildah), `show-sbom` (reports only).
-fn konflux(repo: &Repo, image: &str, digest: &str, dockerfile: &str) -> Value {
+fn konflux(repo: &Repo, image: &str, digest: &str, dockerfile: &str, script: &str) -> Value {
     let buildah = debian_buildah_image();
     json!({
         "_type": "https://in-toto.io/Statement/v0.1",
@@ -251,7 +251,7 @@ fn konflux(repo: &Repo, image: &str, digest: &str, dockerfile: &str) -> Value {
                 {"name": "build-container", "after": ["clone-repository"], "ref": {"kind": "Task", "name": "buildah"},
                  "invocation": {"parameters": {"IMAGE": image, "DOCKERFILE": dockerfile}},
                  "results": [{"name": "IMAGE_DIGEST", "type": "string", "value": digest}],
-                 "steps": [{"entryPoint": BUILD, "arguments": null,
+                 "steps": [{"entryPoint": script, "arguments": null,
                             "environment": {"container": "build", "image": buildah}}]},
                 {"name": "show-sbom", "after": ["build-container"], "ref": {"kind": "Task", "name": "show-sbom"},
                  "invocation": {"parameters": {}},
@@ -301,7 +301,13 @@ fn a_konflux_shaped_pipelinerun_rebuilds_with_buildah_bit_for_bit_and_a_dated_on
         .with("REPROD_IMAGES_ORIGINALS_FROM", "[\"127.0.0.1:5000\"]");
     let path = signed(
         &r,
-        &konflux(&repo, &format!("{name}:v1"), &digest, "Containerfile"),
+        &konflux(
+            &repo,
+            &format!("{name}:v1"),
+            &digest,
+            "Containerfile",
+            BUILD,
+        ),
         &key,
     );
     let (code, v, stderr) = r.rebuild_file(&path);
@@ -337,6 +343,7 @@ fn a_konflux_shaped_pipelinerun_rebuilds_with_buildah_bit_for_bit_and_a_dated_on
             &format!("{name}:dated"),
             &dated,
             "Containerfile.dated",
+            BUILD,
         ),
         &key,
     );
@@ -353,14 +360,14 @@ fn a_konflux_shaped_pipelinerun_rebuilds_with_buildah_bit_for_bit_and_a_dated_on
     assert!(orphan_containers().is_empty());
 }
 
-/// A Konflux-style build task whose base image is pulled by digest, through the build network, from a
-/// registry that answers under its own name (HTTPS, its own CA) on 127.0.0.1, and whose result is pushed
-/// to the image the provenance names: buildah in a nested step pulls `FROM
-/// registry.example.test:PORT/base@sha256:…` through reprod's proxy (TLS intercepted with the job's CA,
-/// the upstream verified against the registry's CA) and pushes into the sink; twice, to the same digest,
-/// the second judged against the first, the pull in the verdict's network record.
+/// The Konflux scenario whole: a PipelineRun (a clone task reprod's checkout stands in for, a buildah task,
+/// an SBOM task skipped) whose buildah pulls its base by digest, through the build network, from a
+/// registry that answers under its own name (HTTPS, its own CA) on 127.0.0.1, and pushes to the image the
+/// provenance names: the push lands in the sink, the task's IMAGE_DIGEST result is what landed, and a
+/// second rebuild is judged against the first, bit for bit. The same with a `RUN date` differs, and the
+/// diff against the original (published, and fetched through an image mirror) names the file.
 #[test]
-fn a_buildah_step_pulls_its_base_by_digest_through_the_build_network() {
+fn a_konflux_pipelinerun_pulls_its_base_through_the_network_and_pushes_to_the_sink() {
     let upstream = common::upstream::TlsRegistry::start("registry.example.test");
     let out = sh(Command::new("skopeo").args([
         "copy",
@@ -375,60 +382,73 @@ fn a_buildah_step_pulls_its_base_by_digest_through_the_build_network() {
     let base_digest = builder_image().split_once('@').unwrap().1.to_string();
     let base = format!("{}/base@{base_digest}", upstream.host());
     let repo = Repo::hello_with(|src| {
-        std::fs::write(
-            src.join("Containerfile"),
-            format!("FROM {base}\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt > /copy.txt\n"),
-        )
-        .unwrap();
+        for (name, run) in [
+            ("Containerfile", "cat /hello.txt > /copy.txt"),
+            ("Containerfile.dated", "date +%s%N > /f"),
+        ] {
+            std::fs::write(
+                src.join(name),
+                format!("FROM {base}\nCOPY hello.txt /hello.txt\nRUN {run}\n"),
+            )
+            .unwrap();
+        }
     });
     let keys = tempfile::tempdir().unwrap();
     let (key, pem) = builder_key(keys.path());
     let ca = keys.path().join("upstream-ca.pem");
     std::fs::write(&ca, &upstream.ca_pem).unwrap();
-    // Built, then pushed to the image the provenance names, as Konflux's buildah task does: the push lands
-    // in the sink, and the task's IMAGE_DIGEST result is buildah's own word for what it pushed.
+    // Built, then pushed to the image the provenance names, as Konflux's buildah task does; IMAGE_DIGEST
+    // is buildah's own word for what it pushed.
+    const BUILD_AND_PUSH: &str = "#!/bin/sh\nset -e\ncd $(workspaces.source.path)\n\
+        buildah bud --isolation chroot --timestamp 0 -f $(params.DOCKERFILE) -t $(params.IMAGE) .\n\
+        buildah push --digestfile $(results.IMAGE_DIGEST.path) $(params.IMAGE) docker://$(params.IMAGE)\n";
     let image = "push.example.test/team/app";
-    let script = format!(
-        "#!/bin/sh\nset -e\ncd $(workspaces.source.path)\n\
-         buildah bud --isolation chroot --timestamp 0 -f Containerfile -t {image}:1 .\n\
-         buildah push --digestfile $(results.IMAGE_DIGEST.path) {image}:1 docker://{image}:1\n"
-    );
-    let statement = |digest: &str| {
-        chains_provenance(
-            vec![subject(image, digest)],
-            &script,
-            debian_buildah_image(),
-            &repo.url,
-            &repo.commit,
-        )
-    };
+    // Where the originals are published (the mirror an explanation fetches them from).
+    let published = format!("127.0.0.1:5000/reprod-test-{}/", std::process::id());
     let allow = format!("{}=127.0.0.1", upstream.host());
-    let rebuild = |digest: &str, keep: bool| {
-        let mut r = nested_reprod(&pem, "push.example.test/*").with(
-            "REPROD_SANDBOX_NETWORK_UPSTREAM_ROOTS",
-            &format!("[{:?}]", ca.display().to_string()),
-        );
+    let rebuild = |tag: &str, digest: &str, dockerfile: &str, keep: bool| {
+        let mut r = nested_reprod(&pem, "push.example.test/*")
+            .with(
+                "REPROD_SANDBOX_NETWORK_UPSTREAM_ROOTS",
+                &format!("[{:?}]", ca.display().to_string()),
+            )
+            .with("REPROD_IMAGES_FETCH_ORIGINALS", "true")
+            .with(
+                "REPROD_IMAGES_MIRRORS",
+                &format!("{{\"push.example.test/\" = {published:?}}}"),
+            )
+            .with("REPROD_IMAGES_INSECURE", "[\"127.0.0.1:5000\"]");
         for (k, v) in network_holder_env() {
             r = r.with(k, &v);
         }
-        let path = signed(&r, &statement(digest), &key);
+        let statement = konflux(
+            &repo,
+            &format!("{image}:{tag}"),
+            digest,
+            dockerfile,
+            BUILD_AND_PUSH,
+        );
+        let path = signed(&r, &statement, &key);
         let mut flags = vec!["--network", "proxy", "--allow", &allow];
         if keep {
             flags.push("--keep-workspace");
         }
-        let out = r.rebuild_file_with(&path, &flags);
-        (out, r)
+        let (code, v, stderr) = r.rebuild_file_with(&path, &flags);
+        if let Some(dir) = v["job_dir"].as_str() {
+            // Kept only to publish what the first dated build pushed.
+            let pushed = format!("{image}:{tag}");
+            sh(Command::new("skopeo").args([
+                "copy",
+                "--quiet",
+                "--dest-tls-verify=false",
+                "--preserve-digests",
+                &format!("oci:{dir}/registry-sink:{pushed}"),
+                &format!("docker://{published}team/app:{tag}"),
+            ]));
+            reprod::rebuild::remove_job_dir_blocking(std::path::Path::new(dir)).unwrap();
+        }
+        (code, v, stderr)
     };
-    // First rebuild: nothing to compare with yet; it tells the digest the build makes.
-    let ((_, v, stderr), _) = rebuild(&unbuilt_digest('d'), false);
-    let pushed = &v["network"]["pushed"][0];
-    assert_eq!(pushed["reference"], format!("{image}:1"), "{v:#}\n{stderr}");
-    let built = pushed["digest"].as_str().unwrap().to_string();
-    assert_eq!(
-        v["claimed_results"]["IMAGE_DIGEST"].as_str().map(str::trim),
-        Some(built.as_str()),
-        "the build's IMAGE_DIGEST is what landed in the sink"
-    );
     let pulled = |v: &Value| {
         v["network"]["exchanges"]
             .as_array()
@@ -443,9 +463,36 @@ fn a_buildah_step_pulls_its_base_by_digest_through_the_build_network() {
                     && e["status"] == 200
             })
     };
+
+    // First rebuild: nothing to compare with yet; it tells the digest the build makes.
+    let (_, v, stderr) = rebuild("1", &unbuilt_digest('d'), "Containerfile", false);
+    let pushed = &v["network"]["pushed"][0];
+    assert_eq!(pushed["reference"], format!("{image}:1"), "{v:#}\n{stderr}");
+    let built = pushed["digest"].as_str().unwrap().to_string();
+    assert_eq!(
+        v["claimed_results"]["build-container.IMAGE_DIGEST"]
+            .as_str()
+            .map(str::trim),
+        Some(built.as_str()),
+        "the build task's IMAGE_DIGEST is what landed in the sink: {:#}",
+        v["claimed_results"]
+    );
     assert!(pulled(&v), "the base pull is recorded: {:#}", v["network"]);
-    // Second rebuild, judged against the first one's digest: bit for bit.
-    let ((code, v, stderr), _) = rebuild(&built, false);
+    let role = |v: &Value, task: &str| {
+        v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == task)
+            .unwrap()["role"]
+            .clone()
+    };
+    assert_eq!(role(&v, "clone-repository"), "source-fetch");
+    assert_eq!(role(&v, "build-container"), "run");
+    assert_eq!(role(&v, "show-sbom"), "skipped");
+
+    // Second rebuild, judged against the first one's digest: bit for bit, matched by the sink's image.
+    let (code, v, stderr) = rebuild("1", &built, "Containerfile", false);
     assert_eq!(v["status"], "reproducible", "{v:#}\n{stderr}");
     assert_eq!(code, 0);
     let in_sink = v["outputs"]["images"]
@@ -460,7 +507,26 @@ fn a_buildah_step_pulls_its_base_by_digest_through_the_build_network() {
         "matched by what landed in the sink: {:#}",
         v["outputs"]
     );
+    assert_eq!(v["steps"].as_array().unwrap().len(), 1);
     assert_eq!(v["steps"][0]["profile"], "nested");
     assert!(pulled(&v), "{:#}", v["network"]);
+
+    // The dated build: the first run's push is published as the original; the second differs from it, and
+    // the diff of the two names the file the RUN wrote.
+    let (_, v, stderr) = rebuild("dated", &unbuilt_digest('e'), "Containerfile.dated", true);
+    let dated = v["network"]["pushed"][0]["digest"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{v:#}\n{stderr}"))
+        .to_string();
+    let (code, v, stderr) = rebuild("dated", &dated, "Containerfile.dated", false);
+    assert_eq!(v["status"], "unreproducible", "{v:#}\n{stderr}");
+    assert_eq!(code, 1);
+    let x = &v["subjects"][0]["explanation"];
+    let named_f = x["first_differences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|d| d["location"].as_str().is_some_and(|l| l.ends_with(" f")));
+    assert!(named_f, "the diff names f: {x:#}");
     assert!(orphan_containers().is_empty());
 }

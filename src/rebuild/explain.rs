@@ -59,7 +59,11 @@ pub(super) async fn explain(
             let _ = std::fs::create_dir(job.dirs.root.join(sub));
         }
         let original_dir = job.dirs.root.join("originals").join(n.to_string());
-        let rebuilt = job.dirs.path(JobDirs::WORKSPACE).join(&path);
+        // An output path is the workspace's, except what the build pushed: the registry sink, beside it.
+        let rebuilt = match path.split_once('/').map_or(path.as_str(), |(top, _)| top) {
+            super::network::SINK_DIR => job.dirs.path(&path),
+            _ => job.dirs.path(JobDirs::WORKSPACE).join(&path),
+        };
         let report_path = job.dirs.root.join("diffs").join(format!("{n}.json"));
         let reference = original.clone();
         let result =
