@@ -316,18 +316,7 @@ fn a_konflux_shaped_pipelinerun_rebuilds_with_buildah_bit_for_bit_and_a_dated_on
     let steps = v["steps"].as_array().unwrap();
     assert_eq!(steps.len(), 1, "only the build task ran: {steps:#?}");
     assert_eq!(steps[0]["profile"], "nested");
-    let role = |task: &str| {
-        v["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["name"] == task)
-            .unwrap()["role"]
-            .clone()
-    };
-    assert_eq!(role("clone-repository"), "source-fetch");
-    assert_eq!(role("build-container"), "run");
-    assert_eq!(role("show-sbom"), "skipped");
+    assert_konflux_roles(&v);
     assert_eq!(v["claimed_results"].as_object().map(|m| m.len()), Some(0));
 
     // The dated build, its original published where the explanation can fetch it.
@@ -348,16 +337,7 @@ fn a_konflux_shaped_pipelinerun_rebuilds_with_buildah_bit_for_bit_and_a_dated_on
         &key,
     );
     let (code, v, stderr) = r.rebuild_file(&path);
-    assert_eq!(v["status"], "unreproducible", "{v:#}\n{stderr}");
-    assert_eq!(code, 1);
-    let x = &v["subjects"][0]["explanation"];
-    let named_f = x["first_differences"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|d| d["location"].as_str().is_some_and(|l| l.ends_with(" f")));
-    assert!(named_f, "the diff names f: {x:#}");
-    assert!(orphan_containers().is_empty());
+    assert_differs_naming_f(code, &v, &stderr);
 }
 
 /// The Konflux scenario whole: a PipelineRun (a clone task reprod's checkout stands in for, a buildah task,
@@ -478,18 +458,7 @@ fn a_konflux_pipelinerun_pulls_its_base_through_the_network_and_pushes_to_the_si
         v["claimed_results"]
     );
     assert!(pulled(&v), "the base pull is recorded: {:#}", v["network"]);
-    let role = |v: &Value, task: &str| {
-        v["tasks"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|t| t["name"] == task)
-            .unwrap()["role"]
-            .clone()
-    };
-    assert_eq!(role(&v, "clone-repository"), "source-fetch");
-    assert_eq!(role(&v, "build-container"), "run");
-    assert_eq!(role(&v, "show-sbom"), "skipped");
+    assert_konflux_roles(&v);
 
     // Second rebuild, judged against the first one's digest: bit for bit, matched by the sink's image.
     let (code, v, stderr) = rebuild("1", &built, "Containerfile", false);
@@ -519,6 +488,12 @@ fn a_konflux_pipelinerun_pulls_its_base_through_the_network_and_pushes_to_the_si
         .unwrap_or_else(|| panic!("{v:#}\n{stderr}"))
         .to_string();
     let (code, v, stderr) = rebuild("dated", &dated, "Containerfile.dated", false);
+    assert_differs_naming_f(code, &v, &stderr);
+}
+
+/// The verdict of the dated build: unreproducible, and the diff against the original names `f`, the file
+/// its `RUN date` wrote.
+fn assert_differs_naming_f(code: i32, v: &Value, stderr: &str) {
     assert_eq!(v["status"], "unreproducible", "{v:#}\n{stderr}");
     assert_eq!(code, 1);
     let x = &v["subjects"][0]["explanation"];
@@ -529,4 +504,21 @@ fn a_konflux_pipelinerun_pulls_its_base_through_the_network_and_pushes_to_the_si
         .any(|d| d["location"].as_str().is_some_and(|l| l.ends_with(" f")));
     assert!(named_f, "the diff names f: {x:#}");
     assert!(orphan_containers().is_empty());
+}
+
+/// What the rebuild did with each task of [`konflux`]: reprod's checkout stood in for the clone, the build
+/// ran, the SBOM task was skipped.
+fn assert_konflux_roles(v: &Value) {
+    let role = |task: &str| {
+        v["tasks"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|t| t["name"] == task)
+            .unwrap()["role"]
+            .clone()
+    };
+    assert_eq!(role("clone-repository"), "source-fetch");
+    assert_eq!(role("build-container"), "run");
+    assert_eq!(role("show-sbom"), "skipped");
 }
