@@ -58,8 +58,9 @@ fn cloud_build(repo: &Repo, subjects: Vec<Value>, steps: Value, substitutions: V
 #[test]
 fn cloud_build_steps_share_the_workspace_with_substitutions_and_dir() {
     let repo = Repo::hello();
-    let [hello, _, file] =
-        repo.reference_build("cd /workspace/source && ./build.sh from-substitution\n");
+    let [hello, _, file] = timed("cloud build v0.1, run directly", || {
+        repo.reference_build("cd /workspace/source && ./build.sh from-substitution\n")
+    });
     let image = builder_image();
     let steps = json!([
         {
@@ -88,7 +89,7 @@ fn cloud_build_steps_share_the_workspace_with_substitutions_and_dir() {
         steps,
         json!({"_EXTRA": "from-substitution", "SHORT_SHA": &repo.commit[..7]}),
     );
-    let (code, v, stderr) = Reprod::new().rebuild(&prov);
+    let (code, v, stderr) = timed("cloud build v0.1, rebuilt", || Reprod::new().rebuild(&prov));
     assert_reproducible(code, &v, &stderr, &["prepare", "build"]);
     assert!(orphan_containers().is_empty());
 }
@@ -147,16 +148,18 @@ fn cloud_build_v1_steps_are_read_from_the_config_in_the_recorded_commit() {
         .unwrap();
         std::os::unix::fs::symlink("/etc/passwd", dir.join("link.yaml")).unwrap();
     });
-    let [hello, _, file] =
-        repo.reference_build("cd /workspace/source && ./build.sh from-provenance\n");
+    let [hello, _, file] = timed("cloud build v1, run directly", || {
+        repo.reference_build("cd /workspace/source && ./build.sh from-provenance\n")
+    });
     let subjects = || {
         vec![
             subject("us-docker.pkg.dev/p/r/hello:v1", &hello),
             subject("hello.txt", &file),
         ]
     };
-    let (code, v, stderr) =
-        Reprod::new().rebuild(&cloud_build_v1(&repo, subjects(), "cloudbuild.yaml"));
+    let (code, v, stderr) = timed("cloud build v1, rebuilt", || {
+        Reprod::new().rebuild(&cloud_build_v1(&repo, subjects(), "cloudbuild.yaml"))
+    });
     assert_reproducible(code, &v, &stderr, &["prepare", "build"]);
     let from = v["steps_from"].as_str().unwrap();
     assert!(
@@ -262,7 +265,9 @@ fn cloud_build_with_secret_env_is_unrebuildable_needs_secrets() {
 #[test]
 fn container_based_build_runs_the_command_in_the_checkout_and_compares_files() {
     let repo = Repo::hello();
-    let [_, _, file] = repo.reference_build("cd /workspace/source && ./build.sh\n");
+    let [_, _, file] = timed("container-based, run directly", || {
+        repo.reference_build("cd /workspace/source && ./build.sh\n")
+    });
     let (name, digest) = builder_image().split_once('@').unwrap();
     let prov = |subjects: Vec<Value>, command: Value| {
         json!({
@@ -285,10 +290,12 @@ fn container_based_build_runs_the_command_in_the_checkout_and_compares_files() {
         })
     };
     // The builder's convention: the checkout is /workspace and the command starts there.
-    let (code, v, stderr) = Reprod::new().rebuild(&prov(
-        vec![subject("hello.txt", &file)],
-        json!(["sh", "-c", "test \"$(pwd)\" = /workspace && ./build.sh"]),
-    ));
+    let (code, v, stderr) = timed("container-based, rebuilt", || {
+        Reprod::new().rebuild(&prov(
+            vec![subject("hello.txt", &file)],
+            json!(["sh", "-c", "test \"$(pwd)\" = /workspace && ./build.sh"]),
+        ))
+    });
     assert_eq!(v["status"], "reproducible", "{v:#}\n{stderr}");
     assert_eq!(code, 0);
     let s = &subjects_of(&v)[0];

@@ -294,7 +294,9 @@ fn a_konflux_shaped_pipelinerun_rebuilds_with_buildah_bit_for_bit_and_a_dated_on
     let (key, pem) = builder_key(keys.path());
     let name = format!("127.0.0.1:5000/reprod-test-{}/konflux", std::process::id());
 
-    let digest = reference_buildah(&repo, "Containerfile", &format!("{name}:v1"));
+    let digest = timed("konflux pipelinerun (buildah), run directly", || {
+        reference_buildah(&repo, "Containerfile", &format!("{name}:v1"))
+    });
     publish(&repo, &format!("{name}:v1"));
     let r = nested_reprod(&pem, "127.0.0.1:5000/*")
         .with("REPROD_IMAGES_FETCH_ORIGINALS", "true")
@@ -310,7 +312,9 @@ fn a_konflux_shaped_pipelinerun_rebuilds_with_buildah_bit_for_bit_and_a_dated_on
         ),
         &key,
     );
-    let (code, v, stderr) = r.rebuild_file(&path);
+    let (code, v, stderr) = timed("konflux pipelinerun (buildah), rebuilt", || {
+        r.rebuild_file(&path)
+    });
     assert_eq!(v["status"], "reproducible", "{v:#}\n{stderr}");
     assert_eq!(code, 0);
     let steps = v["steps"].as_array().unwrap();

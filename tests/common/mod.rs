@@ -71,6 +71,15 @@ pub fn debian_buildah_image() -> &'static str {
     })
 }
 
+/// Runs `f` and says on stderr how long it took (`[wall] what: N.NN s`): the scenario tests' wall times,
+/// a rebuild beside the same build run directly (read with `--nocapture`; never asserted).
+pub fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
+    let started = std::time::Instant::now();
+    let out = f();
+    eprintln!("[wall] {what}: {:.2} s", started.elapsed().as_secs_f64());
+    out
+}
+
 /// The Python that scripts/setup.sh filled with securesystemslib and in-toto-attestation.
 pub fn python() -> String {
     std::env::var("REPROD_PYTHON").unwrap_or_else(|_| "/var/lib/reprod-dev/pyenv/bin/python".into())
