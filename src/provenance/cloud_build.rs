@@ -9,9 +9,20 @@ use serde_json::Value;
 
 use super::fields::{str_at as s, string_map};
 use super::tekton::{git_material, git_ref};
-use super::{
-    BuildType, ConfigSource, Recipe, SourceRef, Statement, Step, Unrebuildable, UnrebuildableReason,
-};
+use super::{BuildType, Recipe, SourceRef, Statement, Step, Unrebuildable, UnrebuildableReason};
+
+/// A build config in the source, which holds the steps the provenance does not.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ConfigSource {
+    /// Its path in the checkout (`cloudbuild.yaml`).
+    pub path: String,
+    /// The substitutions the provenance recorded (the build's own and the system's, such as
+    /// `COMMIT_SHA`), which the config's `$NAME`s take.
+    pub substitutions: BTreeMap<String, String>,
+    /// Images the provenance resolved (`repository@sha256:…`): a step naming one of these repositories
+    /// by tag, or not at all, runs what was resolved.
+    pub pinned_images: Vec<String>,
+}
 
 /// Largest build config read from the source.
 pub const MAX_CONFIG_BYTES: u64 = 256 << 10;

@@ -21,11 +21,12 @@ pub mod slsa;
 pub mod statement;
 pub mod tekton;
 
+pub use cloud_build::ConfigSource;
 pub use container::Container;
 pub use error::ParseError;
 pub use recipe::{
-    BuildKitContext, BuildKitMode, BuildKitPlan, BuildType, ConfigSource, Conventions, Material,
-    Recipe, SourceRef, Step, Subject, Task, TaskRole, Unrebuildable, UnrebuildableReason,
+    BuildKitContext, BuildKitMode, BuildKitPlan, BuildType, Conventions, Material, Recipe,
+    SourceRef, Step, Subject, Task, TaskRole, Unrebuildable, UnrebuildableReason,
 };
 pub use statement::Statement;
 

@@ -137,20 +137,7 @@ pub struct Recipe {
     /// For a family whose provenance names its build config but not its steps (Cloud Build v1): where the
     /// steps are read from in the recorded commit, once it is checked out. `steps` is empty until then.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub config_source: Option<ConfigSource>,
-}
-
-/// A build config in the source, which holds the steps the provenance does not.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ConfigSource {
-    /// Its path in the checkout (`cloudbuild.yaml`).
-    pub path: String,
-    /// The substitutions the provenance recorded (the build's own and the system's, such as
-    /// `COMMIT_SHA`), which the config's `$NAME`s take.
-    pub substitutions: BTreeMap<String, String>,
-    /// Images the provenance resolved (`repository@sha256:…`): a step naming one of these repositories
-    /// by tag, or not at all, runs what was resolved.
-    pub pinned_images: Vec<String>,
+    pub config_source: Option<super::ConfigSource>,
 }
 
 /// One task of a Tekton PipelineRun.

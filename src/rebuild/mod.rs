@@ -2,6 +2,7 @@
 //! a [`RebuildOutcome`] of facts. [`crate::verdict::decide`] turns the outcome into a verdict; nothing here
 //! decides a status.
 
+mod config_source;
 mod environment;
 mod explain;
 pub mod images;
@@ -381,22 +382,10 @@ async fn run_in(job: &Job<'_>, outcome: &mut RebuildOutcome) -> Result<Ending, R
     }
     // A family whose provenance names its build config but not its steps (Cloud Build v1): the steps are
     // read from the checkout, and the verdict says they came from there.
-    let from_source = match &recipe.config_source {
-        Some(config) => {
-            let checkout = dirs.path(JobDirs::WORKSPACE).join(source_subdir);
-            match steps_in_source(recipe, config, checkout).await? {
-                Ok(r) => {
-                    outcome.steps_from = Some(format!(
-                        "{} in the recorded commit {} (the provenance records no steps)",
-                        config.path,
-                        recipe.source.as_ref().map_or("", |s| s.commit.as_str())
-                    ));
-                    Some(r)
-                }
-                Err(ending) => return Ok(ending),
-            }
-        }
-        None => None,
+    let checkout = dirs.path(JobDirs::WORKSPACE).join(source_subdir);
+    let from_source = match config_source::steps_in_source(recipe, checkout, outcome).await? {
+        Ok(found) => found,
+        Err(ending) => return Ok(ending),
     };
     let recipe: &Recipe = from_source.as_ref().unwrap_or(recipe);
     // What the workspace holds before any step runs is the build's input: it is taken out of the outputs
@@ -486,71 +475,6 @@ async fn run_in(job: &Job<'_>, outcome: &mut RebuildOutcome) -> Result<Ending, R
     Ok(Ending::Built {
         outputs,
         explanations,
-    })
-}
-
-/// The recipe with the steps its build config in `checkout` holds, checked as a recorded one would be; or
-/// why it cannot be rebuilt (the config is missing, not a build config, uses secrets, names an image
-/// nothing resolved).
-async fn steps_in_source(
-    recipe: &Recipe,
-    config: &crate::provenance::ConfigSource,
-    checkout: std::path::PathBuf,
-) -> Result<Result<Recipe, Ending>, RebuildError> {
-    use crate::provenance::cloud_build::{steps_from_config, MAX_CONFIG_BYTES};
-    let path = config.path.clone();
-    let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
-        let dir = crate::safe_fs::open_dir(&checkout)?;
-        let file = crate::safe_fs::open_beneath(&dir, &path)?;
-        let mut bytes = Vec::new();
-        file.take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes)?;
-        Ok(bytes)
-    })
-    .await
-    .map_err(|e| RebuildError::Infrastructure(format!("reading the build config: {e}")))?;
-    let missing = |why: String| {
-        Ok(Err(unrebuildable(
-            UnrebuildableReason::Other("no-build-config".into()),
-            why,
-        )))
-    };
-    let bytes = match read {
-        Ok(b) if b.len() as u64 > MAX_CONFIG_BYTES => {
-            return missing(format!(
-                "{} in the recorded commit is over {MAX_CONFIG_BYTES} bytes, more than a build config",
-                config.path
-            ))
-        }
-        Ok(b) => b,
-        Err(e) => {
-            return missing(format!(
-                "the provenance says the steps are in {}, which the recorded commit does not hold as a \
-                 plain file ({e})",
-                config.path
-            ))
-        }
-    };
-    let (steps, secrets) = match steps_from_config(&bytes, config) {
-        Ok(found) => found,
-        Err(why) => {
-            return Ok(Err(unrebuildable(
-                UnrebuildableReason::Other("bad-build-config".into()),
-                why,
-            )))
-        }
-    };
-    let run = Recipe {
-        steps,
-        secrets,
-        config_source: None,
-        ..recipe.clone()
-    };
-    Ok(match run.check() {
-        Ok(()) => Ok(run),
-        Err(u) => Err(unrebuildable(
-            u.reason,
-            format!("{} (steps read from {})", u.detail, config.path),
-        )),
     })
 }
 
