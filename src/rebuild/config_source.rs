@@ -4,6 +4,7 @@
 use std::io::Read;
 
 use super::{unrebuildable, RebuildError};
+use crate::provenance::cloud_build::{steps_from_config, MAX_CONFIG_BYTES};
 use crate::provenance::{Recipe, UnrebuildableReason};
 use crate::verdict::{Ending, RebuildOutcome};
 
@@ -19,7 +20,6 @@ pub(super) async fn steps_in_source(
     let Some(config) = &recipe.config_source else {
         return Ok(Ok(None));
     };
-    use crate::provenance::cloud_build::{steps_from_config, MAX_CONFIG_BYTES};
     let path = config.path.clone();
     let read = tokio::task::spawn_blocking(move || -> std::io::Result<Vec<u8>> {
         let dir = crate::safe_fs::open_dir(&checkout)?;

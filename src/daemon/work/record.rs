@@ -81,6 +81,10 @@ const RUNTIME_UNREBUILDABLE: &[&str] = &[
     "unpinned-image",
 ];
 
+/// What a rebuild can also find when the steps are in the source (Cloud Build v1): only a checkout shows
+/// the build config.
+const CONFIG_UNREBUILDABLE: &[&str] = &["no-build-config", "bad-build-config", "needs-secrets"];
+
 /// Turns a remote worker's report into the verdict the server signs. The server never signs the worker's
 /// words about the document: the provenance, its digest, the source, the steps and their images, and the
 /// subjects are re-derived from the stored document, and the status is decided here from the per-subject
@@ -139,9 +143,36 @@ fn checked(
             ));
         }
     }
+    let digest = |image: &str| image.rsplit_once('@').map(|(_, d)| d.to_string());
+    // Steps in the source (Cloud Build v1): the worker read them from its checkout, which the server has
+    // not; they are its claim, and each must run an image the provenance resolved.
+    if let Some(config) = &recipe.config_source {
+        for (i, c) in claimed.steps.iter().enumerate() {
+            let resolved = config
+                .pinned_images
+                .iter()
+                .any(|p| digest(p) == digest(&c.image) && digest(&c.pulled_image) == digest(p));
+            if !resolved {
+                return Err(format!(
+                    "step {}: the verdict reports {:?} in {}, an image the provenance did not resolve",
+                    i + 1,
+                    c.name,
+                    c.image
+                ));
+            }
+        }
+        if claimed.steps_from.is_none() && !claimed.steps.is_empty() {
+            return Err(
+                "the verdict reports steps for a document that records none, without saying where \
+                 they were read from"
+                    .into(),
+            );
+        }
+    }
     // Steps: the recorded ones, in order, in the recorded images (a mirror may change the repository,
     // never the digest).
-    if claimed.steps.len() > recipe.steps.len() {
+    let config_sourced = recipe.config_source.is_some();
+    if !config_sourced && claimed.steps.len() > recipe.steps.len() {
         return Err(format!(
             "the verdict reports {} steps; the document records {}",
             claimed.steps.len(),
@@ -149,7 +180,6 @@ fn checked(
         ));
     }
     for (i, (c, r)) in claimed.steps.iter().zip(&recipe.steps).enumerate() {
-        let digest = |image: &str| image.rsplit_once('@').map(|(_, d)| d.to_string());
         if c.name != r.name || c.image != r.image || digest(&c.pulled_image) != digest(&r.image) {
             return Err(format!(
                 "step {}: the verdict reports {:?} in {} (pulled {}); the document records {:?} in {}",
@@ -172,13 +202,18 @@ fn checked(
             "a step ended by SIGKILL (exit 137) that its limits do not explain is an infrastructure failure: report `retry`".into(),
         );
     }
-    let ran_all = claimed.steps.len() == recipe.steps.len()
+    let ran_all = (config_sourced || claimed.steps.len() == recipe.steps.len())
         && claimed
             .steps
             .iter()
             .all(|s| s.termination == StepTermination::Exited && s.exit_code == 0);
-    let ending = claimed_ending(&claimed, ran_all)?;
+    let ending = claimed_ending(&claimed, ran_all, config_sourced)?;
     let outcome = RebuildOutcome {
+        steps_from: claimed
+            .steps_from
+            .as_ref()
+            .filter(|_| config_sourced)
+            .map(|from| format!("{from}, as remote:{worker} read it")),
         fetched_url: claimed.fetched_url.clone(),
         steps: claimed.steps.clone(),
         claimed_results: claimed.claimed_results.clone(),
@@ -196,14 +231,19 @@ fn checked(
 }
 
 /// How the worker's rebuild ended, as far as its report holds together.
-fn claimed_ending(claimed: &Verdict, ran_all: bool) -> Result<Ending, String> {
+fn claimed_ending(
+    claimed: &Verdict,
+    ran_all: bool,
+    config_sourced: bool,
+) -> Result<Ending, String> {
     match claimed.status {
         Status::Rejected => Err(
             "the server admitted this document; a worker reports `retry`, not `rejected`".into(),
         ),
         Status::Unrebuildable => {
             let reason = claimed.reason.clone().unwrap_or_default();
-            if !RUNTIME_UNREBUILDABLE.contains(&reason.as_str()) {
+            let found_in_source = config_sourced && CONFIG_UNREBUILDABLE.contains(&reason.as_str());
+            if !RUNTIME_UNREBUILDABLE.contains(&reason.as_str()) && !found_in_source {
                 return Err(format!(
                     "unrebuildable reason {reason:?} is not one a rebuild can find that the server cannot (one of {})",
                     RUNTIME_UNREBUILDABLE.join(", ")
@@ -383,6 +423,72 @@ mod tests {
         );
         assert_eq!(v.status, Status::Reproducible);
         v
+    }
+
+    /// A Cloud Build v1 document: no steps, its config in the source, `IMAGE` resolved.
+    fn config_sourced() -> Admitted {
+        let hex = IMAGE.rsplit_once("sha256:").unwrap().1;
+        let doc = serde_json::json!({
+            "_type": "https://in-toto.io/Statement/v1",
+            "predicateType": "https://slsa.dev/provenance/v1",
+            "subject": [{"name": "reg/app", "digest": {"sha256": "a".repeat(64)}}],
+            "predicate": {"buildDefinition": {
+                "buildType": "https://cloud.google.com/build/gcb-buildtypes/google-worker/v1",
+                "externalParameters": {"buildConfigSource": {"path": "cloudbuild.yaml"}},
+                "resolvedDependencies": [
+                    {"uri": "git+https://git.example/app", "digest": {"gitCommit": "c".repeat(40)}},
+                    {"uri": "127.0.0.1:5000/builder", "digest": {"sha256": hex}}
+                ]
+            }, "runDetails": {"builder": {"id": "b"}}}
+        });
+        crate::examine::admit(
+            &crate::config::Config::default(),
+            &serde_json::to_vec(&doc).unwrap(),
+            &crate::provenance::container::NoBlobs,
+            &crate::trust::TrustMaterial::default(),
+        )
+        .unwrap()
+    }
+
+    /// Steps read from the source are the worker's claim: kept when they say where they came from and
+    /// run what the provenance resolved, refused otherwise; and a config the worker found missing is a
+    /// verdict the server could not have reached itself, so it is taken, for such a document only.
+    #[test]
+    fn steps_a_worker_read_from_the_source_must_run_what_the_provenance_resolved() {
+        let a = config_sourced();
+        let mut claimed = honest(&a);
+        claimed.steps_from = Some("cloudbuild.yaml in the recorded commit".into());
+        let v = checked(&a, "sha256:job", "w1", claimed.clone()).unwrap();
+        assert_eq!(v.status, Status::Reproducible);
+        assert!(
+            v.steps_from
+                .as_deref()
+                .is_some_and(|f| f.contains("remote:w1")),
+            "{:?}",
+            v.steps_from
+        );
+        let mut unsaid = claimed.clone();
+        unsaid.steps_from = None;
+        assert!(checked(&a, "sha256:job", "w1", unsaid).is_err());
+        let mut elsewhere = claimed.clone();
+        let other = format!("127.0.0.1:5000/builder@{}", sha("4"));
+        elsewhere.steps[0].image = other.clone();
+        elsewhere.steps[0].pulled_image = other;
+        let e = checked(&a, "sha256:job", "w1", elsewhere).unwrap_err();
+        assert!(e.contains("did not resolve"), "{e}");
+        let mut missing = claimed;
+        missing.status = Status::Unrebuildable;
+        missing.reason = Some("no-build-config".into());
+        missing.steps.clear();
+        assert_eq!(
+            checked(&a, "sha256:job", "w1", missing.clone())
+                .unwrap()
+                .reason
+                .as_deref(),
+            Some("no-build-config")
+        );
+        // A document whose steps it records cannot be missing a build config.
+        assert!(checked(&admitted(), "sha256:job", "w1", missing).is_err());
     }
 
     #[test]
