@@ -378,9 +378,14 @@ mod tests {
                 "materials": [{"uri": "https://git.example/app", "digest": {"revision": "c".repeat(40)}}]
             }
         });
+        admit(&doc)
+    }
+
+    /// `doc` admitted with the default configuration and no trust material.
+    fn admit(doc: &serde_json::Value) -> Admitted {
         crate::examine::admit(
             &crate::config::Config::default(),
-            &serde_json::to_vec(&doc).unwrap(),
+            &serde_json::to_vec(doc).unwrap(),
             &crate::provenance::container::NoBlobs,
             &crate::trust::TrustMaterial::default(),
         )
@@ -441,13 +446,7 @@ mod tests {
                 ]
             }, "runDetails": {"builder": {"id": "b"}}}
         });
-        crate::examine::admit(
-            &crate::config::Config::default(),
-            &serde_json::to_vec(&doc).unwrap(),
-            &crate::provenance::container::NoBlobs,
-            &crate::trust::TrustMaterial::default(),
-        )
-        .unwrap()
+        admit(&doc)
     }
 
     /// Steps read from the source are the worker's claim: kept when they say where they came from and
