@@ -409,15 +409,25 @@ fn an_interrupted_rebuild_removes_its_containers_and_job_directory() {
 /// a limit of this rebuilder (`unrebuildable` / `image-too-large`).
 #[test]
 fn an_oversized_step_image_is_stopped_while_it_is_pulled() {
-    // 8 MiB that do not compress: the registry serves them as they are.
-    let mut layer = Vec::with_capacity(8 << 20);
+    // A layer the engine would take whole (a tar of one 8 MiB file that does not compress): if the pull
+    // went on after reprod stopped listening, the image would be there afterwards.
+    let mut data = Vec::with_capacity(8 << 20);
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15 ^ u64::from(std::process::id());
-    while layer.len() < 8 << 20 {
+    while data.len() < 8 << 20 {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        layer.extend_from_slice(&x.to_le_bytes());
+        data.extend_from_slice(&x.to_le_bytes());
     }
+    let mut layer = tar::Builder::new(Vec::new());
+    let mut header = tar::Header::new_ustar();
+    header.set_size(data.len() as u64);
+    header.set_mode(0o644);
+    header.set_cksum();
+    layer
+        .append_data(&mut header, "noise", data.as_slice())
+        .unwrap();
+    let layer = layer.into_inner().unwrap();
     let repo_name = format!("reprod/oversized-{}", std::process::id());
     let digest = common::registry::push_image(&repo_name, "big", &layer);
     let image = format!("127.0.0.1:5000/{repo_name}@{digest}");
@@ -442,6 +452,8 @@ fn an_oversized_step_image_is_stopped_while_it_is_pulled() {
         detail.contains("the pull was stopped") && detail.contains("images.max_image_bytes"),
         "{detail}"
     );
+    // Time for a pull that was not stopped to finish (8 MiB from loopback takes well under a second).
+    std::thread::sleep(std::time::Duration::from_secs(3));
     let present = Command::new("docker")
         .args(["image", "inspect", &image])
         .output()
