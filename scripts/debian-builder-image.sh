@@ -36,22 +36,26 @@
 #   REPROD_REBUILD=1        rebuild the rootfs and push even when the tag is present
 set -euo pipefail
 
-# The variant: `builder` (the default, described above) or `buildah` (buildah, its storage the vfs driver
+# The variant: `builder` (the default, described above), `buildah` (buildah, its storage the vfs driver
 # on /var/lib/containers, for steps of the nested profile: see the README's sandbox section; run it with
-# `--isolation chroot`).
+# `--isolation chroot`), or `buildkit` (Debian 13's dockerd, whose BuildKit runs in a nested step: see
+# docs/buildkit-builder.md; `reprod-buildkitd` starts it, then `docker buildx build` uses it).
 VARIANT="${1:-builder}"
 REGISTRY="${REPROD_REGISTRY:-127.0.0.1:5000}"
 STATE_DIR="${REPROD_STATE_DIR:-/var/lib/reprod-dev}"
 case "$VARIANT" in
   builder) NAME=debian-builder ;;
   buildah) NAME=debian-buildah ;;
-  *) echo "[debian-builder] error: unknown variant $VARIANT (builder or buildah)" >&2; exit 2 ;;
+  buildkit) NAME=debian-buildkit ;;
+  *) echo "[debian-builder] error: unknown variant $VARIANT (builder, buildah or buildkit)" >&2; exit 2 ;;
 esac
 REPO="$REGISTRY/reprod/$NAME"
 CACHE_DIR="$STATE_DIR/$NAME"
 MIRROR="${REPROD_DEBIAN_MIRROR:-http://deb.debian.org/debian}"
 SECURITY="${REPROD_DEBIAN_SECURITY:-http://deb.debian.org/debian-security}"
 SUITE=bookworm
+# Debian 12 has no BuildKit; Debian 13's docker.io has one inside dockerd.
+[ "$VARIANT" = buildkit ] && SUITE=trixie
 ARCH=amd64
 # 2000-01-01T00:00:00Z, as scripts/builder-image.sh.
 export SOURCE_DATE_EPOCH=946684800
@@ -62,6 +66,9 @@ CREATED=2000-01-01T00:00:00Z
 PACKAGES=(ca-certificates curl wget skopeo gpg netavark)
 # buildah needs containernetworking-plugins (containers-common depends on it) even when RUN has no network.
 [ "$VARIANT" = buildah ] && PACKAGES=(ca-certificates buildah containernetworking-plugins gpg)
+# dockerd (BuildKit inside), the docker CLI (trixie's docker.io has none), buildx; git for git build
+# contexts; iptables is a dependency dockerd is told not to use.
+[ "$VARIANT" = buildkit ] && PACKAGES=(ca-certificates docker.io docker-cli docker-buildx git iptables)
 SOURCES=("deb $MIRROR $SUITE main" "deb $MIRROR $SUITE-updates main" "deb $SECURITY $SUITE-security main")
 POLICY_JSON='{"default":[{"type":"insecureAcceptAnything"}]}'
 MMDEBSTRAP_OPTS=(
@@ -93,6 +100,19 @@ MMDEBSTRAP_OPTS=(
 # executes its image's files from there), runroot on /run.
 [ "$VARIANT" = buildah ] && MMDEBSTRAP_OPTS+=(
   --customize-hook='printf "[storage]\ndriver = \"vfs\"\nrunroot = \"/run/containers/storage\"\ngraphroot = \"/var/lib/containers/storage\"\n" >"$1/etc/containers/storage.conf"'
+)
+
+# BuildKit in a nested step (docs/buildkit-builder.md): dockerd rootless, so a RUN gets no cgroup of its own
+# (the host's cgroup v1 hierarchy is not writable from the step's user namespace) and stays in the step's,
+# with the containerd image store (the OCI exporter needs it), its data on /var/lib/containers; a runc in
+# front of Debian's that drops the three capabilities BuildKit gives a RUN by default but the nested profile's
+# bounding set lacks (MKNOD, NET_RAW, AUDIT_WRITE), so the profile need not grow; `reprod-buildkitd` starts
+# the daemon and waits for it. A build then runs `docker buildx build --network host ...` (host: the step's
+# own loopback-only namespace; a namespace of its own would need NET_ADMIN).
+[ "$VARIANT" = buildkit ] && MMDEBSTRAP_OPTS+=(
+  --customize-hook='mkdir -p "$1/etc/docker" && printf "{\"features\":{\"containerd-snapshotter\":true}}\n" >"$1/etc/docker/daemon.json"'
+  --customize-hook='printf "#!/bin/sh\n# reprod: drop the RUN capabilities the nested profile does not bound in.\nprev=\nfor a in \"\$@\"; do case \"\$prev\" in --bundle|-b) sed -i -E \"s/\\\"CAP_(MKNOD|NET_RAW|AUDIT_WRITE)\\\",?//g; s/,\\]/]/g\" \"\$a/config.json\";; esac; prev=\"\$a\"; done\nexec /usr/sbin/runc \"\$@\"\n" >"$1/usr/local/sbin/runc" && chmod 0755 "$1/usr/local/sbin/runc"'
+  --customize-hook='printf "#!/bin/sh\n# reprod: start dockerd (its BuildKit) in a nested step and wait until it answers.\nset -e\nexport HOME=/tmp DOCKER_CONFIG=/tmp/.docker\ndockerd --rootless --config-file /etc/docker/daemon.json --iptables=false --ip6tables=false --bridge=none --data-root /var/lib/containers/docker --exec-root /tmp/docker-exec >/tmp/dockerd.log 2>&1 &\ni=0\nuntil docker version >/dev/null 2>&1; do i=\$((i+1)); if [ \$i -gt 300 ]; then cat /tmp/dockerd.log >&2; exit 1; fi; sleep 0.1; done\n" >"$1/usr/local/bin/reprod-buildkitd" && chmod 0755 "$1/usr/local/bin/reprod-buildkitd"'
 )
 
 log() { printf '[debian-builder] %s\n' "$*" >&2; }
@@ -149,6 +169,7 @@ else
   case "$VARIANT" in
     builder) needed=(./usr/bin/skopeo ./usr/bin/curl ./usr/bin/wget) ;;
     buildah) needed=(./usr/bin/buildah ./etc/containers/storage.conf) ;;
+    buildkit) needed=(./usr/sbin/dockerd ./usr/bin/docker ./usr/libexec/docker/cli-plugins/docker-buildx ./usr/local/sbin/runc ./usr/local/bin/reprod-buildkitd) ;;
   esac
   tar -tf "$work/rootfs.tar" ./etc/containers/policy.json ./etc/ssl/certs/ca-certificates.crt "${needed[@]}" \
     >/dev/null || die "the rootfs lacks a file the image needs"

@@ -16,13 +16,18 @@ use serde_json::{json, Value};
 /// A reprod whose trust policy accepts `pem`'s signatures and lets the buildah image run nested for
 /// documents about images matching `images`.
 fn nested_reprod(pem: &Path, images: &str) -> Reprod {
+    nested_reprod_for(pem, images, debian_buildah_image())
+}
+
+/// [`nested_reprod`] for the step image `nested` (pinned; its repository is what the rule names).
+fn nested_reprod_for(pem: &Path, images: &str, nested: &str) -> Reprod {
     let r = Reprod::new();
     let config = r.data.path().join("reprod.toml");
-    let buildah = debian_buildah_image().split('@').next().unwrap();
+    let repository = nested.split('@').next().unwrap();
     std::fs::write(
         &config,
         format!(
-            "[trust]\nkeys = [{:?}]\n\n[[trust.rules]]\nimages = [{images:?}]\nnested_steps = [{buildah:?}]\n",
+            "[trust]\nkeys = [{:?}]\n\n[[trust.rules]]\nimages = [{images:?}]\nnested_steps = [{repository:?}]\n",
             pem.display().to_string()
         ),
     )
@@ -149,7 +154,8 @@ fn an_unsigned_document_never_gets_the_nested_profile() {
     assert_eq!(line(step["log_tail"].as_str().unwrap(), "inner"), "refused");
 }
 
-/// The hello project plus a Containerfile and, as its base, the busybox builder image as an OCI layout.
+/// The hello project plus Containerfiles (or Dockerfiles) and, as their base, the busybox builder image as
+/// an OCI layout at `base/`.
 fn buildah_repo(containerfiles: &[(&str, &str)]) -> Repo {
     Repo::hello_with(|src| {
         for (name, text) in containerfiles {
@@ -171,10 +177,10 @@ const BUILD: &str = "#!/bin/sh\nset -e\ncd $(workspaces.source.path)\n\
     mkdir -p out\n\
     buildah push $(params.IMAGE) oci:$(workspaces.source.path)/out/image:latest\n";
 
-/// Runs the build step as the original build did: `docker run` (in the engine's user namespace) with the
-/// nested profile's capabilities and storage, on a checkout at /workspace/source. Returns the image's
-/// manifest digest.
-fn reference_buildah(repo: &Repo, dockerfile: &str, image: &str) -> String {
+/// Runs `script` in `image` as an original build would: `docker run` (in the engine's user namespace)
+/// with the nested profile (its capabilities, storage and seccomp profile) on a fresh checkout of `repo` at
+/// /workspace/source, which it returns.
+fn run_nested_directly(repo: &Repo, image: &str, script: &str) -> std::path::PathBuf {
     let checkout = repo.reference_checkout();
     let _ = std::fs::remove_dir_all(&checkout);
     sh(Command::new("git").args(["clone", "-q", &repo.url, checkout.to_str().unwrap()]));
@@ -191,10 +197,8 @@ fn reference_buildah(repo: &Repo, dockerfile: &str, image: &str) -> String {
         .unwrap()
         .replace('.', ":");
     sh(Command::new("chown").args(["-R", &owner, checkout.to_str().unwrap()]));
-    let script = BUILD
-        .replace("$(workspaces.source.path)", "/workspace/source")
-        .replace("$(params.DOCKERFILE)", dockerfile)
-        .replace("$(params.IMAGE)", image);
+    let seccomp = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(seccomp.path(), reprod_sandbox::NESTED_SECCOMP).unwrap();
     let mut cmd = Command::new("docker");
     cmd.args(["run", "--rm", "--network", "none", "--read-only"]);
     for t in ["/tmp", "/var/tmp", "/run"] {
@@ -212,21 +216,38 @@ fn reference_buildah(repo: &Repo, dockerfile: &str, image: &str) -> String {
     cmd.args([
         "--security-opt",
         "no-new-privileges",
+        "--security-opt",
+        &format!("seccomp={}", seccomp.path().display()),
         "-v",
         &format!("{}:/workspace/source", checkout.display()),
-        debian_buildah_image(),
+        image,
         "sh",
         "-c",
-        &script,
+        script,
     ]);
     sh(&mut cmd);
+    checkout
+}
+
+/// The digest of the one image of the OCI layout at `layout`.
+fn layout_digest(layout: &Path) -> String {
     let index: Value =
-        serde_json::from_slice(&std::fs::read(checkout.join("out/image/index.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(layout.join("index.json")).unwrap()).unwrap();
     index["manifests"][0]["digest"]
         .as_str()
         .unwrap()
         .to_string()
+}
+
+/// Runs the build step as the original build did (see [`run_nested_directly`]); returns the image's
+/// manifest digest.
+fn reference_buildah(repo: &Repo, dockerfile: &str, image: &str) -> String {
+    let script = BUILD
+        .replace("$(workspaces.source.path)", "/workspace/source")
+        .replace("$(params.DOCKERFILE)", dockerfile)
+        .replace("$(params.IMAGE)", image);
+    let checkout = run_nested_directly(repo, debian_buildah_image(), &script);
+    layout_digest(&checkout.join("out/image"))
 }
 
 /// A Konflux-shaped Chains PipelineRun: `clone` (git-clone, its commit result the recorded one), `build`
@@ -525,4 +546,50 @@ fn assert_konflux_roles(v: &Value) {
     assert_eq!(role("clone-repository"), "source-fetch");
     assert_eq!(role("build-container"), "run");
     assert_eq!(role("show-sbom"), "skipped");
+}
+
+/// A BuildKit build (Debian 13's dockerd, rootless, in the buildkit builder image) in a nested step: its
+/// `COPY` and `RUN` over a base given as an OCI layout, exported as an OCI layout with rewritten
+/// timestamps, rebuilds bit for bit against the same build run directly, under the nested profile and
+/// reprod's own seccomp profile unchanged.
+#[test]
+fn a_buildkit_build_in_a_nested_step_rebuilds_bit_for_bit() {
+    let base = builder_image().split_once('@').unwrap().1.to_string();
+    let repo = buildah_repo(&[(
+        "Dockerfile",
+        "FROM base\nCOPY hello.txt /hello.txt\nRUN cat /hello.txt > /copy.txt\n",
+    )]);
+    let script = format!(
+        "#!/bin/sh\nset -e\nexport HOME=/tmp\nreprod-buildkitd\ncd $(workspaces.source.path)\nmkdir -p out\n\
+         SOURCE_DATE_EPOCH=0 docker buildx build --builder default --network host --provenance=false \
+         --build-context base=oci-layout://$(workspaces.source.path)/base@{base} \
+         --output type=oci,dest=out/image.tar,rewrite-timestamp=true .\n\
+         mkdir out/image && tar -xf out/image.tar -C out/image && rm out/image.tar\n"
+    );
+    let digest = timed("buildkit in a nested step, run directly", || {
+        let checkout = run_nested_directly(
+            &repo,
+            debian_buildkit_image(),
+            &script.replace("$(workspaces.source.path)", "/workspace/source"),
+        );
+        layout_digest(&checkout.join("out/image"))
+    });
+    let keys = tempfile::tempdir().unwrap();
+    let (key, pem) = builder_key(keys.path());
+    let r = nested_reprod_for(&pem, "example.invalid/*", debian_buildkit_image());
+    let statement = chains_provenance(
+        vec![subject("example.invalid/buildkit-app", &digest)],
+        &script,
+        debian_buildkit_image(),
+        &repo.url,
+        &repo.commit,
+    );
+    let path = signed(&r, &statement, &key);
+    let (code, v, stderr) = timed("buildkit in a nested step, rebuilt", || {
+        r.rebuild_file(&path)
+    });
+    assert_eq!(v["status"], "reproducible", "{v:#}\n{stderr}");
+    assert_eq!(code, 0);
+    assert_eq!(v["steps"][0]["profile"], "nested");
+    assert!(orphan_containers().is_empty());
 }

@@ -71,6 +71,17 @@ pub fn debian_buildah_image() -> &'static str {
     })
 }
 
+/// The BuildKit builder image (Debian 13's dockerd with its BuildKit, `reprod-buildkitd` to start it), pinned
+/// by digest in the local registry (scripts/debian-builder-image.sh buildkit).
+pub fn debian_buildkit_image() -> &'static str {
+    static IMAGE: OnceLock<String> = OnceLock::new();
+    IMAGE.get_or_init(|| {
+        sh(Command::new(project_root().join("scripts/debian-builder-image.sh")).arg("buildkit"))
+            .trim()
+            .to_string()
+    })
+}
+
 /// Runs `f` and says on stderr how long it took (`[wall] what: N.NN s`): the scenario tests' wall times,
 /// a rebuild beside the same build run directly (read with `--nocapture`; never asserted).
 pub fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {
