@@ -146,6 +146,15 @@ fn cloud_build_v1_steps_are_read_from_the_config_in_the_recorded_commit() {
             config("- name: 127.0.0.1:5000/reprod/never-resolved:1\n  args: ['true']\n"),
         )
         .unwrap();
+        // Pinned by digest, but not to anything the provenance resolved.
+        std::fs::write(
+            dir.join("unresolved.yaml"),
+            config(&format!(
+                "- name: {image}@sha256:{}\n  args: ['true']\n",
+                "7".repeat(64)
+            )),
+        )
+        .unwrap();
         std::os::unix::fs::symlink("/etc/passwd", dir.join("link.yaml")).unwrap();
     });
     let [hello, _, file] = timed("cloud build v1, run directly", || {
@@ -176,6 +185,11 @@ fn cloud_build_v1_steps_are_read_from_the_config_in_the_recorded_commit() {
     for (path, reason, says) in [
         ("secret.yaml", "needs-secrets", "TOKEN"),
         ("elsewhere.yaml", "unpinned-image", "never-resolved"),
+        (
+            "unresolved.yaml",
+            "unpinned-image",
+            "does not say the build resolved",
+        ),
         ("missing.yaml", "no-build-config", "missing.yaml"),
         ("link.yaml", "no-build-config", "link.yaml"),
     ] {

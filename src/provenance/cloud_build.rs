@@ -92,6 +92,17 @@ pub fn from_v1(
     let source = items
         .iter()
         .find_map(|d| git_ref(d.get("uri")?.as_str()?, d.get("digest")?));
+    // The config is read from the checkout of the source: a config kept in another repository (Cloud
+    // Build can take it from one) is not what the checkout holds under that path.
+    if let (Some(repository), Some(src)) = (s(config, "/repository"), &source) {
+        if same_repository(repository) != same_repository(&src.uri) {
+            return Err(unsupported(format!(
+                "the build config came from {repository}, not from the source {} that reprod checks \
+                 out; reading {path} from the source would not be the recorded build's config",
+                src.uri
+            )));
+        }
+    }
     let pinned_images = items
         .iter()
         .filter_map(|d| {
@@ -137,7 +148,7 @@ pub fn steps_from_config(
     bytes: &[u8],
     config: &ConfigSource,
 ) -> Result<(Vec<Step>, Vec<String>), String> {
-    let parsed: Value = yaml_serde::from_slice(bytes)
+    let parsed = bounded_yaml(bytes, MAX_CONFIG_NODES)
         .map_err(|e| format!("{} is not a Cloud Build config: {e}", config.path))?;
     let Some(steps) = parsed.get("steps").and_then(Value::as_array) else {
         return Err(format!("{} has no `steps` list", config.path));
@@ -158,7 +169,9 @@ pub fn steps_from_config(
 }
 
 /// `image` pinned to the resolved image of the same repository (a tag, or no tag, is what the build
-/// resolved then); an image already pinned, or of a repository nothing resolved, stays as written.
+/// resolved then), when the provenance resolved exactly one image of that repository; otherwise (already
+/// pinned, nothing resolved, or several: which tag was which is not recorded) it stays as written, and
+/// the rebuild checks it runs only what the provenance resolved.
 fn pin(image: &str, pinned: &[String]) -> String {
     if image.contains('@') {
         return image.to_string();
@@ -168,11 +181,124 @@ fn pin(image: &str, pinned: &[String]) -> String {
         Some((name, _tag)) => &image[..image.len() - last.len() + name.len()],
         None => image,
     };
-    pinned
+    let mut resolved = pinned
         .iter()
-        .find(|p| p.split('@').next() == Some(repository))
-        .cloned()
-        .unwrap_or_else(|| image.to_string())
+        .filter(|p| p.split('@').next() == Some(repository));
+    match (resolved.next(), resolved.next()) {
+        (Some(only), None) => only.clone(),
+        _ => image.to_string(),
+    }
+}
+
+/// A repository URI compared as a repository: without `git+`, a trailing `@ref`, `.git` or `/`.
+fn same_repository(uri: &str) -> String {
+    let uri = uri.trim().trim_start_matches("git+");
+    let path_start = uri.find("://").map_or(0, |i| i + 3);
+    let uri = match uri[path_start..].find('/') {
+        Some(slash) => match uri[path_start + slash..].rfind('@') {
+            Some(at) => &uri[..path_start + slash + at],
+            None => uri,
+        },
+        None => uri,
+    };
+    uri.trim_end_matches('/')
+        .trim_end_matches(".git")
+        .to_ascii_lowercase()
+}
+
+/// Most nodes a build config may expand to (its aliases replayed): a real config has a few hundred.
+pub const MAX_CONFIG_NODES: usize = 100_000;
+
+/// YAML (or JSON) read into a JSON value, refused once it expands to more than `max_nodes` nodes: an
+/// alias may replay a whole anchored tree, so a small file can stand for billions of nodes, and the
+/// count stops that before they are made.
+fn bounded_yaml(bytes: &[u8], max_nodes: usize) -> Result<Value, String> {
+    use serde::de::DeserializeSeed;
+    let budget = std::cell::Cell::new(max_nodes);
+    let de = yaml_serde::Deserializer::from_slice(bytes);
+    Node(&budget).deserialize(de).map_err(|e| e.to_string())
+}
+
+/// One node of [`bounded_yaml`], counted against what is left.
+struct Node<'a>(&'a std::cell::Cell<usize>);
+
+impl Node<'_> {
+    fn take<E: serde::de::Error>(&self) -> Result<(), E> {
+        match self.0.get() {
+            0 => Err(E::custom(format!(
+                "it expands to more than {MAX_CONFIG_NODES} nodes"
+            ))),
+            n => {
+                self.0.set(n - 1);
+                Ok(())
+            }
+        }
+    }
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for Node<'_> {
+    type Value = Value;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Node<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a YAML value")
+    }
+    fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Value, E> {
+        self.take()?;
+        Ok(v.into())
+    }
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Value, E> {
+        self.take()?;
+        Ok(v.into())
+    }
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Value, E> {
+        self.take()?;
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::String(v.to_string()))
+    }
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::Null)
+    }
+    fn visit_none<E: serde::de::Error>(self) -> Result<Value, E> {
+        self.visit_unit()
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        serde::de::DeserializeSeed::deserialize(self, d)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.take()?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Node(self.0))? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.take()?;
+        let mut out = serde_json::Map::new();
+        while let Some(key) = map.next_key_seed(Node(self.0))? {
+            let key = match key {
+                Value::String(k) => k,
+                other => other.to_string(),
+            };
+            out.insert(key, map.next_value_seed(Node(self.0))?);
+        }
+        Ok(Value::Object(out))
+    }
 }
 
 /// Cloud Build's `materials[0]` is the repository, with the commit either as a digest or in a
