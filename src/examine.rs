@@ -56,14 +56,15 @@ impl Admitted {
         &self.findings[self.chosen]
     }
 
-    /// Whether the trust policy vouches for the statement that stands for the document (see
+    /// Whether the trust policy vouches for the statement that stands for the document as a statement
+    /// about `images` (some of its subjects' names: the trust rule for those decides; see
     /// [`TrustConfig::vouches`](crate::trust::policy::TrustConfig::vouches)).
-    pub fn vouched(&self, config: &crate::config::Config) -> bool {
+    pub fn vouched_for(&self, config: &crate::config::Config, images: &[&str]) -> bool {
         let f = self.finding();
         self.refusal.is_none()
             && config
                 .trust
-                .vouches(&f.verification, &image_names(&f.subjects), f.builder_id())
+                .vouches(&f.verification, images, f.builder_id())
     }
 
     /// The step images a trust rule lets run with the nested profile (see

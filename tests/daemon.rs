@@ -186,6 +186,12 @@ fn a_failed_build_is_signed_as_what_ran_and_shown_as_not_compared() {
     assert_eq!(states, ["not-compared", "not-compared"], "{j:#}");
     // Only the provenance of the rebuild: no summary speaks for a digest that was never compared.
     assert_eq!(j["record"]["attestations"], json!(["provenance"]), "{j:#}");
+    // Judged: the step images it was going to run in are no longer held for it.
+    assert!(!data
+        .path()
+        .join("step-images.wanted")
+        .join(id.trim_start_matches("sha256:"))
+        .exists());
     for kind in ["vsa", "vsa-passed", "vsa-failed"] {
         let (code, _) = d.request(
             "GET",

@@ -204,20 +204,27 @@ impl NetworkConfig {
         })
     }
 
+    /// The first rule naming one of `images`, and which of them it names.
+    pub fn rule_for<'a>(&self, images: &[&'a str]) -> Option<(&NetworkRule, Vec<&'a str>)> {
+        let matches =
+            |pattern: &str, name: &str| glob::Pattern::new(pattern).is_ok_and(|p| p.matches(name));
+        self.rules.iter().find_map(|r| {
+            let named: Vec<&str> = images
+                .iter()
+                .copied()
+                .filter(|name| r.images.iter().any(|pat| matches(pat, name)))
+                .collect();
+            (!named.is_empty()).then_some((r, named))
+        })
+    }
+
     /// The grant for a document whose subjects are named `images`: the first rule naming one of them,
     /// or the section's own mode and allow-list. A rule applies only to a document the trust policy
     /// vouches for (`vouched`): the subject names are the document's own word, so a document nothing
     /// vouches for that names a rule's images gets no network at all, neither the rule's nor the
     /// section's.
     pub fn grant_for(&self, images: &[&str], vouched: bool) -> JobGrant {
-        let matches =
-            |pattern: &str, name: &str| glob::Pattern::new(pattern).is_ok_and(|p| p.matches(name));
-        let rule = self.rules.iter().find(|r| {
-            r.images
-                .iter()
-                .any(|pat| images.iter().any(|name| matches(pat, name)))
-        });
-        match rule {
+        match self.rule_for(images).map(|(r, _)| r) {
             Some(r) if vouched => JobGrant {
                 mode: r.mode,
                 replay: None,
@@ -286,6 +293,23 @@ mod tests {
         let rest = config.grant_for(&["elsewhere/app"], true);
         assert_eq!((rest.mode, rest.rule), (NetworkMode::None, None));
         assert_eq!(rest.allow, vec!["deb.debian.org".to_string()]);
+    }
+
+    #[test]
+    fn a_rule_says_which_of_the_names_it_names() {
+        let config = NetworkConfig {
+            rules: vec![NetworkRule {
+                images: vec!["registry.example/team/*".into()],
+                mode: NetworkMode::Proxy,
+                allow: vec![],
+            }],
+            ..NetworkConfig::default()
+        };
+        let (_, named) = config
+            .rule_for(&["attacker.example/x", "registry.example/team/app"])
+            .unwrap();
+        assert_eq!(named, ["registry.example/team/app"]);
+        assert!(config.rule_for(&["attacker.example/x"]).is_none());
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! until what reprod pulled fits `images.cache_bytes`. An image a running container uses is kept (the
 //! engine refuses to remove it), and images are removed by the reference reprod pulled, so an image the
 //! host also holds under another name stays. An image a queued job will run in is kept too: the daemon
-//! records each queued document's step images ([`want`]) and the record is dropped when that document's
-//! rebuild ends (or after [`WANTED_FOR`], for a job that never runs).
+//! notes each queued document's step images ([`want`], before it is queued) and the note goes when that
+//! document's rebuild ends or its verdict is recorded, whoever rebuilt it ([`settle`]), or after
+//! [`WANTED_FOR`] (a job dead-lettered without a verdict).
 
 use std::collections::BTreeMap;
 use std::io::{Read, Seek, Write};
@@ -41,6 +42,13 @@ pub fn want(data_dir: &Path, document: &str, references: &[String]) -> std::io::
     let tmp = dir.join(format!(".{document}.{}", std::process::id()));
     std::fs::write(&tmp, references.join("\n"))?;
     std::fs::rename(&tmp, dir.join(document))
+}
+
+/// Drops the note [`want`] made for `document` (blocking; a note already gone is fine).
+pub fn settle(data_dir: &Path, document: &str) {
+    if document.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let _ = std::fs::remove_file(data_dir.join(WANTED_DIR).join(document));
+    }
 }
 
 /// What queued documents will run in, other than `except`'s; wants older than [`WANTED_FOR`] and

@@ -109,6 +109,7 @@ impl Prior<'_> {
             steps: p.steps.clone(),
             claimed_results: p.claimed_results.clone(),
             network: p.network.clone(),
+            steps_from: p.steps_from.clone(),
             reused: Some(Reused {
                 job: self.job.to_string(),
                 source: p.source.clone(),

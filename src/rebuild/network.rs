@@ -96,10 +96,13 @@ fn job_ca(root: &std::path::Path, job: &str, overlay: bool) -> Result<(JobCa, Tl
 pub(super) fn grant(job: &Job<'_>) -> JobGrant {
     let subjects = crate::verdict::subjects_of(job.admitted);
     let names: Vec<&str> = subjects.iter().map(|s| s.name.as_str()).collect();
-    job.config
-        .sandbox
-        .network
-        .grant_for(&names, job.admitted.vouched(job.config))
+    let network = &job.config.sandbox.network;
+    // Vouched for the names the rule grants to, by the trust rule for those names: a document that also
+    // names images of a signer's own cannot borrow another team's grant with that signer's signature.
+    let vouched = network
+        .rule_for(&names)
+        .is_some_and(|(_, named)| job.admitted.vouched_for(job.config, &named));
+    network.grant_for(&names, vouched)
 }
 
 /// What a failing step's verdict adds when a rule naming the document's images was not applied.

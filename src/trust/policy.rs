@@ -294,6 +294,38 @@ mod tests {
         }
     }
 
+    /// Whom a rule vouches for depends on which names it is asked about: a document naming a signer's
+    /// own images beside another team's is vouched for by the first team's rule when asked about all of
+    /// them, and must be asked about the team's names alone to be held to the team's rule.
+    #[test]
+    fn vouching_is_for_the_names_asked_about() {
+        let team_key = |id: &str| SignerRule {
+            key: Some(id.into()),
+            ..SignerRule::default()
+        };
+        let config = TrustConfig {
+            rules: vec![
+                Rule {
+                    images: vec!["attacker.example/*".into()],
+                    signers: vec![team_key("sha256:00")],
+                    ..Rule::default()
+                },
+                Rule {
+                    images: vec!["registry.example/team/*".into()],
+                    signers: vec![team_key("sha256:11")],
+                    ..Rule::default()
+                },
+            ],
+            ..TrustConfig::default()
+        };
+        let verified = crate::trust::Verification::Verified {
+            signers: vec![key()],
+        };
+        let both = ["attacker.example/x", "registry.example/team/app"];
+        assert!(config.vouches(&verified, &both, None));
+        assert!(!config.vouches(&verified, &both[1..], None));
+    }
+
     fn subjects() -> Vec<Subject> {
         vec![Subject {
             name: "registry.example/team/app".into(),

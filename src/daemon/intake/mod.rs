@@ -68,6 +68,19 @@ fn decide(shared: &Shared, bytes: &[u8]) -> Result<Intake, IntakeError> {
         .store
         .put_provenance(&digest, bytes)
         .map_err(|e| IntakeError::Storage(e.to_string()))?;
+    // The images its steps will run in stay until it has its verdict (a collection after another job
+    // would otherwise remove them); noted before it is queued, so a worker that takes it at once finds
+    // the note. Best effort: a failure costs a pull again, never the document.
+    if shared.config.images.cache_bytes > 0 {
+        if let Some(recipe) = &admitted.finding().recipe {
+            let refs = crate::rebuild::images::step_references(&shared.config, recipe);
+            if let Err(e) =
+                crate::rebuild::images::want(&shared.config.data_dir, &admitted.sha256, &refs)
+            {
+                tracing::warn!(job = %digest, error = %e, "could not note the job's step images");
+            }
+        }
+    }
     // Every document is its own job, judged on its own subjects: two documents for the same work (source
     // commit and steps) are not merged here. The worker reuses a completed rebuild of the same work for the
     // second, so the work runs once while each document gets a verdict of its own.
@@ -80,17 +93,11 @@ fn decide(shared: &Shared, bytes: &[u8]) -> Result<Intake, IntakeError> {
             priority: 0,
         })
         .map_err(|e| IntakeError::Storage(e.to_string()))?;
-    if matches!(outcome, Enqueued::New) && shared.config.images.cache_bytes > 0 {
-        // The images its steps will run in stay until it has run (a collection after another job would
-        // otherwise remove them). Best effort: a failure costs a pull again, never the document.
-        if let Some(recipe) = &admitted.finding().recipe {
-            let refs = crate::rebuild::images::step_references(&shared.config, recipe);
-            if let Err(e) =
-                crate::rebuild::images::want(&shared.config.data_dir, &admitted.sha256, &refs)
-            {
-                tracing::warn!(job = %digest, error = %e, "could not record the job's step images");
-            }
-        }
+    if matches!(outcome, Enqueued::Duplicate(_))
+        && shared.store.has_verdict(&digest).unwrap_or(false)
+    {
+        // Known and already judged: nothing will run for it.
+        crate::rebuild::images::settle(&shared.config.data_dir, &admitted.sha256);
     }
     shared.wake.notify_waiters();
     Ok(match outcome {

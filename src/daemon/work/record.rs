@@ -53,6 +53,9 @@ pub fn record_verdict(
         shared.metrics.verdict_recorded(r.status, r.duration_ms);
         tracing::info!(job, status = r.status.as_str(), attestations = ?r.attestations, "verdict recorded");
     }
+    // The job has its verdict (whoever rebuilt it, or reused a rebuild, or found it could not): the step
+    // images it was going to run in are no longer held for it.
+    crate::rebuild::images::settle(&shared.config.data_dir, job.trim_start_matches("sha256:"));
     Ok(record)
 }
 
@@ -161,10 +164,16 @@ fn checked(
                 ));
             }
         }
-        if claimed.steps_from.is_none() && !claimed.steps.is_empty() {
+        // A build that ran (compared, or failed in a step) ran the config's steps: a report of none, or
+        // one that does not say it read them, is not a rebuild of this document.
+        let ran = matches!(
+            claimed.status,
+            Status::Reproducible | Status::Unreproducible | Status::BuildFailed
+        );
+        if ran && (claimed.steps.is_empty() || claimed.steps_from.is_none()) {
             return Err(
-                "the verdict reports steps for a document that records none, without saying where \
-                 they were read from"
+                "the verdict reports a build of a document that records no steps, without the steps \
+                 it read from the source and where"
                     .into(),
             );
         }
@@ -209,11 +218,18 @@ fn checked(
             .all(|s| s.termination == StepTermination::Exited && s.exit_code == 0);
     let ending = claimed_ending(&claimed, ran_all, config_sourced)?;
     let outcome = RebuildOutcome {
-        steps_from: claimed
-            .steps_from
+        // Said by the server, from the document: the worker's own words are not signed.
+        steps_from: recipe
+            .config_source
             .as_ref()
-            .filter(|_| config_sourced)
-            .map(|from| format!("{from}, as remote:{worker} read it")),
+            .filter(|_| !claimed.steps.is_empty())
+            .map(|config| {
+                format!(
+                    "{} in the recorded commit {}, as remote:{worker} read it",
+                    config.path,
+                    recipe.source.as_ref().map_or("", |s| s.commit.as_str())
+                )
+            }),
         fetched_url: claimed.fetched_url.clone(),
         steps: claimed.steps.clone(),
         claimed_results: claimed.claimed_results.clone(),
@@ -469,6 +485,22 @@ mod tests {
         let mut unsaid = claimed.clone();
         unsaid.steps_from = None;
         assert!(checked(&a, "sha256:job", "w1", unsaid).is_err());
+        // A comparison with no steps at all is no rebuild of a document whose steps are in the source.
+        let mut none = claimed.clone();
+        none.steps.clear();
+        let e = checked(&a, "sha256:job", "w1", none).unwrap_err();
+        assert!(e.contains("records no steps"), "{e}");
+        // Where the steps came from is the server's sentence, not the worker's.
+        let mut boastful = claimed.clone();
+        boastful.steps_from = Some("the provenance itself, verified".into());
+        let v = checked(&a, "sha256:job", "w1", boastful).unwrap();
+        assert!(
+            v.steps_from
+                .as_deref()
+                .is_some_and(|f| f.starts_with("cloudbuild.yaml in the recorded commit")),
+            "{:?}",
+            v.steps_from
+        );
         let mut elsewhere = claimed.clone();
         let other = format!("127.0.0.1:5000/builder@{}", sha("4"));
         elsewhere.steps[0].image = other.clone();
