@@ -381,8 +381,7 @@ async fn run_in(job: &Job<'_>, outcome: &mut RebuildOutcome) -> Result<Ending, R
                 RebuildError::Infrastructure(format!("handing the checkout to the step user: {e}"))
             })?;
     }
-    // A family whose provenance names its build config but not its steps (Cloud Build v1): the steps are
-    // read from the checkout, and the verdict says they came from there.
+    // Steps in the source, not the provenance (Cloud Build v1): read from the checkout, and said so.
     let checkout = dirs.path(JobDirs::WORKSPACE).join(source_subdir);
     let from_source = match config_source::steps_in_source(recipe, checkout, outcome).await? {
         Ok(found) => found,
