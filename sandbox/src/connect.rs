@@ -28,6 +28,8 @@ pub struct Sandbox {
     endpoint: String,
     /// The host uid and gid root in a container maps to, when the engine remaps users (`userns-remap`).
     pub(crate) userns_root: Option<(u32, u32)>,
+    /// The engine's architecture, as it reports it.
+    architecture: String,
 }
 
 impl Sandbox {
@@ -90,12 +92,32 @@ impl Sandbox {
         if policy.require_userns && userns_root.is_none() {
             return Err(SandboxError::NoUserNamespace { endpoint });
         }
+        // A plain step runs under the engine's default seccomp profile, which the container's read-back
+        // cannot show: the engine must say it has one, and that it is not `unconfined`.
+        if let Some(why) = seccomp_missing(&info) {
+            return Err(SandboxError::UnsupportedEngine {
+                endpoint,
+                engine: format!(
+                    "Docker Engine {}",
+                    info.server_version
+                        .as_deref()
+                        .unwrap_or("(version unknown)")
+                ),
+                why,
+            });
+        }
         Ok(Sandbox {
             docker,
             policy,
             endpoint,
             userns_root,
+            architecture: info.architecture.unwrap_or_default(),
         })
+    }
+
+    /// The engine's architecture (`x86_64`, `aarch64`), as it reports it.
+    pub fn architecture(&self) -> &str {
+        &self.architecture
     }
 
     /// The host uid and gid that root in a step is, when the engine runs containers in a user namespace:
@@ -112,6 +134,31 @@ impl Sandbox {
     pub fn endpoint(&self) -> &str {
         &self.endpoint
     }
+}
+
+/// Why the engine's security options do not show a seccomp profile in force (`name=seccomp`, with a
+/// profile other than `unconfined`), if they do not.
+fn seccomp_missing(info: &bollard::models::SystemInfo) -> Option<String> {
+    let Some(seccomp) = info
+        .security_options
+        .iter()
+        .flatten()
+        .find(|o| o.split(',').any(|kv| kv == "name=seccomp"))
+    else {
+        return Some(
+            "it runs containers without seccomp (no name=seccomp among its security options), so a \
+             plain step would have every system call open"
+                .into(),
+        );
+    };
+    if seccomp.split(',').any(|kv| kv == "profile=unconfined") {
+        return Some(
+            "its default seccomp profile is `unconfined` (dockerd --seccomp-profile=unconfined), so a \
+             plain step would run with every system call open; start dockerd with its own default"
+                .into(),
+        );
+    }
+    None
 }
 
 /// `<uid>.<gid>` at the end of the engine's root directory is how dockerd names a remapped root, and
@@ -142,6 +189,24 @@ fn ssh_port(endpoint: &str) -> Option<&str> {
 #[cfg(test)]
 mod tests {
     use super::ssh_port;
+
+    #[test]
+    fn an_engine_without_seccomp_or_with_it_unconfined_is_told_apart() {
+        let info = |opts: &[&str]| bollard::models::SystemInfo {
+            security_options: Some(opts.iter().map(|o| o.to_string()).collect()),
+            ..Default::default()
+        };
+        assert!(
+            super::seccomp_missing(&info(&["name=seccomp,profile=default", "name=userns"]))
+                .is_none()
+        );
+        assert!(
+            super::seccomp_missing(&info(&["name=seccomp,profile=unconfined"]))
+                .is_some_and(|w| w.contains("unconfined"))
+        );
+        assert!(super::seccomp_missing(&info(&["name=userns"]))
+            .is_some_and(|w| w.contains("without seccomp")));
+    }
 
     #[test]
     fn an_ssh_endpoint_with_a_port_is_told_apart() {

@@ -260,10 +260,21 @@ mod tests {
             "io_uring_setup",
             "userfaultfd",
             "quotactl",
+            "fsconfig",
+            "fsopen",
+            "open_tree",
+            "move_mount",
         ] {
             assert!(!allowed.contains(&refused), "{refused} allowed");
             assert!(named.contains(&refused), "{refused} is not refused by name");
         }
         assert!(allowed.len() > 280, "{} calls", allowed.len());
+        // Sockets of every family but vsock (40), which the kernel does not namespace.
+        let socket = &profile["syscalls"][2];
+        assert_eq!(socket["names"], serde_json::json!(["socket"]));
+        assert_eq!(
+            socket["args"],
+            serde_json::json!([{"index": 0, "value": 40, "op": "SCMP_CMP_NE"}])
+        );
     }
 }

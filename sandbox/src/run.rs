@@ -32,10 +32,12 @@ impl Sandbox {
                     .into(),
             ));
         }
-        if spec.profile == StepProfile::Nested && !cfg!(target_arch = "x86_64") {
-            return Err(SandboxError::Unsupported(
-                "the nested step profile's seccomp profile names x86_64 system calls only".into(),
-            ));
+        if spec.profile == StepProfile::Nested && self.architecture() != "x86_64" {
+            return Err(SandboxError::Unsupported(format!(
+                "the nested step profile's seccomp profile names x86_64 system calls only, and this \
+                 engine runs {}",
+                self.architecture()
+            )));
         }
         let image_id = self.ensure_image(&spec.image).await?;
         let workspace = canonical(spec.workspace.local_dir())?;

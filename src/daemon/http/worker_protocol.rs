@@ -111,6 +111,9 @@ pub async fn heartbeat(
     Ok(Json(HeartbeatAnswer { lease_secs: secs }))
 }
 
+/// How long a completion's body may take to arrive once it is being read.
+const COMPLETION_READ: std::time::Duration = std::time::Duration::from_secs(120);
+
 pub async fn complete(
     State(shared): State<Arc<Shared>>,
     worker: WorkerName,
@@ -128,7 +131,22 @@ pub async fn complete(
             "the server is shutting down; send the completion again",
         )
     })?;
-    let bytes = read_body(&headers, body, limit, "the completion", setting).await?;
+    // Read whole within a deadline: a worker that trickles its body cannot hold a reading slot forever.
+    let bytes = tokio::time::timeout(
+        COMPLETION_READ,
+        read_body(&headers, body, limit, "the completion", setting),
+    )
+    .await
+    .map_err(|_| {
+        ApiError::new(
+            StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::BadBody,
+            format!(
+                "the completion was not sent whole within {} s; send it again",
+                COMPLETION_READ.as_secs()
+            ),
+        )
+    })??;
     // The verdict stays raw JSON until the lease is found to be this worker's.
     let done: Completion<Box<RawValue>> = serde_json::from_slice(&bytes).map_err(|e| {
         ApiError::bad_body(format!(
