@@ -279,6 +279,14 @@ fn an_ssh_docker_host_is_reached_through_ssh() {
     // configuration, for this test's made-up name only, removed afterwards).
     let alias = format!("reprod-engine-test-{}", std::process::id());
     let drop_in = std::path::PathBuf::from(format!("/etc/ssh/ssh_config.d/{alias}.conf"));
+    // Removed however the test ends: it is the system's configuration.
+    struct Removed(std::path::PathBuf);
+    impl Drop for Removed {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+    let _removed = Removed(drop_in.clone());
     std::fs::write(
         &drop_in,
         format!(
@@ -296,7 +304,6 @@ fn an_ssh_docker_host_is_reached_through_ssh() {
     };
     let (code, v, stderr) = ssh_reprod(&format!("ssh://root@{alias}"));
     let (port_code, _, port_stderr) = ssh_reprod(&format!("ssh://root@127.0.0.1:{port}"));
-    let _ = std::fs::remove_file(&drop_in);
     let _ = agent.kill();
     let _ = agent.wait();
     let _ = sshd.kill();
