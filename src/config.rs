@@ -25,6 +25,8 @@ pub struct Config {
     pub trust: crate::trust::policy::TrustConfig,
     /// `reprod serve`.
     pub server: ServerConfig,
+    /// Builders reprod runs itself (BuildKit).
+    pub builders: crate::builders::BuildersConfig,
 }
 
 /// The daemon: where it listens, how many rebuilds run at once, how leases and shutdown behave.
@@ -212,6 +214,7 @@ impl Default for Config {
             images: ImagesConfig::default(),
             trust: crate::trust::policy::TrustConfig::default(),
             server: ServerConfig::default(),
+            builders: crate::builders::BuildersConfig::default(),
         }
     }
 }
@@ -448,6 +451,10 @@ impl Config {
             return bad("sandbox.step_timeout_secs and sandbox.job_timeout_secs must be positive");
         }
         s.network.validate().map_err(ConfigError::Invalid)?;
+        self.builders
+            .buildkit
+            .validate()
+            .map_err(ConfigError::Invalid)?;
         if s.log_limit_bytes < 1024 {
             return bad("sandbox.log_limit_bytes must be at least 1024");
         }

@@ -100,11 +100,35 @@ pub fn admit(
         ));
     };
     let refusal = refusal(config, finding);
+    let mut findings = findings;
+    for f in &mut findings {
+        if let Some(problem) = without_builder(config, f) {
+            f.unrebuildable = Some(problem);
+        }
+    }
     Ok(Admitted {
         sha256: crate::oci::sha256_bytes(bytes)["sha256:".len()..].to_string(),
         chosen,
         refusal,
         findings,
+    })
+}
+
+/// A complete BuildKit recipe on a rebuilder with no BuildKit builder: said, never a verdict on the image.
+fn without_builder(config: &crate::config::Config, f: &Finding) -> Option<Problem> {
+    let recipe = f.recipe.as_ref()?;
+    if f.unrebuildable.is_some()
+        || recipe.buildkit.is_none()
+        || config.builders.buildkit.configured()
+    {
+        return None;
+    }
+    Some(Problem {
+        reason: crate::provenance::UnrebuildableReason::NoBuilder("buildkit".into()).to_string(),
+        detail:
+            "the BuildKit recipe is complete, but this rebuilder has no BuildKit builder to run it \
+                 (configure [builders.buildkit] with a pinned builder image); nothing was rebuilt"
+                .into(),
     })
 }
 

@@ -13,6 +13,7 @@
 //! `docs/architecture.md` has the whole table of modules and what each may import.
 
 pub mod attest;
+pub mod builders;
 pub mod client;
 pub mod config;
 pub mod daemon;

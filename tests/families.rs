@@ -132,13 +132,33 @@ fn buildkit_v02_mode_max() {
         .collect();
     assert_eq!(inputs.len(), 2);
     assert!(inputs[0].starts_with("pkg:docker/golang@1.24.1?digest=sha256:c5adecdb"));
-    // Complete, but no BuildKit builder runs here: said as such, never as a verdict on the image.
-    let err = r.check().unwrap_err();
+    // Complete: rebuildable where a BuildKit builder is configured, and said as such (never as a verdict
+    // on the image) where none is.
+    assert_eq!(r.check(), Ok(()));
+    let bytes = read("buildkit/cupdate-ghcr-slsa-v0.2-mode-max.json");
+    let admit = |config: &reprod::config::Config| {
+        let admitted = reprod::examine::admit(
+            config,
+            &bytes,
+            &reprod::provenance::container::NoBlobs,
+            &Default::default(),
+        )
+        .unwrap();
+        admitted.finding().unrebuildable.clone()
+    };
+    let without = admit(&reprod::config::Config::default()).unwrap();
     assert_eq!(
-        err.reason,
-        UnrebuildableReason::NoBuilder("buildkit".into())
+        without.reason,
+        UnrebuildableReason::NoBuilder("buildkit".into()).to_string()
     );
-    assert_eq!(err.reason.to_string(), "no-builder: buildkit");
+    assert_eq!(without.reason, "no-builder: buildkit");
+    assert!(
+        without.detail.contains("[builders.buildkit]"),
+        "{without:?}"
+    );
+    let mut config = reprod::config::Config::default();
+    config.builders.buildkit.image = format!("registry.example/buildkit@sha256:{}", "a".repeat(64));
+    assert_eq!(admit(&config), None);
 }
 
 /// A BuildKit build that mounted a secret cannot be rebuilt without it: said, before anything runs.
@@ -156,6 +176,16 @@ fn a_buildkit_build_with_secrets_needs_them() {
         "{}",
         err.detail
     );
+    // The optional git credentials buildx offers every build of a git context authenticate BuildKit's
+    // fetch of the context, which a rebuild does itself: not secrets of the build. An optional secret by
+    // any other name still is one.
+    st.predicate["invocation"]["parameters"]["secrets"] = serde_json::json!([
+        {"id": "GIT_AUTH_HEADER", "optional": true},
+        {"id": "GIT_AUTH_TOKEN.github.com", "optional": true},
+        {"id": "NPM_TOKEN", "optional": true}
+    ]);
+    let r = provenance::normalize(&st).unwrap();
+    assert_eq!(r.secrets, ["secret NPM_TOKEN"]);
 }
 
 fn buildkit_predicate_only() {

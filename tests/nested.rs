@@ -198,26 +198,10 @@ fn run_nested_directly(repo: &Repo, image: &str, script: &str) -> std::path::Pat
         .replace('.', ":");
     sh(Command::new("chown").args(["-R", &owner, checkout.to_str().unwrap()]));
     let seccomp = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(seccomp.path(), reprod_sandbox::NESTED_SECCOMP).unwrap();
-    let mut cmd = Command::new("docker");
-    cmd.args(["run", "--rm", "--network", "none", "--read-only"]);
-    for t in ["/tmp", "/var/tmp", "/run"] {
-        cmd.args(["--tmpfs", &format!("{t}:rw,size=1g")]);
-    }
+    let mut cmd = nested_docker_run(seccomp.path());
     cmd.args([
-        "--tmpfs",
-        "/var/lib/containers:rw,exec,size=1g",
-        "--cap-drop",
-        "ALL",
-    ]);
-    for c in reprod_sandbox::StepProfile::Nested.capabilities() {
-        cmd.args(["--cap-add", c]);
-    }
-    cmd.args([
-        "--security-opt",
-        "no-new-privileges",
-        "--security-opt",
-        &format!("seccomp={}", seccomp.path().display()),
+        "--network",
+        "none",
         "-v",
         &format!("{}:/workspace/source", checkout.display()),
         image,
@@ -374,16 +358,10 @@ fn a_konflux_shaped_pipelinerun_rebuilds_with_buildah_bit_for_bit_and_a_dated_on
 #[test]
 fn a_konflux_pipelinerun_pulls_its_base_through_the_network_and_pushes_to_the_sink() {
     let upstream = common::upstream::TlsRegistry::start("registry.example.test");
-    let out = sh(Command::new("skopeo").args([
-        "copy",
-        "--quiet",
-        "--src-tls-verify=false",
-        "--dest-tls-verify=false",
-        "--preserve-digests",
+    copy_image(
         &format!("docker://{}", builder_image()),
         &format!("docker://127.0.0.1:{}/base:1", upstream.port),
-    ]));
-    assert!(out.trim().is_empty(), "{out}");
+    );
     let base_digest = builder_image().split_once('@').unwrap().1.to_string();
     let base = format!("{}/base@{base_digest}", upstream.host());
     let repo = Repo::hello_with(|src| {
@@ -454,20 +432,11 @@ fn a_konflux_pipelinerun_pulls_its_base_through_the_network_and_pushes_to_the_si
         }
         (code, v, stderr)
     };
-    let pulled = |v: &Value| {
-        v["network"]["exchanges"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|e| {
-                e["url"]
-                    == format!(
-                        "https://{}/v2/base/manifests/{base_digest}",
-                        upstream.host()
-                    )
-                    && e["status"] == 200
-            })
-    };
+    let base_url = format!(
+        "https://{}/v2/base/manifests/{base_digest}",
+        upstream.host()
+    );
+    let pulled = |v: &Value| fetched_through_proxy(v, &base_url);
 
     // First rebuild: nothing to compare with yet; it tells the digest the build makes.
     let (_, v, stderr) = rebuild("1", &unbuilt_digest('d'), "Containerfile", false);
@@ -521,13 +490,11 @@ fn a_konflux_pipelinerun_pulls_its_base_through_the_network_and_pushes_to_the_si
 fn assert_differs_naming_f(code: i32, v: &Value, stderr: &str) {
     assert_eq!(v["status"], "unreproducible", "{v:#}\n{stderr}");
     assert_eq!(code, 1);
-    let x = &v["subjects"][0]["explanation"];
-    let named_f = x["first_differences"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .any(|d| d["location"].as_str().is_some_and(|l| l.ends_with(" f")));
-    assert!(named_f, "the diff names f: {x:#}");
+    assert!(
+        explanation_names(v, "f"),
+        "the diff names f: {:#}",
+        v["subjects"][0]["explanation"]
+    );
     assert!(orphan_containers().is_empty());
 }
 

@@ -94,14 +94,15 @@ pub fn is_public(ip: IpAddr) -> bool {
     }
 }
 
-/// Decides whether an original may be fetched from the registry of `name`: it must be in `allowed`
-/// (`images.originals_from`), and every address it resolves to must pass [`address_allowed`]. Blocking
-/// (a DNS lookup). The error says what to configure.
-pub fn check_registry(name: &str, allowed: &[String]) -> Result<(), String> {
+/// Decides whether an image the provenance named may be fetched from the registry of `name`: it must be
+/// in `allowed` (the option `option`: `images.originals_from`, `builders.buildkit.materials_from`), and
+/// every address it resolves to must pass [`address_allowed`]. Blocking (a DNS lookup). The error says
+/// what to configure.
+pub fn check_registry(name: &str, allowed: &[String], option: &str) -> Result<(), String> {
     let registry = registry_of(name);
     let Some(entry) = allowed.iter().find(|e| e.as_str() == registry) else {
         return Err(format!(
-            "registry {registry} is not in images.originals_from, so its images are not fetched (add it to compare with the originals)"
+            "registry {registry} is not in {option}, so its images are not fetched (add it to fetch from it)"
         ));
     };
     let host = host_of(registry);
@@ -235,15 +236,9 @@ pub fn fetch(reference: &str, dest: &Path, limits: &FetchLimits) -> Result<(), F
         let _ = e.by_ref().take(64 << 10).read_to_end(&mut stderr_bytes);
     }
     if !status.success() {
-        let stderr = String::from_utf8_lossy(&stderr_bytes);
-        let last = stderr.trim().lines().last().unwrap_or("skopeo failed");
-        // skopeo logs `time=… level=fatal msg="…"`: keep the message.
-        let detail = last
-            .split_once("msg=\"")
-            .map_or(last, |(_, m)| m.strip_suffix('"').unwrap_or(m));
         return Err(FetchError::Copy {
             reference: reference.to_string(),
-            detail: detail.replace("\\\"", "\""),
+            detail: skopeo_failure(&stderr_bytes),
         });
     }
     if let Some(digest) = digest {
@@ -264,6 +259,80 @@ pub fn fetch(reference: &str, dest: &Path, limits: &FetchLimits) -> Result<(), F
         }
     }
     Ok(())
+}
+
+/// The largest manifest [`fetch_manifest`] reads.
+pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
+
+/// Reads the manifest `NAME@sha256:…` names (its raw bytes, at most [`MAX_MANIFEST_BYTES`]) through
+/// skopeo, and checks that they hash to the digest asked for.
+pub fn fetch_manifest(reference: &str, limits: &FetchLimits) -> Result<Vec<u8>, FetchError> {
+    use std::io::Read;
+    let (name, digest) = parse_reference(reference)?;
+    let Some(digest) = digest else {
+        return Err(FetchError::BadReference(reference.to_string()));
+    };
+    let copy = |detail: String| FetchError::Copy {
+        reference: reference.to_string(),
+        detail,
+    };
+    let mut cmd = Command::new("skopeo");
+    cmd.arg("--command-timeout")
+        .arg(format!("{}s", limits.timeout.as_secs().max(1)))
+        .args(["inspect", "--raw", "--retry-times", "2"]);
+    if limits.insecure {
+        cmd.arg("--tls-verify=false");
+    }
+    let output = cmd
+        .arg(format!("docker://{name}"))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| FetchError::NoSkopeo {
+            reference: reference.to_string(),
+            error: e.to_string(),
+        })?;
+    let mut child = output;
+    let mut bytes = Vec::new();
+    if let Some(out) = child.stdout.take() {
+        out.take(MAX_MANIFEST_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| copy(e.to_string()))?;
+    }
+    if bytes.len() as u64 > MAX_MANIFEST_BYTES {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(copy(format!(
+            "the manifest is over {MAX_MANIFEST_BYTES} bytes"
+        )));
+    }
+    let mut stderr = Vec::new();
+    if let Some(e) = child.stderr.take() {
+        let _ = e.take(64 << 10).read_to_end(&mut stderr);
+    }
+    let status = child.wait().map_err(|e| copy(e.to_string()))?;
+    if !status.success() {
+        return Err(copy(skopeo_failure(&stderr)));
+    }
+    let found = super::sha256_bytes(&bytes);
+    if found != digest {
+        return Err(FetchError::DigestMismatch {
+            reference: reference.to_string(),
+            found: vec![found],
+        });
+    }
+    Ok(bytes)
+}
+
+/// The message of skopeo's last log line (`time=… level=fatal msg="…"`).
+fn skopeo_failure(stderr: &[u8]) -> String {
+    let stderr = String::from_utf8_lossy(stderr);
+    let last = stderr.trim().lines().last().unwrap_or("skopeo failed");
+    let detail = last
+        .split_once("msg=\"")
+        .map_or(last, |(_, m)| m.strip_suffix('"').unwrap_or(m));
+    detail.replace("\\\"", "\"")
 }
 
 /// Bytes of the regular files under `dir` (what a fetch has written so far).
@@ -352,10 +421,15 @@ mod tests {
         assert!(address_allowed("[::1]:5000", ip("::1")));
         assert!(!address_allowed("127.0.0.1:5000", ip("127.0.0.2")));
         // Not listed at all: not fetched, whatever the address.
-        let e = check_registry("gcr.io/p/x", &[]).unwrap_err();
+        let e = check_registry("gcr.io/p/x", &[], "images.originals_from").unwrap_err();
         assert!(e.contains("images.originals_from"), "{e}");
-        assert!(check_registry("127.0.0.1:5000/x", &["127.0.0.1:5000".into()]).is_ok());
-        let e = check_registry("localhost:5000/x", &["localhost:5001".into()]).unwrap_err();
+        assert!(check_registry("127.0.0.1:5000/x", &["127.0.0.1:5000".into()], "o").is_ok());
+        let e = check_registry(
+            "localhost:5000/x",
+            &["localhost:5001".into()],
+            "images.originals_from",
+        )
+        .unwrap_err();
         assert!(e.contains("not in images.originals_from"), "{e}");
     }
 }

@@ -233,7 +233,9 @@ fn materials(list: Option<&Value>) -> Vec<Material> {
         .collect()
 }
 
-/// Secret and SSH ids the request mounted (values are never recorded).
+/// Secret and SSH ids the request mounted (values are never recorded). The optional `GIT_AUTH_TOKEN` and
+/// `GIT_AUTH_HEADER` (per host: `GIT_AUTH_TOKEN.<host>`) that buildx offers every build of a git context are
+/// left out: they authenticate BuildKit's fetch of the context, which a rebuild does itself.
 fn secrets(request: &Value) -> Vec<String> {
     let ids = |key: &str, what: &str| -> Vec<String> {
         request
@@ -241,6 +243,7 @@ fn secrets(request: &Value) -> Vec<String> {
             .and_then(Value::as_array)
             .map(|a| {
                 a.iter()
+                    .filter(|s| !(key == "secrets" && is_git_context_auth(s)))
                     .filter_map(|s| s.get("id").and_then(Value::as_str))
                     .map(|id| format!("{what} {id}"))
                     .collect()
@@ -250,4 +253,12 @@ fn secrets(request: &Value) -> Vec<String> {
     let mut out = ids("secrets", "secret");
     out.extend(ids("ssh", "ssh"));
     out
+}
+
+/// buildx's own optional secret for fetching a git context.
+fn is_git_context_auth(secret: &Value) -> bool {
+    let optional = secret.get("optional").and_then(Value::as_bool) == Some(true);
+    let id = secret.get("id").and_then(Value::as_str).unwrap_or("");
+    let base = id.split_once('.').map_or(id, |(base, _)| base);
+    optional && matches!(base, "GIT_AUTH_TOKEN" | "GIT_AUTH_HEADER")
 }

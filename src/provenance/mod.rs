@@ -15,6 +15,7 @@ mod error;
 mod fields;
 mod item;
 mod pipeline;
+pub mod purl;
 mod recipe;
 mod recognize;
 pub mod slsa;

@@ -321,12 +321,10 @@ impl Recipe {
                 ),
             ));
         }
-        if let BuildType::BuildKit { .. } = self.build_type {
-            return Err(Unrebuildable::new(
-                UnrebuildableReason::NoBuilder("buildkit".into()),
-                "the BuildKit recipe is complete, but this rebuilder has no BuildKit builder to run it \
-                 ([builders.buildkit] is not implemented yet); nothing was rebuilt",
-            ));
+        if self.buildkit.is_some() {
+            // A BuildKit recipe has no steps: reprod's builder runs the plan (see `admit`, which says
+            // `no-builder` when none is configured).
+            return Ok(());
         }
         if self.steps.is_empty() && self.config_source.is_some() {
             // The steps are read from the source once it is checked out, and checked then.

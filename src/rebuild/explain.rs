@@ -24,8 +24,12 @@ pub(super) async fn explain(
         if done.contains_key(&key) {
             continue;
         }
-        let repository = match subject.name.rsplit_once(':') {
-            Some((r, t)) if !t.contains('/') => r,
+        // BuildKit names its subjects as package URLs (`pkg:docker/NAME@TAG?platform=…`).
+        let purl =
+            crate::provenance::purl::DockerPurl::parse(&subject.name).map(|p| p.repository());
+        let repository = match (&purl, subject.name.rsplit_once(':')) {
+            (Some(r), _) => r.as_str(),
+            (None, Some((r, t))) if !t.contains('/') => r,
             _ => subject.name.as_str(),
         };
         let mirrored = job.config.images.mirrors.rewrite(repository);
@@ -69,7 +73,7 @@ pub(super) async fn explain(
         let result =
             tokio::task::spawn_blocking(move || -> Result<crate::diff::DiffReport, String> {
                 if let Some(allowed) = allowed {
-                    crate::oci::check_registry(&reference, &allowed)?;
+                    crate::oci::check_registry(&reference, &allowed, "images.originals_from")?;
                 }
                 crate::oci::fetch(&reference, &original_dir, &limits).map_err(|e| {
                     tracing::warn!(original = %reference, error = %e, "fetching the original failed");

@@ -409,6 +409,28 @@ pub fn sweep_abandoned(data_dir: &Path) -> std::io::Result<usize> {
     Ok(removed.len())
 }
 
+/// A kept job directory's full step logs and diff reports, as `(logs/<file>, bytes)` pairs, for the
+/// daemon's store. Blocking.
+pub fn artifacts(job_dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    for sub in [JobDirs::LOGS, "diffs"] {
+        let Ok(entries) = std::fs::read_dir(job_dir.join(sub)) else {
+            continue;
+        };
+        let mut files: Vec<_> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .collect();
+        files.sort_by_key(|e| e.file_name());
+        for e in files {
+            if let Ok(bytes) = std::fs::read(e.path()) {
+                out.push((format!("{sub}/{}", e.file_name().to_string_lossy()), bytes));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -2,6 +2,7 @@
 //! a [`RebuildOutcome`] of facts. [`crate::verdict::decide`] turns the outcome into a verdict; nothing here
 //! decides a status.
 
+mod buildkit;
 mod config_source;
 mod environment;
 mod explain;
@@ -89,6 +90,7 @@ pub struct RebuildOptions<'a> {
     pub collected: bool,
 }
 
+pub use jobdir::artifacts as job_artifacts;
 pub use jobdir::sweep_abandoned as sweep_abandoned_job_dirs;
 use jobdir::JobDirs;
 
@@ -280,28 +282,6 @@ async fn run(
     Ok(outcome)
 }
 
-/// A kept job directory's full step logs and diff reports, as `(logs/<file>, bytes)` pairs, for the
-/// daemon's store. Blocking.
-pub fn job_artifacts(job_dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut out = Vec::new();
-    for sub in [JobDirs::LOGS, "diffs"] {
-        let Ok(entries) = std::fs::read_dir(job_dir.join(sub)) else {
-            continue;
-        };
-        let mut files: Vec<_> = entries
-            .flatten()
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-            .collect();
-        files.sort_by_key(|e| e.file_name());
-        for e in files {
-            if let Ok(bytes) = std::fs::read(e.path()) {
-                out.push((format!("{sub}/{}", e.file_name().to_string_lossy()), bytes));
-            }
-        }
-    }
-    out
-}
-
 /// Removes a kept job directory (unmounting its filesystem, if it has one). Blocking.
 pub fn remove_job_dir_blocking(root: &Path) -> std::io::Result<()> {
     jobdir::remove_at(root)
@@ -388,6 +368,12 @@ async fn run_in(job: &Job<'_>, outcome: &mut RebuildOutcome) -> Result<Ending, R
         Err(ending) => return Ok(ending),
     };
     let recipe: &Recipe = from_source.as_ref().unwrap_or(recipe);
+    // A BuildKit build request: one step of reprod's BuildKit builder, its base images fetched first.
+    let from_plan = match buildkit::builder_step(job, recipe, outcome).await? {
+        Ok(found) => found,
+        Err(ending) => return Ok(ending),
+    };
+    let recipe: &Recipe = from_plan.as_ref().unwrap_or(recipe);
     // What the workspace holds before any step runs is the build's input: it is taken out of the outputs
     // afterwards, so a subject that is only a file of the source is never "rebuilt".
     let root = dirs.path(JobDirs::WORKSPACE);
@@ -423,6 +409,9 @@ async fn run_in(job: &Job<'_>, outcome: &mut RebuildOutcome) -> Result<Ending, R
         }
     }
 
+    if recipe.buildkit.is_some() {
+        buildkit::note_builder_version(job, outcome).await;
+    }
     (opts.progress)("collecting outputs");
     let mut subjects = crate::verdict::subjects_of(job.admitted);
     let wanted: std::collections::HashSet<String> =

@@ -39,7 +39,8 @@ pub(super) async fn run_steps(
         Ok(Some(super::unrebuildable(reason, detail)))
     };
     let conventions = recipe.build_type.conventions();
-    let nested = job.admitted.nested_steps(config);
+    let mut nested = job.admitted.nested_steps(config);
+    nested.extend(super::buildkit::nested_builder(job, recipe));
     let home_at = conventions.home.unwrap_or(tekton::HOME_DIR);
     for (i, step) in recipe.steps.iter().enumerate() {
         let recorded = PinnedImage::parse(&step.image)

@@ -82,6 +82,73 @@ pub fn debian_buildkit_image() -> &'static str {
     })
 }
 
+/// `docker run --rm` with what the nested profile gives a step (a read-only root with its tmpfs mounts,
+/// only the nested capabilities, `no-new-privileges`, reprod's seccomp profile, written to `seccomp`), for
+/// builds run directly as an original build would be; the caller adds its own options, the image and the
+/// command.
+pub fn nested_docker_run(seccomp: &Path) -> Command {
+    std::fs::write(seccomp, reprod_sandbox::NESTED_SECCOMP).unwrap();
+    let mut cmd = Command::new("docker");
+    cmd.args(["run", "--rm", "--read-only"]);
+    for t in ["/tmp", "/var/tmp", "/run"] {
+        cmd.args(["--tmpfs", &format!("{t}:rw,size=1g")]);
+    }
+    cmd.args([
+        "--tmpfs",
+        "/var/lib/containers:rw,exec,size=1g",
+        "--cap-drop",
+        "ALL",
+    ]);
+    for c in reprod_sandbox::StepProfile::Nested.capabilities() {
+        cmd.args(["--cap-add", c]);
+    }
+    cmd.args([
+        "--security-opt",
+        "no-new-privileges",
+        "--security-opt",
+        &format!("seccomp={}", seccomp.display()),
+    ]);
+    cmd
+}
+
+/// Copies the image `from` to `to` (`docker://` references, plain HTTP or unverified TLS on both sides:
+/// the test registries), digests kept.
+pub fn copy_image(from: &str, to: &str) {
+    let out = sh(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+        "--preserve-digests",
+        from,
+        to,
+    ]));
+    assert!(out.trim().is_empty(), "{out}");
+}
+
+/// Whether the job's proxy recorded a 200 answer for `url` (a verdict's `network.exchanges`).
+pub fn fetched_through_proxy(verdict: &Value, url: &str) -> bool {
+    verdict["network"]["exchanges"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|e| e["url"] == url && e["status"] == 200)
+}
+
+/// Whether the first subject's explanation names a difference in the file `name` (a location ending in
+/// ` name`).
+pub fn explanation_names(verdict: &Value, name: &str) -> bool {
+    verdict["subjects"][0]["explanation"]["first_differences"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|d| {
+            d["location"]
+                .as_str()
+                .is_some_and(|l| l.ends_with(&format!(" {name}")))
+        })
+}
+
 /// Runs `f` and says on stderr how long it took (`[wall] what: N.NN s`): the scenario tests' wall times,
 /// a rebuild beside the same build run directly (read with `--nocapture`; never asserted).
 pub fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {

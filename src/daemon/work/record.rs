@@ -106,6 +106,19 @@ pub fn check_remote_verdict(
         .recipe
         .as_ref()
         .map(crate::provenance::Recipe::work_key);
+    let finding = admitted.finding();
+    let buildkit = finding
+        .recipe
+        .as_ref()
+        .is_some_and(|r| r.buildkit.is_some());
+    if buildkit && admitted.refusal.is_none() && finding.unrebuildable.is_none() {
+        // The server cannot yet check that a worker ran the build request in the builder it names.
+        return Err(
+            "the job is a BuildKit build request, which this server rebuilds with its own workers \
+             only: a remote worker's report of one is not checked, so it is not signed"
+                .into(),
+        );
+    }
     checked(&admitted, job, worker, claimed).map(|v| (v, work_key))
 }
 

@@ -1,0 +1,287 @@
+//! BuildKit end to end, against the real engine: a real BuildKit build (Debian 13's dockerd in the buildkit
+//! builder image) of a git context, with `--provenance=mode=max`, published to the local registry with its
+//! attestation manifest, is rebuilt by `reprod rebuild docker://NAME@sha256:INDEX` from that provenance
+//! alone: the build request replayed by reprod's BuildKit builder in the nested profile, the base image
+//! pulled through the build network and pinned to the recorded digest, the exporter options read from the
+//! published image, the platform manifest compared. A build with a `RUN date` differs, and the diff names
+//! the file.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command};
+
+use common::*;
+use serde_json::Value;
+
+/// `git daemon` serving a directory's repositories on 127.0.0.1 (BuildKit fetches git contexts itself).
+struct GitDaemon {
+    child: Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn serve(base: &Path) -> GitDaemon {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut child = Command::new("git")
+            .args([
+                "daemon",
+                "--export-all",
+                "--reuseaddr",
+                "--listen=127.0.0.1",
+                &format!("--port={port}"),
+                &format!("--base-path={}", base.display()),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("git daemon");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return GitDaemon { child, port };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("git daemon did not listen on 127.0.0.1:{port}");
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The original build, as a CI job would run it: BuildKit (in the buildkit builder image, run directly
+/// under the nested profile's capabilities and seccomp profile, on the host's network to reach the git
+/// server and the base image's registry) builds `dockerfile` of the git context `context` with mode=max
+/// provenance into an OCI archive, which skopeo publishes as `published` (index, image and attestation
+/// manifest, digests kept). Returns the index digest.
+fn build_and_publish(
+    context: &str,
+    dockerfile: &str,
+    published: &str,
+    upstream: &common::upstream::TlsRegistry,
+) -> String {
+    let out = tempfile::tempdir().unwrap();
+    std::fs::write(out.path().join("upstream-ca.pem"), &upstream.ca_pem).unwrap();
+    let script = format!(
+        "set -e\nexport HOME=/tmp\nreprod-buildkitd\n\
+         SOURCE_DATE_EPOCH=0 docker buildx build --builder default --network host --provenance=mode=max \
+         --file {dockerfile} --output type=oci,dest=/out/image.tar,name={published},rewrite-timestamp=true \
+         {context}\n"
+    );
+    let seccomp = tempfile::NamedTempFile::new().unwrap();
+    let mut cmd = nested_docker_run(seccomp.path());
+    cmd.args([
+        "--userns=host",
+        "--network",
+        "host",
+        "--add-host",
+        &format!("{}:127.0.0.1", upstream.name),
+        "-e",
+        "SSL_CERT_FILE=/out/upstream-ca.pem",
+        "-v",
+        &format!("{}:/out", out.path().display()),
+        debian_buildkit_image(),
+        "sh",
+        "-c",
+        &script,
+    ]);
+    sh(&mut cmd);
+    sh(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--all",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &format!("oci-archive:{}", out.path().join("image.tar").display()),
+        &format!("docker://{published}"),
+    ]));
+    let raw = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--raw",
+            "--tls-verify=false",
+            &format!("docker://{published}"),
+        ])
+        .output()
+        .unwrap();
+    assert!(raw.status.success());
+    reprod::oci::sha256_bytes(&raw.stdout)
+}
+
+/// The platform manifest an index names (its first entry: the image; the second is the attestation).
+fn platform_manifest(repository: &str, index: &str) -> String {
+    let raw = sh(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://{repository}@{index}"),
+    ]));
+    let index: Value = serde_json::from_str(&raw).unwrap();
+    index["manifests"][0]["digest"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn a_real_buildkit_build_is_rebuilt_from_its_attached_provenance_and_a_dated_one_differs() {
+    let upstream = common::upstream::TlsRegistry::start("registry.example.test");
+    copy_image(
+        &format!("docker://{}", builder_image()),
+        &format!("docker://127.0.0.1:{}/base:1", upstream.port),
+    );
+    let base_digest = builder_image().split_once('@').unwrap().1.to_string();
+    let repo = Repo::hello_with(|src| {
+        for (name, run) in [
+            ("Dockerfile", "cat /hello.txt > /copy.txt"),
+            ("Dockerfile.dated", "date +%s%N > /f"),
+        ] {
+            std::fs::write(
+                src.join(name),
+                format!(
+                    "FROM {}/base:1\nCOPY hello.txt /hello.txt\nRUN {run}\n",
+                    upstream.host()
+                ),
+            )
+            .unwrap();
+        }
+    });
+    let git = GitDaemon::serve(repo.dir.path());
+    let context = format!("git://127.0.0.1:{}/hello.git#main", git.port);
+    let repository = format!(
+        "127.0.0.1:5000/reprod-test/buildkit-e2e-{}",
+        std::process::id()
+    );
+    let index = timed("BuildKit from a git context, run directly", || {
+        build_and_publish(
+            &context,
+            "Dockerfile",
+            &format!("{repository}:1"),
+            &upstream,
+        )
+    });
+    let image = platform_manifest(&repository, &index);
+
+    let keys = tempfile::tempdir().unwrap();
+    let ca = keys.path().join("upstream-ca.pem");
+    std::fs::write(&ca, &upstream.ca_pem).unwrap();
+    let reprod = |documents: &str| {
+        let r = Reprod::new();
+        let config = r.data.path().join("reprod.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[builders.buildkit]\nimage = {:?}\ndocuments = {documents:?}\n",
+                debian_buildkit_image()
+            ),
+        )
+        .unwrap();
+        let mut r = r
+            .with("REPROD_CONFIG", config.to_str().unwrap())
+            .with("REPROD_IMAGES_INSECURE", "[\"127.0.0.1:5000\"]")
+            .with(
+                "REPROD_SANDBOX_NETWORK_UPSTREAM_ROOTS",
+                &format!("[{:?}]", ca.display().to_string()),
+            );
+        for (k, v) in network_holder_env() {
+            r = r.with(k, &v);
+        }
+        r
+    };
+    let allow = format!("{}=127.0.0.1", upstream.host());
+    let rebuild = |r: &Reprod, index: &str, network: bool| {
+        let reference = format!("docker://{repository}@{index}");
+        let mut args = vec!["rebuild", "--json"];
+        if network {
+            args.extend(["--network", "proxy", "--allow", &allow]);
+        }
+        args.push(reference.as_str());
+        let out = r.run(&args);
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+        (
+            out.status.code().unwrap_or(-1),
+            v,
+            String::from_utf8_lossy(&out.stderr).to_string(),
+        )
+    };
+
+    // BuildKit's provenance is unsigned: a builder for vouched documents only does not run it, and says so.
+    let (code, v, stderr) = rebuild(&reprod("vouched"), &index, true);
+    assert_eq!(v["status"], "unrebuildable", "{v:#}\n{stderr}");
+    assert_eq!(v["reason"], "builder-not-granted");
+    assert_eq!(code, 1);
+    // Without the build network the base image cannot be had: said before anything runs.
+    let (_, v, stderr) = rebuild(&reprod("any"), &index, false);
+    assert_eq!(v["reason"], "needs-build-network", "{v:#}\n{stderr}");
+    assert!(
+        v["detail"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("{}/base", upstream.host())),
+        "{v:#}"
+    );
+
+    // Moved since: the tag the Dockerfile names now points elsewhere; the source policy still pins it to
+    // the digest the provenance recorded.
+    copy_image(
+        &format!("docker://{}", debian_builder_image()),
+        &format!("docker://127.0.0.1:{}/base:1", upstream.port),
+    );
+    let (code, v, stderr) = timed(
+        "BuildKit from a git context, rebuilt from its provenance",
+        || rebuild(&reprod("any"), &index, true),
+    );
+    assert_eq!(v["status"], "reproducible", "{v:#}\n{stderr}");
+    assert_eq!(code, 0);
+    assert_eq!(v["subjects"][0]["digest"], image.as_str());
+    assert_eq!(v["subjects"][0]["state"], "matched");
+    assert_eq!(v["source"]["commit"], repo.commit.as_str(), "{v:#}");
+    assert_eq!(v["steps"].as_array().unwrap().len(), 1);
+    assert_eq!(v["steps"][0]["profile"], "nested");
+    let from = v["steps_from"].as_str().unwrap();
+    assert!(
+        from.contains("1 named by tag and pinned by a source policy")
+            && from.contains("oci-mediatypes=true,compression=gzip,rewrite-timestamp=true")
+            && from.contains("the builder reported: dockerd 26."),
+        "{from}"
+    );
+    let base_url = format!(
+        "https://{}/v2/base/manifests/{base_digest}",
+        upstream.host()
+    );
+    assert!(
+        fetched_through_proxy(&v, &base_url),
+        "the base pulled by its recorded digest: {:#}",
+        v["network"]
+    );
+
+    // The dated build: its own original, published; the rebuild differs, and the diff names f.
+    let dated = build_and_publish(
+        &context,
+        "Dockerfile.dated",
+        &format!("{repository}:dated"),
+        &upstream,
+    );
+    let r = reprod("any")
+        .with("REPROD_IMAGES_FETCH_ORIGINALS", "true")
+        .with("REPROD_IMAGES_ORIGINALS_FROM", "[\"127.0.0.1:5000\"]");
+    let (code, v, stderr) = rebuild(&r, &dated, true);
+    assert_eq!(v["status"], "unreproducible", "{v:#}\n{stderr}");
+    assert_eq!(code, 1);
+    assert!(
+        explanation_names(&v, "f"),
+        "the diff names f: {:#}\n{stderr}",
+        v["subjects"]
+    );
+    assert!(orphan_containers().is_empty());
+}
