@@ -133,48 +133,84 @@ fn platform_manifest(repository: &str, index: &str) -> String {
         .to_string()
 }
 
-#[test]
-fn a_real_buildkit_build_is_rebuilt_from_its_attached_provenance_and_a_dated_one_differs() {
-    let upstream = common::upstream::TlsRegistry::start("registry.example.test");
-    copy_image(
-        &format!("docker://{}", builder_image()),
-        &format!("docker://127.0.0.1:{}/base:1", upstream.port),
-    );
-    let base_digest = builder_image().split_once('@').unwrap().1.to_string();
-    let repo = Repo::hello_with(|src| {
-        for (name, run) in [
-            ("Dockerfile", "cat /hello.txt > /copy.txt"),
-            ("Dockerfile.dated", "date +%s%N > /f"),
-        ] {
-            std::fs::write(
-                src.join(name),
-                format!(
-                    "FROM {}/base:1\nCOPY hello.txt /hello.txt\nRUN {run}\n",
-                    upstream.host()
-                ),
-            )
-            .unwrap();
+/// What both scenarios start from: a second registry serving the base image as `base:1` under its own
+/// name, the hello project with a Dockerfile `FROM` it by tag (and a dated one), served by `git daemon`.
+struct Scenario {
+    upstream: common::upstream::TlsRegistry,
+    repo: Repo,
+    git: GitDaemon,
+    /// Where originals are published, in the local registry.
+    repository: String,
+}
+
+impl Scenario {
+    fn new(name: &str) -> Scenario {
+        let upstream = common::upstream::TlsRegistry::start("registry.example.test");
+        copy_image(
+            &format!("docker://{}", builder_image()),
+            &format!("docker://127.0.0.1:{}/base:1", upstream.port),
+        );
+        let repo = Repo::hello_with(|src| {
+            for (name, run) in [
+                ("Dockerfile", "cat /hello.txt > /copy.txt"),
+                ("Dockerfile.dated", "date +%s%N > /f"),
+            ] {
+                std::fs::write(
+                    src.join(name),
+                    format!(
+                        "FROM {}/base:1\nCOPY hello.txt /hello.txt\nRUN {run}\n",
+                        upstream.host()
+                    ),
+                )
+                .unwrap();
+            }
+        });
+        let git = GitDaemon::serve(repo.dir.path());
+        let repository = format!("127.0.0.1:5000/reprod-test/{name}-{}", std::process::id());
+        Scenario {
+            upstream,
+            repo,
+            git,
+            repository,
         }
-    });
-    let git = GitDaemon::serve(repo.dir.path());
-    let context = format!("git://127.0.0.1:{}/hello.git#main", git.port);
-    let repository = format!(
-        "127.0.0.1:5000/reprod-test/buildkit-e2e-{}",
-        std::process::id()
-    );
-    let index = timed("BuildKit from a git context, run directly", || {
+    }
+
+    /// Builds `dockerfile` as the original build did and publishes it as `tag`; the index digest.
+    fn publish(&self, dockerfile: &str, tag: &str) -> String {
+        let context = format!("git://127.0.0.1:{}/hello.git#main", self.git.port);
         build_and_publish(
             &context,
-            "Dockerfile",
-            &format!("{repository}:1"),
-            &upstream,
+            dockerfile,
+            &format!("{}:{tag}", self.repository),
+            &self.upstream,
         )
+    }
+
+    /// The upstream's CA, written to `dir`, for `sandbox.network.upstream_roots`.
+    fn upstream_roots(&self, dir: &Path) -> String {
+        let ca = dir.join("upstream-ca.pem");
+        std::fs::write(&ca, &self.upstream.ca_pem).unwrap();
+        format!("[{:?}]", ca.display().to_string())
+    }
+}
+
+#[test]
+fn a_real_buildkit_build_is_rebuilt_from_its_attached_provenance_and_a_dated_one_differs() {
+    let scenario = Scenario::new("buildkit-e2e");
+    let Scenario {
+        upstream,
+        repo,
+        repository,
+        ..
+    } = &scenario;
+    let base_digest = builder_image().split_once('@').unwrap().1.to_string();
+    let index = timed("BuildKit from a git context, run directly", || {
+        scenario.publish("Dockerfile", "1")
     });
-    let image = platform_manifest(&repository, &index);
+    let image = platform_manifest(repository, &index);
 
     let keys = tempfile::tempdir().unwrap();
-    let ca = keys.path().join("upstream-ca.pem");
-    std::fs::write(&ca, &upstream.ca_pem).unwrap();
+    let roots = scenario.upstream_roots(keys.path());
     let reprod = |documents: &str| {
         let r = Reprod::new();
         let config = r.data.path().join("reprod.toml");
@@ -189,10 +225,7 @@ fn a_real_buildkit_build_is_rebuilt_from_its_attached_provenance_and_a_dated_one
         let mut r = r
             .with("REPROD_CONFIG", config.to_str().unwrap())
             .with("REPROD_IMAGES_INSECURE", "[\"127.0.0.1:5000\"]")
-            .with(
-                "REPROD_SANDBOX_NETWORK_UPSTREAM_ROOTS",
-                &format!("[{:?}]", ca.display().to_string()),
-            );
+            .with("REPROD_SANDBOX_NETWORK_UPSTREAM_ROOTS", &roots);
         for (k, v) in network_holder_env() {
             r = r.with(k, &v);
         }
@@ -266,12 +299,7 @@ fn a_real_buildkit_build_is_rebuilt_from_its_attached_provenance_and_a_dated_one
     );
 
     // The dated build: its own original, published; the rebuild differs, and the diff names f.
-    let dated = build_and_publish(
-        &context,
-        "Dockerfile.dated",
-        &format!("{repository}:dated"),
-        &upstream,
-    );
+    let dated = scenario.publish("Dockerfile.dated", "dated");
     let r = reprod("any")
         .with("REPROD_IMAGES_FETCH_ORIGINALS", "true")
         .with("REPROD_IMAGES_ORIGINALS_FROM", "[\"127.0.0.1:5000\"]");
@@ -283,5 +311,54 @@ fn a_real_buildkit_build_is_rebuilt_from_its_attached_provenance_and_a_dated_one
         "the diff names f: {:#}\n{stderr}",
         v["subjects"]
     );
+    assert!(orphan_containers().is_empty());
+}
+
+/// The service's way: a registry watcher finds the image BuildKit published, reads the provenance from
+/// its attestation manifest, and a worker rebuilds it with the BuildKit builder, through the build
+/// network the configuration grants, reading the exporter options from the watched registry.
+#[test]
+fn a_watched_buildkit_image_is_rebuilt_by_the_daemon() {
+    let scenario = Scenario::new("buildkit-watch");
+    let index = scenario.publish("Dockerfile", "1");
+    let image = platform_manifest(&scenario.repository, &index);
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("reprod.toml");
+    let watched = scenario.repository.strip_prefix("127.0.0.1:5000/").unwrap();
+    std::fs::write(
+        &config,
+        format!(
+            "[builders.buildkit]\nimage = {:?}\ndocuments = \"any\"\n\n\
+             [sandbox.network]\nmode = \"proxy\"\nallow = [\"{}=127.0.0.1\"]\nupstream_roots = {}\n\n\
+             [[server.watch]]\nregistry = \"127.0.0.1:5000\"\nrepositories = [{watched:?}]\ninsecure = true\ninterval_secs = 1\n",
+            debian_buildkit_image(),
+            scenario.upstream.host(),
+            scenario.upstream_roots(data.path()),
+        ),
+    )
+    .unwrap();
+    let holder = network_holder_env();
+    let mut env: Vec<(&str, &str)> = vec![("REPROD_CONFIG", config.to_str().unwrap())];
+    env.extend(holder.iter().map(|(k, v)| (*k, v.as_str())));
+    let mut d = common::daemon::Daemon::start(data.path(), &env);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(180);
+    loop {
+        let (_, h) = d.request("GET", "/healthz", None, None);
+        if h["queue"]["done"].as_u64() == Some(1) {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no verdict: {h}");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    d.signal("-TERM");
+    assert_eq!(d.wait_exit(std::time::Duration::from_secs(60)), Some(0));
+    let store = reprod::store::Store::open(&data.path().join("store")).unwrap();
+    let jobs = store.jobs_for_subject(&image).unwrap();
+    assert_eq!(jobs.len(), 1, "{jobs:?}");
+    let v: Value =
+        serde_json::from_str(store.verdict_json(&jobs[0]).unwrap().unwrap().get()).unwrap();
+    assert_eq!(v["status"], "reproducible", "{v:#}");
+    assert_eq!(v["subjects"][0]["digest"], image.as_str());
+    assert_eq!(v["steps"][0]["profile"], "nested");
     assert!(orphan_containers().is_empty());
 }

@@ -425,6 +425,29 @@ fn secrets_of(build: &Value) -> Vec<String> {
     out
 }
 
+/// `Err` naming the first step in Cloud Build's own Docker builder (`gcr.io/cloud-builders/docker`, or a
+/// mirror of it): such a step drives the worker's Docker daemon, which a rebuild cannot give.
+pub fn needs_docker_daemon(steps: &[Step]) -> Result<(), Unrebuildable> {
+    let uses_daemon = |image: &str| {
+        let repository = image.split('@').next().unwrap_or(image);
+        let last = repository.rsplit('/').next().unwrap_or(repository);
+        let name = last.split(':').next().unwrap_or(last);
+        name == "docker" && repository[..repository.len() - last.len()].ends_with("cloud-builders/")
+    };
+    match steps.iter().find(|s| uses_daemon(&s.image)) {
+        None => Ok(()),
+        Some(step) => Err(Unrebuildable::new(
+            UnrebuildableReason::Other("needs-docker-daemon".into()),
+            format!(
+                "step {:?} runs {}, which drives the Docker daemon Cloud Build gives its steps; reprod's \
+                 sandbox has none to give (a daemon in the nested profile cannot network a RUN without \
+                 NET_ADMIN, which the profile withholds)",
+                step.name, step.image
+            ),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
@@ -441,5 +464,38 @@ mod tests {
         );
         assert_eq!(sub("${_TAG"), "${_TAG");
         assert_eq!(sub("é$_TAG.é"), "év1.é");
+    }
+
+    /// A step in Cloud Build's Docker builder drives the worker's daemon, which a rebuild cannot give:
+    /// said before anything runs, naming the step; other steps (and other `docker` images) are not.
+    #[test]
+    fn a_docker_builder_step_needs_the_daemon_cloud_build_gives() {
+        let pinned = |image: &str| format!("{image}@sha256:{}", "a".repeat(64));
+        let statement = |image: String| crate::provenance::Statement {
+            statement_type: "https://in-toto.io/Statement/v0.1".into(),
+            predicate_type: "https://slsa.dev/provenance/v0.1".into(),
+            subjects: vec![crate::provenance::Subject {
+                name: "gcr.io/p/app".into(),
+                digests: [("sha256".to_string(), "b".repeat(64))].into(),
+            }],
+            predicate: serde_json::json!({
+                "recipe": {"type": "https://cloudbuild.googleapis.com/CloudBuildYaml@v1",
+                           "arguments": {"steps": [
+                               {"name": pinned("gcr.io/cloud-builders/git"), "args": ["status"]},
+                               {"id": "image", "name": image, "args": ["build", "-t", "gcr.io/p/app", "."]}]}},
+                "materials": [{"uri": "git+https://example.invalid/r", "digest": {"sha1": "c".repeat(40)}}]
+            }),
+        };
+        for image in [
+            pinned("gcr.io/cloud-builders/docker"),
+            pinned("us-docker.pkg.dev/mirror/cloud-builders/docker:24"),
+        ] {
+            let r = super::from_v01(&statement(image), "CloudBuildYaml", None);
+            let e = r.check().unwrap_err();
+            assert_eq!(e.reason.to_string(), "needs-docker-daemon", "{e}");
+            assert!(e.detail.contains("step \"image\""), "{e}");
+        }
+        let r = super::from_v01(&statement(pinned("docker.io/library/docker")), "x", None);
+        assert_eq!(r.check(), Ok(()));
     }
 }

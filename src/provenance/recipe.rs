@@ -353,6 +353,10 @@ impl Recipe {
                 ));
             }
         }
+        // The document's own defects first (above), then what this rebuilder cannot give.
+        if let BuildType::CloudBuild { .. } = self.build_type {
+            super::cloud_build::needs_docker_daemon(&self.steps)?;
+        }
         Ok(())
     }
 

@@ -86,7 +86,12 @@ const RUNTIME_UNREBUILDABLE: &[&str] = &[
 
 /// What a rebuild can also find when the steps are in the source (Cloud Build v1): only a checkout shows
 /// the build config.
-const CONFIG_UNREBUILDABLE: &[&str] = &["no-build-config", "bad-build-config", "needs-secrets"];
+const CONFIG_UNREBUILDABLE: &[&str] = &[
+    "no-build-config",
+    "bad-build-config",
+    "needs-secrets",
+    "needs-docker-daemon",
+];
 
 /// Turns a remote worker's report into the verdict the server signs. The server never signs the worker's
 /// words about the document: the provenance, its digest, the source, the steps and their images, and the

@@ -227,12 +227,19 @@ async fn published_exporter(job: &Job<'_>) -> Result<Result<Exporter, String>, R
         },
     };
     let mut allowed = job.config.images.originals_from.clone();
-    // The registry the document was read from (`reprod rebuild docker://…`, the watcher) was named by
-    // the operator.
+    // The registries the operator named as where documents come from: `reprod rebuild docker://…`'s, and
+    // the watched ones (plain HTTP where the watch says so).
     if let Some(found_in) = job.opts.origin.strip_prefix("docker://") {
         allowed.push(crate::oci::registry_of(found_in).to_string());
     }
+    let watched = &job.config.server.watch;
+    allowed.extend(watched.iter().map(|w| w.registry.clone()));
     let config = job.config.clone();
+    let plain_http: Vec<String> = watched
+        .iter()
+        .filter(|w| w.insecure)
+        .map(|w| w.registry.clone())
+        .collect();
     let digest = subject.digest.clone();
     let deadline = job.deadline;
     let read = tokio::task::spawn_blocking(move || -> Result<Exporter, String> {
@@ -242,9 +249,9 @@ async fn published_exporter(job: &Job<'_>) -> Result<Result<Exporter, String>, R
                  published image, and it cannot be read: {e}"
             )
         })?;
-        let mut limits = config
-            .images
-            .fetch_limits(crate::oci::registry_of(&from));
+        let registry = crate::oci::registry_of(&from);
+        let mut limits = config.images.fetch_limits(registry);
+        limits.insecure |= plain_http.iter().any(|r| r == registry);
         limits.timeout = limits
             .timeout
             .min(deadline.saturating_duration_since(std::time::Instant::now()));
