@@ -164,6 +164,11 @@ impl Scenario {
                 )
                 .unwrap();
             }
+            // The same build from a subdirectory, as Docker Official Images build (`#ref:dir`).
+            std::fs::create_dir(src.join("app")).unwrap();
+            // Bytes of its own: a rebuild of the wrong directory cannot match.
+            std::fs::write(src.join("app/hello.txt"), "hello from app/\n").unwrap();
+            std::fs::copy(src.join("Dockerfile"), src.join("app/Dockerfile")).unwrap();
         });
         let git = GitDaemon::serve(repo.dir.path());
         let repository = format!("127.0.0.1:5000/reprod-test/{name}-{}", std::process::id());
@@ -177,7 +182,12 @@ impl Scenario {
 
     /// Builds `dockerfile` as the original build did and publishes it as `tag`; the index digest.
     fn publish(&self, dockerfile: &str, tag: &str) -> String {
-        let context = format!("git://127.0.0.1:{}/hello.git#main", self.git.port);
+        self.publish_from("main", dockerfile, tag)
+    }
+
+    /// [`Scenario::publish`] of the git context `hello.git#fragment` (`main`, or `main:DIR`).
+    fn publish_from(&self, fragment: &str, dockerfile: &str, tag: &str) -> String {
+        let context = format!("git://127.0.0.1:{}/hello.git#{fragment}", self.git.port);
         build_and_publish(
             &context,
             dockerfile,
@@ -314,13 +324,14 @@ fn a_real_buildkit_build_is_rebuilt_from_its_attached_provenance_and_a_dated_one
     assert!(orphan_containers().is_empty());
 }
 
-/// The service's way: a registry watcher finds the image BuildKit published, reads the provenance from
-/// its attestation manifest, and a worker rebuilds it with the BuildKit builder, through the build
-/// network the configuration grants, reading the exporter options from the watched registry.
+/// The service's way: a registry watcher finds the image BuildKit published (built from a subdirectory of
+/// the git context, `#main:app`), reads the provenance from its attestation manifest, and a worker rebuilds
+/// it with the BuildKit builder, through the build network the configuration grants, reading the exporter
+/// options from the watched registry.
 #[test]
 fn a_watched_buildkit_image_is_rebuilt_by_the_daemon() {
     let scenario = Scenario::new("buildkit-watch");
-    let index = scenario.publish("Dockerfile", "1");
+    let index = scenario.publish_from("main:app", "Dockerfile", "1");
     let image = platform_manifest(&scenario.repository, &index);
     let data = tempfile::tempdir().unwrap();
     let config = data.path().join("reprod.toml");

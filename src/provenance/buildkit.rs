@@ -13,7 +13,7 @@ use super::fields::{str_at as s, string_map};
 use super::tekton::git_ref;
 use super::{
     BuildKitContext, BuildKitMode, BuildKitPlan, BuildType, Material, Recipe, Statement,
-    Unrebuildable,
+    Unrebuildable, UnrebuildableReason,
 };
 
 /// SLSA v0.2 `buildType` of BuildKit.
@@ -31,6 +31,41 @@ pub fn is_buildkit_build_type(build_type: &str) -> bool {
     build_type.starts_with(V02_BUILD_TYPE)
         || build_type == V1_BUILD_TYPE
         || build_type.starts_with("https://mobyproject.org/buildkit")
+}
+
+impl BuildKitPlan {
+    /// What keeps this plan from being a complete build request, first problem first.
+    pub fn check(&self) -> Result<(), Unrebuildable> {
+        if self.mode == BuildKitMode::Min {
+            return Err(Unrebuildable::new(
+                UnrebuildableReason::BuildKitModeMin,
+                format!(
+                    "BuildKit's mode=min provenance scrubs the build request, so the recipe is incomplete: \
+                     missing {}; rebuild from the mode=max provenance (`--provenance=mode=max`)",
+                    self.missing.join(", ")
+                ),
+            ));
+        }
+        match &self.context {
+            BuildKitContext::Local => Err(Unrebuildable::new(
+                UnrebuildableReason::LocalContext,
+                "the build's context was a local directory and the provenance records no git source or \
+                 revision for it (no configSource, no vcs metadata): nothing says which source was built",
+            )),
+            BuildKitContext::LocalWithVcs {
+                uri,
+                revision,
+                dirty: true,
+            } => Err(Unrebuildable::new(
+                UnrebuildableReason::DirtySource,
+                format!(
+                    "the build's context was a local checkout of {uri} at {revision}: it had uncommitted \
+                     changes, so no commit holds the source that was built"
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
 }
 
 /// SLSA v0.2: `invocation.configSource`, `invocation.parameters` (frontend, args, locals, secrets, ssh),
@@ -66,12 +101,27 @@ pub fn from_v02(statement: &Statement) -> Result<Recipe, Unrebuildable> {
                 "/metadata/{}/vcs",
                 V02_METADATA.replace('/', "~1")
             )),
+            p.get("materials"),
         ),
         args: string_map(params.get("args")),
         platform: s(p, "/invocation/environment/platform").map(str::to_string),
         materials: materials(p.get("materials")),
         source_date_epoch: None,
         missing,
+        context_dir: String::new(),
+        dockerfile_dir: String::new(),
+    };
+    let (context_dir, dockerfile_dir) = directories(
+        p.pointer("/invocation/configSource"),
+        p.pointer(&format!(
+            "/metadata/{}/vcs",
+            V02_METADATA.replace('/', "~1")
+        )),
+    );
+    let plan = BuildKitPlan {
+        context_dir,
+        dockerfile_dir,
+        ..plan
     };
     Ok(recipe(
         statement,
@@ -122,12 +172,24 @@ pub fn from_v1(statement: &Statement, build_type: &str) -> Result<Recipe, Unrebu
         context: context(
             ext.get("configSource"),
             metadata.pointer("/buildkit_metadata/vcs"),
+            def.get("resolvedDependencies"),
         ),
         source_date_epoch: None,
         args,
         platform: s(def, "/internalParameters/builderPlatform").map(str::to_string),
         materials: materials(def.get("resolvedDependencies")),
         missing,
+        context_dir: String::new(),
+        dockerfile_dir: String::new(),
+    };
+    let (context_dir, dockerfile_dir) = directories(
+        ext.get("configSource"),
+        metadata.pointer("/buildkit_metadata/vcs"),
+    );
+    let plan = BuildKitPlan {
+        context_dir,
+        dockerfile_dir,
+        ..plan
     };
     Ok(recipe(
         statement,
@@ -177,12 +239,26 @@ fn recipe(
     }
 }
 
-/// A git `configSource` (`{uri, digest: {sha1}}`) is the context BuildKit fetched; otherwise the `vcs`
-/// metadata of a local context (`{source, revision}`) is a hint; otherwise the context is local.
-fn context(config_source: Option<&Value>, vcs: Option<&Value>) -> BuildKitContext {
+/// A git `configSource` (`{uri, digest: {sha1}}`) is the context BuildKit fetched (built from a
+/// subdirectory, its `uri` has no digest: the commit is the git material of the same repository);
+/// otherwise the `vcs` metadata of a local context (`{source, revision}`) is a hint; otherwise the
+/// context is local.
+fn context(
+    config_source: Option<&Value>,
+    vcs: Option<&Value>,
+    materials: Option<&Value>,
+) -> BuildKitContext {
+    // The repository without BuildKit's `#ref:subdir` or `?ref=…&subdir=…` (see `directories`).
+    let repository = |uri: &str| uri.split(['#', '?']).next().unwrap_or(uri).to_string();
     if let Some(git) = config_source.and_then(|cs| {
-        let uri = cs.get("uri")?.as_str()?;
-        git_ref(uri.split('#').next().unwrap_or(uri), cs.get("digest")?)
+        let uri = repository(cs.get("uri")?.as_str()?);
+        if let Some(digest) = cs.get("digest") {
+            return git_ref(&uri, digest);
+        }
+        materials?.as_array()?.iter().find_map(|m| {
+            let found = repository(m.get("uri")?.as_str()?);
+            (found == uri).then(|| git_ref(&found, m.get("digest")?))?
+        })
     }) {
         return BuildKitContext::Git {
             uri: git.uri,
@@ -205,6 +281,42 @@ fn context(config_source: Option<&Value>, vcs: Option<&Value>) -> BuildKitContex
         }
         None => BuildKitContext::Local,
     }
+}
+
+/// Where the context and the Dockerfile's directory were in the source (`""`: its root): a git context's
+/// subdirectory (`#ref:subdir`, or `subdir=` in the query newer BuildKit writes) holds both; a local
+/// context's `vcs` metadata names each (`localdir:context`, `localdir:dockerfile`).
+fn directories(config_source: Option<&Value>, vcs: Option<&Value>) -> (String, String) {
+    let clean = |dir: &str| {
+        let dir = dir.trim_matches('/');
+        let dir = dir.strip_prefix("./").unwrap_or(dir);
+        if dir == "." {
+            String::new()
+        } else {
+            dir.to_string()
+        }
+    };
+    if let Some(uri) = config_source
+        .and_then(|c| c.get("uri"))
+        .and_then(Value::as_str)
+    {
+        let fragment = uri
+            .split_once('#')
+            .and_then(|(_, f)| f.split_once(':'))
+            .map(|(_, d)| d);
+        let query = uri.split_once('?').and_then(|(_, q)| {
+            q.split(['&', '#'])
+                .find_map(|pair| pair.strip_prefix("subdir="))
+        });
+        let dir = clean(fragment.or(query).unwrap_or(""));
+        return (dir.clone(), dir);
+    }
+    let local = |key: &str| {
+        vcs.and_then(|v| v.get(key))
+            .and_then(Value::as_str)
+            .map_or_else(String::new, clean)
+    };
+    (local("localdir:context"), local("localdir:dockerfile"))
 }
 
 /// `materials` / `resolvedDependencies`: each image with its digest; the SBOM scanner is marked as not
@@ -261,4 +373,68 @@ fn is_git_context_auth(secret: &Value) -> bool {
     let id = secret.get("id").and_then(Value::as_str).unwrap_or("");
     let base = id.split_once('.').map_or(id, |(base, _)| base);
     optional && matches!(base, "GIT_AUTH_TOKEN" | "GIT_AUTH_HEADER")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn a_git_context_subdirectory_or_a_local_context_directory_is_read() {
+        let git = |uri: &str| json!({"uri": uri, "digest": {"sha1": "a".repeat(40)}});
+        for (uri, dir) in [
+            (
+                "https://github.com/docker-library/python.git#abc:3.12/bookworm",
+                "3.12/bookworm",
+            ),
+            ("https://example.invalid/r.git?ref=main&subdir=app/", "app"),
+            ("git://127.0.0.1/repo.git#main", ""),
+            ("https://example.invalid/r.git#main:.", ""),
+        ] {
+            let found = super::directories(Some(&git(uri)), None);
+            assert_eq!(found, (dir.to_string(), dir.to_string()), "{uri}");
+            let super::BuildKitContext::Git {
+                uri: repository, ..
+            } = super::context(Some(&git(uri)), None, None)
+            else {
+                panic!("{uri} is a git context");
+            };
+            assert!(!repository.contains(['#', '?']), "{repository}");
+        }
+        let vcs =
+            json!({"localdir:context": "./app", "localdir:dockerfile": "docker/", "revision": "x"});
+        assert_eq!(
+            super::directories(None, Some(&vcs)),
+            ("app".to_string(), "docker".to_string())
+        );
+        assert_eq!(
+            super::directories(None, None),
+            (String::new(), String::new())
+        );
+    }
+
+    /// As BuildKit 0.13 writes a build of `#main:sub`: the configSource has no digest; the git material
+    /// of the same repository has the commit.
+    #[test]
+    fn a_subdirectory_context_takes_its_commit_from_the_git_material() {
+        let commit = "e821a516e5349726a438ae1912320fc910e22aac";
+        let config_source =
+            json!({"uri": "git://127.0.0.1:19418/repo.git#main:sub", "entryPoint": "Dockerfile"});
+        let materials = json!([
+            {"uri": "pkg:docker/alpine@3?platform=linux%2Famd64", "digest": {"sha256": "b".repeat(64)}},
+            {"uri": "git://127.0.0.1:19418/other.git#main", "digest": {"sha1": "c".repeat(40)}},
+            {"uri": "git://127.0.0.1:19418/repo.git#main", "digest": {"sha1": commit}}
+        ]);
+        assert_eq!(
+            super::context(Some(&config_source), None, Some(&materials)),
+            super::BuildKitContext::Git {
+                uri: "git://127.0.0.1:19418/repo.git".into(),
+                commit: commit.into()
+            }
+        );
+        assert_eq!(
+            super::context(Some(&config_source), None, None),
+            super::BuildKitContext::Local
+        );
+    }
 }

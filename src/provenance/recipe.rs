@@ -188,6 +188,10 @@ pub struct BuildKitPlan {
     pub source_date_epoch: Option<String>,
     /// Fields a rebuild needs that the provenance does not carry (mode=min).
     pub missing: Vec<String>,
+    /// Where in the source the context and the Dockerfile's directory were (`""`: its root): a git
+    /// context's `#ref:subdir`, or a local context's `vcs` `localdir:context` / `localdir:dockerfile`.
+    pub context_dir: String,
+    pub dockerfile_dir: String,
 }
 
 /// `mode=max` or `mode=min` provenance.
@@ -459,41 +463,6 @@ impl TaskRole {
                 format!("fetches the source at {commit}: reprod's checkout stands in for it")
             }
             TaskRole::Skipped { reason } => format!("skipped: {reason}"),
-        }
-    }
-}
-
-impl BuildKitPlan {
-    /// What keeps this plan from being a complete build request, first problem first.
-    pub fn check(&self) -> Result<(), Unrebuildable> {
-        if self.mode == BuildKitMode::Min {
-            return Err(Unrebuildable::new(
-                UnrebuildableReason::BuildKitModeMin,
-                format!(
-                    "BuildKit's mode=min provenance scrubs the build request, so the recipe is incomplete: \
-                     missing {}; rebuild from the mode=max provenance (`--provenance=mode=max`)",
-                    self.missing.join(", ")
-                ),
-            ));
-        }
-        match &self.context {
-            BuildKitContext::Local => Err(Unrebuildable::new(
-                UnrebuildableReason::LocalContext,
-                "the build's context was a local directory and the provenance records no git source or \
-                 revision for it (no configSource, no vcs metadata): nothing says which source was built",
-            )),
-            BuildKitContext::LocalWithVcs {
-                uri,
-                revision,
-                dirty: true,
-            } => Err(Unrebuildable::new(
-                UnrebuildableReason::DirtySource,
-                format!(
-                    "the build's context was a local checkout of {uri} at {revision}: it had uncommitted \
-                     changes, so no commit holds the source that was built"
-                ),
-            )),
-            _ => Ok(()),
         }
     }
 }

@@ -42,6 +42,14 @@ pub(super) fn build_args(
         }
     }
     let dockerfile = dockerfile_path(plan)?;
+    let context = match plan.context_dir.as_str() {
+        "" => SOURCE_DIR.to_string(),
+        dir => format!("{SOURCE_DIR}/{}", inside("context directory", dir)?),
+    };
+    let dockerfile = match plan.dockerfile_dir.as_str() {
+        "" => dockerfile,
+        dir => format!("{}/{dockerfile}", inside("Dockerfile directory", dir)?),
+    };
     let mut args: Vec<String> = [
         "buildx",
         "build",
@@ -107,7 +115,7 @@ pub(super) fn build_args(
             "type=oci,dest={OUT_DIR}/image.tar,{}",
             exporter.output_options()
         ),
-        SOURCE_DIR.into(),
+        context,
     ]);
     if let Some(bad) = args.iter().find(|a| a.contains('\0')) {
         return Err(refuse(format!(
@@ -128,27 +136,31 @@ fn checked_key<'a>(key: &str, name: &'a str) -> Result<&'a str, Unrebuildable> {
     Ok(name)
 }
 
-/// The Dockerfile's path in the context: relative, inside it.
+/// The Dockerfile's path in its directory: relative, inside it.
 fn dockerfile_path(plan: &BuildKitPlan) -> Result<String, Unrebuildable> {
     let path = plan
         .dockerfile
         .as_deref()
         .or(plan.args.get("filename").map(String::as_str))
         .unwrap_or("Dockerfile");
-    let path = path.trim_start_matches("./");
-    let inside = !path.is_empty()
+    inside("Dockerfile path", path.trim_start_matches("./")).map(str::to_string)
+}
+
+/// `path` when it is relative and stays inside the source (no `..`, no empty part).
+fn inside<'a>(what: &str, path: &'a str) -> Result<&'a str, Unrebuildable> {
+    let ok = !path.is_empty()
         && !path.starts_with('/')
         && path.split('/').all(|p| !p.is_empty() && p != "..");
-    if !inside {
-        return Err(Unrebuildable::new(
-            UnrebuildableReason::Other("bad-dockerfile-path".into()),
-            format!(
-                "the recorded Dockerfile path {:?} is not a path inside the context",
-                crate::text::inert_line(path)
-            ),
-        ));
+    if ok {
+        return Ok(path);
     }
-    Ok(path.to_string())
+    Err(Unrebuildable::new(
+        UnrebuildableReason::Other("bad-dockerfile-path".into()),
+        format!(
+            "the recorded {what} {:?} is not a path inside the source",
+            crate::text::inert_line(path)
+        ),
+    ))
 }
 
 #[cfg(test)]
@@ -170,6 +182,8 @@ mod tests {
             materials: Vec::new(),
             source_date_epoch: None,
             missing: Vec::new(),
+            context_dir: String::new(),
+            dockerfile_dir: String::new(),
         }
     }
 
@@ -214,6 +228,28 @@ mod tests {
             ["type=oci,dest=/workspace/buildkit-out/image.tar,oci-mediatypes=true,compression=gzip,rewrite-timestamp=true"]
         );
         assert_eq!(args.last().map(String::as_str), Some("/workspace/source"));
+    }
+
+    #[test]
+    fn the_context_and_the_dockerfile_are_where_the_source_had_them() {
+        let mut p = plan(&[]);
+        p.context_dir = "3.12/bookworm".into();
+        p.dockerfile_dir = "3.12/bookworm".into();
+        let args = build_args(&p, &exporter()).unwrap();
+        assert_eq!(args.last().unwrap(), "/workspace/source/3.12/bookworm");
+        let file = args.iter().position(|a| a == "--file").unwrap() + 1;
+        assert_eq!(args[file], "/workspace/source/3.12/bookworm/Dockerfile");
+        p.context_dir = String::new();
+        p.dockerfile_dir = "docker".into();
+        let args = build_args(&p, &exporter()).unwrap();
+        assert_eq!(args.last().unwrap(), "/workspace/source");
+        assert!(args.contains(&"/workspace/source/docker/Dockerfile".to_string()));
+        for (context, dockerfile) in [("..", ""), ("a/../..", ""), ("", "/etc"), ("", "a//b")] {
+            p.context_dir = context.into();
+            p.dockerfile_dir = dockerfile.into();
+            let err = build_args(&p, &exporter()).unwrap_err();
+            assert!(err.detail.contains("not a path inside"), "{err}");
+        }
     }
 
     #[test]

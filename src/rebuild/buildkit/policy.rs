@@ -86,6 +86,8 @@ mod tests {
             ],
             source_date_epoch: None,
             missing: Vec::new(),
+            context_dir: String::new(),
+            dockerfile_dir: String::new(),
         };
         let images = base_images(&plan);
         assert_eq!(images.len(), 3, "docker images the build resolved only");
