@@ -123,7 +123,27 @@ sys.exit(securesystemslib.__version__ != '$SSLIB_VERSION' or version('prometheus
     || die "pip could not install the Python cross-check tools from PyPI"
 }
 
+# promtool, the Prometheus project's linter of the text exposition (`promtool check metrics`): taken out of
+# Debian's prometheus package without installing it (which would start a Prometheus server).
+setup_promtool() {
+  local tool="$STATE_DIR/bin/promtool"
+  if "$tool" --version >/dev/null 2>&1; then log "promtool present"; return; fi
+  local dir
+  dir=$(mktemp -d)
+  log "extracting promtool from Debian's prometheus package into $tool"
+  chmod 0777 "$dir"   # apt fetches as _apt
+  ( cd "$dir" && { apt-get download -qq prometheus >/dev/null 2>&1 \
+      || { apt-get update -qq && apt-get download -qq prometheus >/dev/null; }; } ) \
+    || die "apt-get download prometheus failed"
+  dpkg-deb -x "$dir"/prometheus_*.deb "$dir/root"
+  mkdir -p "$STATE_DIR/bin"
+  install -m 0755 "$dir/root/usr/bin/promtool" "$tool.new" && mv "$tool.new" "$tool"
+  rm -rf "$dir"
+  "$tool" --version >/dev/null 2>&1 || die "$tool does not run"
+}
+
 install_missing
 setup_python
+setup_promtool
 start_dockerd
 start_registry

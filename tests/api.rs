@@ -66,29 +66,22 @@ fn header<'a>(headers: &'a str, name: &str) -> Option<&'a str> {
         .map(str::trim)
 }
 
+/// What Prometheus 2.x sends: OpenMetrics first.
+const PROMETHEUS_ACCEPT: &str = "Accept: application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+
 fn metrics(d: &Daemon) -> Value {
-    let (status, headers, body) = fetch(&format!("{}/metrics", d.url), &[]);
+    let (status, headers, body) = fetch(&format!("{}/metrics", d.url), &[PROMETHEUS_ACCEPT]);
     assert_eq!(status, 200);
     assert!(
         header(&headers, "content-type")
             .is_some_and(|c| c.starts_with("application/openmetrics-text")),
         "{headers}"
     );
-    let mut child = Command::new(python())
-        .arg(project_root().join("tests/support/parse_metrics.py"))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!(
-                "{}: {e} (scripts/setup.sh installs prometheus_client)",
-                python()
-            )
-        });
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(&body).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = piped(
+        Command::new(python()).arg(project_root().join("tests/support/parse_metrics.py")),
+        &body,
+        "scripts/setup.sh installs prometheus_client",
+    );
     assert!(
         out.status.success(),
         "the Prometheus parser refused /metrics: {}\n{}",
@@ -96,6 +89,19 @@ fn metrics(d: &Daemon) -> Value {
         String::from_utf8_lossy(&body)
     );
     serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Runs `cmd` with `input` on its standard input; its output. `hint` says where the program comes from.
+fn piped(cmd: &mut Command, input: &[u8], hint: &str) -> std::process::Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{:?}: {e} ({hint})", cmd.get_program()));
+    child.stdin.take().unwrap().write_all(input).unwrap();
+    child.wait_with_output().unwrap()
 }
 
 fn sample(m: &Value, key: &str) -> f64 {
@@ -836,6 +842,36 @@ fn metrics_moved(ctx: &Ctx) {
     assert_eq!(
         sample(&after, "reprod_intake_total{outcome=\"queued\"}"),
         2.0
+    );
+    // A scraper that does not ask for OpenMetrics gets the text format, which promtool accepts, with the
+    // same samples.
+    let (status, headers, body) = fetch(&format!("{}/metrics", d.url), &[]);
+    assert_eq!(status, 200);
+    assert_eq!(
+        header(&headers, "content-type"),
+        Some("text/plain; version=0.0.4; charset=utf-8"),
+        "{headers}"
+    );
+    let text = String::from_utf8(body).unwrap();
+    assert!(
+        text.contains("# TYPE reprod_verdicts_total counter\n") && !text.contains("# EOF"),
+        "{text}"
+    );
+    let line = format!(
+        "reprod_verdicts_total{{status=\"reproducible\"}} {}\n",
+        sample(&after, "reprod_verdicts_total{status=\"reproducible\"}")
+    );
+    assert!(text.contains(&line), "{line:?} in\n{text}");
+    let out = piped(
+        Command::new(promtool()).args(["check", "metrics"]),
+        text.as_bytes(),
+        "scripts/setup.sh extracts promtool",
+    );
+    assert!(
+        out.status.success(),
+        "promtool check metrics: {}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
     );
 }
 

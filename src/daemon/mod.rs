@@ -1,6 +1,7 @@
 //! `reprod serve`: intake (HTTP and an inbox directory), a durable queue, in-process workers, a lease
 //! reaper, and graceful shutdown. What it acknowledges survives `kill -9`; what it stops, it gives back.
 
+pub mod exposition;
 pub mod http;
 pub mod intake;
 pub mod metrics;

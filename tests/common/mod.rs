@@ -149,6 +149,12 @@ pub fn explanation_names(verdict: &Value, name: &str) -> bool {
         })
 }
 
+/// promtool, which scripts/setup.sh extracts into its state directory.
+pub fn promtool() -> PathBuf {
+    let state = std::env::var("REPROD_STATE_DIR").unwrap_or_else(|_| "/var/lib/reprod-dev".into());
+    PathBuf::from(state).join("bin/promtool")
+}
+
 /// Runs `f` and says on stderr how long it took (`[wall] what: N.NN s`): the scenario tests' wall times,
 /// a rebuild beside the same build run directly (read with `--nocapture`; never asserted).
 pub fn timed<T>(what: &str, f: impl FnOnce() -> T) -> T {

@@ -296,8 +296,12 @@ pub async fn keys(State(shared): State<Arc<Shared>>) -> Json<Keys> {
     })
 }
 
-/// `GET /metrics`.
-pub async fn metrics(State(shared): State<Arc<Shared>>) -> Result<Response, ApiError> {
+/// `GET /metrics`: OpenMetrics when the scraper asks for it first, else Prometheus' text format 0.0.4.
+pub async fn metrics(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    use crate::daemon::exposition;
     let local = shared.config.server.workers;
     let remote = shared
         .live_workers()
@@ -313,14 +317,19 @@ pub async fn metrics(State(shared): State<Arc<Shared>>) -> Result<Response, ApiE
         })
     })
     .await?;
-    Ok((
-        [(
-            "content-type",
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        shared.metrics.render(&snap),
-    )
-        .into_response())
+    let openmetrics = shared.metrics.render(&snap);
+    let accept = headers
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok());
+    Ok(if exposition::wants_openmetrics(accept) {
+        ([("content-type", exposition::OPENMETRICS)], openmetrics).into_response()
+    } else {
+        (
+            [("content-type", exposition::TEXT)],
+            exposition::to_text_format(&openmetrics),
+        )
+            .into_response()
+    })
 }
 
 /// `GET /v1/openapi.json`.
