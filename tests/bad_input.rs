@@ -347,3 +347,37 @@ fn a_signed_payload_that_is_not_json_is_named_after_verification() {
         "{f}"
     );
 }
+
+/// `reprod --help` lists each command with a one-line summary (the details are in `reprod CMD --help`),
+/// and each command's own help starts with that line.
+#[test]
+fn every_command_has_a_one_line_summary() {
+    let r = Reprod::new();
+    let out = r.run(&["--help"]);
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    let commands: Vec<(&str, &str)> = help
+        .split("Commands:")
+        .nth(1)
+        .unwrap()
+        .split("\n\n")
+        .next()
+        .unwrap()
+        .lines()
+        .filter_map(|l| l.trim().split_once(char::is_whitespace))
+        .map(|(name, summary)| (name, summary.trim()))
+        .collect();
+    assert!(commands.len() >= 11, "{help}");
+    for (name, summary) in commands {
+        assert!(
+            summary.len() <= 80 && summary.ends_with(|c: char| c.is_alphanumeric() || c == ')'),
+            "{name}: {summary:?} ({} characters)",
+            summary.len()
+        );
+        if name == "help" {
+            continue;
+        }
+        let own = String::from_utf8(r.run(&[name, "--help"]).stdout).unwrap();
+        assert!(own.starts_with(summary), "{name} --help: {own}");
+    }
+}

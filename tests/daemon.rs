@@ -13,6 +13,32 @@ use common::registry::*;
 use common::*;
 use serde_json::{json, Value};
 
+/// A daemon with no submit token says at start that every submission will be refused, and refuses one;
+/// with a token it says nothing of the kind.
+#[test]
+fn serve_warns_at_start_when_no_submission_can_be_accepted() {
+    let data = tempfile::tempdir().unwrap();
+    let warning = "server.submit_tokens is empty";
+    let d = Daemon::start(data.path(), &[("REPROD_SERVER_SUBMIT_TOKENS", "[]")]);
+    assert!(
+        d.startup
+            .iter()
+            .any(|l| l.contains(warning) && l.contains("WARN")),
+        "{:#?}",
+        d.startup
+    );
+    let (status, _) = d.submit(&json!({"_type": "https://in-toto.io/Statement/v1"}));
+    assert_eq!(status, 403, "the token the test sends is no submit token here");
+    drop(d);
+    let data = tempfile::tempdir().unwrap();
+    let d = Daemon::start(data.path(), &[]);
+    assert!(
+        !d.startup.iter().any(|l| l.contains(warning)),
+        "{:#?}",
+        d.startup
+    );
+}
+
 #[test]
 fn submissions_need_a_token_are_queued_once_and_get_a_verdict() {
     let repo = Repo::hello();

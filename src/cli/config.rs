@@ -6,7 +6,9 @@ use reprod::config::Config;
 
 use super::Exit;
 
-/// Print the effective configuration (file + environment + defaults) as TOML, secrets redacted.
+/// Print the effective configuration as TOML, secrets redacted.
+///
+/// The file, the `REPROD_*` environment variables over it, and the defaults for everything else.
 #[derive(clap::Args)]
 pub struct ConfigArgs {}
 

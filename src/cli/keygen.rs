@@ -4,8 +4,10 @@ use std::path::PathBuf;
 
 use super::Exit;
 
-/// Create the ECDSA P-256 key pair verdicts are signed with: PREFIX.key (PKCS#8 PEM, mode 0600) and
-/// PREFIX.pub (the public key to give to `reprod verify` and other verifiers). Never overwrites a file.
+/// Create the key pair verdicts are signed with.
+///
+/// ECDSA P-256: PREFIX.key (PKCS#8 PEM, mode 0600) and PREFIX.pub (the public key to give to `reprod
+/// verify` and other verifiers). Never overwrites a file.
 #[derive(clap::Args)]
 pub struct KeygenArgs {
     /// Path prefix of the two files.

@@ -6,7 +6,7 @@ use anyhow::Context;
 
 use super::Exit;
 
-/// Scan a directory the way a rebuild scans its workspace, and print the outputs and digests found.
+/// Scan a directory as a rebuild scans its workspace: the outputs and their digests.
 ///
 /// Shows what reprod would compare subjects with: OCI layouts and tarballs with every index and manifest
 /// digest, plain files with their sha256, and any blob that is missing or does not match its digest.

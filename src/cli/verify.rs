@@ -10,8 +10,9 @@ use super::Exit;
 /// Largest attestation `reprod verify` reads.
 const MAX_ATTESTATION_BYTES: u64 = 16 << 20;
 
-/// Check a signed verdict (a DSSE envelope from `/v1/jobs/{id}/attestations/...`) offline and print
-/// what it vouches for; with --digest, use it as a deploy gate.
+/// Check a signed verdict offline; with --digest, use it as a deploy gate.
+///
+/// The verdict is a DSSE envelope from `/v1/jobs/{id}/attestations/...`; what it vouches for is printed.
 ///
 /// The signature is checked over the exact bytes before anything in them is read. A verification
 /// summary is accepted only when it says PASSED (unless --any-result); a rebuild provenance verifies as

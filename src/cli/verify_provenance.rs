@@ -9,8 +9,7 @@ use reprod::config::Config;
 use super::common::TrustArgs;
 use super::Exit;
 
-/// Find the statements in a provenance document, verify their signatures offline, and show the
-/// normalized recipe of each.
+/// Verify a provenance document's signatures offline and show its recipes.
 ///
 /// Reads bare in-toto statements, DSSE envelopes, JSON Lines of either, Sigstore bundles v0.1-v0.3,
 /// Cloud Build `--show-provenance` output, npm attestation responses, cosign `.att` and BuildKit

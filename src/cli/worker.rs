@@ -5,8 +5,10 @@ use reprod::config::Config;
 use super::common::long_running;
 use super::Exit;
 
-/// Rebuild for a `reprod serve` elsewhere: lease jobs over HTTP, rebuild here, report the verdict with
-/// the lease token. Stops after the current job on SIGTERM/SIGINT.
+/// Rebuild jobs leased from a `reprod serve` elsewhere.
+///
+/// Leases jobs over HTTP, rebuilds here, reports the verdict with the lease token. Stops after the
+/// current job on SIGTERM/SIGINT.
 #[derive(clap::Args)]
 pub struct WorkerArgs {
     /// The server's base URL, e.g. http://10.0.0.5:8780.

@@ -103,6 +103,14 @@ pub async fn run(
             "server.max_connections lowered to fit the file descriptor limit"
         );
     }
+    if config.server.submit_tokens.is_empty() {
+        // Not an error (the inbox and the watcher still feed the queue), but `reprod submit` and
+        // `POST /v1/provenance` will all be refused: said once, where an operator looks first.
+        tracing::warn!(
+            "server.submit_tokens is empty: POST /v1/provenance (reprod submit) refuses every submission; \
+             documents come only from the inbox and the watched registries"
+        );
+    }
     let addr = listener.local_addr().context("reading the bound address")?;
     let workers = config.server.workers;
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
