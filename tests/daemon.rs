@@ -28,7 +28,10 @@ fn serve_warns_at_start_when_no_submission_can_be_accepted() {
         d.startup
     );
     let (status, _) = d.submit(&json!({"_type": "https://in-toto.io/Statement/v1"}));
-    assert_eq!(status, 403, "the token the test sends is no submit token here");
+    assert_eq!(
+        status, 403,
+        "the token the test sends is no submit token here"
+    );
     drop(d);
     let data = tempfile::tempdir().unwrap();
     let d = Daemon::start(data.path(), &[]);

@@ -93,6 +93,15 @@ const CONFIG_UNREBUILDABLE: &[&str] = &[
     "needs-docker-daemon",
 ];
 
+/// What a BuildKit rebuild can also find: its worker's builder, platform and network, the published
+/// image's manifest.
+const BUILDKIT_UNREBUILDABLE: &[&str] = &[
+    "exporter-unknown",
+    "needs-build-network",
+    "platform-unavailable",
+    "builder-not-granted",
+];
+
 /// Turns a remote worker's report into the verdict the server signs. The server never signs the worker's
 /// words about the document: the provenance, its digest, the source, the steps and their images, and the
 /// subjects are re-derived from the stored document, and the status is decided here from the per-subject
@@ -111,20 +120,43 @@ pub fn check_remote_verdict(
         .recipe
         .as_ref()
         .map(crate::provenance::Recipe::work_key);
-    let finding = admitted.finding();
-    let buildkit = finding
-        .recipe
-        .as_ref()
-        .is_some_and(|r| r.buildkit.is_some());
-    if buildkit && admitted.refusal.is_none() && finding.unrebuildable.is_none() {
-        // The server cannot yet check that a worker ran the build request in the builder it names.
-        return Err(
-            "the job is a BuildKit build request, which this server rebuilds with its own workers \
-             only: a remote worker's report of one is not checked, so it is not signed"
-                .into(),
-        );
+    // A BuildKit build request is run as one step of reprod's builder: the one this server configures,
+    // which the worker's report is checked against as a recorded step would be.
+    let builder = &shared.config.builders.buildkit.image;
+    let as_run = as_run_by_builder(&admitted, builder);
+    let mut verdict = checked(as_run.as_ref().unwrap_or(&admitted), job, worker, claimed)?;
+    if as_run.is_some() && !verdict.steps.is_empty() {
+        verdict.steps_from = Some(format!(
+            "the BuildKit build request of the provenance, run by remote:{worker} with the builder \
+             {builder}"
+        ));
     }
-    checked(&admitted, job, worker, claimed).map(|v| (v, work_key))
+    Ok((verdict, work_key))
+}
+
+/// `admitted` with its BuildKit recipe's one step: reprod's builder in `builder` (its image as this
+/// server configures it). `None` for any other document, or one nothing is run for.
+fn as_run_by_builder(admitted: &Admitted, builder: &str) -> Option<Admitted> {
+    let finding = admitted.finding();
+    let recipe = finding.recipe.as_ref()?;
+    if recipe.buildkit.is_none() || admitted.refusal.is_some() || finding.unrebuildable.is_some() {
+        return None;
+    }
+    let mut run = admitted.clone();
+    let chosen = run.chosen;
+    if let Some(r) = run.findings[chosen].recipe.as_mut() {
+        r.steps = vec![crate::provenance::Step {
+            name: "buildkit".into(),
+            image: builder.to_string(),
+            script: None,
+            command: None,
+            args: Vec::new(),
+            env: Vec::new(),
+            working_dir: None,
+            task: None,
+        }];
+    }
+    Some(run)
 }
 
 fn checked(
@@ -234,7 +266,14 @@ fn checked(
             .steps
             .iter()
             .all(|s| s.termination == StepTermination::Exited && s.exit_code == 0);
-    let ending = claimed_ending(&claimed, ran_all, config_sourced)?;
+    let found_by_running: &[&str] = if config_sourced {
+        CONFIG_UNREBUILDABLE
+    } else if recipe.buildkit.is_some() {
+        BUILDKIT_UNREBUILDABLE
+    } else {
+        &[]
+    };
+    let ending = claimed_ending(&claimed, ran_all, found_by_running)?;
     let outcome = RebuildOutcome {
         // Said by the server, from the document: the worker's own words are not signed.
         steps_from: recipe
@@ -268,7 +307,7 @@ fn checked(
 fn claimed_ending(
     claimed: &Verdict,
     ran_all: bool,
-    config_sourced: bool,
+    found_by_running: &[&str],
 ) -> Result<Ending, String> {
     match claimed.status {
         Status::Rejected => Err(
@@ -276,8 +315,9 @@ fn claimed_ending(
         ),
         Status::Unrebuildable => {
             let reason = claimed.reason.clone().unwrap_or_default();
-            let found_in_source = config_sourced && CONFIG_UNREBUILDABLE.contains(&reason.as_str());
-            if !RUNTIME_UNREBUILDABLE.contains(&reason.as_str()) && !found_in_source {
+            let runtime = RUNTIME_UNREBUILDABLE.contains(&reason.as_str())
+                || found_by_running.contains(&reason.as_str());
+            if !runtime {
                 return Err(format!(
                     "unrebuildable reason {reason:?} is not one a rebuild can find that the server cannot (one of {})",
                     RUNTIME_UNREBUILDABLE.join(", ")
@@ -417,13 +457,70 @@ mod tests {
 
     /// `doc` admitted with the default configuration and no trust material.
     fn admit(doc: &serde_json::Value) -> Admitted {
+        admit_with(&crate::config::Config::default(), doc)
+    }
+
+    fn admit_with(config: &crate::config::Config, doc: &serde_json::Value) -> Admitted {
         crate::examine::admit(
-            &crate::config::Config::default(),
+            config,
             &serde_json::to_vec(doc).unwrap(),
             &crate::provenance::container::NoBlobs,
             &crate::trust::TrustMaterial::default(),
         )
         .unwrap()
+    }
+
+    /// A worker's BuildKit rebuild is checked as a recorded step would be, against the builder this server
+    /// configures: one step, named `buildkit`, in that image; a report from another builder is refused,
+    /// what only a BuildKit run can find is taken for a BuildKit document only, and without a builder the
+    /// server's own answer (`no-builder`) stands whatever the worker says.
+    #[test]
+    fn a_buildkit_report_is_checked_against_this_servers_builder() {
+        let doc = serde_json::json!({
+            "_type": "https://in-toto.io/Statement/v0.1",
+            "predicateType": "https://slsa.dev/provenance/v0.2",
+            "subject": [{"name": "reg/app", "digest": {"sha256": "a".repeat(64)}}],
+            "predicate": {
+                "builder": {"id": "https://github.com/docker/buildx"},
+                "buildType": "https://mobyproject.org/buildkit@v1",
+                "invocation": {
+                    "configSource": {"uri": "https://git.example/app.git#main",
+                                     "digest": {"sha1": "c".repeat(40)}, "entryPoint": "Dockerfile"},
+                    "parameters": {"frontend": "dockerfile.v0", "args": {}},
+                    "environment": {"platform": "linux/amd64"}
+                },
+                "buildConfig": {"llbDefinition": []},
+                "materials": []
+            }
+        });
+        let mut config = crate::config::Config::default();
+        config.builders.buildkit.image = IMAGE.into();
+        let a = admit_with(&config, &doc);
+        assert_eq!(a.finding().unrebuildable, None);
+        let run = as_run_by_builder(&a, IMAGE).unwrap();
+        let mut claimed = honest(&run);
+        claimed.steps[0].name = "buildkit".into();
+        let v = checked(&run, "sha256:job", "w1", claimed.clone()).unwrap();
+        assert_eq!(v.status, Status::Reproducible);
+        let mut elsewhere = claimed.clone();
+        let other = format!("127.0.0.1:5000/builder@{}", sha("4"));
+        elsewhere.steps[0].image = other.clone();
+        elsewhere.steps[0].pulled_image = other;
+        assert!(checked(&run, "sha256:job", "w1", elsewhere).is_err());
+        let mut more = claimed.clone();
+        more.steps.push(claimed.steps[0].clone());
+        assert!(checked(&run, "sha256:job", "w1", more).is_err());
+        let mut exporter = claimed.clone();
+        exporter.status = Status::Unrebuildable;
+        exporter.reason = Some("exporter-unknown".into());
+        exporter.steps.clear();
+        let v = checked(&run, "sha256:job", "w1", exporter.clone()).unwrap();
+        assert_eq!(v.reason.as_deref(), Some("exporter-unknown"));
+        assert!(checked(&admitted(), "sha256:job", "w1", exporter).is_err());
+        let without = admit(&doc);
+        assert!(as_run_by_builder(&without, "").is_none());
+        let v = checked(&without, "sha256:job", "w1", claimed).unwrap();
+        assert_eq!(v.reason.as_deref(), Some("no-builder: buildkit"));
     }
 
     /// What an honest worker reports after a reproducible rebuild.
