@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::{CommandFactory, Parser, ValueEnum};
 
 use cli::{Command, Exit};
 use reprod::config::Config;
@@ -64,6 +64,12 @@ fn init_logging(format: LogFormat) {
 
 /// Every command gets the configuration, loaded first, so a bad one fails whatever the command.
 fn run(parsed: Cli) -> anyhow::Result<Exit> {
+    // Generated from the command definitions alone: no configuration is needed, or read.
+    match parsed.command {
+        Command::Completions(args) => return cli::docs::completions(args, Cli::command()),
+        Command::Manpages(args) => return cli::docs::manpages(args, Cli::command()),
+        _ => {}
+    }
     let config = Config::load(parsed.config.as_deref(), std::env::vars())
         .context("loading the configuration")?;
     match parsed.command {
@@ -78,5 +84,6 @@ fn run(parsed: Cli) -> anyhow::Result<Exit> {
         Command::Verify(args) => cli::verify::run(args),
         Command::Status(args) => cli::status::run(args, &config),
         Command::Submit(args) => cli::submit::run(args, &config),
+        Command::Completions(_) | Command::Manpages(_) => unreachable!("handled above"),
     }
 }

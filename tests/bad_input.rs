@@ -3,6 +3,7 @@
 mod common;
 
 use common::*;
+use std::process::Command;
 
 fn assert_clean_error(out: &std::process::Output, needles: &[&str]) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -380,4 +381,74 @@ fn every_command_has_a_one_line_summary() {
         let own = String::from_utf8(r.run(&[name, "--help"]).stdout).unwrap();
         assert!(own.starts_with(summary), "{name} --help: {own}");
     }
+}
+
+/// `reprod completions bash` is a script bash loads whose completion of `reprod re` is `rebuild`;
+/// `reprod manpages DIR` writes one page per command that groff renders without a warning, each naming
+/// the command as it is typed; neither needs (or reads) a configuration; a missing directory is exit 2.
+#[test]
+fn completions_and_man_pages_come_from_the_command_definitions() {
+    let r = Reprod::new().with("REPROD_CONFIG", "/nonexistent/reprod.toml");
+    let out = r.run(&["completions", "bash"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("reprod.bash");
+    std::fs::write(&script, &out.stdout).unwrap();
+    let completed = sh(Command::new("bash").arg("-c").arg(format!(
+        "source {}; COMP_WORDS=(reprod re); COMP_CWORD=1; _reprod reprod re reprod; echo \"${{COMPREPLY[*]}}\"",
+        script.display()
+    )));
+    assert_eq!(completed.trim(), "rebuild");
+    for shell in ["zsh", "fish"] {
+        assert!(r.run(&["completions", shell]).status.success(), "{shell}");
+    }
+
+    let pages = dir.path().join("man1");
+    std::fs::create_dir(&pages).unwrap();
+    let out = r.run(&["manpages", pages.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut names: Vec<String> = std::fs::read_dir(&pages)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    for command in ["rebuild", "serve", "status", "verify", "completions"] {
+        assert!(names.contains(&format!("reprod-{command}.1")), "{names:?}");
+    }
+    assert!(names.contains(&"reprod.1".to_string()));
+    for name in &names {
+        let page = pages.join(name);
+        let rendered = Command::new("groff")
+            .args(["-man", "-Tutf8", "-ww"])
+            .arg(&page)
+            .output()
+            .unwrap();
+        assert!(
+            rendered.status.success() && rendered.stderr.is_empty(),
+            "{name}: {}",
+            String::from_utf8_lossy(&rendered.stderr)
+        );
+    }
+    let status = String::from_utf8(
+        Command::new("groff")
+            .args(["-man", "-Tutf8", "-P-cbu"])
+            .arg(pages.join("reprod-status.1"))
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    assert!(status.contains("reprod status [--server]"), "{status}");
+
+    let out = r.run(&["manpages", "/nonexistent/man1"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not a directory"));
 }

@@ -12,6 +12,7 @@ mod exit;
 
 pub mod config;
 pub mod diff;
+pub mod docs;
 pub mod keygen;
 pub mod rebuild;
 pub mod scan;
@@ -38,4 +39,6 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     Status(status::StatusArgs),
     Submit(submit::SubmitArgs),
+    Completions(docs::CompletionsArgs),
+    Manpages(docs::ManpagesArgs),
 }
