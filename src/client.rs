@@ -9,7 +9,7 @@ use serde::Serialize;
 
 use crate::wire::{
     Completion, CompletionAnswer, DigestAnswer, ErrorBody, ErrorCode, Health, Heartbeat,
-    HeartbeatAnswer, JobView, Lease, SubmitAnswer,
+    HeartbeatAnswer, JobView, Lease, QueuedJob, QueuedJobs, SubmitAnswer,
 };
 
 /// Largest answer read from a server (a verdict with its history).
@@ -168,12 +168,7 @@ impl Client {
         image: Option<&str>,
     ) -> Result<Option<DigestAnswer>, ClientError> {
         let query = image
-            .map(|i| {
-                format!(
-                    "?image={}",
-                    percent_encoding::utf8_percent_encode(i, percent_encoding::NON_ALPHANUMERIC)
-                )
-            })
+            .map(|i| format!("?image={}", encode(i)))
             .unwrap_or_default();
         match self.get(&format!("/v1/verdicts/{digest}{query}")) {
             Ok(v) => Ok(Some(v)),
@@ -215,6 +210,52 @@ impl Client {
             .set("authorization", &format!("Bearer {token}"))
             .set("content-type", "application/octet-stream");
         let body = self.answer(&url, request.send_bytes(document))?;
+        Self::parse(&url, body)
+    }
+
+    /// `GET /v1/admin/jobs` (with an admin token): a page of the queue's jobs, in `state` when given.
+    pub fn admin_jobs(
+        &self,
+        state: Option<&str>,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<QueuedJobs, ClientError> {
+        let mut query = vec![format!("limit={limit}")];
+        for (key, value) in [("state", state), ("after", after)] {
+            if let Some(v) = value {
+                query.push(format!("{key}={}", encode(v)));
+            }
+        }
+        self.admin("GET", &format!("/v1/admin/jobs?{}", query.join("&")))
+    }
+
+    /// `POST /v1/admin/jobs/{id}/{action}` (`cancel` with a reason, or `retry`) with an admin token.
+    pub fn admin_job(
+        &self,
+        id: &str,
+        action: &str,
+        reason: Option<&str>,
+    ) -> Result<QueuedJob, ClientError> {
+        let mut path = format!("/v1/admin/jobs/{}/{action}", encode(id));
+        if let Some(r) = reason {
+            path.push_str(&format!("?reason={}", encode(r)));
+        }
+        self.admin("POST", &path)
+    }
+
+    /// An operator's request (no body) with the admin token, and its JSON answer.
+    fn admin<T: DeserializeOwned>(&self, method: &str, path: &str) -> Result<T, ClientError> {
+        let token = self.token.as_deref().ok_or_else(|| {
+            ClientError::Usage(
+                "the operator's commands need a token: --token or REPROD_ADMIN_TOKEN (one of the server's server.admin_tokens)".into(),
+            )
+        })?;
+        let url = self.url(path);
+        let request = self
+            .agent
+            .request(method, &url)
+            .set("authorization", &format!("Bearer {token}"));
+        let body = self.answer(&url, request.call())?;
         Self::parse(&url, body)
     }
 
@@ -265,6 +306,11 @@ pub fn parse_reference(reference: &str) -> Result<(Option<&str>, &str), ClientEr
         ))
     })?;
     Ok((name, digest))
+}
+
+/// `text` as one URL path segment or query value.
+fn encode(text: &str) -> String {
+    percent_encoding::utf8_percent_encode(text, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 #[cfg(test)]

@@ -46,6 +46,8 @@ pub struct ServerConfig {
     pub poll_ms: u64,
     /// Bearer tokens accepted by `POST /v1/provenance`; none configured means no HTTP submissions.
     pub submit_tokens: Vec<String>,
+    /// Bearer tokens of operators (`/v1/admin/...`: list, cancel, retry jobs); none: no admin routes.
+    pub admin_tokens: Vec<String>,
     /// Queue provenance whose signature was not verified (off: it is rejected at intake).
     pub accept_unsigned: bool,
     /// Remote workers allowed to lease (`name = "token"`). Registration is closed: only these exist.
@@ -107,6 +109,7 @@ impl Default for ServerConfig {
             inbox_dir: PathBuf::new(),
             poll_ms: 1000,
             submit_tokens: Vec::new(),
+            admin_tokens: Vec::new(),
             accept_unsigned: false,
             worker_tokens: BTreeMap::new(),
             max_attempts: 5,
@@ -251,6 +254,7 @@ pub const OTHER_VARIABLES: &[&str] = &[
     "REPROD_TOKEN",
     "REPROD_SERVER",
     "REPROD_WORKER_TOKEN",
+    "REPROD_ADMIN_TOKEN",
     // Tests, benchmarks and scripts.
     "REPROD_PYTHON",
     "REPROD_REGISTRY",
@@ -274,7 +278,11 @@ pub const OTHER_VARIABLES: &[&str] = &[
 pub const MIN_TOKEN_CHARS: usize = 16;
 
 /// Options whose values are secrets: never printed, in errors or by `reprod config`.
-const SECRET_OPTIONS: &[&str] = &["server.submit_tokens", "server.worker_tokens"];
+const SECRET_OPTIONS: &[&str] = &[
+    "server.submit_tokens",
+    "server.admin_tokens",
+    "server.worker_tokens",
+];
 
 /// Why a configuration cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -391,12 +399,13 @@ impl Config {
             )))
         };
         let v = &self.server;
-        for (i, token) in v.submit_tokens.iter().enumerate() {
-            check(
-                format!("server.submit_tokens[{i}]"),
-                "server.submit_tokens",
-                token,
-            )?;
+        for (option, tokens) in [
+            ("server.submit_tokens", &v.submit_tokens),
+            ("server.admin_tokens", &v.admin_tokens),
+        ] {
+            for (i, token) in tokens.iter().enumerate() {
+                check(format!("{option}[{i}]"), option, token)?;
+            }
         }
         let mut seen: BTreeMap<&str, &str> = BTreeMap::new();
         for (name, token) in &v.worker_tokens {
@@ -418,7 +427,12 @@ impl Config {
     pub fn redacted(&self) -> Config {
         let mut c = self.clone();
         let hide = |secret: &str| format!("<redacted: {} characters>", secret.chars().count());
-        for t in &mut c.server.submit_tokens {
+        for t in c
+            .server
+            .submit_tokens
+            .iter_mut()
+            .chain(&mut c.server.admin_tokens)
+        {
             *t = hide(t);
         }
         for t in c.server.worker_tokens.values_mut() {
@@ -426,12 +440,17 @@ impl Config {
         }
         let urls = |map: &MirrorMap| -> MirrorMap {
             map.iter()
-                .map(|(k, v)| (redact_password(k), redact_password(v)))
+                .map(|(k, v)| {
+                    (
+                        crate::text::redact_url_password(k),
+                        crate::text::redact_url_password(v),
+                    )
+                })
                 .collect()
         };
         c.source.mirrors = urls(&c.source.mirrors);
         c.images.mirrors = urls(&c.images.mirrors);
-        c.server.public_url = redact_password(&c.server.public_url);
+        c.server.public_url = crate::text::redact_url_password(&c.server.public_url);
         c
     }
 
@@ -479,7 +498,11 @@ impl Config {
             if w.registry.is_empty() || w.repositories.is_empty() || w.interval_secs == 0 {
                 return bad("each [[server.watch]] needs a registry, repositories and a positive interval_secs");
             }
-            if let Some(r) = w.repositories.iter().find(|r| !is_repository_name(r)) {
+            if let Some(r) = w
+                .repositories
+                .iter()
+                .find(|r| !crate::oci::is_repository_name(r))
+            {
                 return Err(ConfigError::Invalid(format!(
                     "server.watch: {r:?} is not a repository name (lowercase letters, digits and . _ - between them, in parts joined by /)"
                 )));
@@ -522,37 +545,6 @@ fn from_table(table: &toml::Table) -> Result<Config, String> {
     toml::Value::Table(table.clone())
         .try_into()
         .map_err(|e: toml::de::Error| e.to_string().trim_end().to_string())
-}
-
-/// `scheme://user:password@host/...` with the password replaced by a note of its length.
-fn redact_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, path) = rest.split_at(authority_end);
-    let Some((userinfo, host)) = authority.rsplit_once('@') else {
-        return url.to_string();
-    };
-    let Some((user, password)) = userinfo.split_once(':') else {
-        return url.to_string();
-    };
-    format!(
-        "{scheme}://{user}:<redacted: {} characters>@{host}{path}",
-        password.chars().count()
-    )
-}
-
-/// A repository name as the OCI distribution spec has it: `team/app`, `a.b/c-d_e`.
-fn is_repository_name(name: &str) -> bool {
-    name.split('/').all(|part| {
-        let b = part.as_bytes();
-        !b.is_empty()
-            && b.iter()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(c))
-            && b[0].is_ascii_alphanumeric()
-            && b[b.len() - 1].is_ascii_alphanumeric()
-    })
 }
 
 /// Finds the dotted path of a leaf option whose `_`-joined name is `flat` (e.g. `source_allow_file`).
@@ -824,11 +816,11 @@ mod tests {
             "{shown}"
         );
         assert_eq!(
-            redact_password("https://git.internal/x"),
+            crate::text::redact_url_password("https://git.internal/x"),
             "https://git.internal/x"
         );
         assert_eq!(
-            redact_password("https://user@git.internal/a:b@c"),
+            crate::text::redact_url_password("https://user@git.internal/a:b@c"),
             "https://user@git.internal/a:b@c"
         );
     }

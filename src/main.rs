@@ -84,6 +84,7 @@ fn run(parsed: Cli) -> anyhow::Result<Exit> {
         Command::Verify(args) => cli::verify::run(args),
         Command::Status(args) => cli::status::run(args, &config),
         Command::Submit(args) => cli::submit::run(args, &config),
+        Command::Jobs(args) => cli::jobs::run(args, &config),
         Command::Completions(_) | Command::Manpages(_) => unreachable!("handled above"),
     }
 }

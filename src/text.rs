@@ -38,6 +38,25 @@ pub fn inert_line(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// `scheme://user:password@host/...` with the password replaced by a note of its length.
+pub fn redact_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_string();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_string();
+    };
+    let Some((user, password)) = userinfo.split_once(':') else {
+        return url.to_string();
+    };
+    format!(
+        "{scheme}://{user}:<redacted: {} characters>@{host}{path}",
+        password.chars().count()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

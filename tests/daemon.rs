@@ -42,6 +42,89 @@ fn serve_warns_at_start_when_no_submission_can_be_accepted() {
     );
 }
 
+/// `reprod jobs`: an operator lists the queue, cancels a waiting job (it is never leased), retries the
+/// dead one; a job in a state the action does not apply to is exit 1, an unknown job or a refused token
+/// exit 2; and what was acknowledged is still so after the daemon is killed with SIGKILL.
+#[test]
+fn operators_list_cancel_and_retry_jobs_with_an_admin_token() {
+    let repo = Repo::hello();
+    let digests = reference(&repo);
+    let data = tempfile::tempdir().unwrap();
+    let admin = "operator-token-0123456789";
+    // No in-process workers: submitted jobs wait in the queue.
+    let env = [
+        ("REPROD_SERVER_WORKERS", "0"),
+        (
+            "REPROD_SERVER_ADMIN_TOKENS",
+            "[\"operator-token-0123456789\"]",
+        ),
+    ];
+    let mut d = Daemon::start(data.path(), &env);
+    let (code, v) = d.submit(&hello_doc(&repo, &digests, "ops", ""));
+    assert_eq!(code, 202, "{v}");
+    let id = v["jobs"][0]["id"].as_str().unwrap().to_string();
+    let jobs = |d: &Daemon, args: &[&str], token: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_reprod"))
+            .arg("jobs")
+            .args(args)
+            .args(["--server", &d.url, "--token", token])
+            .env_remove("REPROD_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = jobs(&d, &["list", "--state", "ready"], admin);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains(&id) && out.contains("1 job(s)"), "{out}");
+
+    let (code, out, err) = jobs(&d, &["cancel", &id, "--reason", "not ours"], admin);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("dead") && out.contains("not ours"), "{out}");
+    let (code, _, err) = jobs(&d, &["cancel", &id], admin);
+    assert_eq!(code, 1, "already dead: {err}");
+    assert!(err.contains("only a ready or delayed job"), "{err}");
+
+    // Killed, restarted: the cancellation was acknowledged, so it is still there.
+    d.signal("-KILL");
+    let _ = d.wait_exit(Duration::from_secs(10));
+    drop(d);
+    let d = Daemon::start(data.path(), &env);
+    let (code, out, _) = jobs(&d, &["list", "--state", "dead", "--json"], admin);
+    assert_eq!(code, 0);
+    let listed: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(listed[0]["id"], id.as_str(), "{listed:#}");
+    assert!(listed[0]["dead_reason"]
+        .as_str()
+        .unwrap()
+        .contains("not ours"));
+    assert!(listed[0]["url"]
+        .as_str()
+        .unwrap()
+        .starts_with("http://127.0.0.1:"));
+
+    let (code, out, err) = jobs(&d, &["retry", &id], admin);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("ready"), "{out}");
+    let (code, _, err) = jobs(&d, &["retry", &id], admin);
+    assert_eq!(code, 1, "{err}");
+    let unknown = format!("sha256:{}", "0".repeat(64));
+    let (code, _, err) = jobs(&d, &["retry", &unknown], admin);
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown-job"), "{err}");
+    let (code, _, err) = jobs(&d, &["list"], "not-an-admin-token-at-all");
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("403") && err.contains("server.admin_tokens"),
+        "{err}"
+    );
+    let (code, _, err) = jobs(&d, &["list"], TOKEN);
+    assert_eq!(code, 2, "a submit token is no admin token: {err}");
+}
+
 #[test]
 fn submissions_need_a_token_are_queued_once_and_get_a_verdict() {
     let repo = Repo::hello();

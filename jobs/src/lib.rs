@@ -8,6 +8,7 @@
 mod backoff;
 pub mod clock;
 mod keys;
+mod operate;
 mod record;
 mod sled_queue;
 
@@ -15,6 +16,7 @@ use std::time::{Duration, SystemTime};
 
 pub use backoff::backoff;
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use operate::{Operate, MAX_LIST};
 pub use record::{JobInfo, JobState};
 pub use sled_queue::{SledQueue, SCHEMA_VERSION};
 
@@ -120,6 +122,12 @@ pub enum QueueError {
     StaleLease(JobId),
     #[error("unknown job {0}")]
     UnknownJob(JobId),
+    #[error("job {job} is {state}; only a {wanted} job can be")]
+    WrongState {
+        job: JobId,
+        state: String,
+        wanted: &'static str,
+    },
     #[error("the queue store at {path} has schema version {found}; this reprod reads version {supported} and will not touch a newer store (upgrade reprod)")]
     NewerSchema {
         path: String,

@@ -26,41 +26,41 @@ const SCHEMA_KEY: &[u8] = b"schema_version";
 
 /// A durable queue in one sled database.
 pub struct SledQueue {
-    db: sled::Db,
-    path: String,
-    meta: sled::Tree,
-    jobs: sled::Tree,
-    payloads: sled::Tree,
-    aliases: sled::Tree,
-    ready: sled::Tree,
-    delayed: sled::Tree,
-    leases: sled::Tree,
-    config: QueueConfig,
-    clock: Arc<dyn Clock>,
+    pub(crate) db: sled::Db,
+    pub(crate) path: String,
+    pub(crate) meta: sled::Tree,
+    pub(crate) jobs: sled::Tree,
+    pub(crate) payloads: sled::Tree,
+    pub(crate) aliases: sled::Tree,
+    pub(crate) ready: sled::Tree,
+    pub(crate) delayed: sled::Tree,
+    pub(crate) leases: sled::Tree,
+    pub(crate) config: QueueConfig,
+    pub(crate) clock: Arc<dyn Clock>,
 }
 
-type TxResult<T> = Result<T, ConflictableTransactionError<QueueError>>;
+pub(crate) type TxResult<T> = Result<T, ConflictableTransactionError<QueueError>>;
 
-fn abort<T>(e: QueueError) -> TxResult<T> {
+pub(crate) fn abort<T>(e: QueueError) -> TxResult<T> {
     Err(ConflictableTransactionError::Abort(e))
 }
 
-fn storage(e: impl std::fmt::Display) -> QueueError {
+pub(crate) fn storage(e: impl std::fmt::Display) -> QueueError {
     QueueError::Storage(e.to_string())
 }
 
-fn tx_err(e: TransactionError<QueueError>) -> QueueError {
+pub(crate) fn tx_err(e: TransactionError<QueueError>) -> QueueError {
     match e {
         TransactionError::Abort(e) => e,
         TransactionError::Storage(e) => storage(e),
     }
 }
 
-fn encode(info: &JobInfo) -> TxResult<Vec<u8>> {
+pub(crate) fn encode(info: &JobInfo) -> TxResult<Vec<u8>> {
     serde_json::to_vec(info).map_err(|e| ConflictableTransactionError::Abort(storage(e)))
 }
 
-fn decode(bytes: &[u8], path: &str) -> Result<JobInfo, QueueError> {
+pub(crate) fn decode(bytes: &[u8], path: &str) -> Result<JobInfo, QueueError> {
     serde_json::from_slice(bytes).map_err(|e| QueueError::Corrupt {
         path: path.to_string(),
         detail: format!("a job record does not decode: {e}"),
@@ -163,15 +163,15 @@ impl SledQueue {
         }
     }
 
-    fn flush(&self) -> Result<(), QueueError> {
+    pub(crate) fn flush(&self) -> Result<(), QueueError> {
         self.db.flush().map(|_| ()).map_err(storage)
     }
 
-    fn now(&self) -> u64 {
+    pub(crate) fn now(&self) -> u64 {
         self.clock.now_ms()
     }
 
-    fn load(&self, tree: &TransactionalTree, id: &JobId) -> TxResult<JobInfo> {
+    pub(crate) fn load(&self, tree: &TransactionalTree, id: &JobId) -> TxResult<JobInfo> {
         match tree.get(id.0.as_bytes())? {
             Some(bytes) => decode(&bytes, &self.path).or_else(abort),
             None => abort(QueueError::UnknownJob(id.clone())),

@@ -192,6 +192,87 @@ fn released_leases_run_again_without_spending_an_attempt() {
     assert_eq!(q.lease("w", MIN).unwrap().unwrap().attempt, 1);
 }
 
+/// An operator lists jobs by state, cancels one that waits (ready or backing off: out of its index, so it
+/// is never leased), gives a dead one its attempts back, and is refused for the states those do not
+/// apply to; every change is there after the queue is reopened.
+#[test]
+fn operators_list_cancel_and_retry_and_the_changes_are_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(1_000_000));
+    let q = open(dir.path(), &clock);
+    for name in ["a", "b", "c", "d"] {
+        q.enqueue(job(name, 0)).unwrap();
+    }
+    // a is done, b fails once (delayed), c is leased, d waits.
+    let a = q.lease("w", MIN).unwrap().unwrap();
+    assert_eq!(a.job, id("a"));
+    q.complete(&a.job, &a.token, Completion::Done).unwrap();
+    let b = q.lease("w", MIN).unwrap().unwrap();
+    q.complete(
+        &b.job,
+        &b.token,
+        Completion::Retry {
+            reason: "engine down".into(),
+        },
+    )
+    .unwrap();
+    let c = q.lease("w", MIN).unwrap().unwrap();
+    assert_eq!(c.job, id("c"));
+    let names = |v: Vec<JobInfo>| v.into_iter().map(|i| i.id.0).collect::<Vec<_>>();
+    assert_eq!(names(q.list(None, None, 10).unwrap()), ["a", "b", "c", "d"]);
+    assert_eq!(names(q.list(Some("delayed"), None, 10).unwrap()), ["b"]);
+    assert_eq!(names(q.list(None, Some(&id("b")), 2).unwrap()), ["c", "d"]);
+
+    // The delayed and the ready job are cancelled; the leased and the done one cannot be.
+    for waiting in ["b", "d"] {
+        let info = q.cancel(&id(waiting), "bad document").unwrap();
+        assert!(
+            matches!(&info.state, JobState::Dead { reason } if reason.contains("bad document")),
+            "{info:?}"
+        );
+    }
+    for ended in ["a", "c"] {
+        let e = q.cancel(&id(ended), "x").unwrap_err();
+        assert!(matches!(e, QueueError::WrongState { .. }), "{e}");
+    }
+    assert!(matches!(
+        q.cancel(&id("nope"), "x").unwrap_err(),
+        QueueError::UnknownJob(_)
+    ));
+    // Nothing cancelled is leased, even once its backoff is over.
+    clock.advance(Duration::from_secs(3600));
+    assert!(q.lease("w", MIN).unwrap().is_none());
+
+    // A dead job comes back with its attempts counted from zero; a done one does not.
+    let info = q.retry(&id("b")).unwrap();
+    assert_eq!((info.state.name(), info.attempt), ("ready", 0));
+    assert_eq!(info.last_error.as_deref(), Some("engine down"));
+    assert!(matches!(
+        q.retry(&id("a")).unwrap_err(),
+        QueueError::WrongState { .. }
+    ));
+    drop(q);
+
+    let q = open(dir.path(), &clock);
+    let states: Vec<(String, &str)> = q
+        .list(None, None, 10)
+        .unwrap()
+        .into_iter()
+        .map(|i| (i.id.0.clone(), i.state.name()))
+        .collect();
+    assert_eq!(
+        states,
+        [
+            ("a".to_string(), "done"),
+            ("b".to_string(), "ready"),
+            ("c".to_string(), "leased"),
+            ("d".to_string(), "dead")
+        ]
+    );
+    let again = q.lease("w", MIN).unwrap().unwrap();
+    assert_eq!((again.job, again.attempt), (id("b"), 1));
+}
+
 #[test]
 fn a_newer_or_foreign_store_is_refused_with_the_reason() {
     let dir = tempfile::tempdir().unwrap();

@@ -13,6 +13,7 @@ mod exit;
 pub mod config;
 pub mod diff;
 pub mod docs;
+pub mod jobs;
 pub mod keygen;
 pub mod rebuild;
 pub mod scan;
@@ -39,6 +40,7 @@ pub enum Command {
     Verify(verify::VerifyArgs),
     Status(status::StatusArgs),
     Submit(submit::SubmitArgs),
+    Jobs(jobs::JobsArgs),
     Completions(docs::CompletionsArgs),
     Manpages(docs::ManpagesArgs),
 }

@@ -31,6 +31,18 @@ impl Default for FetchLimits {
     }
 }
 
+/// A repository name as the OCI distribution spec has it: `team/app`, `a.b/c-d_e`.
+pub fn is_repository_name(name: &str) -> bool {
+    name.split('/').all(|part| {
+        let b = part.as_bytes();
+        !b.is_empty()
+            && b.iter()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(c))
+            && b[0].is_ascii_alphanumeric()
+            && b[b.len() - 1].is_ascii_alphanumeric()
+    })
+}
+
 /// The registry part of an image name (`host[:port]`), `docker.io` when the name has none.
 pub fn registry_of(name: &str) -> &str {
     let plain = name.strip_prefix("docker://").unwrap_or(name);

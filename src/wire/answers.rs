@@ -130,3 +130,28 @@ pub struct KeyInfo {
     pub scheme: String,
     pub pem: String,
 }
+
+/// A job as an operator sees it in the queue (`/v1/admin/jobs`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedJob {
+    pub id: String,
+    /// `ready`, `delayed`, `leased`, `done` or `dead`.
+    pub state: String,
+    /// Leases handed out so far (since the last retry).
+    pub attempt: u32,
+    pub last_error: Option<String>,
+    /// Why a dead job is dead (attempts spent, or cancelled by an operator).
+    pub dead_reason: Option<String>,
+    /// The worker holding a leased job.
+    pub worker: Option<String>,
+    pub updated: String,
+    /// The job's page.
+    pub url: String,
+}
+
+/// `GET /v1/admin/jobs`: a page of jobs in id order; `next` continues after the last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QueuedJobs {
+    pub jobs: Vec<QueuedJob>,
+    pub next: Option<String>,
+}

@@ -27,12 +27,14 @@ pub enum ErrorCode {
     UnknownJob,
     UnknownProvenance,
     Unparsable,
+    /// An operator action on a job in a state it does not apply to.
+    WrongState,
     /// The document was refused at intake, for this reason code.
     Refused(String),
 }
 
 /// The fixed codes and their wire names, in one table both directions read.
-const NAMES: [(ErrorCode, &str); 21] = [
+const NAMES: [(ErrorCode, &str); 22] = [
     (ErrorCode::AmbiguousAttestation, "ambiguous-attestation"),
     (ErrorCode::BadBody, "bad-body"),
     (ErrorCode::BadParameter, "bad-parameter"),
@@ -54,6 +56,7 @@ const NAMES: [(ErrorCode, &str); 21] = [
     (ErrorCode::UnknownJob, "unknown-job"),
     (ErrorCode::UnknownProvenance, "unknown-provenance"),
     (ErrorCode::Unparsable, "unparsable"),
+    (ErrorCode::WrongState, "wrong-state"),
 ];
 
 impl ErrorCode {

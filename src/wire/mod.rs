@@ -11,8 +11,8 @@ mod error;
 mod worker;
 
 pub use answers::{
-    AttestationLinks, DigestAnswer, Health, JobView, KeyInfo, Keys, Links, RecordView,
-    SubjectSummary, Submission, SubmitAnswer, SubmittedJob, VerdictList,
+    AttestationLinks, DigestAnswer, Health, JobView, KeyInfo, Keys, Links, QueuedJob, QueuedJobs,
+    RecordView, SubjectSummary, Submission, SubmitAnswer, SubmittedJob, VerdictList,
 };
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
 pub use worker::{Completion, CompletionAnswer, Heartbeat, HeartbeatAnswer, Lease};

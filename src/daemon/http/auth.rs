@@ -1,4 +1,5 @@
-//! Who may write: submitters (`server.submit_tokens`) and workers (`server.worker_tokens`), as axum
+//! Who may write: submitters (`server.submit_tokens`), operators (`server.admin_tokens`) and workers
+//! (`server.worker_tokens`), as axum
 //! extractors. They read only headers, so a handler that takes one never reads the body of a caller
 //! without a token. Tokens are compared as sha256 digests.
 
@@ -34,6 +35,29 @@ fn matches(token: &str, presented: &[u8; 32]) -> bool {
     Sha256::digest(token.as_bytes()).as_slice() == presented
 }
 
+/// `Ok` when the bearer token presented is one of `tokens` (the option `option`); 401 without one, 403
+/// for any other (another kind of credential is no token this server accepts).
+fn holds_one_of(
+    parts: &Parts,
+    tokens: &[String],
+    option: &str,
+    needed: &str,
+) -> Result<(), ApiError> {
+    let presented = presented(parts, needed)?;
+    if presented.is_some_and(|p| tokens.iter().any(|t| matches(t, &p))) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::FORBIDDEN,
+        ErrorCode::Forbidden,
+        if tokens.is_empty() {
+            format!("this server has no {option}: it accepts no token here")
+        } else {
+            format!("the token is not one of this server's {option}")
+        },
+    ))
+}
+
 /// A caller holding one of the submit tokens.
 pub struct Submitter;
 
@@ -41,21 +65,30 @@ impl FromRequestParts<Arc<Shared>> for Submitter {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, ApiError> {
-        let presented = presented(
+        holds_one_of(
             parts,
+            &shared.config.server.submit_tokens,
+            "server.submit_tokens",
             "submitting needs `Authorization: Bearer <token>` with a token from server.submit_tokens",
-        )?;
-        let tokens = &shared.config.server.submit_tokens;
-        // Another kind of credential is no token this server accepts.
-        if presented.is_some_and(|p| tokens.iter().any(|t| matches(t, &p))) {
-            Ok(Submitter)
-        } else {
-            Err(ApiError::new(
-                StatusCode::FORBIDDEN,
-                ErrorCode::Forbidden,
-                "the token is not one this server accepts",
-            ))
-        }
+        )
+        .map(|()| Submitter)
+    }
+}
+
+/// An operator holding one of the admin tokens.
+pub struct Admin;
+
+impl FromRequestParts<Arc<Shared>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, shared: &Arc<Shared>) -> Result<Self, ApiError> {
+        holds_one_of(
+            parts,
+            &shared.config.server.admin_tokens,
+            "server.admin_tokens",
+            "the admin routes need `Authorization: Bearer <token>` with a token from server.admin_tokens",
+        )
+        .map(|()| Admin)
     }
 }
 

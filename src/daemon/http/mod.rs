@@ -4,12 +4,14 @@
 //! - [`submit`]: `POST /v1/provenance`, with a submit token;
 //! - [`read`]: the public read API (verdicts, provenance documents, attestations, keys, health, metrics);
 //! - [`jobs`]: a job with its verdict, and its stored logs and diffs;
+//! - [`admin`]: the operator's routes (list, cancel, retry jobs), with an admin token;
 //! - [`worker_protocol`]: lease, heartbeat and complete for remote workers;
 //! - [`pages`]: the HTML dashboard, image and job pages, and the Atom feed;
 //! - [`auth`], [`body`], [`error`], [`conditional`], [`headers`]: who may write, bounded bodies, error
 //!   answers, ETags, the security headers on every answer;
 //! - [`listen`]: the accept loop with its timeouts and connection caps.
 
+pub mod admin;
 pub mod auth;
 pub mod body;
 pub mod conditional;
@@ -77,6 +79,9 @@ pub fn api_routes() -> Vec<ApiRoute> {
             "/v1/jobs/{id}/artifacts/{*name}",
             get(jobs::artifact),
         ),
+        r("get", "/v1/admin/jobs", get(admin::jobs)),
+        r("post", "/v1/admin/jobs/{id}/cancel", post(admin::cancel)),
+        r("post", "/v1/admin/jobs/{id}/retry", post(admin::retry)),
         r("post", "/v1/worker/lease", post(worker_protocol::lease)),
         r(
             "post",

@@ -63,7 +63,7 @@ pub fn image_href(name: &str) -> String {
     format!("/images/{}", utf8_percent_encode(name, SEGMENT))
 }
 
-pub(super) fn job_href(job: &str) -> String {
+pub(crate) fn job_href(job: &str) -> String {
     format!("/jobs/{}", utf8_percent_encode(job, SEGMENT))
 }
 
