@@ -356,6 +356,8 @@ enum Op {
     Release(usize),
     Advance(u16),
     Reap,
+    Cancel(u8),
+    Retry(u8),
 }
 
 fn op() -> impl Strategy<Value = Op> {
@@ -368,6 +370,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (0usize..4).prop_map(Op::Release),
         2 => (1u16..90).prop_map(Op::Advance),
         1 => Just(Op::Reap),
+        1 => (0u8..6).prop_map(Op::Cancel),
+        1 => (0u8..6).prop_map(Op::Retry),
     ]
 }
 
@@ -391,8 +395,8 @@ struct MJob {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 96, .. ProptestConfig::default() })]
 
-    /// Any sequence of operations leaves the queue exactly where a plain model says it must be; stale
-    /// tokens never complete; the stats always add up.
+    /// Any sequence of operations (an operator's cancel and retry among them) leaves the queue exactly
+    /// where a plain model says it must be; stale tokens never complete; the stats always add up.
     #[test]
     fn the_queue_behaves_like_its_model(ops in proptest::collection::vec(op(), 1..60)) {
         let dir = tempfile::tempdir().unwrap();
@@ -506,6 +510,31 @@ proptest! {
                         }
                     }
                     prop_assert_eq!(q.reap_expired().unwrap(), expect);
+                }
+                Op::Cancel(i) => {
+                    let name = format!("job-{i}");
+                    let got = q.cancel(&id(&name), "operator");
+                    match model.get_mut(&name) {
+                        None => prop_assert!(matches!(got, Err(QueueError::UnknownJob(_)))),
+                        Some(j) if matches!(j.state, M::Ready | M::Delayed(_)) => {
+                            prop_assert!(got.is_ok(), "{:?}", got);
+                            j.state = M::Dead;
+                        }
+                        Some(_) => prop_assert!(matches!(got, Err(QueueError::WrongState { .. })), "{:?}", got),
+                    }
+                }
+                Op::Retry(i) => {
+                    let name = format!("job-{i}");
+                    let got = q.retry(&id(&name));
+                    match model.get_mut(&name) {
+                        None => prop_assert!(matches!(got, Err(QueueError::UnknownJob(_)))),
+                        Some(j) if j.state == M::Dead => {
+                            prop_assert!(got.is_ok(), "{:?}", got);
+                            seq += 1;
+                            (j.state, j.attempt, j.seq) = (M::Ready, 0, seq);
+                        }
+                        Some(_) => prop_assert!(matches!(got, Err(QueueError::WrongState { .. })), "{:?}", got),
+                    }
                 }
             }
             // Every job is where the model says.
