@@ -1032,6 +1032,87 @@ fn push_hello(repo: &Repo, name: &str, tag: &str) {
     ]));
 }
 
+/// `reprod status IMAGE:TAG` resolves the tag through the registry first (an index to its image for this
+/// platform), says what it resolved to, and answers for that digest; a tag the registry does not have is
+/// exit 2 saying how to give the digest instead.
+#[test]
+fn status_resolves_a_tag_through_the_registry() {
+    let repo = Repo::hello();
+    let digests = reference(&repo);
+    let name = format!("reprod-test/status-tag-{}", std::process::id());
+    push_hello(&repo, &name, "v1");
+    let raw = sh(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://127.0.0.1:5000/{name}:v1"),
+    ]));
+    // Another image in the same repository stands for the index's arm64 entry (the registry checks that
+    // every entry is there).
+    copy_image(
+        &format!("docker://{}", builder_image()),
+        &format!("docker://127.0.0.1:5000/{name}:other"),
+    );
+    let other = sh(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://127.0.0.1:5000/{name}:other"),
+    ]));
+    let other_digest = builder_image().split_once('@').unwrap().1;
+    let index = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": other_digest,
+             "size": other.len(), "platform": {"os": "linux", "architecture": "arm64"}},
+            {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": digests[0],
+             "size": raw.len(), "platform": {"os": "linux", "architecture": "amd64"}}
+        ]
+    });
+    let index_digest = push_manifest(
+        &name,
+        "multi",
+        "application/vnd.oci.image.index.v1+json",
+        &index,
+    );
+    let data = tempfile::tempdir().unwrap();
+    let d = Daemon::start(data.path(), &[]);
+    let (code, v) = d.submit(&hello_doc(&repo, &digests, "tag", ""));
+    assert_eq!(code, 202, "{v}");
+    let id = v["jobs"][0]["id"].as_str().unwrap().to_string();
+    let done = d.wait_job(&id, "done", Duration::from_secs(120));
+    assert_eq!(done["verdict"]["status"], "reproducible", "{done:#}");
+    let status = |reference: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_reprod"))
+            .args(["status", reference, "--server", &d.url])
+            .env("REPROD_IMAGES_INSECURE", "[\"127.0.0.1:5000\"]")
+            .env_remove("REPROD_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, err) = status(&format!("127.0.0.1:5000/{name}:v1"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(err.contains(&format!(":v1 is {}", digests[0])), "{err}");
+    let (code, out, err) = status(&format!("127.0.0.1:5000/{name}:multi"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        err.contains(&format!(
+            "is the index {index_digest}; its linux/amd64 image is {}",
+            digests[0]
+        )),
+        "{err}"
+    );
+    let (code, _, err) = status(&format!("127.0.0.1:5000/{name}:nope"));
+    assert_eq!(code, 2);
+    assert!(err.contains("skopeo inspect --format"), "{err}");
+}
+
 /// Images pushed to a real registry with a cosign `.att` attestation and an OCI 1.1 referrer (through the
 /// referrers fallback tag, as this registry has no referrers API) are found, verified and rebuilt.
 #[test]

@@ -11,14 +11,16 @@ use super::Exit;
 
 /// Ask a reprod server whether an image digest was rebuilt bit for bit.
 ///
-/// The deciding verdict is a reproducible one if any verdict names the digest (under IMAGE first, when
-/// given), else the latest. With
+/// A tag (IMAGE:TAG) is resolved first, here, through its registry (`images.insecure` and
+/// `images.mirrors` apply), to the digest it names now, or for an image index to its image for this
+/// host's platform; what it resolved to is said on stderr. The deciding verdict is a reproducible one if
+/// any verdict names the digest (under IMAGE first, when given), else the latest. With
 /// --key, the answer counts only if the verdict's signed summary (VSA) verifies with that key and says
 /// the same. Exit status: 0 reproducible; 1 any other verdict; 2 no verdict names the digest, the server
 /// cannot be asked, or (with --key) the signed summary is missing, does not verify or disagrees.
 #[derive(clap::Args)]
 pub struct StatusArgs {
-    /// IMAGE@sha256:<hex> or sha256:<hex>.
+    /// IMAGE@sha256:<hex>, sha256:<hex>, or IMAGE[:TAG] (resolved to a digest through the registry).
     reference: String,
     #[command(flatten)]
     server: ServerArgs,
@@ -38,7 +40,74 @@ pub fn run(args: StatusArgs, config: &Config) -> anyhow::Result<Exit> {
         json,
     } = args;
     let keys = load_public_keys(&keys)?;
+    let reference = match resolved(&reference, config)? {
+        Some(pinned) => pinned,
+        None => reference,
+    };
     status(&server.client(config, None)?, &reference, &keys, json)
+}
+
+/// `IMAGE@sha256:…` for a reference by tag (said on stderr); `None` for one already by digest.
+fn resolved(reference: &str, config: &Config) -> anyhow::Result<Option<String>> {
+    if reference.contains('@') || reference.starts_with("sha256:") {
+        return Ok(None);
+    }
+    let (name, tagged) = match reference.rsplit_once(':') {
+        Some((n, t)) if !t.contains('/') => (n, reference.to_string()),
+        _ => (reference, format!("{reference}:latest")),
+    };
+    let name = name.strip_prefix("docker://").unwrap_or(name);
+    if !reprod::oci::is_repository_name(name.split_once('/').map_or(name, |(first, rest)| {
+        if first.contains(['.', ':']) || first == "localhost" {
+            rest
+        } else {
+            name
+        }
+    })) {
+        anyhow::bail!(
+            "{reference:?} is neither IMAGE@sha256:<hex>, sha256:<hex> nor IMAGE[:TAG]",
+            reference = reprod::text::inert_line(reference)
+        );
+    }
+    let fetch_from = config
+        .images
+        .mirrors
+        .rewrite(&tagged)
+        .unwrap_or_else(|| tagged.clone());
+    let mut limits = config
+        .images
+        .fetch_limits(reprod::oci::registry_of(&fetch_from));
+    limits.timeout = std::time::Duration::from_secs(60);
+    let platform = match std::env::consts::ARCH {
+        "aarch64" => "linux/arm64",
+        _ => "linux/amd64",
+    };
+    let tag = reprod::oci::resolve_tag(&fetch_from, platform, &limits).map_err(|e| {
+        anyhow::anyhow!(
+            "{e}; resolving a tag asks its registry, or give the digest (`skopeo inspect --format \
+             '{{{{.Digest}}}}' docker://{tagged}`)",
+            tagged = reprod::text::inert_line(&tagged)
+        )
+    })?;
+    let digest = match (&tag.platform_image, tag.index) {
+        (Some(image), true) => {
+            eprintln!(
+                "{tagged} is the index {}; its {platform} image is {image}",
+                tag.digest
+            );
+            image.clone()
+        }
+        (None, true) => anyhow::bail!(
+            "{tagged} is the index {} with no {platform} image; give the digest of the image to ask \
+             about",
+            tag.digest
+        ),
+        (_, false) => {
+            eprintln!("{tagged} is {}", tag.digest);
+            tag.digest
+        }
+    };
+    Ok(Some(format!("{name}@{digest}")))
 }
 
 fn status(

@@ -279,11 +279,71 @@ pub const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 /// Reads the manifest `NAME@sha256:…` names (its raw bytes, at most [`MAX_MANIFEST_BYTES`]) through
 /// skopeo, and checks that they hash to the digest asked for.
 pub fn fetch_manifest(reference: &str, limits: &FetchLimits) -> Result<Vec<u8>, FetchError> {
-    use std::io::Read;
     let (name, digest) = parse_reference(reference)?;
     let Some(digest) = digest else {
         return Err(FetchError::BadReference(reference.to_string()));
     };
+    let bytes = inspect_raw(reference, &name, limits)?;
+    let found = super::sha256_bytes(&bytes);
+    if found != digest {
+        return Err(FetchError::DigestMismatch {
+            reference: reference.to_string(),
+            found: vec![found],
+        });
+    }
+    Ok(bytes)
+}
+
+/// What a tag names now: the digest of its manifest, and for an index the digest of its image for
+/// `platform` (`os/arch`), when it has one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedTag {
+    pub digest: String,
+    pub index: bool,
+    pub platform_image: Option<String>,
+}
+
+/// Resolves `NAME[:TAG]` (`latest` when none) to the digest its registry answers with now.
+pub fn resolve_tag(
+    reference: &str,
+    platform: &str,
+    limits: &FetchLimits,
+) -> Result<ResolvedTag, FetchError> {
+    let (name, digest) = parse_reference(reference)?;
+    if digest.is_some() {
+        return Err(FetchError::BadReference(reference.to_string()));
+    }
+    let bytes = inspect_raw(reference, &name, limits)?;
+    let digest = super::sha256_bytes(&bytes);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| FetchError::Copy {
+            reference: reference.to_string(),
+            detail: format!("the registry's answer is not JSON: {e}"),
+        })?;
+    let index = manifest
+        .get("manifests")
+        .and_then(serde_json::Value::as_array);
+    let (os, arch) = platform.split_once('/').unwrap_or((platform, ""));
+    let platform_image = index.and_then(|entries| {
+        entries.iter().find_map(|m| {
+            let p = m.get("platform")?;
+            let attestation = m
+                .pointer("/annotations/vnd.docker.reference.type")
+                .is_some();
+            (!attestation && p.get("os")? == os && p.get("architecture")? == arch)
+                .then(|| m.get("digest")?.as_str().map(str::to_string))?
+        })
+    });
+    Ok(ResolvedTag {
+        digest,
+        index: index.is_some(),
+        platform_image,
+    })
+}
+
+/// The raw manifest `docker://NAME` answers with (at most [`MAX_MANIFEST_BYTES`]), through skopeo.
+fn inspect_raw(reference: &str, name: &str, limits: &FetchLimits) -> Result<Vec<u8>, FetchError> {
+    use std::io::Read;
     let copy = |detail: String| FetchError::Copy {
         reference: reference.to_string(),
         detail,
@@ -295,7 +355,7 @@ pub fn fetch_manifest(reference: &str, limits: &FetchLimits) -> Result<Vec<u8>, 
     if limits.insecure {
         cmd.arg("--tls-verify=false");
     }
-    let output = cmd
+    let mut child = cmd
         .arg(format!("docker://{name}"))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -305,7 +365,6 @@ pub fn fetch_manifest(reference: &str, limits: &FetchLimits) -> Result<Vec<u8>, 
             reference: reference.to_string(),
             error: e.to_string(),
         })?;
-    let mut child = output;
     let mut bytes = Vec::new();
     if let Some(out) = child.stdout.take() {
         out.take(MAX_MANIFEST_BYTES + 1)
@@ -326,13 +385,6 @@ pub fn fetch_manifest(reference: &str, limits: &FetchLimits) -> Result<Vec<u8>, 
     let status = child.wait().map_err(|e| copy(e.to_string()))?;
     if !status.success() {
         return Err(copy(skopeo_failure(&stderr)));
-    }
-    let found = super::sha256_bytes(&bytes);
-    if found != digest {
-        return Err(FetchError::DigestMismatch {
-            reference: reference.to_string(),
-            found: vec![found],
-        });
     }
     Ok(bytes)
 }

@@ -16,7 +16,7 @@ pub use digest::{
 };
 pub use fetch::{
     address_allowed, check_registry, fetch, fetch_manifest, is_public, is_repository_name,
-    parse_reference, registry_of, FetchError, FetchLimits,
+    parse_reference, registry_of, resolve_tag, FetchError, FetchLimits, ResolvedTag,
 };
 pub use layout::{read_image, read_image_within, ImageKind, RebuiltImage, TopEntry};
 pub use limits::{Budget, ScanLimits};
