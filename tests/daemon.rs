@@ -42,6 +42,22 @@ fn serve_warns_at_start_when_no_submission_can_be_accepted() {
     );
 }
 
+/// Runs the `reprod` command with `args` (and `env`, and no configuration file): its exit code, stdout and
+/// stderr.
+fn cli(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_reprod"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("REPROD_CONFIG")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// `reprod jobs`: an operator lists the queue, cancels a waiting job (it is never leased), retries the
 /// dead one; a job in a state the action does not apply to is exit 1, an unknown job or a refused token
 /// exit 2; and what was acknowledged is still so after the daemon is killed with SIGKILL.
@@ -64,18 +80,10 @@ fn operators_list_cancel_and_retry_jobs_with_an_admin_token() {
     assert_eq!(code, 202, "{v}");
     let id = v["jobs"][0]["id"].as_str().unwrap().to_string();
     let jobs = |d: &Daemon, args: &[&str], token: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_reprod"))
-            .arg("jobs")
-            .args(args)
-            .args(["--server", &d.url, "--token", token])
-            .env_remove("REPROD_CONFIG")
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        let mut all = vec!["jobs"];
+        all.extend(args);
+        all.extend(["--server", &d.url, "--token", token]);
+        cli(&all, &[])
     };
     let (code, out, err) = jobs(&d, &["list", "--state", "ready"], admin);
     assert_eq!(code, 0, "{err}");
@@ -1084,16 +1092,9 @@ fn status_resolves_a_tag_through_the_registry() {
     let done = d.wait_job(&id, "done", Duration::from_secs(120));
     assert_eq!(done["verdict"]["status"], "reproducible", "{done:#}");
     let status = |reference: &str| {
-        let out = Command::new(env!("CARGO_BIN_EXE_reprod"))
-            .args(["status", reference, "--server", &d.url])
-            .env("REPROD_IMAGES_INSECURE", "[\"127.0.0.1:5000\"]")
-            .env_remove("REPROD_CONFIG")
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
+        cli(
+            &["status", reference, "--server", &d.url],
+            &[("REPROD_IMAGES_INSECURE", "[\"127.0.0.1:5000\"]")],
         )
     };
     let (code, out, err) = status(&format!("127.0.0.1:5000/{name}:v1"));
