@@ -289,9 +289,9 @@ const SECRET_OPTIONS: &[&str] = &[
 pub enum ConfigError {
     #[error("config file {path}: {error}")]
     Read { path: String, error: std::io::Error },
-    #[error("config file {path}: {message}")]
+    #[error("config file {path}: {}", crate::text::one_line(.message))]
     Parse { path: String, message: String },
-    #[error("environment variable {name}: {message}")]
+    #[error("environment variable {name}: {}", crate::text::one_line(.message))]
     Env { name: String, message: String },
     #[error("config: {0}")]
     Invalid(String),

@@ -57,6 +57,17 @@ pub fn redact_url_password(url: &str) -> String {
     )
 }
 
+/// A parser's several-line message (TOML's, with its source excerpt and caret) as one line: its lines
+/// trimmed and joined with "; ", the caret and gutter lines left out.
+pub fn one_line(message: &str) -> String {
+    message
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.chars().all(|c| c.is_whitespace() || c == '|' || c == '^'))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -74,5 +85,15 @@ mod tests {
         assert!(matches!(inert("plain"), Cow::Borrowed(_)));
         assert_eq!(inert_line("a\nb\tc\x1b"), "a\\nb\\tc\\x1b");
         assert_eq!(inert("del\x7f"), "del\\x7f");
+    }
+
+    #[test]
+    fn a_several_line_message_reads_as_one_line() {
+        let toml = "TOML parse error at line 1, column 8\n  |\n1 | [server\n  |        ^\ninvalid table header\nexpected `.`, `]`\n";
+        assert_eq!(
+            one_line(toml),
+            "TOML parse error at line 1, column 8; 1 | [server; invalid table header; expected `.`, `]`"
+        );
+        assert_eq!(one_line("one"), "one");
     }
 }

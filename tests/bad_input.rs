@@ -174,6 +174,25 @@ fn bad_config_is_named() {
     let r = Reprod::new().with("REPROD_CONFIG", "/nonexistent/reprod.toml");
     let out = r.run(&["config"]);
     assert_clean_error(&out, &["config file /nonexistent/reprod.toml"]);
+    // A value of the wrong type, a TOML syntax error, a bad variable: each said on one line, with where.
+    let dir = tempfile::tempdir().unwrap();
+    for (text, says) in [
+        ("[server]\nlisten = 5\n", "`server.listen`"),
+        ("[server\nlisten = 5\n", "line 1"),
+    ] {
+        let file = dir.path().join("reprod.toml");
+        std::fs::write(&file, text).unwrap();
+        let out = Reprod::new()
+            .with("REPROD_CONFIG", file.to_str().unwrap())
+            .run(&["config"]);
+        let stderr = assert_clean_error(&out, &[says]);
+        assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    }
+    let out = Reprod::new()
+        .with("REPROD_SERVER_WORKERS", "many")
+        .run(&["config"]);
+    let stderr = assert_clean_error(&out, &["REPROD_SERVER_WORKERS"]);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
 }
 
 /// An empty or short token stops every command at load, naming the key and never the token; `reprod
