@@ -81,6 +81,20 @@ impl Client {
         &self.base
     }
 
+    /// The page of job `id` on this server (an absolute URL).
+    pub fn job_page(&self, id: &str) -> String {
+        const KEPT: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b':')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'-');
+        format!(
+            "{}/jobs/{}",
+            self.base,
+            percent_encoding::utf8_percent_encode(id, KEPT)
+        )
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }

@@ -1294,6 +1294,15 @@ fn submit_token(ctx: &Ctx) {
     assert!(String::from_utf8_lossy(&o.stderr).contains("needs a token"));
     let o = submit(&["--token", TOKEN, "--wait"]);
     expect_output(&o, 0, &format!("reproducible: job {good_job}"));
+    // The job and its page first, before the wait.
+    assert!(
+        stdout(&o).starts_with(&format!(
+            "queued: job {good_job} (duplicate): {}/jobs/{good_job}\n",
+            d.url
+        )),
+        "{}",
+        stdout(&o)
+    );
     let o = submit(&["--token", "wrong"]);
     assert_eq!(code(&o), 2);
     assert!(String::from_utf8_lossy(&o.stderr).contains("forbidden"));

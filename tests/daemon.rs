@@ -88,6 +88,37 @@ fn operators_list_cancel_and_retry_jobs_with_an_admin_token() {
     let (code, out, err) = jobs(&d, &["list", "--state", "ready"], admin);
     assert_eq!(code, 0, "{err}");
     assert!(out.contains(&id) && out.contains("1 job(s)"), "{out}");
+    // `submit --wait` says the job and its page at once, then its state, and gives up at its timeout
+    // (no worker takes it here) with exit 2: no verdict is no answer.
+    let doc = data.path().join("ops.json");
+    std::fs::write(
+        &doc,
+        serde_json::to_vec(&hello_doc(&repo, &digests, "ops", "")).unwrap(),
+    )
+    .unwrap();
+    let (code, out, err) = cli(
+        &[
+            "submit",
+            doc.to_str().unwrap(),
+            "--server",
+            &d.url,
+            "--token",
+            TOKEN,
+            "--wait",
+            "--timeout",
+            "2",
+        ],
+        &[],
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert_eq!(
+        out,
+        format!(
+            "queued: job {id} (duplicate): {}/jobs/{id}\n  job {id}: ready (attempt 0)\n",
+            d.url
+        )
+    );
+    assert!(err.contains("no verdict within 2s (state ready)"), "{err}");
 
     let (code, out, err) = jobs(&d, &["cancel", &id, "--reason", "not ours"], admin);
     assert_eq!(code, 0, "{err}");

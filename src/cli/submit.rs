@@ -79,28 +79,42 @@ fn submit(
         }
         Err(e) => return Err(e.into()),
     };
-    if !wait {
-        if json {
-            println!("{}", serde_json::to_string(&answer)?);
-        } else {
-            for j in &answer.jobs {
-                let how = match j.status {
-                    Submission::New => "new",
-                    Submission::Duplicate => "duplicate",
-                };
-                say!("queued: job {} ({how})", j.id);
-            }
+    if json && !wait {
+        println!("{}", serde_json::to_string(&answer)?);
+        return Ok(Exit::Success);
+    }
+    // Said at once, with where to watch it: the wait may be long.
+    if !json {
+        for j in &answer.jobs {
+            let how = match j.status {
+                Submission::New => "new",
+                Submission::Duplicate => "duplicate",
+            };
+            say!("queued: job {} ({how}): {}", j.id, client.job_page(&j.id));
         }
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+    }
+    if !wait {
         return Ok(Exit::Success);
     }
     let jobs: Vec<String> = answer.jobs.into_iter().map(|j| j.id).collect();
     let deadline = std::time::Instant::now() + timeout;
     let mut worst = Exit::Success;
     for id in jobs {
+        let mut shown = String::new();
         let job = loop {
             let job = client.job(&id)?;
             if job.verdict.is_some() || job.state == "dead" {
                 break job;
+            }
+            // One line per change of state (a leased job names its attempt).
+            let state = format!("{} (attempt {})", job.state, job.attempt);
+            if !json && state != shown {
+                say!("  job {id}: {state}");
+                use std::io::Write;
+                let _ = std::io::stdout().flush();
+                shown = state;
             }
             anyhow::ensure!(
                 std::time::Instant::now() < deadline,
