@@ -510,7 +510,16 @@ fn registry_references_are_fetched_verified_and_compared() {
     assert_eq!(v["a"], ra.as_str());
     assert_eq!(v["summary"], json!({"config": 1}), "{v:#}");
     assert_eq!(v["differences"][0]["field"], "config.Labels.version");
-    // The registry image and the local layout it came from are the same image.
+    // The registry image and the local layout it came from are the same image; a bare reference (no
+    // `docker://`) is a registry reference too.
+    let bare = ra.trim_start_matches("docker://");
+    let out = r.run(&["diff", bare, a.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = r.run(&["diff", &ra, a.to_str().unwrap()]);
     assert_eq!(
         out.status.code(),
@@ -593,6 +602,39 @@ fn multi_platform_indexes_are_compared_platform_by_platform() {
     );
     assert_eq!(r.differences[0].location, "linux/arm64/v8 config");
     assert_eq!(r.differences[0].field, "config.Labels.version");
+    // One platform only: the amd64 images are the same; arm64's difference is not looked at; a platform a
+    // side does not have is an error naming those it has.
+    let only = |platform: &str| DiffOptions {
+        platform: Some(platform.into()),
+        ..DiffOptions::default()
+    };
+    assert!(diff::diff(&a, &b, &only("linux/amd64")).unwrap().identical);
+    let arm = diff::diff(&a, &b, &only("linux/arm64/v8")).unwrap();
+    assert_eq!(arm.differences.len(), 1, "{:#?}", arm.differences);
+    let err = diff::diff(&a, &b, &only("linux/s390x"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("has no linux/s390x image (it has: linux/amd64, linux/arm64/v8)"),
+        "{err}"
+    );
+    // The same through the command line.
+    let r = common::Reprod::new();
+    let out = r.run(&[
+        "diff",
+        "--platform",
+        "linux/amd64",
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = r.run(&["diff", a.to_str().unwrap(), b.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
 }
 
 #[test]

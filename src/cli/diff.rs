@@ -12,7 +12,7 @@ use super::Exit;
 /// Compare two images and explain every difference, classified.
 ///
 /// A and B are OCI layout directories, OCI archives (tarballs of a layout), `docker save` archives, or
-/// registry references `docker://NAME@sha256:<hex>` (fetched with skopeo, digests verified).
+/// registry references `[docker://]NAME@sha256:<hex>` (fetched with skopeo, digests verified).
 /// Exit status: 0 identical; 1 different; 2 error.
 #[derive(clap::Args)]
 pub struct DiffArgs {
@@ -31,6 +31,10 @@ pub struct DiffArgs {
     /// manifests and configs are always checked). Costs a second hash of the compressed bytes.
     #[arg(long)]
     verify_layers: bool,
+    /// Compare only this platform's image of each side (e.g. linux/amd64), not the indexes around them
+    /// (a BuildKit index's attestation manifests among them).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<String>,
 }
 
 pub fn run(args: DiffArgs, config: &Config) -> anyhow::Result<Exit> {
@@ -41,10 +45,14 @@ pub fn run(args: DiffArgs, config: &Config) -> anyhow::Result<Exit> {
         limit,
         max_layer_bytes,
         verify_layers,
+        platform,
     } = args;
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
     let local = |arg: &str, side: &str| -> anyhow::Result<PathBuf> {
-        if !arg.starts_with("docker://") {
+        // A registry reference, with or without `docker://` (a path that exists is a path).
+        let registry = arg.starts_with("docker://")
+            || (!std::path::Path::new(arg).exists() && arg.contains("@sha256:"));
+        if !registry {
             return Ok(PathBuf::from(arg));
         }
         let dest = scratch.path().join(side);
@@ -60,6 +68,7 @@ pub fn run(args: DiffArgs, config: &Config) -> anyhow::Result<Exit> {
             max_layer_bytes,
             verify_layers,
             deadline: None,
+            platform,
         },
     )
     .context("comparing the images")?;

@@ -143,6 +143,9 @@ pub struct DiffOptions {
     pub verify_layers: bool,
     /// Reading stops here (a rebuild's job deadline): the comparison is then an error, not a report.
     pub deadline: Option<std::time::Instant>,
+    /// Compare only this platform's image of each side (`os/arch[/variant]`; a side with one image
+    /// that names no platform is taken as it), not the indexes around them.
+    pub platform: Option<String>,
 }
 
 impl Default for DiffOptions {
@@ -151,6 +154,7 @@ impl Default for DiffOptions {
             max_layer_bytes: 64 << 30,
             verify_layers: false,
             deadline: None,
+            platform: None,
         }
     }
 }
@@ -170,12 +174,35 @@ pub enum DiffError {
     },
 }
 
+/// Keeps `platform`'s image of `side` (a lone image that names no platform stands for it), and not the
+/// index around it; `Err` naming the platforms it has when it has not that one.
+fn only_platform(side: &mut ImageSource, platform: &str) -> Result<(), DiffError> {
+    let lone_default = side.images.len() == 1 && side.images[0].platform == "default";
+    if !lone_default {
+        let has: Vec<String> = side.images.iter().map(|i| i.platform.clone()).collect();
+        side.images.retain(|i| i.platform == platform);
+        if side.images.is_empty() {
+            return Err(DiffError::Open {
+                path: side.display.clone(),
+                problem: format!("has no {platform} image (it has: {})", has.join(", ")),
+            });
+        }
+    }
+    side.index_annotations.clear();
+    Ok(())
+}
+
 /// Compares two images (layout directories, OCI archives or `docker save` archives). Blocking.
 pub fn diff(a: &Path, b: &Path, opts: &DiffOptions) -> Result<DiffReport, DiffError> {
     let mut sa = ImageSource::open(a)?;
     let mut sb = ImageSource::open(b)?;
     sa.deadline = opts.deadline;
     sb.deadline = opts.deadline;
+    if let Some(platform) = &opts.platform {
+        for side in [&mut sa, &mut sb] {
+            only_platform(side, platform)?;
+        }
+    }
     let mut c = compare::Comparer {
         a: &sa,
         b: &sb,
