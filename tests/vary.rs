@@ -6,12 +6,18 @@ use common::*;
 use serde_json::Value;
 
 fn vary(script: &str) -> (i32, Value) {
+    vary_with(script, &[])
+}
+
+fn vary_with(script: &str, flags: &[&str]) -> (i32, Value) {
     let repo = Repo::hello();
     let prov = repo.provenance(
         vec![subject("example.invalid/hello", &unbuilt_digest('9'))],
         script,
     );
-    let (code, v, stderr) = Reprod::new().rebuild_with(&prov, &["--vary"]);
+    let mut all = vec!["--vary"];
+    all.extend(flags);
+    let (code, v, stderr) = Reprod::new().rebuild_with(&prov, &all);
     assert!(v.is_object(), "no report: {stderr}");
     assert!(
         orphan_containers().is_empty(),
@@ -69,6 +75,34 @@ fn a_build_that_embeds_its_path_is_blamed_on_the_build_path() {
         text.contains("+built in /build/varied-path/workspace/source"),
         "{v:#}"
     );
+}
+
+/// `--only` tries just the variations named, `--skip` all but them: the path-embedding build is blamed
+/// on the build path when it is tried, and is stable when it is skipped; no other variation is built.
+#[test]
+fn only_and_skip_choose_the_variations_tried() {
+    let script =
+        "#!/bin/sh\nset -e\ncd $(workspaces.source.path)\n./build.sh \"built in $(pwd)\"\n";
+    let tried = |v: &Value| -> Vec<String> {
+        let mut names: Vec<String> = v["builds"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|b| b["variations"].as_array().unwrap().clone())
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    };
+    let (code, v) = vary_with(script, &["--only", "build-path,hostname"]);
+    assert_eq!(code, 1, "{v:#}");
+    assert_eq!(culprits(&v), vec!["build-path"], "{v:#}");
+    assert_eq!(tried(&v), ["build-path", "hostname"], "{v:#}");
+    let (code, v) = vary_with(script, &["--skip", "build-path,user-id"]);
+    assert_eq!(code, 0, "{v:#}");
+    assert_eq!(v["stable"], true, "{v:#}");
+    assert!(!tried(&v).contains(&"build-path".to_string()), "{v:#}");
 }
 
 #[test]

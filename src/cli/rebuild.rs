@@ -7,6 +7,7 @@ use anyhow::Context;
 
 use reprod::config::Config;
 use reprod::rebuild::{self, RebuildOptions};
+use reprod::vary::Variation;
 
 use super::common::{print_result, TrustArgs};
 use super::Exit;
@@ -37,6 +38,14 @@ pub struct RebuildArgs {
     /// control build that produced nothing to compare).
     #[arg(long)]
     vary: bool,
+    /// With --vary: try only these variations (repeatable or comma-separated).
+    #[arg(long, value_name = "NAME", requires = "vary", conflicts_with = "skip", value_delimiter = ',',
+          value_parser = clap::builder::PossibleValuesParser::new(Variation::ALL.map(Variation::name)))]
+    only: Vec<String>,
+    /// With --vary: try every variation but these (repeatable or comma-separated).
+    #[arg(long, value_name = "NAME", requires = "vary", value_delimiter = ',',
+          value_parser = clap::builder::PossibleValuesParser::new(Variation::ALL.map(Variation::name)))]
+    skip: Vec<String>,
     /// The steps' network: `none` (no network at all), `proxy` (reprod's recording proxy, letting
     /// through only what --allow names) or `replay` (only what --replay-from recorded, from the cache,
     /// nothing fetched). Overrides sandbox.network.mode and its rules; proxy and replay need
@@ -144,10 +153,24 @@ pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
         json,
         keep_workspace,
         vary,
+        only,
+        skip,
         network,
         allow,
         replay_from,
     } = args;
+    // The variations --vary tries: --only's, or all but --skip's (the names were checked by clap).
+    let variations: Vec<Variation> = Variation::ALL
+        .into_iter()
+        .filter(|v| {
+            let named = |list: &[String]| list.iter().any(|n| n == v.name());
+            (only.is_empty() || named(&only)) && !named(&skip)
+        })
+        .collect();
+    anyhow::ensure!(
+        !vary || !variations.is_empty(),
+        "--skip leaves no variation to try"
+    );
     let config = &with_network(config, network, allow, replay_from)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -211,7 +234,14 @@ pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
         .block_on(reprod::execute::connect(config))
         .map_err(|e| rebuild::RebuildError::Infrastructure(e.to_string()))?;
     if vary {
-        let vary = reprod::vary::vary(config, &admitted, &executor, &opts, keep_workspace);
+        let vary = reprod::vary::vary(
+            config,
+            &admitted,
+            &executor,
+            &opts,
+            keep_workspace,
+            &variations,
+        );
         let Some(report) = interruptible(&runtime, &executor, vary) else {
             return Ok(Exit::Error);
         };
