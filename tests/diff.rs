@@ -313,6 +313,63 @@ fn cli_exit_codes_json_schema_and_archives() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent: No such file"));
 }
 
+/// `--html FILE` writes the same report as one self-contained page: every difference in it, a hostile
+/// value (a label holding markup) shown as text, nothing that runs or fetches.
+#[test]
+fn an_html_report_is_self_contained_and_inert() {
+    let scratch = tempfile::tempdir().unwrap();
+    let (a, b) = (scratch.path().join("a"), scratch.path().join("b"));
+    write_layout(&a, &base());
+    let mut spec = base();
+    spec.label = "<script>alert(1)</script>";
+    spec.files[0].kind = Kind::File(b"hello, </pre><img src=x onerror=alert(2)>\n");
+    write_layout(&b, &spec);
+    let page = scratch.path().join("report.html");
+    let out = common::Reprod::new().run(&[
+        "diff",
+        "--json",
+        "--html",
+        page.to_str().unwrap(),
+        a.to_str().unwrap(),
+        b.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let html = std::fs::read_to_string(&page).unwrap();
+    for d in json["differences"].as_array().unwrap() {
+        let field = d["field"].as_str().unwrap();
+        assert!(html.contains(field), "{field} not in the page");
+    }
+    assert!(
+        html.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "the label is shown as text: {html}"
+    );
+    // Every tag in the page is one of the template's own: nothing from the images became markup.
+    let known = [
+        "!DOCTYPE", "html", "head", "meta", "title", "style", "body", "h1", "h2", "p", "b", "br",
+        "code", "table", "tr", "th", "td", "span", "pre", "small", "ul", "li",
+    ];
+    for tag in html.split('<').skip(1) {
+        let name = tag
+            .trim_start_matches('/')
+            .split(|c: char| c.is_whitespace() || c == '>')
+            .next()
+            .unwrap();
+        assert!(known.contains(&name), "<{name} in the page:\n{html}");
+    }
+    let lower = html.to_ascii_lowercase();
+    assert!(
+        !lower.contains("@import") && !lower.contains("url("),
+        "{html}"
+    );
+    assert!(lower.contains("content-security-policy"), "{html}");
+}
+
 #[test]
 fn hostile_layers_are_reported_not_extracted() {
     let scratch = tempfile::tempdir().unwrap();

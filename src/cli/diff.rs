@@ -35,6 +35,9 @@ pub struct DiffArgs {
     /// (a BuildKit index's attestation manifests among them).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     platform: Option<String>,
+    /// Also write the report as one self-contained HTML page (no script, nothing fetched) to FILE.
+    #[arg(long, value_name = "FILE")]
+    html: Option<PathBuf>,
 }
 
 pub fn run(args: DiffArgs, config: &Config) -> anyhow::Result<Exit> {
@@ -46,6 +49,7 @@ pub fn run(args: DiffArgs, config: &Config) -> anyhow::Result<Exit> {
         max_layer_bytes,
         verify_layers,
         platform,
+        html,
     } = args;
     let scratch = tempfile::tempdir().context("creating a scratch directory")?;
     let local = |arg: &str, side: &str| -> anyhow::Result<PathBuf> {
@@ -74,6 +78,16 @@ pub fn run(args: DiffArgs, config: &Config) -> anyhow::Result<Exit> {
     .context("comparing the images")?;
     report.a = a;
     report.b = b;
+    if let Some(path) = html {
+        use std::io::Write;
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+        let mut tmp = tempfile::NamedTempFile::new_in(dir.unwrap_or(std::path::Path::new(".")))
+            .with_context(|| format!("writing {}", path.display()))?;
+        tmp.write_all(report.html().as_bytes())
+            .with_context(|| format!("writing {}", path.display()))?;
+        tmp.persist(&path)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
     print_result(json, &report, "report", |r| r.human(limit))?;
     Ok(Exit::from_code(report.exit_code()))
 }

@@ -5,6 +5,7 @@
 //! compression). Layers are streamed: memory grows with the number of entries, not with layer size.
 
 mod compare;
+mod html;
 mod layer;
 mod source;
 
