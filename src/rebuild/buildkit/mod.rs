@@ -43,9 +43,9 @@ const POLICY_FILE: &str = "buildkit-policy.json";
 /// The largest version report read back from the builder.
 const MAX_VERSION_BYTES: u64 = 1024;
 
-/// For a BuildKit recipe: the recipe with the one builder step that runs its build request, its base
-/// images fetched into the workspace, noted in `outcome` (`steps_from`); or why it cannot be rebuilt
-/// here. `None` for every other recipe.
+/// For a BuildKit recipe: the recipe with the one builder step that runs its build request (its base
+/// images pinned by a source policy written into the workspace), noted in `outcome` (`steps_from`); or
+/// why it cannot be rebuilt here. `None` for every other recipe.
 pub(super) async fn builder_step(
     job: &Job<'_>,
     recipe: &Recipe,
