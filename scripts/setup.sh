@@ -142,8 +142,26 @@ setup_promtool() {
   "$tool" --version >/dev/null 2>&1 || die "$tool does not run"
 }
 
+# sigstore-js (@sigstore/verify, @sigstore/bundle) from npm, pinned: the independent implementation the
+# served Sigstore bundles are verified with (tests/support/verify_bundle.js).
+SIGSTORE_VERIFY_VERSION=2.1.1
+SIGSTORE_BUNDLE_VERSION=3.1.0
+setup_sigstore_js() {
+  local dir="$STATE_DIR/sigstore-js"
+  local have
+  have=$(node -e "console.log(require('$dir/node_modules/@sigstore/verify/package.json').version + ' ' + require('$dir/node_modules/@sigstore/bundle/package.json').version)" 2>/dev/null || true)
+  if [ "$have" = "$SIGSTORE_VERIFY_VERSION $SIGSTORE_BUNDLE_VERSION" ]; then log "sigstore-js $have present"; return; fi
+  command -v npm >/dev/null || die "npm is needed for the sigstore-js cross-check (package npm)"
+  log "installing @sigstore/verify $SIGSTORE_VERIFY_VERSION and @sigstore/bundle $SIGSTORE_BUNDLE_VERSION into $dir"
+  mkdir -p "$dir"
+  ( cd "$dir" && npm install --no-audit --no-fund --silent --save-exact \
+      "@sigstore/verify@$SIGSTORE_VERIFY_VERSION" "@sigstore/bundle@$SIGSTORE_BUNDLE_VERSION" ) \
+    || die "npm could not install sigstore-js"
+}
+
 install_missing
 setup_python
 setup_promtool
+setup_sigstore_js
 start_dockerd
 start_registry

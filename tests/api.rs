@@ -193,6 +193,9 @@ fn verdicts_are_signed_queryable_and_shown_in_a_browser() {
     s.after("verify_gate", signed, &["signed_attestations"], |a| {
         verify_gate(&ctx, a)
     });
+    s.after("sigstore_bundles", signed, &["signed_attestations"], |a| {
+        sigstore_bundles(&ctx, a)
+    });
     // `status --key` checks that another key's word is not taken: it needs the key `another_key` made.
     let other_pub = s.after("another_key", signed, &["signed_attestations"], |a| {
         another_key(&ctx, a)
@@ -581,6 +584,95 @@ fn signed_attestations(ctx: &Ctx) -> Signed {
         bad_vsa,
         good_prov,
     }
+}
+
+/// `GET /v1/jobs/{id}/bundles/{kind}`: each signed verdict as a Sigstore bundle v0.3, which sigstore-js
+/// (`@sigstore/verify`, an independent implementation) verifies with the key `GET /v1/keys` serves, by
+/// the bundle's key hint; the envelope inside is the one signed, byte for byte in its fields; a bundle
+/// whose payload was changed, or checked with another key, does not verify.
+fn sigstore_bundles(ctx: &Ctx, signed: &Signed) {
+    let Ctx {
+        d,
+        work,
+        good_job,
+        bad_job,
+        ..
+    } = ctx;
+    let state = std::env::var("REPROD_STATE_DIR").unwrap_or_else(|_| "/var/lib/reprod-dev".into());
+    let sigstore_js = |bundle: &Path, pem: &Path| {
+        Command::new("node")
+            .arg(project_root().join("tests/support/verify_bundle.js"))
+            .args([
+                bundle.to_str().unwrap(),
+                pem.to_str().unwrap(),
+                &signed.keyid,
+            ])
+            .env("NODE_PATH", format!("{state}/sigstore-js/node_modules"))
+            .output()
+            .unwrap()
+    };
+    for (job, kind, envelope) in [
+        (good_job, "vsa", &signed.good_vsa),
+        (bad_job, "vsa-failed", &signed.bad_vsa),
+        (good_job, "provenance", &signed.good_prov),
+    ] {
+        let (status, headers, body) =
+            fetch(&format!("{}/v1/jobs/{job}/bundles/{kind}", d.url), &[]);
+        assert_eq!(status, 200, "{kind}");
+        assert!(
+            header(&headers, "content-type")
+                == Some("application/vnd.dev.sigstore.bundle.v0.3+json"),
+            "{headers}"
+        );
+        let bundle: Value = serde_json::from_slice(&body).unwrap();
+        let signed_envelope: Value =
+            serde_json::from_slice(&std::fs::read(envelope).unwrap()).unwrap();
+        for field in ["payload", "payloadType", "signatures"] {
+            assert_eq!(
+                bundle["dsseEnvelope"][field], signed_envelope[field],
+                "{kind} {field}"
+            );
+        }
+        assert_eq!(
+            bundle["verificationMaterial"]["publicKey"]["hint"],
+            signed.keyid.as_str()
+        );
+        let path = work.path().join(format!("{kind}.sigstore.json"));
+        std::fs::write(&path, &body).unwrap();
+        let o = sigstore_js(&path, &signed.pem);
+        assert!(
+            o.status.success(),
+            "sigstore-js refused the {kind} bundle: {}{} (scripts/setup.sh installs sigstore-js)",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(String::from_utf8_lossy(&o.stdout).contains("\"verified\":true"));
+    }
+    // Changed after signing: refused.
+    let mut bundle: Value =
+        serde_json::from_slice(&std::fs::read(work.path().join("vsa.sigstore.json")).unwrap())
+            .unwrap();
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut payload = b64
+        .decode(bundle["dsseEnvelope"]["payload"].as_str().unwrap())
+        .unwrap();
+    let at = payload.windows(6).position(|w| w == b"PASSED").unwrap();
+    payload[at] = b'F';
+    bundle["dsseEnvelope"]["payload"] = b64.encode(&payload).into();
+    let tampered = work.path().join("tampered.sigstore.json");
+    std::fs::write(&tampered, serde_json::to_vec(&bundle).unwrap()).unwrap();
+    let o = sigstore_js(&tampered, &signed.pem);
+    assert!(!o.status.success(), "a changed payload verified");
+    // Another key under the same hint: refused.
+    let other = openssl::ec::EcKey::generate(
+        &openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap(),
+    )
+    .unwrap();
+    let other_pem = work.path().join("other-bundle-key.pub");
+    std::fs::write(&other_pem, other.public_key_to_pem().unwrap()).unwrap();
+    let o = sigstore_js(&work.path().join("vsa.sigstore.json"), &other_pem);
+    assert!(!o.status.success(), "verified with another key");
 }
 
 /// `reprod verify`, as text and as `--json`, on the two summaries and the provenance.

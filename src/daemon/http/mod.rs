@@ -14,6 +14,7 @@
 pub mod admin;
 pub mod auth;
 pub mod body;
+pub mod bundle;
 pub mod conditional;
 pub mod error;
 pub mod headers;
@@ -74,6 +75,7 @@ pub fn api_routes() -> Vec<ApiRoute> {
             "/v1/jobs/{id}/attestations/{kind}",
             get(read::attestation),
         ),
+        r("get", "/v1/jobs/{id}/bundles/{kind}", get(bundle::bundle)),
         r(
             "get",
             "/v1/jobs/{id}/artifacts/{*name}",

@@ -234,8 +234,18 @@ pub async fn attestation(
     State(shared): State<Arc<Shared>>,
     Path((job, kind)): Path<(String, String)>,
 ) -> Result<Response, ApiError> {
+    let bytes = envelope(&shared, &job, &kind).await?;
+    Ok(([("content-type", uri::ENVELOPE_MEDIA_TYPE)], bytes).into_response())
+}
+
+/// The DSSE envelope of job `job`'s attestation `kind` (`vsa`: its one summary), exactly as signed.
+pub(super) async fn envelope(
+    shared: &Arc<Shared>,
+    job: &str,
+    kind: &str,
+) -> Result<Vec<u8>, ApiError> {
     use crate::attest::statements::KINDS;
-    if kind != "vsa" && !KINDS.contains(&kind.as_str()) {
+    if kind != "vsa" && !KINDS.contains(&kind) {
         return Err(ApiError::not_found(
             ErrorCode::UnknownAttestation,
             format!(
@@ -244,8 +254,8 @@ pub async fn attestation(
             ),
         ));
     }
-    let (j, k) = (job.clone(), kind.clone());
-    let found = blocking(&shared, move |s| -> Result<_, crate::store::StoreError> {
+    let (j, k) = (job.to_string(), kind.to_string());
+    let found = blocking(shared, move |s| -> Result<_, crate::store::StoreError> {
         if k != "vsa" {
             return Ok(s
                 .store
@@ -267,9 +277,7 @@ pub async fn attestation(
     })
     .await?;
     match found {
-        Summary::One(bytes) => {
-            Ok(([("content-type", uri::ENVELOPE_MEDIA_TYPE)], bytes).into_response())
-        }
+        Summary::One(bytes) => Ok(bytes),
         Summary::Two => Err(ApiError::new(
             StatusCode::CONFLICT,
             ErrorCode::AmbiguousAttestation,
