@@ -33,11 +33,24 @@ pub async fn read_body(
     if declared.is_some_and(|n| n > limit as u64) {
         return Err(too_large());
     }
-    match http_body_util::Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
-        Err(e) => Err(ApiError::bad_body(format!(
-            "the body could not be read: {e}"
-        ))),
+    // Into one buffer sized by the declared length: collecting the frames and then joining them would
+    // hold every body twice at its peak.
+    let mut limited = http_body_util::Limited::new(body, limit);
+    let mut bytes = Vec::with_capacity(declared.map_or(0, |n| n as usize).min(limit));
+    while let Some(frame) = limited.frame().await {
+        match frame {
+            Ok(frame) => {
+                if let Ok(data) = frame.into_data() {
+                    bytes.extend_from_slice(&data);
+                }
+            }
+            Err(e) if e.is::<http_body_util::LengthLimitError>() => return Err(too_large()),
+            Err(e) => {
+                return Err(ApiError::bad_body(format!(
+                    "the body could not be read: {e}"
+                )))
+            }
+        }
     }
+    Ok(Bytes::from(bytes))
 }
