@@ -57,13 +57,10 @@ fn resolved(reference: &str, config: &Config) -> anyhow::Result<Option<String>> 
         _ => (reference, format!("{reference}:latest")),
     };
     let name = name.strip_prefix("docker://").unwrap_or(name);
-    if !reprod::oci::is_repository_name(name.split_once('/').map_or(name, |(first, rest)| {
-        if first.contains(['.', ':']) || first == "localhost" {
-            rest
-        } else {
-            name
-        }
-    })) {
+    let path = name
+        .strip_prefix(&format!("{}/", reprod::oci::registry_of(name)))
+        .unwrap_or(name);
+    if !reprod::oci::is_repository_name(path) {
         anyhow::bail!(
             "{reference:?} is neither IMAGE@sha256:<hex>, sha256:<hex> nor IMAGE[:TAG]",
             reference = reprod::text::inert_line(reference)
@@ -78,10 +75,7 @@ fn resolved(reference: &str, config: &Config) -> anyhow::Result<Option<String>> 
         .images
         .fetch_limits(reprod::oci::registry_of(&fetch_from));
     limits.timeout = std::time::Duration::from_secs(60);
-    let platform = match std::env::consts::ARCH {
-        "aarch64" => "linux/arm64",
-        _ => "linux/amd64",
-    };
+    let platform = reprod::oci::host_platform();
     let tag = reprod::oci::resolve_tag(&fetch_from, platform, &limits).map_err(|e| {
         anyhow::anyhow!(
             "{e}; resolving a tag asks its registry, or give the digest (`skopeo inspect --format \

@@ -43,6 +43,16 @@ pub fn is_repository_name(name: &str) -> bool {
     })
 }
 
+/// This host's platform as images name it (`linux/amd64` on x86_64): what a build here makes, and the image
+/// of an index a tag is resolved to.
+pub fn host_platform() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "linux/amd64",
+        "aarch64" => "linux/arm64",
+        other => other,
+    }
+}
+
 /// The registry part of an image name (`host[:port]`), `docker.io` when the name has none.
 pub fn registry_of(name: &str) -> &str {
     let plain = name.strip_prefix("docker://").unwrap_or(name);
@@ -107,14 +117,14 @@ pub fn is_public(ip: IpAddr) -> bool {
 }
 
 /// Decides whether an image the provenance named may be fetched from the registry of `name`: it must be
-/// in `allowed` (the option `option`: `images.originals_from`, `builders.buildkit.materials_from`), and
-/// every address it resolves to must pass [`address_allowed`]. Blocking (a DNS lookup). The error says
-/// what to configure.
-pub fn check_registry(name: &str, allowed: &[String], option: &str) -> Result<(), String> {
+/// in `allowed` (`images.originals_from`, and registries the operator named otherwise), and every address
+/// it resolves to must pass [`address_allowed`]. Blocking (a DNS lookup). The error says what to
+/// configure.
+pub fn check_registry(name: &str, allowed: &[String]) -> Result<(), String> {
     let registry = registry_of(name);
     let Some(entry) = allowed.iter().find(|e| e.as_str() == registry) else {
         return Err(format!(
-            "registry {registry} is not in {option}, so its images are not fetched (add it to fetch from it)"
+            "registry {registry} is not in images.originals_from, so its images are not fetched (add it to fetch from it)"
         ));
     };
     let host = host_of(registry);
@@ -485,15 +495,10 @@ mod tests {
         assert!(address_allowed("[::1]:5000", ip("::1")));
         assert!(!address_allowed("127.0.0.1:5000", ip("127.0.0.2")));
         // Not listed at all: not fetched, whatever the address.
-        let e = check_registry("gcr.io/p/x", &[], "images.originals_from").unwrap_err();
+        let e = check_registry("gcr.io/p/x", &[]).unwrap_err();
         assert!(e.contains("images.originals_from"), "{e}");
-        assert!(check_registry("127.0.0.1:5000/x", &["127.0.0.1:5000".into()], "o").is_ok());
-        let e = check_registry(
-            "localhost:5000/x",
-            &["localhost:5001".into()],
-            "images.originals_from",
-        )
-        .unwrap_err();
+        assert!(check_registry("127.0.0.1:5000/x", &["127.0.0.1:5000".into()]).is_ok());
+        let e = check_registry("localhost:5000/x", &["localhost:5001".into()]).unwrap_err();
         assert!(e.contains("not in images.originals_from"), "{e}");
     }
 }

@@ -6,6 +6,51 @@ use std::collections::BTreeMap;
 use super::{Job, JobDirs};
 use crate::verdict::{Explanation, SubjectResult};
 
+/// The repository a subject names: BuildKit's package URL (`pkg:docker/NAME@TAG?platform=…`), or a name
+/// with or without a tag.
+pub(super) fn subject_repository(name: &str) -> String {
+    if let Some(purl) = crate::provenance::purl::DockerPurl::parse(name) {
+        return purl.repository();
+    }
+    match name.rsplit_once(':') {
+        Some((r, t)) if !t.contains('/') => r.to_string(),
+        _ => name.to_string(),
+    }
+}
+
+/// Where an image the provenance named (an original, a published manifest) is read from: its image mirror
+/// (the operator's choice, always allowed), or the registry it names, which must be on
+/// `images.originals_from` or `extra` (registries the operator named otherwise), since the provenance chose
+/// it.
+pub(super) struct OriginalSource {
+    pub repository: String,
+    /// `None` through a mirror.
+    allowed: Option<Vec<String>>,
+}
+
+impl OriginalSource {
+    pub fn of(config: &crate::config::Config, repository: &str, extra: &[String]) -> Self {
+        match config.images.mirrors.rewrite(repository) {
+            Some(mirrored) => OriginalSource {
+                repository: mirrored,
+                allowed: None,
+            },
+            None => OriginalSource {
+                repository: repository.to_string(),
+                allowed: Some([config.images.originals_from.as_slice(), extra].concat()),
+            },
+        }
+    }
+
+    /// Whether it may be read from (for a named registry, a DNS lookup: blocking).
+    pub fn check(&self) -> Result<(), String> {
+        match &self.allowed {
+            Some(allowed) => crate::oci::check_registry(&self.repository, allowed),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Differences shown in a verdict's explanation (the job directory's `diffs/` has them all).
 const EXPLANATION_DIFFERENCES: usize = 10;
 
@@ -24,23 +69,8 @@ pub(super) async fn explain(
         if done.contains_key(&key) {
             continue;
         }
-        // BuildKit names its subjects as package URLs (`pkg:docker/NAME@TAG?platform=…`).
-        let purl =
-            crate::provenance::purl::DockerPurl::parse(&subject.name).map(|p| p.repository());
-        let repository = match (&purl, subject.name.rsplit_once(':')) {
-            (Some(r), _) => r.as_str(),
-            (None, Some((r, t))) if !t.contains('/') => r,
-            _ => subject.name.as_str(),
-        };
-        let mirrored = job.config.images.mirrors.rewrite(repository);
-        // A mirror is the operator's choice; any other registry must be on the allow-list, since the
-        // subject name (the provenance's) chose it.
-        let allowed = if mirrored.is_some() {
-            None
-        } else {
-            Some(job.config.images.originals_from.clone())
-        };
-        let repository = mirrored.unwrap_or_else(|| repository.to_string());
+        let source = OriginalSource::of(job.config, &subject_repository(&subject.name), &[]);
+        let repository = source.repository.clone();
         let original = format!("{repository}@{}", subject.digest);
         (job.opts.progress)(&format!(
             "explaining {}: fetching the original {original}",
@@ -72,9 +102,7 @@ pub(super) async fn explain(
         let reference = original.clone();
         let result =
             tokio::task::spawn_blocking(move || -> Result<crate::diff::DiffReport, String> {
-                if let Some(allowed) = allowed {
-                    crate::oci::check_registry(&reference, &allowed, "images.originals_from")?;
-                }
+                source.check()?;
                 crate::oci::fetch(&reference, &original_dir, &limits).map_err(|e| {
                     tracing::warn!(original = %reference, error = %e, "fetching the original failed");
                     summarize_fetch_error(&e.to_string())

@@ -9,7 +9,6 @@ mod flags;
 mod policy;
 
 use super::{unrebuildable, Job, JobDirs, RebuildError};
-use crate::provenance::purl::DockerPurl;
 use crate::provenance::{Recipe, Step, UnrebuildableReason};
 use crate::verdict::{Ending, RebuildOutcome};
 
@@ -70,12 +69,16 @@ pub(super) async fn builder_step(
              unsigned BuildKit provenance",
         )));
     }
-    if let Some(platform) = plan.platform.as_deref().filter(|p| *p != host_platform()) {
+    if let Some(platform) = plan
+        .platform
+        .as_deref()
+        .filter(|p| *p != crate::oci::host_platform())
+    {
         return Ok(Err(unrebuildable(
             UnrebuildableReason::Other("platform-unavailable".into()),
             format!(
                 "the build was for {platform}; this rebuilder builds {} only (no emulation)",
-                host_platform()
+                crate::oci::host_platform()
             ),
         )));
     }
@@ -188,29 +191,6 @@ fn granted(job: &Job<'_>) -> bool {
     }
 }
 
-/// `linux/amd64` on x86_64, and so on: the one platform the builder builds for.
-fn host_platform() -> &'static str {
-    match std::env::consts::ARCH {
-        "x86_64" => "linux/amd64",
-        "aarch64" => "linux/arm64",
-        other => other,
-    }
-}
-
-/// Where `repository` is read from: through an image mirror (the operator's choice), or as named when its
-/// registry is in `allowed` and resolves where allowed. Blocking.
-fn reachable(
-    config: &crate::config::Config,
-    repository: &str,
-    allowed: &[String],
-) -> Result<String, String> {
-    if let Some(mirrored) = config.images.mirrors.rewrite(repository) {
-        return Ok(mirrored);
-    }
-    crate::oci::check_registry(repository, allowed, "images.originals_from")?;
-    Ok(repository.to_string())
-}
-
 /// The exporter options of the image the provenance's subject names, read from its published platform
 /// manifest (from a mirror, a registry on `images.originals_from`, or the registry the document was
 /// found in). `Err` says why they cannot be told.
@@ -219,21 +199,18 @@ async fn published_exporter(job: &Job<'_>) -> Result<Result<Exporter, String>, R
     let Some(subject) = subjects.first() else {
         return Ok(Err("the provenance names no subject".into()));
     };
-    let repository = match DockerPurl::parse(&subject.name) {
-        Some(p) => p.repository(),
-        None => match subject.name.rsplit_once(':') {
-            Some((r, t)) if !t.contains('/') => r.to_string(),
-            _ => subject.name.clone(),
-        },
-    };
-    let mut allowed = job.config.images.originals_from.clone();
     // The registries the operator named as where documents come from: `reprod rebuild docker://…`'s, and
     // the watched ones (plain HTTP where the watch says so).
-    if let Some(found_in) = job.opts.origin.strip_prefix("docker://") {
-        allowed.push(crate::oci::registry_of(found_in).to_string());
-    }
     let watched = &job.config.server.watch;
-    allowed.extend(watched.iter().map(|w| w.registry.clone()));
+    let mut named: Vec<String> = watched.iter().map(|w| w.registry.clone()).collect();
+    if let Some(found_in) = job.opts.origin.strip_prefix("docker://") {
+        named.push(crate::oci::registry_of(found_in).to_string());
+    }
+    let source = super::explain::OriginalSource::of(
+        job.config,
+        &super::explain::subject_repository(&subject.name),
+        &named,
+    );
     let config = job.config.clone();
     let plain_http: Vec<String> = watched
         .iter()
@@ -243,12 +220,13 @@ async fn published_exporter(job: &Job<'_>) -> Result<Result<Exporter, String>, R
     let digest = subject.digest.clone();
     let deadline = job.deadline;
     let read = tokio::task::spawn_blocking(move || -> Result<Exporter, String> {
-        let from = reachable(&config, &repository, &allowed).map_err(|e| {
+        source.check().map_err(|e| {
             format!(
                 "the exporter options (compression, media types, rewritten timestamps) are read from the \
                  published image, and it cannot be read: {e}"
             )
         })?;
+        let from = source.repository;
         let registry = crate::oci::registry_of(&from);
         let mut limits = config.images.fetch_limits(registry);
         limits.insecure |= plain_http.iter().any(|r| r == registry);
