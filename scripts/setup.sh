@@ -107,20 +107,23 @@ PROMCLIENT_VERSION=0.21.1
 # in-toto-attestation: the in-toto and SLSA schemas every statement reprod signs is validated against.
 ITA_VERSION=0.9.3
 PROTOBUF_VERSION=7.36.2
+# oras-py: the independent OCI client the publishing test reads verdicts back with.
+ORAS_VERSION=0.2.25
 setup_python() {
   local venv="$STATE_DIR/pyenv"
   if "$venv/bin/python" -c "
-import sys, securesystemslib, prometheus_client, in_toto_attestation
+import sys, securesystemslib, prometheus_client, in_toto_attestation, oras
 from importlib.metadata import version
 sys.exit(securesystemslib.__version__ != '$SSLIB_VERSION' or version('prometheus_client') != '$PROMCLIENT_VERSION'
-         or version('in-toto-attestation') != '$ITA_VERSION' or version('protobuf') != '$PROTOBUF_VERSION')" 2>/dev/null; then
-    log "securesystemslib $SSLIB_VERSION, prometheus_client $PROMCLIENT_VERSION and in-toto-attestation $ITA_VERSION present"; return
+         or version('in-toto-attestation') != '$ITA_VERSION' or version('protobuf') != '$PROTOBUF_VERSION'
+         or version('oras') != '$ORAS_VERSION')" 2>/dev/null; then
+    log "securesystemslib $SSLIB_VERSION, prometheus_client $PROMCLIENT_VERSION, in-toto-attestation $ITA_VERSION and oras $ORAS_VERSION present"; return
   fi
-  log "installing securesystemslib $SSLIB_VERSION, prometheus_client $PROMCLIENT_VERSION and in-toto-attestation $ITA_VERSION into $venv"
+  log "installing securesystemslib $SSLIB_VERSION, prometheus_client $PROMCLIENT_VERSION, in-toto-attestation $ITA_VERSION and oras $ORAS_VERSION into $venv"
   python3 -m venv "$venv" || die "python3 -m venv failed (package python3-venv)"
   "$venv/bin/pip" install -q --disable-pip-version-check "securesystemslib[crypto]==$SSLIB_VERSION" \
     "prometheus_client==$PROMCLIENT_VERSION" "in-toto-attestation==$ITA_VERSION" "protobuf==$PROTOBUF_VERSION" \
-    || die "pip could not install the Python cross-check tools from PyPI"
+    "oras==$ORAS_VERSION" || die "pip could not install the Python cross-check tools from PyPI"
 }
 
 # promtool, the Prometheus project's linter of the text exposition (`promtool check metrics`): taken out of
@@ -142,26 +145,38 @@ setup_promtool() {
   "$tool" --version >/dev/null 2>&1 || die "$tool does not run"
 }
 
-# sigstore-js (@sigstore/verify, @sigstore/bundle) from npm, pinned: the independent implementation the
-# served Sigstore bundles are verified with (tests/support/verify_bundle.js).
+# Node packages from npm, each pinned, each in a directory of its own under $STATE_DIR:
+#   npm_tools DIR "WHAT IT IS FOR" PACKAGE@VERSION...
+npm_tools() {
+  local dir="$STATE_DIR/$1" why="$2"; shift 2
+  local want have="" spec
+  want="$*"
+  for spec in "$@"; do
+    have+="${have:+ }${spec%@*}@$(node -e "console.log(require('$dir/node_modules/${spec%@*}/package.json').version)" 2>/dev/null || echo none)"
+  done
+  if [ "$have" = "$want" ]; then log "$want present"; return; fi
+  command -v npm >/dev/null || die "npm is needed for $why (package npm)"
+  log "installing $want into $dir"
+  mkdir -p "$dir"
+  ( cd "$dir" && npm install --no-audit --no-fund --silent --save-exact "$@" ) || die "npm could not install $want"
+}
+
+# sigstore-js (@sigstore/verify, @sigstore/bundle): the independent implementation the served Sigstore
+# bundles are verified with (tests/support/verify_bundle.js).
 SIGSTORE_VERIFY_VERSION=2.1.1
 SIGSTORE_BUNDLE_VERSION=3.1.0
-setup_sigstore_js() {
-  local dir="$STATE_DIR/sigstore-js"
-  local have
-  have=$(node -e "console.log(require('$dir/node_modules/@sigstore/verify/package.json').version + ' ' + require('$dir/node_modules/@sigstore/bundle/package.json').version)" 2>/dev/null || true)
-  if [ "$have" = "$SIGSTORE_VERIFY_VERSION $SIGSTORE_BUNDLE_VERSION" ]; then log "sigstore-js $have present"; return; fi
-  command -v npm >/dev/null || die "npm is needed for the sigstore-js cross-check (package npm)"
-  log "installing @sigstore/verify $SIGSTORE_VERIFY_VERSION and @sigstore/bundle $SIGSTORE_BUNDLE_VERSION into $dir"
-  mkdir -p "$dir"
-  ( cd "$dir" && npm install --no-audit --no-fund --silent --save-exact \
-      "@sigstore/verify@$SIGSTORE_VERIFY_VERSION" "@sigstore/bundle@$SIGSTORE_BUNDLE_VERSION" ) \
-    || die "npm could not install sigstore-js"
+# playwright-core: drives Debian's Chromium through the pages at phone and desktop widths
+# (tests/support/browse.js); it brings no browser of its own.
+PLAYWRIGHT_CORE_VERSION=1.65.2
+setup_node_tools() {
+  npm_tools sigstore-js "the sigstore-js cross-check" \
+    "@sigstore/verify@$SIGSTORE_VERIFY_VERSION" "@sigstore/bundle@$SIGSTORE_BUNDLE_VERSION"
+  npm_tools playwright "the browser tests" "playwright-core@$PLAYWRIGHT_CORE_VERSION"
 }
 
 install_missing
 setup_python
 setup_promtool
-setup_sigstore_js
+setup_node_tools
 start_dockerd
 start_registry

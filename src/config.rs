@@ -27,6 +27,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Builders reprod runs itself (BuildKit).
     pub builders: crate::builders::BuildersConfig,
+    /// Verdicts pushed to registries (`reprod serve`).
+    pub publish: crate::publish::PublishConfig,
 }
 
 /// The daemon: where it listens, how many rebuilds run at once, how leases and shutdown behave.
@@ -218,6 +220,7 @@ impl Default for Config {
             trust: crate::trust::policy::TrustConfig::default(),
             server: ServerConfig::default(),
             builders: crate::builders::BuildersConfig::default(),
+            publish: crate::publish::PublishConfig::default(),
         }
     }
 }
@@ -267,6 +270,8 @@ pub const OTHER_VARIABLES: &[&str] = &[
     "REPROD_CORPUS",
     "REPROD_JOBS_CRASH_DIR",
     "REPROD_JOBS_CRASH_START",
+    // tests/site.rs: where the screenshots go.
+    "REPROD_ARTIFACTS_DIR",
     // scripts/debian-builder-image.sh: its mirrors, and a forced rebuild.
     "REPROD_DEBIAN_MIRROR",
     "REPROD_DEBIAN_SECURITY",
@@ -474,6 +479,7 @@ impl Config {
             .buildkit
             .validate()
             .map_err(ConfigError::Invalid)?;
+        self.publish.validate().map_err(ConfigError::Invalid)?;
         if s.log_limit_bytes < 1024 {
             return bad("sandbox.log_limit_bytes must be at least 1024");
         }

@@ -25,6 +25,7 @@ pub mod mirror;
 pub mod network;
 pub mod oci;
 pub mod provenance;
+pub mod publish;
 pub mod rebuild;
 pub mod remote_worker;
 pub mod safe_fs;

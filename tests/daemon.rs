@@ -1058,19 +1058,6 @@ fn wait_queue(d: &Daemon, state: &str, n: u64, timeout: Duration) {
     }
 }
 
-/// Pushes the reference build's `out/hello` layout to the local registry as `name:tag`.
-fn push_hello(repo: &Repo, name: &str, tag: &str) {
-    let layout = repo.reference_checkout().join("out/hello");
-    sh(Command::new("skopeo").args([
-        "copy",
-        "--quiet",
-        "--preserve-digests",
-        "--dest-tls-verify=false",
-        &format!("oci:{}", layout.display()),
-        &format!("docker://127.0.0.1:5000/{name}:{tag}"),
-    ]));
-}
-
 /// `reprod status IMAGE:TAG` resolves the tag through the registry first (an index to its image for this
 /// platform), says what it resolved to, and answers for that digest; a tag the registry does not have is
 /// exit 2 saying how to give the digest instead.

@@ -45,6 +45,7 @@ pub struct Metrics {
     queue: Family<StateLabel, Gauge>,
     stored: Family<StatusLabel, Gauge>,
     workers: Family<KindLabel, Gauge>,
+    publish: Family<OutcomeLabel, Counter>,
 }
 
 impl Default for Metrics {
@@ -63,6 +64,7 @@ impl Metrics {
         let queue = Family::<StateLabel, Gauge>::default();
         let stored = Family::<StatusLabel, Gauge>::default();
         let workers = Family::<KindLabel, Gauge>::default();
+        let publish = Family::<OutcomeLabel, Counter>::default();
         registry.register(
             "reprod_verdicts",
             "Verdicts recorded by this process, by status",
@@ -93,6 +95,11 @@ impl Metrics {
             "Workers: configured in-process ones, and remote ones seen within a lease period",
             workers.clone(),
         );
+        registry.register(
+            "reprod_publish_attempts",
+            "Attempts to push a verdict to registries ([publish]), by outcome (published, not-published, retry, failed)",
+            publish.clone(),
+        );
         // Every series exists from the start, so a rate over the first verdict is not lost.
         for status in crate::verdict::Status::ALL {
             let label = StatusLabel {
@@ -120,7 +127,17 @@ impl Metrics {
             queue,
             stored,
             workers,
+            publish,
         }
+    }
+
+    /// One attempt to publish a verdict, by its outcome.
+    pub fn publish_attempt(&self, outcome: &str) {
+        self.publish
+            .get_or_create(&OutcomeLabel {
+                outcome: outcome.to_string(),
+            })
+            .inc();
     }
 
     pub fn verdict_recorded(&self, status: crate::verdict::Status, duration_ms: Option<u64>) {

@@ -5,6 +5,7 @@ pub mod exposition;
 pub mod http;
 pub mod intake;
 pub mod metrics;
+mod publisher;
 pub mod shared;
 pub mod work;
 
@@ -111,6 +112,14 @@ pub async fn run(
              documents come only from the inbox and the watched registries"
         );
     }
+    let publisher = if config.publish.enabled {
+        let p = publisher::Publisher::new(&config.publish, signer.public_key().clone())
+            .context("setting up verdict publishing ([publish])")?;
+        tracing::info!(registries = ?config.publish.allowed_registries(), "verdicts are published to registries");
+        Some(p)
+    } else {
+        None
+    };
     let addr = listener.local_addr().context("reading the bound address")?;
     let workers = config.server.workers;
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);
@@ -128,6 +137,8 @@ pub async fn run(
         .iter()
         .map(|t| tokio::spawn(registry::run(shared.clone(), t.clone(), stop_rx.clone())))
         .collect();
+    let publishing =
+        publisher.map(|p| tokio::spawn(publisher::run(shared.clone(), p, stop_rx.clone())));
     let reaper = {
         let shared = shared.clone();
         let mut stop = stop_rx.clone();
@@ -204,6 +215,9 @@ pub async fn run(
         let _ = w.await;
     }
     let _ = reaper.await;
+    if let Some(p) = publishing {
+        let _ = p.await;
+    }
     if let Err(e) = http.await {
         tracing::error!(error = %e, "HTTP task");
     }

@@ -121,10 +121,21 @@ pub fn is_public(ip: IpAddr) -> bool {
 /// it resolves to must pass [`address_allowed`]. Blocking (a DNS lookup). The error says what to
 /// configure.
 pub fn check_registry(name: &str, allowed: &[String]) -> Result<(), String> {
+    check_registry_in(name, allowed, "images.originals_from", "fetched from")
+}
+
+/// [`check_registry`] for another allow-list: `setting` names it, `verb` what is done with the registry
+/// (`pushed to`), for the error.
+pub fn check_registry_in(
+    name: &str,
+    allowed: &[String],
+    setting: &str,
+    verb: &str,
+) -> Result<(), String> {
     let registry = registry_of(name);
     let Some(entry) = allowed.iter().find(|e| e.as_str() == registry) else {
         return Err(format!(
-            "registry {registry} is not in images.originals_from, so its images are not fetched (add it to fetch from it)"
+            "registry {registry} is not in {setting}, so it is not {verb} (add it to allow it)"
         ));
     };
     let host = host_of(registry);
@@ -141,16 +152,21 @@ pub fn check_registry(name: &str, allowed: &[String]) -> Result<(), String> {
         })?
         .map(|a| a.ip())
         .collect();
-    check_addresses(registry, entry, &addrs)
+    check_addresses(registry, entry, &addrs, setting)
 }
 
 /// The address half of [`check_registry`]: every address must pass [`address_allowed`]. The refusal does
 /// not say which address (the log does).
-fn check_addresses(registry: &str, entry: &str, addrs: &[IpAddr]) -> Result<(), String> {
+fn check_addresses(
+    registry: &str,
+    entry: &str,
+    addrs: &[IpAddr],
+    setting: &str,
+) -> Result<(), String> {
     if let Some(ip) = addrs.iter().find(|ip| !address_allowed(entry, **ip)) {
         tracing::warn!(registry, %ip, "an originals registry resolves to a non-public address");
         return Err(format!(
-            "registry {registry} resolves to a non-public address; list the address itself in images.originals_from to allow it"
+            "registry {registry} resolves to a non-public address; list the address itself in {setting} to allow it"
         ));
     }
     Ok(())
@@ -452,13 +468,25 @@ mod tests {
     #[test]
     fn a_refusal_by_address_does_not_publish_the_address() {
         let internal: IpAddr = "10.1.2.3".parse().unwrap();
-        let e = check_addresses("registry.example", "registry.example", &[internal]).unwrap_err();
+        let e = check_addresses(
+            "registry.example",
+            "registry.example",
+            &[internal],
+            "images.originals_from",
+        )
+        .unwrap_err();
         assert!(
             e.contains("non-public address") && !e.contains("10.1.2.3"),
             "{e}"
         );
         let public: IpAddr = "8.8.8.8".parse().unwrap();
-        assert!(check_addresses("registry.example", "registry.example", &[public]).is_ok());
+        assert!(check_addresses(
+            "registry.example",
+            "registry.example",
+            &[public],
+            "images.originals_from"
+        )
+        .is_ok());
     }
 
     #[test]

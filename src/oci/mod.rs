@@ -15,9 +15,9 @@ pub use digest::{
     digest_bytes, digest_reader, sha256_bytes, sha256_file, sha256_reader, Algorithm,
 };
 pub use fetch::{
-    address_allowed, check_registry, fetch, fetch_manifest, host_platform, is_public,
-    is_repository_name, parse_reference, registry_of, resolve_tag, FetchError, FetchLimits,
-    ResolvedTag,
+    address_allowed, check_registry, check_registry_in, fetch, fetch_manifest, host_platform,
+    is_public, is_repository_name, parse_reference, registry_of, resolve_tag, FetchError,
+    FetchLimits, ResolvedTag,
 };
 pub use layout::{read_image, read_image_within, ImageKind, RebuiltImage, TopEntry};
 pub use limits::{Budget, ScanLimits};

@@ -9,12 +9,14 @@
 //! exactly as signed), `rejections` (document sha256 → reason JSON), `artifacts` (`<job> <logs/…|diffs/…>`
 //! → zstd bytes: full step logs and diff reports), `watched` (`registry/repo@digest` whose attestations were
 //! ingested), `rebuilds` (work key, `recipe:sha256:…` → the job whose verdict holds a completed rebuild of
-//! that work, which later documents for the same work are judged against).
+//! that work, which later documents for the same work are judged against), `publications` and
+//! `publish_due` (each verdict's publication to registries: [`publications`]).
 
 use std::path::Path;
 
 use crate::verdict::{Status, Verdict};
 
+mod publications;
 mod record;
 
 pub use record::{
@@ -83,6 +85,8 @@ pub struct Store {
     watched: sled::Tree,
     artifacts: sled::Tree,
     rebuilds: sled::Tree,
+    publications: sled::Tree,
+    publish_due: sled::Tree,
 }
 
 fn image_key(name: &str, seq: u64) -> Vec<u8> {
@@ -152,6 +156,8 @@ impl Store {
             watched: tree("watched")?,
             artifacts: tree("artifacts")?,
             rebuilds: tree("rebuilds")?,
+            publications: tree("publications")?,
+            publish_due: tree("publish_due")?,
             db,
         };
         match meta.get(SCHEMA_KEY).map_err(storage)? {

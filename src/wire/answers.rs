@@ -108,6 +108,10 @@ pub struct JobView<V = Verdict> {
     pub verdict: Option<V>,
     /// Stored step logs and diff reports (`logs/…`, `diffs/…`).
     pub artifacts: Vec<String>,
+    /// Where the verdict's publication to registries stands (`[publish]`); null when it was never taken
+    /// up.
+    #[serde(default)]
+    pub publication: Option<super::Publication>,
 }
 
 /// `GET /healthz`.

@@ -4,10 +4,12 @@
 //!
 //! The storage schema ([`crate::store::VerdictRecord`]) is not the wire contract: a record is turned into
 //! a [`RecordView`] when it is served. The verdict itself ([`crate::verdict::Verdict`]) is one type from
-//! the worker that decides it to the client that prints it.
+//! the worker that decides it to the client that prints it, and so is a verdict's [`Publication`], which the
+//! store keeps as it is served.
 
 mod answers;
 mod error;
+mod publication;
 mod worker;
 
 pub use answers::{
@@ -15,4 +17,5 @@ pub use answers::{
     RecordView, SubjectSummary, Submission, SubmitAnswer, SubmittedJob, VerdictList,
 };
 pub use error::{ErrorBody, ErrorCode, ErrorDetail};
+pub use publication::{Publication, PublicationState, Pushed, Skipped};
 pub use worker::{Completion, CompletionAnswer, Heartbeat, HeartbeatAnswer, Lease};

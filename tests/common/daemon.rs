@@ -219,3 +219,16 @@ pub fn hello_doc(repo: &Repo, digests: &[String; 3], tag: &str, extra_script: &s
 pub fn reference(repo: &Repo) -> [String; 3] {
     repo.reference_build(&HELLO_SCRIPT.replace("$(workspaces.source.path)", "/workspace/source"))
 }
+
+/// Pushes the reference build's `out/hello` layout to the local registry as `name:tag`.
+pub fn push_hello(repo: &Repo, name: &str, tag: &str) {
+    let layout = repo.reference_checkout().join("out/hello");
+    sh(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        &format!("oci:{}", layout.display()),
+        &format!("docker://127.0.0.1:5000/{name}:{tag}"),
+    ]));
+}

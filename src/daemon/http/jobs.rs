@@ -21,6 +21,7 @@ pub(crate) struct JobParts {
     pub verdict: Option<Box<RawValue>>,
     pub record: Option<VerdictRecord>,
     pub artifacts: Vec<String>,
+    pub publication: Option<crate::wire::Publication>,
 }
 
 pub(crate) async fn job_parts(
@@ -41,6 +42,7 @@ pub(crate) async fn job_parts(
             verdict: s.store.verdict_json(&lookup).map_err(|e| e.to_string())?,
             record: s.store.record(&lookup).map_err(|e| e.to_string())?,
             artifacts: s.store.artifact_names(&lookup).map_err(|e| e.to_string())?,
+            publication: s.store.publication(&lookup).map_err(|e| e.to_string())?,
         }))
     })
     .await?;
@@ -65,6 +67,7 @@ pub async fn job(
         record: v.record.as_ref().map(record_view),
         verdict: v.verdict,
         artifacts: v.artifacts,
+        publication: v.publication,
         id,
     };
     // The queue state changes after the verdict is recorded: no date, the ETag decides.

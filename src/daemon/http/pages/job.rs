@@ -31,6 +31,13 @@ pub struct SubjectRow {
     pub state: &'static str,
     pub rebuilt: String,
     pub why: Vec<String>,
+    pub diffs: Vec<DiffRow>,
+}
+
+/// One of the first differences of a subject, and its unified diff (empty unless both sides are text).
+pub struct DiffRow {
+    pub line: String,
+    pub text_diff: String,
 }
 
 #[derive(Template)]
@@ -53,6 +60,10 @@ struct JobPage {
     attestations: Vec<(String, String)>,
     /// (name, href)
     artifacts: Vec<(String, String)>,
+    /// Where the verdict's publication to registries stands, one line; empty when not taken up.
+    published: String,
+    /// A job still queued or running: the page reloads itself until it has a verdict.
+    refresh: bool,
 }
 
 /// Text from a verdict for a page, with control characters made visible (see [`crate::text::inert`]).
@@ -60,22 +71,27 @@ fn text(s: &str) -> String {
     crate::text::inert(s).into_owned()
 }
 
-/// The explanation of a differing subject, line by line: the summary, then the first differences.
-fn explanation_lines(x: &crate::verdict::Explanation) -> Vec<String> {
-    let mut why = vec![text(&x.summary_line())];
+/// The explanation of a differing subject: the summary line, then the first differences, each with its
+/// unified text diff when the files are text.
+fn explanation_lines(x: &crate::verdict::Explanation) -> (Vec<String>, Vec<DiffRow>) {
+    let why = vec![text(&x.summary_line())];
+    let mut diffs = Vec::new();
     if x.error.is_none() {
         for d in x.first_differences.iter().take(10) {
-            why.push(text(&format!(
-                "{} {} {}: {} → {}",
-                d.class.as_str(),
-                d.location,
-                d.field,
-                d.a.as_deref().unwrap_or(""),
-                d.b.as_deref().unwrap_or("")
-            )));
+            diffs.push(DiffRow {
+                line: text(&format!(
+                    "{} {} {}: {} → {}",
+                    d.class.as_str(),
+                    d.location,
+                    d.field,
+                    d.a.as_deref().unwrap_or("(absent)"),
+                    d.b.as_deref().unwrap_or("(absent)")
+                )),
+                text_diff: d.text_diff.as_deref().map(text).unwrap_or_default(),
+            });
         }
     }
-    why
+    (why, diffs)
 }
 
 fn step_rows(verdict: &Verdict, log_of: impl Fn(usize, &str) -> Option<String>) -> Vec<StepRow> {
@@ -100,7 +116,7 @@ fn subject_rows(verdict: &Verdict) -> Vec<SubjectRow> {
         .subjects
         .iter()
         .map(|s| {
-            let mut why = s
+            let (mut why, diffs) = s
                 .explanation
                 .as_ref()
                 .map(explanation_lines)
@@ -117,6 +133,7 @@ fn subject_rows(verdict: &Verdict) -> Vec<SubjectRow> {
                     _ => String::new(),
                 },
                 why,
+                diffs,
             }
         })
         .collect()
@@ -134,6 +151,7 @@ fn recorded_subject_rows(record: &VerdictRecord) -> Vec<SubjectRow> {
             state: s.state(record.status).as_str(),
             rebuilt: String::new(),
             why: vec!["recorded by an earlier reprod: the details are in the job's JSON".into()],
+            diffs: Vec::new(),
         })
         .collect()
 }
@@ -230,7 +248,33 @@ pub(super) async fn job(State(shared): State<Arc<Shared>>, Path(id): Path<String
             .iter()
             .map(|a| (a.clone(), artifact_href(a)))
             .collect(),
+        refresh: !matches!(view.info.state.name(), "done" | "dead"),
+        published: view
+            .publication
+            .as_ref()
+            .map(publication_line)
+            .unwrap_or_default(),
         id,
     };
     html(StatusCode::OK, page.render())
+}
+
+/// One line for the job page: the state, where it went, and why not.
+fn publication_line(p: &crate::wire::Publication) -> String {
+    let mut line = p.state.as_str().to_string();
+    let to: Vec<String> = p
+        .pushed
+        .iter()
+        .map(|x| format!("{} ({})", x.repository, x.cosign_tag))
+        .collect();
+    if !to.is_empty() {
+        line.push_str(&format!(" to {}", to.join(", ")));
+    }
+    if let Some(e) = &p.error {
+        line.push_str(&format!(" after {} attempt(s): {e}", p.attempts));
+    }
+    if !p.skipped.is_empty() {
+        line.push_str(&format!("; {} image(s) not published", p.skipped.len()));
+    }
+    text(&line)
 }

@@ -1,0 +1,215 @@
+//! Verdicts published where consumers look (`[publish]`), against the local registry: pushed as OCI 1.1
+//! referrers (listed in the referrers tag, as this registry has no referrers API) and in cosign's `.att`
+//! layout, retried while the image is not there yet, read back by skopeo and by oras-py, and verified by
+//! securesystemslib with the server's public key.
+
+mod common;
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::daemon::{push_hello, reference, Daemon};
+use common::*;
+use serde_json::Value;
+
+fn publishing_daemon(data: &Path) -> Daemon {
+    Daemon::start(
+        data,
+        &[
+            ("REPROD_PUBLISH_ENABLED", "true"),
+            ("REPROD_PUBLISH_REGISTRIES", "[\"127.0.0.1:5000\"]"),
+            ("REPROD_PUBLISH_INSECURE", "[\"127.0.0.1:5000\"]"),
+            ("REPROD_PUBLISH_RETRY_BASE_SECS", "1"),
+        ],
+    )
+}
+
+/// Waits until the job's publication satisfies `done`.
+fn wait_publication(d: &Daemon, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let p = d.job(id)["publication"].clone();
+        if done(&p) {
+            return p;
+        }
+        assert!(Instant::now() < deadline, "publication never {what}: {p:#}");
+        std::thread::sleep(Duration::from_millis(300));
+    }
+}
+
+fn inspect_raw(reference: &str) -> Value {
+    serde_json::from_str(&sh(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        &format!("docker://127.0.0.1:5000/{reference}"),
+    ])))
+    .unwrap()
+}
+
+/// A reproducible verdict about an image not yet in the registry is pending with the reason and tried
+/// again; once the image is pushed, every signed statement lands next to it as a referrer and in the
+/// `.att` image, byte for byte as the API serves it, and verifies with the server's key in
+/// securesystemslib. Names the registry is not configured for are skipped, with the reason, and not
+/// retried.
+#[test]
+fn verdicts_are_pushed_as_referrers_and_cosign_attestations_and_verify_independently() {
+    let repo = Repo::hello();
+    let digests = reference(&repo);
+    let name = format!("reprod-test/publish-{}", std::process::id());
+    let image = format!("127.0.0.1:5000/{name}");
+    let doc = repo.provenance(
+        vec![
+            subject(&image, &digests[0]),
+            subject("hello.txt", &digests[2]),
+        ],
+        HELLO_SCRIPT,
+    );
+    let data = tempfile::tempdir().unwrap();
+    let d = publishing_daemon(data.path());
+    let (code, v) = d.submit(&doc);
+    assert_eq!(code, 202, "{v}");
+    let id = v["jobs"][0]["id"].as_str().unwrap().to_string();
+    let done = d.wait_job(&id, "done", Duration::from_secs(180));
+    assert_eq!(done["verdict"]["status"], "reproducible", "{done:#}");
+
+    // Not in the registry yet: pending, saying so, and tried again with backoff.
+    let p = wait_publication(&d, &id, "retried", |p| {
+        p["attempts"].as_u64().unwrap_or(0) >= 2
+    });
+    assert_eq!(p["state"], "pending", "{p:#}");
+    let error = p["error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("{} is not in {image}", digests[0])),
+        "{error}"
+    );
+
+    push_hello(&repo, &name, "v1");
+    let p = wait_publication(&d, &id, "published", |p| p["state"] == "published");
+    assert!(p.get("error").is_none(), "{p:#}");
+    let pushed = &p["pushed"][0];
+    assert_eq!(pushed["image"], format!("{image}@{}", digests[0]).as_str());
+    assert_eq!(pushed["repository"], image.as_str());
+    let skipped = p["skipped"].as_array().unwrap();
+    assert_eq!(skipped.len(), 1, "{p:#}");
+    assert!(
+        skipped[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("not in publish.registries"),
+        "{p:#}"
+    );
+
+    // What the API serves, per kind, is what the registry holds.
+    let kinds: Vec<String> = done["record"]["attestations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k.as_str().unwrap().to_string())
+        .collect();
+    assert!(kinds.contains(&"vsa-passed".to_string()), "{kinds:?}");
+    let served: Vec<Vec<u8>> = kinds
+        .iter()
+        .map(|k| {
+            let o = Command::new("curl")
+                .args(["-sf", &format!("{}/v1/jobs/{id}/attestations/{k}", d.url)])
+                .output()
+                .unwrap();
+            assert!(o.status.success());
+            o.stdout
+        })
+        .collect();
+    let referrers = pushed["referrers"].as_array().unwrap();
+    assert_eq!(referrers.len(), kinds.len(), "{p:#}");
+
+    // skopeo: the referrer manifests by digest, the referrers tag and the .att image.
+    let hex = digests[0].trim_start_matches("sha256:");
+    for r in referrers {
+        let m = inspect_raw(&format!("{name}@{}", r.as_str().unwrap()));
+        assert_eq!(m["subject"]["digest"], digests[0].as_str(), "{m:#}");
+        assert_eq!(m["artifactType"], "application/vnd.in-toto+json");
+        assert_eq!(
+            m["layers"][0]["mediaType"],
+            "application/vnd.dsse.envelope.v1+json"
+        );
+    }
+    let index = inspect_raw(&format!("{name}:sha256-{hex}"));
+    assert_eq!(
+        index["manifests"].as_array().unwrap().len(),
+        kinds.len(),
+        "{index:#}"
+    );
+    let att = inspect_raw(&format!("{name}:sha256-{hex}.att"));
+    assert_eq!(
+        att["layers"].as_array().unwrap().len(),
+        kinds.len(),
+        "{att:#}"
+    );
+    assert!(att["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|l| l["annotations"]["predicateType"] == "https://slsa.dev/verification_summary/v1"));
+
+    // oras-py reads the same, and securesystemslib verifies every envelope it got with the server's key.
+    let out = tempfile::tempdir().unwrap();
+    let o = Command::new(python())
+        .arg(project_root().join("tests/support/read_referrers.py"))
+        .args([
+            "127.0.0.1:5000",
+            &name,
+            &digests[0],
+            out.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let read: Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (_, keys) = d.request("GET", "/v1/keys", None, None);
+    let keyid = keys["keys"][0]["keyid"].as_str().unwrap();
+    let pem = out.path().join("key.pem");
+    std::fs::write(&pem, keys["keys"][0]["pem"].as_str().unwrap()).unwrap();
+    let mut got = Vec::new();
+    for entry in read["referrers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .chain(read["att"].as_array().unwrap())
+    {
+        let path = entry["path"].as_str().unwrap();
+        let bytes = std::fs::read(path).unwrap();
+        assert!(
+            served.contains(&bytes),
+            "{path} is not an envelope the API serves"
+        );
+        got.push(bytes);
+        let v = Command::new(python())
+            .arg(project_root().join("tests/support/verify_envelope.py"))
+            .args([path, pem.to_str().unwrap(), keyid])
+            .output()
+            .unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&v.stdout).trim(),
+            "verified",
+            "{path}"
+        );
+    }
+    for r in read["referrers"].as_array().unwrap() {
+        assert_eq!(r["subject"], digests[0].as_str());
+        assert_eq!(r["layerMediaType"], "application/vnd.dsse.envelope.v1+json");
+    }
+    // Every statement came back twice (referrer and .att), and nothing else did.
+    assert_eq!(got.len(), 2 * kinds.len());
+    for s in &served {
+        assert_eq!(got.iter().filter(|g| *g == s).count(), 2);
+    }
+    // The job page says where it went.
+    let page = sh(Command::new("curl").args(["-sf", &format!("{}/jobs/{id}", d.url)]));
+    assert!(
+        page.contains(&format!(
+            "<td id=\"published\">published to {image} (sha256-{hex}.att)"
+        )),
+        "{page}"
+    );
+}
