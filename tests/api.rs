@@ -113,41 +113,15 @@ fn sample(m: &Value, key: &str) -> f64 {
         .unwrap_or_else(|| panic!("no sample {key} in {m:#}"))
 }
 
-/// Loads `url` in headless Chromium and returns the DOM as rendered. Chromium runs in a network namespace
-/// of its own that has only loopback, where a socat bridge (over a Unix socket) reaches the daemon: it can
-/// talk to nothing else, whatever it tries.
+/// Loads `url` in headless Chromium (with only the daemon to talk to) and returns the DOM as rendered.
 fn render(url: &str, port: u16) -> String {
-    let dir = tempfile::tempdir().unwrap();
-    let sock = dir.path().join("bridge.sock");
-    let mut bridge = Command::new("socat")
-        .arg(format!("UNIX-LISTEN:{},fork", sock.display()))
-        .arg(format!("TCP:127.0.0.1:{port}"))
-        .spawn()
-        .expect("socat (scripts/setup.sh installs it)");
-    for _ in 0..50 {
-        if sock.exists() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    let profile = dir.path().join("profile");
+    let profile = tempfile::tempdir().unwrap();
     let script = format!(
-        r#"set -e
-ip link set lo up
-socat TCP-LISTEN:{port},bind=127.0.0.1,fork,reuseaddr UNIX-CONNECT:{sock} &
-for i in $(seq 50); do (echo > /dev/tcp/127.0.0.1/{port}) 2>/dev/null && break; sleep 0.1; done
-timeout 60 chromium --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir={profile} \
-  --virtual-time-budget=2000 --dump-dom "$1"
-kill %1"#,
-        sock = sock.display(),
-        profile = profile.display(),
+        r#"timeout 60 chromium --headless --no-sandbox --disable-gpu --no-first-run --user-data-dir={} \
+  --virtual-time-budget=2000 --dump-dom "$1""#,
+        profile.path().display()
     );
-    let out = Command::new("unshare")
-        .args(["--net", "bash", "-c", &script, "render", url])
-        .output()
-        .unwrap();
-    let _ = bridge.kill();
-    let _ = bridge.wait();
+    let out = common::browser::with_only_the_daemon(port, &script, &[url]);
     let dom = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(
         dom.contains("</html>"),

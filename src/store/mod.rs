@@ -16,9 +16,11 @@ use std::path::Path;
 
 use crate::verdict::{Status, Verdict};
 
+mod images;
 mod publications;
 mod record;
 
+pub use images::{regressed, DigestUnderName};
 pub use record::{
     deciding, is_image_name, SubjectRecord, VerdictRecord, MAX_IMAGE_NAME, MAX_RECORD_SUBJECTS,
 };

@@ -2,6 +2,7 @@
 //! repositories, provenance documents, and the real `reprod` binary.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod daemon;
 pub mod registry;
 pub mod upstream;

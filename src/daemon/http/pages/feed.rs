@@ -9,8 +9,12 @@ use axum::response::{IntoResponse, Response};
 
 use super::{error_page, job_href, unavailable};
 use crate::daemon::shared::{blocking, Shared};
+use crate::verdict::Status;
 
 const FEED_ENTRIES: usize = 50;
+
+/// Verdicts per image read to tell whether an `unreproducible` entry is a regression.
+const REGRESSION_SCAN: usize = 50;
 
 /// Subjects whose state a feed entry lists.
 const FEED_SUBJECTS: usize = 10;
@@ -66,11 +70,25 @@ pub(super) async fn feed(
         Err(m) => return bad(m),
     };
     q.limit = FEED_ENTRIES;
-    let page = match blocking(&shared, move |s| {
-        s.store.list(&q, crate::daemon::http::read::MAX_SCAN)
+    let found = blocking(&shared, move |s| -> Result<_, crate::store::StoreError> {
+        let page = s.store.list(&q, crate::daemon::http::read::MAX_SCAN)?;
+        let mut regressions = std::collections::HashSet::new();
+        for r in page
+            .records
+            .iter()
+            .filter(|r| r.status == Status::Unreproducible)
+        {
+            for name in r.images() {
+                let digests = s.store.digests_under(name, REGRESSION_SCAN)?;
+                if crate::store::regressed(&digests) && digests[0].decided_by.job == r.job {
+                    regressions.insert(r.job.clone());
+                }
+            }
+        }
+        Ok((page, regressions))
     })
-    .await
-    {
+    .await;
+    let (page, regressions) = match found {
         Ok(p) => p,
         Err(e) => return unavailable(e),
     };
@@ -89,7 +107,11 @@ pub(super) async fn feed(
             };
             FeedEntry {
                 id: xml_text(&format!("{base}{}", job_href(&r.job))),
-                title: xml_text(&format!("{}: {what}", r.status)),
+                title: xml_text(&if regressions.contains(&r.job) {
+                    format!("regression: {}: {what}", r.status)
+                } else {
+                    format!("{}: {what}", r.status)
+                }),
                 link: xml_text(&format!("{base}{}", job_href(&r.job))),
                 updated: r.recorded_at.clone(),
                 summary: xml_text(&{

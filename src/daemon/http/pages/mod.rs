@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use askama::Template;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -17,11 +17,17 @@ use crate::daemon::shared::{blocking, Shared};
 use crate::store::{ListQuery, VerdictRecord};
 use crate::verdict::Status;
 
+mod charts;
 mod feed;
+mod images;
 mod job;
 
 const STYLE: &str = include_str!("../../../../templates/style.css");
-const RECENT: usize = 25;
+/// Images on the dashboard: the most recently judged ones.
+const RECENT_IMAGES: usize = 10;
+/// The dashboard's chart reads at most this many of the newest verdicts, over at most this many days.
+const CHART_RECORDS: usize = 2000;
+const CHART_DAYS: usize = 30;
 
 /// Everything but unreserved characters and the `/:@` image names are made of.
 const PATH: &AsciiSet = &CONTROLS
@@ -49,7 +55,8 @@ const PATH: &AsciiSet = &CONTROLS
 pub fn routes(router: Router<Arc<Shared>>) -> Router<Arc<Shared>> {
     router
         .route("/", get(dashboard))
-        .route("/images/{*name}", get(image))
+        .route("/images", get(images::images))
+        .route("/images/{*name}", get(images::image))
         .route("/jobs/{id}", get(job::job))
         .route("/feed.atom", get(feed::feed))
         .route("/style.css", get(style))
@@ -120,19 +127,11 @@ struct DashboardPage {
     counts: Vec<(String, u64)>,
     total: u64,
     rate: String,
-    rows: Vec<Row>,
+    days: charts::Chart,
+    images: Vec<images::ImageRow>,
     queue: reprod_jobs::QueueStats,
     workers: Vec<WorkerRow>,
     key_id: String,
-}
-
-#[derive(Template)]
-#[template(path = "image.html")]
-struct ImagePage {
-    name: String,
-    feed_href: String,
-    rows: Vec<Row>,
-    older: Option<String>,
 }
 
 #[derive(Template)]
@@ -183,17 +182,32 @@ async fn dashboard(State(shared): State<Arc<Shared>>) -> Response {
             .store
             .list(
                 &ListQuery {
-                    limit: RECENT,
+                    limit: CHART_RECORDS,
                     ..ListQuery::default()
                 },
-                RECENT,
+                CHART_RECORDS,
             )
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+            .records;
+        let days = charts::per_day(&recent, CHART_DAYS);
+        let mut names: Vec<&str> = Vec::new();
+        for r in &recent {
+            for n in r.images() {
+                if names.len() < RECENT_IMAGES && !names.contains(&n) {
+                    names.push(n);
+                }
+            }
+        }
+        let mut images = Vec::new();
+        for name in names {
+            let digests = s.store.digests_under(name, 20).map_err(|e| e.to_string())?;
+            images.extend(images::image_row(name, &digests));
+        }
         let queue = s.queue.stats().map_err(|e| e.to_string())?;
-        Ok((counts, recent.records, queue))
+        Ok((counts, days, images, queue))
     })
     .await;
-    let (counts, recent, queue) = match found {
+    let (counts, days, images, queue) = match found {
         Ok(f) => f,
         Err(e) => return unavailable(e),
     };
@@ -233,62 +247,11 @@ async fn dashboard(State(shared): State<Arc<Shared>>) -> Response {
             counts,
             total,
             rate,
-            rows: recent.iter().map(Row::of).collect(),
+            days: charts::days_chart(&days, CHART_DAYS),
+            images,
             queue,
             workers,
             key_id: shared.signer.key_id().to_string(),
-        }
-        .render(),
-    )
-}
-
-#[derive(serde::Deserialize)]
-struct ImageQuery {
-    cursor: Option<u64>,
-}
-
-async fn image(
-    State(shared): State<Arc<Shared>>,
-    Path(name): Path<String>,
-    query: Result<Query<ImageQuery>, axum::extract::rejection::QueryRejection>,
-) -> Response {
-    let Ok(Query(query)) = query else {
-        return error_page(
-            StatusCode::BAD_REQUEST,
-            "Bad cursor",
-            "the `cursor` parameter must be one this page linked to".into(),
-        );
-    };
-    let q = ListQuery {
-        image: Some(name.clone()),
-        before: query.cursor,
-        limit: 100,
-        ..ListQuery::default()
-    };
-    let page = match blocking(&shared, move |s| s.store.list(&q, super::read::MAX_SCAN)).await {
-        Ok(p) => p,
-        Err(e) => return unavailable(e),
-    };
-    if page.records.is_empty() && query.cursor.is_none() {
-        return error_page(
-            StatusCode::NOT_FOUND,
-            "Unknown image",
-            format!("no verdict names the image {name}"),
-        );
-    }
-    let older = page
-        .next
-        .map(|n| format!("{}?cursor={n}", image_href(&name)));
-    html(
-        StatusCode::OK,
-        ImagePage {
-            feed_href: format!(
-                "/feed.atom?image={}",
-                utf8_percent_encode(&name, percent_encoding::NON_ALPHANUMERIC)
-            ),
-            rows: page.records.iter().map(Row::of).collect(),
-            name,
-            older,
         }
         .render(),
     )
