@@ -109,6 +109,8 @@ ITA_VERSION=0.9.3
 PROTOBUF_VERSION=7.36.2
 # oras-py: the independent OCI client the publishing test reads verdicts back with.
 ORAS_VERSION=0.2.25
+# schemathesis: checks the HTTP API against its own openapi.json (tests/api_schema.rs).
+SCHEMATHESIS_VERSION=4.32.5
 setup_python() {
   local venv="$STATE_DIR/pyenv"
   if "$venv/bin/python" -c "
@@ -116,14 +118,14 @@ import sys, securesystemslib, prometheus_client, in_toto_attestation, oras
 from importlib.metadata import version
 sys.exit(securesystemslib.__version__ != '$SSLIB_VERSION' or version('prometheus_client') != '$PROMCLIENT_VERSION'
          or version('in-toto-attestation') != '$ITA_VERSION' or version('protobuf') != '$PROTOBUF_VERSION'
-         or version('oras') != '$ORAS_VERSION')" 2>/dev/null; then
-    log "securesystemslib $SSLIB_VERSION, prometheus_client $PROMCLIENT_VERSION, in-toto-attestation $ITA_VERSION and oras $ORAS_VERSION present"; return
+         or version('oras') != '$ORAS_VERSION' or version('schemathesis') != '$SCHEMATHESIS_VERSION')" 2>/dev/null; then
+    log "securesystemslib $SSLIB_VERSION, prometheus_client $PROMCLIENT_VERSION, in-toto-attestation $ITA_VERSION, oras $ORAS_VERSION and schemathesis $SCHEMATHESIS_VERSION present"; return
   fi
-  log "installing securesystemslib $SSLIB_VERSION, prometheus_client $PROMCLIENT_VERSION, in-toto-attestation $ITA_VERSION and oras $ORAS_VERSION into $venv"
+  log "installing securesystemslib $SSLIB_VERSION, prometheus_client $PROMCLIENT_VERSION, in-toto-attestation $ITA_VERSION, oras $ORAS_VERSION and schemathesis $SCHEMATHESIS_VERSION into $venv"
   python3 -m venv "$venv" || die "python3 -m venv failed (package python3-venv)"
   "$venv/bin/pip" install -q --disable-pip-version-check "securesystemslib[crypto]==$SSLIB_VERSION" \
     "prometheus_client==$PROMCLIENT_VERSION" "in-toto-attestation==$ITA_VERSION" "protobuf==$PROTOBUF_VERSION" \
-    "oras==$ORAS_VERSION" || die "pip could not install the Python cross-check tools from PyPI"
+    "oras==$ORAS_VERSION" "schemathesis==$SCHEMATHESIS_VERSION" || die "pip could not install the Python cross-check tools from PyPI"
 }
 
 # promtool, the Prometheus project's linter of the text exposition (`promtool check metrics`): taken out of

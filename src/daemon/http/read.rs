@@ -92,11 +92,16 @@ pub fn list_query(params: &[(String, String)]) -> Result<ListQuery, String> {
             "limit" => {
                 q.limit = match v.parse::<usize>() {
                     Ok(n) if (1..=MAX_LIMIT).contains(&n) => n,
-                    _ => return Err(format!("limit must be a whole number from 1 to {MAX_LIMIT} (got {v:?})")),
+                    _ => {
+                        return Err(format!(
+                            "limit must be a whole number from 1 to {MAX_LIMIT} (got {v:?})"
+                        ))
+                    }
                 }
             }
             "cursor" => {
-                q.before = Some(v.parse::<u64>().map_err(|_| {
+                // Opaque to clients; it is the sequence number the page ended before.
+                q.before = Some(v.parse::<u64>().ok().filter(|_| v.bytes().all(|b| b.is_ascii_digit())).ok_or_else(|| {
                     format!("cursor {v:?} is not one this server gave out (use `next_cursor` from the previous page)")
                 })?)
             }
@@ -106,14 +111,7 @@ pub fn list_query(params: &[(String, String)]) -> Result<ListQuery, String> {
                     format!("status must be one of {} (got {v:?})", all.join(", "))
                 })?);
             }
-            "image" => {
-                if !crate::store::is_image_name(v) {
-                    return Err(format!(
-                        "image must be a name of 1 to {MAX_IMAGE_NAME} bytes without control characters"
-                    ));
-                }
-                q.image = Some(v.clone());
-            }
+            "image" => q.image = Some(image_filter(v)?),
             "since" | "until" => {
                 let t = chrono::DateTime::parse_from_rfc3339(v).map_err(|e| {
                     format!("{k} must be an RFC 3339 time such as 2026-11-28T00:00:00Z ({e}; got {v:?})")
@@ -142,6 +140,19 @@ pub async fn healthz(State(shared): State<Arc<Shared>>) -> Result<Json<Health>, 
         status: "ok".into(),
         queue,
     }))
+}
+
+/// The `image` parameter of both verdict routes: 1 to [`MAX_IMAGE_NAME`] characters, none of them a control
+/// character (what `openapi.json` says). A name longer in bytes than an indexed name can be matches
+/// nothing, so it is accepted and finds nothing.
+fn image_filter(v: &str) -> Result<String, String> {
+    let n = v.chars().count();
+    if n == 0 || n > MAX_IMAGE_NAME || v.chars().any(char::is_control) {
+        return Err(format!(
+            "image must be a name of 1 to {MAX_IMAGE_NAME} characters without control characters"
+        ));
+    }
+    Ok(v.to_string())
 }
 
 /// `GET /v1/verdicts?status=&image=&since=&until=&cursor=&limit=`: newest first.
@@ -186,6 +197,10 @@ pub async fn verdicts_for_digest(
     let Query(DigestQuery { image }) = query.map_err(|e| {
         ApiError::bad_parameter(format!("{}; the only parameter is `image`", e.body_text()))
     })?;
+    let image = image
+        .map(|i| image_filter(&i))
+        .transpose()
+        .map_err(ApiError::bad_parameter)?;
     let d = digest.clone();
     let history = blocking(&shared, move |s| s.store.history(&d)).await?;
     let Some(latest) = history.first() else {
@@ -357,6 +372,16 @@ mod tests {
         assert!(list_query(&p("limit", "501")).is_err());
         assert!(list_query(&p("limit", "99999999999999999999999")).is_err());
         assert!(list_query(&p("cursor", "-1")).is_err());
+        assert!(list_query(&p("cursor", "+5")).is_err());
+        assert!(list_query(&p("cursor", "")).is_err());
+        assert_eq!(list_query(&p("cursor", "42")).unwrap().before, Some(42));
+        // The image filter is what openapi.json says: 1 to 1024 characters, none a control character. A
+        // name of 1024 characters but more bytes is accepted (and matches nothing).
+        let wide = "é".repeat(MAX_IMAGE_NAME);
+        assert!(list_query(&p("image", &wide)).is_ok());
+        assert!(list_query(&p("image", &"a".repeat(MAX_IMAGE_NAME + 1))).is_err());
+        assert!(list_query(&p("image", "a\u{85}b")).is_err());
+        assert!(list_query(&p("image", "")).is_err());
         assert!(list_query(&p("status", "great")).is_err());
         assert!(list_query(&p("stauts", "reproducible"))
             .unwrap_err()
