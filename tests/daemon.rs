@@ -1497,3 +1497,81 @@ fn a_full_disk_stops_intake_cleanly_and_keeps_what_was_acknowledged() {
         acked.len()
     );
 }
+
+/// Every link in an answer is absolute: under `server.public_url`, else, when the server listens on every
+/// address, under the `Host` the client sent (only a plain `host[:port]`), else under the listen address.
+#[test]
+fn answers_carry_absolute_links_clients_can_follow() {
+    let repo = Repo::hello();
+    let digests = reference(&repo);
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let d = Daemon::start(
+        data.path(),
+        &[
+            ("REPROD_SERVER_LISTEN", &format!("0.0.0.0:{port}")),
+            ("REPROD_SERVER_WORKERS", "0"),
+        ],
+    );
+    let submit = |host: &str| -> Value {
+        let o = Command::new("curl")
+            .args(["-s", "-H", &format!("Host: {host}"), "-H"])
+            .arg(format!("Authorization: Bearer {TOKEN}"))
+            .args([
+                "--data-binary",
+                &hello_doc(&repo, &digests, "links", "").to_string(),
+            ])
+            .arg(format!("http://127.0.0.1:{port}/v1/provenance"))
+            .output()
+            .unwrap();
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let v = submit("rebuilder.example:8443");
+    let id = v["jobs"][0]["id"].as_str().unwrap();
+    assert_eq!(
+        v["jobs"][0]["url"],
+        format!("http://rebuilder.example:8443/v1/jobs/{id}").as_str()
+    );
+    assert_eq!(
+        v["jobs"][0]["page"],
+        format!("http://rebuilder.example:8443/jobs/{id}").as_str()
+    );
+    // A Host that would change the URL's path is not used.
+    let v = submit("evil.example/phish?");
+    assert_eq!(
+        v["jobs"][0]["url"],
+        format!("http://0.0.0.0:{port}/v1/jobs/{id}").as_str()
+    );
+    assert!(
+        d.startup
+            .iter()
+            .any(|l| l.contains("server.public_url is empty")),
+        "{:#?}",
+        d.startup
+    );
+    drop(d);
+    // With public_url set, it is used whatever the Host.
+    let d = Daemon::start(
+        data.path(),
+        &[("REPROD_SERVER_PUBLIC_URL", "https://rebuilder.example/")],
+    );
+    let (code, v) = d.submit(&hello_doc(&repo, &digests, "links", ""));
+    assert_eq!(code, 202, "{v}");
+    assert_eq!(
+        v["jobs"][0]["page"],
+        format!("https://rebuilder.example/jobs/{id}").as_str()
+    );
+    let done = d.wait_job(id, "done", Duration::from_secs(120));
+    let base = "https://rebuilder.example";
+    assert_eq!(
+        done["record"]["links"]["job"],
+        format!("{base}/v1/jobs/{id}").as_str()
+    );
+    let (_, list) = d.request("GET", "/v1/verdicts", None, None);
+    let links = &list["verdicts"][0]["links"];
+    assert_eq!(links["page"], format!("{base}/jobs/{id}").as_str());
+    assert!(links["attestations"]["vsa-passed"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{base}/v1/jobs/{id}/attestations/")));
+}

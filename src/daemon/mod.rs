@@ -120,6 +120,16 @@ pub async fn run(
     } else {
         None
     };
+    if config.server.public_url.is_empty() && http::base::listens_everywhere(&config.server.listen)
+    {
+        // Answers then use the Host a client sent; signed statements, made once for everyone, cannot.
+        tracing::warn!(
+            listen = %config.server.listen,
+            "server.public_url is empty and the server listens on every address: the links in signed \
+             verdicts will name {}; set server.public_url to the address clients use",
+            config.server.base_url()
+        );
+    }
     let addr = listener.local_addr().context("reading the bound address")?;
     let workers = config.server.workers;
     let grace = Duration::from_secs(config.server.shutdown_grace_secs);

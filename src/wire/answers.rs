@@ -16,6 +16,12 @@ pub struct SubmitAnswer {
 pub struct SubmittedJob {
     pub id: String,
     pub status: Submission,
+    /// `GET /v1/jobs/{id}`, absolute.
+    #[serde(default)]
+    pub url: String,
+    /// The job's page, absolute.
+    #[serde(default)]
+    pub page: String,
 }
 
 /// Whether a submission made a job or found this very document already queued.
@@ -62,11 +68,11 @@ pub struct RecordView {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Links {
-    /// `/v1/jobs/<job>`
+    /// `<base>/v1/jobs/<job>` (every link is absolute: `server.public_url`, or the address the client used)
     pub job: String,
-    /// `/jobs/<job>`, the HTML page.
+    /// `<base>/jobs/<job>`, the HTML page.
     pub page: String,
-    /// `/v1/provenance/sha256:…`, the document exactly as received.
+    /// `<base>/v1/provenance/sha256:…`, the document exactly as received.
     pub provenance: Option<String>,
     pub attestations: AttestationLinks,
 }

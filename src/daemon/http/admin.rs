@@ -1,6 +1,7 @@
 //! The operator's routes (`server.admin_tokens`): the queue's jobs by state, cancelling a job that waits,
 //! retrying a dead one. A job's verdict is never touched: a done job keeps it.
 
+use super::base::Base;
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
@@ -37,6 +38,7 @@ pub struct CancelQuery {
 pub async fn jobs(
     _: Admin,
     State(shared): State<Arc<Shared>>,
+    Base(base): Base,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Json<QueuedJobs>, ApiError> {
     let Query(q) = query.map_err(|e| ApiError::bad_parameter(e.body_text()))?;
@@ -54,7 +56,6 @@ pub async fn jobs(
             reprod_jobs::MAX_LIST
         )));
     }
-    let base = shared.config.server.base_url();
     let list = blocking(&shared, move |s| {
         s.queue
             .list(q.state.as_deref(), q.after.map(JobId).as_ref(), limit)
@@ -74,6 +75,7 @@ pub async fn jobs(
 pub async fn cancel(
     _: Admin,
     State(shared): State<Arc<Shared>>,
+    Base(base): Base,
     Path(id): Path<String>,
     query: Result<Query<CancelQuery>, QueryRejection>,
 ) -> Result<Json<QueuedJob>, ApiError> {
@@ -85,7 +87,6 @@ pub async fn cancel(
         )));
     }
     let reason = crate::text::inert_line(&reason).into_owned();
-    let base = shared.config.server.base_url();
     let info = blocking(&shared, move |s| s.queue.cancel(&JobId(id), &reason))
         .await
         .map_err(failure)?;
@@ -97,9 +98,9 @@ pub async fn cancel(
 pub async fn retry(
     _: Admin,
     State(shared): State<Arc<Shared>>,
+    Base(base): Base,
     Path(id): Path<String>,
 ) -> Result<Json<QueuedJob>, ApiError> {
-    let base = shared.config.server.base_url();
     let info = blocking(&shared, move |s| s.queue.retry(&JobId(id)))
         .await
         .map_err(failure)?;

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use reprod_jobs::{JobId, Queue};
 use serde_json::value::RawValue;
 
+use super::base::Base;
 use super::conditional::conditional;
 use super::error::ApiError;
 use super::read::record_view;
@@ -51,6 +52,7 @@ pub(crate) async fn job_parts(
 
 pub async fn job(
     State(shared): State<Arc<Shared>>,
+    Base(base): Base,
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
@@ -64,7 +66,7 @@ pub async fn job(
         state: v.info.state.name().to_string(),
         attempt: v.info.attempt,
         last_error: v.info.last_error,
-        record: v.record.as_ref().map(record_view),
+        record: v.record.as_ref().map(|r| record_view(&base, r)),
         verdict: v.verdict,
         artifacts: v.artifacts,
         publication: v.publication,

@@ -13,6 +13,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod base;
 pub mod body;
 pub mod bundle;
 pub mod conditional;

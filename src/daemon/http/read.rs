@@ -2,6 +2,7 @@
 //! signed attestations and provenance documents exactly as kept; the public key; health; metrics; the
 //! OpenAPI document. Lists and lookups answer conditional requests (ETag, Last-Modified).
 
+use super::base::Base;
 use std::sync::Arc;
 
 use axum::extract::rejection::QueryRejection;
@@ -32,8 +33,8 @@ pub const MAX_SCAN: usize = 20_000;
 /// History entries a digest lookup lists (the deciding verdict is chosen from all of them).
 pub const MAX_HISTORY: usize = 100;
 
-/// A stored record as the API shows it: the record and where to find more.
-pub fn record_view(r: &VerdictRecord) -> RecordView {
+/// A stored record as the API shows it: the record and where to find more, as absolute URLs under `base`.
+pub fn record_view(base: &str, r: &VerdictRecord) -> RecordView {
     let job = &r.job;
     RecordView {
         job: job.clone(),
@@ -61,16 +62,21 @@ pub fn record_view(r: &VerdictRecord) -> RecordView {
         attestations: r.attestations.clone(),
         duration_ms: r.duration_ms,
         links: Links {
-            job: format!("/v1/jobs/{job}"),
-            page: format!("/jobs/{job}"),
+            job: format!("{base}/v1/jobs/{job}"),
+            page: format!("{base}/jobs/{job}"),
             provenance: r
                 .provenance_sha256
                 .as_ref()
-                .map(|s| format!("/v1/provenance/sha256:{s}")),
+                .map(|s| format!("{base}/v1/provenance/sha256:{s}")),
             attestations: r
                 .attestations
                 .iter()
-                .map(|kind| (kind.clone(), format!("/v1/jobs/{job}/attestations/{kind}")))
+                .map(|kind| {
+                    (
+                        kind.clone(),
+                        format!("{base}/v1/jobs/{job}/attestations/{kind}"),
+                    )
+                })
                 .collect(),
         },
     }
@@ -158,6 +164,7 @@ fn image_filter(v: &str) -> Result<String, String> {
 /// `GET /v1/verdicts?status=&image=&since=&until=&cursor=&limit=`: newest first.
 pub async fn verdicts(
     State(shared): State<Arc<Shared>>,
+    Base(base): Base,
     headers: HeaderMap,
     params: Result<Query<Vec<(String, String)>>, QueryRejection>,
 ) -> Result<Response, ApiError> {
@@ -168,7 +175,7 @@ pub async fn verdicts(
     })
     .await?;
     let body = VerdictList {
-        verdicts: page.records.iter().map(record_view).collect(),
+        verdicts: page.records.iter().map(|r| record_view(&base, r)).collect(),
         next_cursor: page.next.map(|n| n.to_string()),
     };
     conditional(
@@ -189,6 +196,7 @@ pub struct DigestQuery {
 /// history, newest first.
 pub async fn verdicts_for_digest(
     State(shared): State<Arc<Shared>>,
+    Base(base): Base,
     headers: HeaderMap,
     Path(digest): Path<String>,
     query: Result<Query<DigestQuery>, QueryRejection>,
@@ -212,9 +220,13 @@ pub async fn verdicts_for_digest(
     let decided = crate::store::deciding(&history, &digest, image.as_deref()).unwrap_or(latest);
     let body = DigestAnswer {
         status: decided.status,
-        decided_by: record_view(decided),
-        latest: record_view(latest),
-        history: history.iter().take(MAX_HISTORY).map(record_view).collect(),
+        decided_by: record_view(&base, decided),
+        latest: record_view(&base, latest),
+        history: history
+            .iter()
+            .take(MAX_HISTORY)
+            .map(|r| record_view(&base, r))
+            .collect(),
         history_total: history.len(),
         digest,
     };

@@ -1,5 +1,6 @@
 //! `POST /v1/provenance`: a document, with a submit token, becomes a queued job or a recorded refusal.
 
+use super::base::Base;
 use std::sync::Arc;
 
 use axum::body::Body;
@@ -16,6 +17,7 @@ use crate::wire::{ErrorCode, Submission, SubmitAnswer, SubmittedJob};
 
 pub async fn submit(
     State(shared): State<Arc<Shared>>,
+    Base(base): Base,
     _: Submitter,
     headers: HeaderMap,
     body: Body,
@@ -27,6 +29,8 @@ pub async fn submit(
             StatusCode::ACCEPTED,
             Json(SubmitAnswer {
                 jobs: vec![SubmittedJob {
+                    url: format!("{base}/v1/jobs/{job}"),
+                    page: format!("{base}/jobs/{job}"),
                     id: job,
                     status: if duplicate_of.is_some() {
                         Submission::Duplicate

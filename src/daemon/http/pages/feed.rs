@@ -8,6 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
 use super::{error_page, job_href, unavailable};
+use crate::daemon::http::base::Base;
 use crate::daemon::shared::{blocking, Shared};
 use crate::verdict::Status;
 
@@ -52,6 +53,7 @@ struct Feed {
 /// `/feed.atom[?image=NAME][&status=STATUS]`: the newest verdicts, for everything or one image or status.
 pub(super) async fn feed(
     State(shared): State<Arc<Shared>>,
+    Base(base): Base,
     RawQuery(raw): RawQuery,
     params: Result<Query<Vec<(String, String)>>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
@@ -92,7 +94,6 @@ pub(super) async fn feed(
         Ok(p) => p,
         Err(e) => return unavailable(e),
     };
-    let base = shared.config.server.base_url();
     let entries: Vec<FeedEntry> = page
         .records
         .iter()
