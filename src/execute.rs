@@ -75,6 +75,7 @@ pub async fn run(
         environment: &rebuild::Faithful,
         explain: true,
         collected: true,
+        watch: None,
     };
     let beating = async {
         loop {

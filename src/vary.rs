@@ -330,9 +330,18 @@ async fn run_search(
     search: &Search<'_>,
     dirs: &mut Vec<PathBuf>,
 ) -> Result<VaryReport, RebuildError> {
-    let progress = search.base.progress;
+    let say = search.base.progress;
+    let n = search.variations.len();
+    // Control, control again, everything, each alone, all but the breaking ones, then the pairs: the most
+    // builds the search can take; it stops as soon as it has its answer.
+    let most = 4 + n + n * n.saturating_sub(1) / 2;
+    let count = std::sync::atomic::AtomicUsize::new(0);
+    let progress = |what: &str| {
+        let k = count.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        say(&format!("vary: build {k} of at most {most}: {what}"));
+    };
     let none = BTreeSet::new();
-    progress("vary: control build");
+    progress("control");
     let control = build(search, &none).await?;
     let mut report = VaryReport {
         control: control.verdict.clone(),
@@ -370,7 +379,7 @@ async fn run_search(
 
     // Time passes: with everything else equal, a difference is the clock's (or randomness's).
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    progress("vary: control build again, a second later");
+    progress("control again, a second later");
     let again = build(search, &none).await?;
     dirs.extend(again.job_dir.iter().cloned());
     if let Some(d) = record(&mut report, "control-again".into(), &[], &again) {
@@ -383,7 +392,15 @@ async fn run_search(
     }
 
     let all: BTreeSet<Variation> = search.variations.iter().copied().collect();
-    progress("vary: build with every variation");
+    progress(&format!(
+        "every variation ({})",
+        search
+            .variations
+            .iter()
+            .map(|v| v.name())
+            .collect::<Vec<_>>()
+            .join(", ")
+    ));
     let everything = build(search, &all).await?;
     dirs.extend(everything.job_dir.iter().cloned());
     let all_vec: Vec<Variation> = all.iter().copied().collect();
@@ -396,7 +413,7 @@ async fn run_search(
     // Something differs, or the build broke: one variation at a time.
     let mut harmless = Vec::new();
     for &v in &search.variations {
-        progress(&format!("vary: build with {} varied", v.name()));
+        progress(&format!("{} varied", v.name()));
         let b = build(search, &BTreeSet::from([v])).await?;
         dirs.extend(b.job_dir.iter().cloned());
         match record(&mut report, v.name().into(), &[v], &b) {
@@ -415,7 +432,7 @@ async fn run_search(
     } else if !report.breaks.is_empty() {
         // The all-variations build may have differed only because it broke: retry without the breakers.
         let rest: BTreeSet<Variation> = harmless.iter().copied().collect();
-        progress("vary: build with every variation that does not break the build");
+        progress("every variation that does not break the build");
         let b = build(search, &rest).await?;
         dirs.extend(b.job_dir.iter().cloned());
         let label = "all but the breaking".to_string();
@@ -428,7 +445,7 @@ async fn run_search(
         'pairs: for (i, &x) in harmless.iter().enumerate() {
             for &y in &harmless[i + 1..] {
                 let label = format!("{} + {}", x.name(), y.name());
-                progress(&format!("vary: build with {label} varied"));
+                progress(&format!("{label} varied"));
                 let b = build(search, &BTreeSet::from([x, y])).await?;
                 dirs.extend(b.job_dir.iter().cloned());
                 if let Some(d) = record(&mut report, label, &[x, y], &b) {

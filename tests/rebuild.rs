@@ -370,3 +370,46 @@ fn originals_come_only_from_listed_registries() {
         "{x:#}"
     );
 }
+
+/// On a terminal, `rebuild` shows the running step's newest output line with its elapsed time on one
+/// status line, redrawn in place and cleared before each plain line, with the build's escape sequences
+/// made visible; off a terminal it writes plain lines only, without a single escape code.
+#[test]
+fn a_terminal_sees_the_running_steps_output_and_a_pipe_only_plain_lines() {
+    let repo = Repo::hello();
+    let script = "#!/bin/sh\necho 'working on part 1'\nsleep 1\nprintf 'part 2 \\033[31mred\\n'\nsleep 1\nexit 0\n";
+    let prov = repo.provenance(
+        vec![subject("example.invalid/hello", &unbuilt_digest('c'))],
+        script,
+    );
+    let r = Reprod::new().with("COLUMNS", "120");
+    let path = r.data.path().join("p.json");
+    std::fs::write(&path, serde_json::to_vec(&prov).unwrap()).unwrap();
+    let command = format!(
+        "{} rebuild --json {}",
+        env!("CARGO_BIN_EXE_reprod"),
+        path.display()
+    );
+    let mut cmd = std::process::Command::new("script");
+    cmd.args(["-qefc", &command, "/dev/null"]);
+    for (k, v) in &r.env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    let tty = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        tty.contains("\r\u{1b}[Kstep 1/1 build ") && tty.contains("s │ working on part 1"),
+        "{tty:?}"
+    );
+    // The build's own escape sequence is shown, not obeyed.
+    assert!(tty.contains("s │ part 2 \\x1b[31mred"), "{tty:?}");
+    assert!(
+        tty.contains("\r\u{1b}[Kreprod: step 1/1 build: exited"),
+        "{tty:?}"
+    );
+
+    let piped = r.run(&["rebuild", "--json", path.to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&piped.stderr);
+    assert!(!err.contains('\u{1b}'), "{err:?}");
+    assert!(!err.contains("│"), "{err:?}");
+}

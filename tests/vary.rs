@@ -133,3 +133,27 @@ fn nothing_to_vary_when_the_control_build_fails() {
         "{text}"
     );
 }
+
+/// Each build of `--vary` is announced as build k of the most the search can take, with what it varies.
+#[test]
+fn each_build_is_announced_with_its_number_and_variation() {
+    let repo = Repo::hello();
+    let prov = repo.provenance(
+        vec![subject("example.invalid/hello", &unbuilt_digest('8'))],
+        HELLO_SCRIPT,
+    );
+    let (_, v, stderr) = Reprod::new()
+        .with("RUST_LOG", "info")
+        .rebuild_with(&prov, &["--vary", "--only", "hostname,umask"]);
+    assert_eq!(v["stable"], true, "{v:#}");
+    // Two variations: control, control again, everything, each alone, all but the breaking, one pair.
+    for line in [
+        "vary: build 1 of at most 7: control",
+        "vary: build 2 of at most 7: control again, a second later",
+        "vary: build 3 of at most 7: every variation (hostname, umask)",
+    ] {
+        assert!(stderr.contains(line), "{line:?} not in {stderr}");
+    }
+    // A stable build stops there.
+    assert!(!stderr.contains("vary: build 4 "), "{stderr}");
+}

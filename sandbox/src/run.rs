@@ -203,11 +203,17 @@ impl Sandbox {
             .await
             .map_err(docker_err("attaching to the step container"))?;
         let limit = self.policy.log_limit_bytes;
+        let live = spec.live.clone();
         let reader = tokio::spawn(async move {
             let mut buf = LogBuffer::new(limit);
             let mut output = attach.output;
             while let Some(Ok(chunk)) = output.next().await {
-                buf.push(&chunk.into_bytes());
+                let bytes = chunk.into_bytes();
+                if let Some(live) = &live {
+                    // A watcher that lags loses chunks; the captured log does not.
+                    let _ = live.try_send(bytes.to_vec());
+                }
+                buf.push(&bytes);
             }
             buf
         });

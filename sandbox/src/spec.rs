@@ -48,6 +48,9 @@ pub struct StepSpec {
     pub cpuset_cpus: Option<String>,
     /// What the step is trusted with ([`StepProfile::Plain`] unless a trust rule grants more).
     pub profile: StepProfile,
+    /// Where the step's output goes as it is written, for a person watching, besides the captured log.
+    /// Bounded and lossy: when the watcher lags, chunks are dropped here (never from the log).
+    pub live: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
 }
 
 impl StepSpec {
@@ -70,6 +73,7 @@ impl StepSpec {
             user: None,
             cpuset_cpus: None,
             profile: StepProfile::Plain,
+            live: None,
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod status;
 pub mod submit;
 pub mod verify;
 pub mod verify_provenance;
+mod watch;
 pub mod worker;
 
 pub use exit::Exit;

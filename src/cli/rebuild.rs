@@ -194,8 +194,11 @@ pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
         }
     };
     let on_terminal = std::io::stderr().is_terminal();
-    let progress = move |line: &str| {
+    let status = super::watch::StatusLine::default();
+    let watch = |label: &str, chunk: &[u8]| status.chunk(label, chunk);
+    let progress = |line: &str| {
         if on_terminal {
+            status.clear();
             eprintln!("reprod: {}", reprod::text::inert(line));
         } else if let Some(warning) = line.strip_prefix("warning: ") {
             // Warnings reach logs at the default level; progress stays at info.
@@ -212,6 +215,8 @@ pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
         origin: provenance.display().to_string(),
         keep_workspace,
         progress: &progress,
+        // On a terminal, the running step's output as it comes; off one, the plain lines only.
+        watch: on_terminal.then_some(&watch as rebuild::Watch<'_>),
         environment: &rebuild::Faithful,
         explain: true,
         collected: false,
@@ -242,7 +247,9 @@ pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
             keep_workspace,
             &variations,
         );
-        let Some(report) = interruptible(&runtime, &executor, vary) else {
+        let report = interruptible(&runtime, &executor, vary);
+        status.clear();
+        let Some(report) = report else {
             return Ok(Exit::Error);
         };
         let report = report?;
@@ -250,7 +257,9 @@ pub fn run(args: RebuildArgs, config: &Config) -> anyhow::Result<Exit> {
         return Ok(Exit::from_code(report.exit_code()));
     }
     let rebuilt = rebuild::rebuild(config, &admitted, &executor, &opts, None);
-    let Some(outcome) = interruptible(&runtime, &executor, rebuilt) else {
+    let outcome = interruptible(&runtime, &executor, rebuilt);
+    status.clear();
+    let Some(outcome) = outcome else {
         return Ok(Exit::Error);
     };
     let verdict = reprod::verdict::decide(&admitted, outcome?);

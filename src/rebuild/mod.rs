@@ -48,6 +48,11 @@ pub enum RebuildError {
 /// Receives progress lines for a human watching.
 pub type Progress<'a> = &'a (dyn Fn(&str) + Send + Sync);
 
+/// A running step's output as it is written, for a person watching (`reprod rebuild` on a terminal): called
+/// with the step's label (`step 2/3 build`) and each chunk. Lossy when the watcher lags; the step's log is
+/// captured whole regardless.
+pub type Watch<'a> = &'a (dyn Fn(&str, &[u8]) + Send + Sync);
+
 /// Reads a provenance file with the size cap applied before the bytes are held.
 pub fn read_provenance(path: &Path, limit: usize) -> Result<Vec<u8>, RebuildError> {
     let display = path.display().to_string();
@@ -79,6 +84,8 @@ pub struct RebuildOptions<'a> {
     /// Keep the job directory (workspace, results, scripts) for inspection.
     pub keep_workspace: bool,
     pub progress: Progress<'a>,
+    /// Who watches the running step's output, if anyone.
+    pub watch: Option<Watch<'a>>,
     /// How each step is launched: faithfully ([`Faithful`]), or varied (`reprod rebuild --vary`).
     pub environment: &'a dyn StepEnvironment,
     /// Fetch each differing subject's original image and diff it against the rebuild (when

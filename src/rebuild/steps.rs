@@ -159,7 +159,12 @@ pub(super) async fn run_steps(
         let log_file = format!("{i:02}-{}.log", sanitize(&step.name));
         let log_path = dirs.path(JobDirs::LOGS).join(&log_file);
         let log_handle = crate::safe_fs::create_new(&log_path, 0o600);
-        let outcome = match executor.run_step(&spec).await {
+        let label = format!(
+            "step {}/{total} {}",
+            i + 1,
+            crate::text::inert_line(&step.name)
+        );
+        let outcome = match run_watched(*executor, &mut spec, opts.watch, &label).await {
             Ok(o) => o,
             Err(e @ SandboxError::ImageUnavailable { .. }) => {
                 return unrebuildable(
@@ -339,6 +344,35 @@ fn with_task_results(
 
 /// The nested profile for a step whose recorded image's repository matches a pattern a trust rule
 /// granted; the plain one otherwise.
+/// Runs a step, handing its output to `watch` as it comes when someone watches.
+async fn run_watched(
+    executor: &dyn reprod_sandbox::Executor,
+    spec: &mut StepSpec,
+    watch: Option<super::Watch<'_>>,
+    label: &str,
+) -> Result<reprod_sandbox::StepOutcome, SandboxError> {
+    let Some(watch) = watch else {
+        return executor.run_step(spec).await;
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::channel(64);
+    spec.live = Some(tx);
+    let outcome = {
+        let run = executor.run_step(spec);
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                o = &mut run => break o,
+                Some(chunk) = rx.recv() => watch(label, &chunk),
+            }
+        }
+    };
+    spec.live = None;
+    while let Ok(chunk) = rx.try_recv() {
+        watch(label, &chunk);
+    }
+    outcome
+}
+
 fn profile_for(recorded: &PinnedImage, nested: &[String]) -> StepProfile {
     let granted = nested
         .iter()

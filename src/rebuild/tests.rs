@@ -107,6 +107,7 @@ pub(crate) fn options<'a>(environment: &'a dyn StepEnvironment) -> RebuildOption
         environment,
         explain: false,
         collected: false,
+        watch: None,
     }
 }
 
