@@ -37,7 +37,12 @@ enum LogFormat {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // A daemon says each job's state changes at its default level; a command, only what went wrong.
+    let default = match cli.command {
+        Command::Serve(_) | Command::Worker(_) => "warn,reprod::jobs=info",
+        _ => "warn",
+    };
+    init_logging(cli.log_format, default);
     match run(cli) {
         Ok(exit) => exit.into(),
         Err(e) => {
@@ -47,9 +52,9 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging(format: LogFormat) {
+fn init_logging(format: LogFormat, default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     // Colours only on a terminal: in a file or a journal they are escape sequences in the way, and a line
     // without them shows any that reached it from a client or a build (those are made inert).
     let builder = tracing_subscriber::fmt()

@@ -1575,3 +1575,30 @@ fn answers_carry_absolute_links_clients_can_follow() {
         .unwrap()
         .starts_with(&format!("{base}/v1/jobs/{id}/attestations/")));
 }
+
+/// At its default log level, `serve` says each state change of a job in one line: queued, leased, verdict
+/// recorded; and nothing else per job.
+#[test]
+fn serve_logs_one_line_per_job_state_change_by_default() {
+    let repo = Repo::hello();
+    let digests = reference(&repo);
+    let data = tempfile::tempdir().unwrap();
+    let d = Daemon::start_with(data.path(), &[], |c| {
+        c.env_remove("RUST_LOG");
+    });
+    let (code, v) = d.submit(&hello_doc(&repo, &digests, "logged", ""));
+    assert_eq!(code, 202, "{v}");
+    let id = v["jobs"][0]["id"].as_str().unwrap().to_string();
+    let lines = d.lines_until("verdict recorded", Duration::from_secs(120));
+    let about: Vec<&String> = lines.iter().filter(|l| l.contains(&id)).collect();
+    assert_eq!(about.len(), 3, "{lines:#?}");
+    assert!(
+        about[0].contains("reprod::jobs") && about[0].contains("queued"),
+        "{about:#?}"
+    );
+    assert!(about[1].contains("leased"), "{about:#?}");
+    assert!(
+        about[2].contains("verdict recorded") && about[2].contains("reproducible"),
+        "{about:#?}"
+    );
+}

@@ -9,6 +9,10 @@ mod publisher;
 pub mod shared;
 pub mod work;
 
+/// The log target of job state changes (queued, leased, verdict recorded, given back, to retry or given
+/// up): one line each, shown at `serve`'s default level (`warn,reprod::jobs=info`).
+pub const JOBS: &str = "reprod::jobs";
+
 use std::sync::Arc;
 use std::time::Duration;
 

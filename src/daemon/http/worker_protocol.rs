@@ -39,6 +39,7 @@ pub async fn lease(
         return Ok(StatusCode::NO_CONTENT.into_response());
     };
     shared.saw_worker(&worker.queue_name(), Some(l.job.0.clone()));
+    tracing::info!(target: crate::daemon::JOBS, worker = %worker.queue_name(), job = %l.job, attempt = l.attempt, "leased");
     Ok(Json(Lease {
         job: l.job.0,
         token: l.token.0,
@@ -171,6 +172,9 @@ pub async fn complete(
     let state = blocking(&shared, move |s| s.queue.complete(&job, &token, how))
         .await
         .map_err(queue_failure)?;
+    if state != reprod_jobs::JobState::Done {
+        tracing::info!(target: crate::daemon::JOBS, worker = %worker.queue_name(), state = state.name(), "completed");
+    }
     Ok(Json(CompletionAnswer {
         state: state.name().to_string(),
     }))

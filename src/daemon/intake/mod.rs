@@ -100,6 +100,9 @@ fn decide(shared: &Shared, bytes: &[u8]) -> Result<Intake, IntakeError> {
         crate::rebuild::images::settle(&shared.config.data_dir, &admitted.sha256);
     }
     shared.wake.notify_waiters();
+    if matches!(outcome, Enqueued::New) {
+        tracing::info!(target: crate::daemon::JOBS, job = %digest, "queued");
+    }
     Ok(match outcome {
         Enqueued::New => Intake::Queued {
             job: digest,

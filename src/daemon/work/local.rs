@@ -51,7 +51,7 @@ pub async fn run(
             .ok();
         let job = lease.job.clone();
         shared.saw_worker(&name, Some(job.0.clone()));
-        tracing::info!(worker = %name, job = %job, attempt = lease.attempt, "leased");
+        tracing::info!(target: crate::daemon::JOBS, worker = %name, job = %job, attempt = lease.attempt, "leased");
         let outcome = run_job(&shared, executor.as_ref(), &lease, ttl).await;
         shared.active.lock().map(|mut a| a.remove(&job)).ok();
         shared.saw_worker(&name, None);
@@ -61,8 +61,12 @@ pub async fn run(
         };
         let (j, t) = (lease.job.clone(), lease.token.clone());
         match blocking(&shared, move |s| s.queue.complete(&j, &t, how)).await {
+            // Done is said by "verdict recorded"; a retry or giving up is said here.
+            Ok(reprod_jobs::JobState::Done) => {
+                tracing::debug!(worker = %name, job = %job, "completed")
+            }
             Ok(state) => {
-                tracing::info!(worker = %name, job = %job, state = state.name(), "completed")
+                tracing::info!(target: crate::daemon::JOBS, worker = %name, job = %job, state = state.name(), "completed")
             }
             Err(Blocking::Op(QueueError::StaleLease(_))) => {
                 tracing::warn!(worker = %name, job = %job, "completion refused: the lease had expired")

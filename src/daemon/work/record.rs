@@ -51,7 +51,7 @@ pub fn record_verdict(
         .put_verdict_once(job, verdict, &at, &envelopes, work_key)?;
     if let Some(r) = &record {
         shared.metrics.verdict_recorded(r.status, r.duration_ms);
-        tracing::info!(job, status = r.status.as_str(), attestations = ?r.attestations, "verdict recorded");
+        tracing::info!(target: crate::daemon::JOBS, job, status = r.status.as_str(), attestations = ?r.attestations, "verdict recorded");
     }
     // The job has its verdict (whoever rebuilt it, or reused a rebuild, or found it could not): the step
     // images it was going to run in are no longer held for it.
