@@ -64,6 +64,7 @@ pub async fn run(
     admitted: &Admitted,
     prior: Option<Prior<'_>>,
     heartbeat: &impl Heartbeat,
+    watch: Option<rebuild::Watch<'_>>,
 ) -> Executed {
     let log_job = job.to_string();
     let progress = move |line: &str| tracing::info!(job = %log_job, "{}", crate::text::inert(line));
@@ -75,7 +76,7 @@ pub async fn run(
         environment: &rebuild::Faithful,
         explain: true,
         collected: true,
-        watch: None,
+        watch,
     };
     let beating = async {
         loop {

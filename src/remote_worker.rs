@@ -143,7 +143,11 @@ async fn run_job(
         Err(e) => return Some(done(None, Some(e))),
     };
     let heartbeat = ServerHeartbeat { client, lease };
-    match execute::run(config, executor, &lease.job, &admitted, None, &heartbeat).await {
+    match execute::run(
+        config, executor, &lease.job, &admitted, None, &heartbeat, None,
+    )
+    .await
+    {
         Executed::Verdict { verdict, artifacts } => {
             let mut completion = done(Some(*verdict), None);
             completion.artifacts = artifacts

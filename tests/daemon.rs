@@ -1602,3 +1602,56 @@ fn serve_logs_one_line_per_job_state_change_by_default() {
         "{about:#?}"
     );
 }
+
+/// The page of a job an in-process worker is running shows the step, how long it has run and its newest
+/// output lines, and reloads itself; once judged, it stops reloading.
+#[test]
+fn a_running_jobs_page_shows_its_live_output_until_it_is_judged() {
+    let repo = Repo::hello();
+    let data = tempfile::tempdir().unwrap();
+    let d = Daemon::start(data.path(), &[]);
+    let doc = repo.provenance(
+        vec![subject("example.invalid/slow", &unbuilt_digest('5'))],
+        "#!/bin/sh\necho 'halfway there'\nsleep 8\necho done\n",
+    );
+    let (code, v) = d.submit(&doc);
+    assert_eq!(code, 202, "{v}");
+    let id = v["jobs"][0]["id"].as_str().unwrap().to_string();
+    let page = || {
+        let o = Command::new("curl")
+            .args(["-sf", &format!("{}/jobs/{id}", d.url)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let live = loop {
+        let p = page();
+        if p.contains("halfway there") {
+            break p;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "never showed the live output:\n{p}"
+        );
+        std::thread::sleep(Duration::from_millis(300));
+    };
+    assert!(
+        live.contains("<meta http-equiv=\"refresh\" content=\"5\">"),
+        "{live}"
+    );
+    assert!(
+        live.contains("<td id=\"running\">step 1/1 build for "),
+        "{live}"
+    );
+    assert!(
+        live.contains("<pre class=\"log\" id=\"live-log\">halfway there"),
+        "{live}"
+    );
+    d.wait_job(&id, "done", Duration::from_secs(60));
+    let judged = page();
+    assert!(
+        !judged.contains("http-equiv=\"refresh\"") && !judged.contains("id=\"live-log\""),
+        "{judged}"
+    );
+}

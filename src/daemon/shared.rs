@@ -34,6 +34,8 @@ pub struct Shared {
     /// Completions read at once: each may be `server.max_completion_bytes` in memory while it is read
     /// and checked, so together they take at most this many times that.
     pub completions: tokio::sync::Semaphore,
+    /// The newest output lines of the steps in-process workers are running, for the job pages.
+    pub live: super::work::live::LiveTails,
 }
 
 /// How many remote workers' completions are read and checked at once.
@@ -67,6 +69,7 @@ impl Shared {
             workers: Mutex::new(BTreeMap::new()),
             record_lock: Mutex::new(()),
             completions: tokio::sync::Semaphore::new(CONCURRENT_COMPLETIONS),
+            live: Default::default(),
         }
     }
 

@@ -143,7 +143,18 @@ async fn run_job(
     let prior = prior
         .as_ref()
         .map(|(j, v)| rebuild::Prior { job: j, verdict: v });
-    let executed = execute::run(&shared.config, executor, &job, &admitted, prior, &heartbeat).await;
+    let watch = |label: &str, chunk: &[u8]| shared.live.chunk(&job, label, chunk);
+    let executed = execute::run(
+        &shared.config,
+        executor,
+        &job,
+        &admitted,
+        prior,
+        &heartbeat,
+        Some(&watch),
+    )
+    .await;
+    shared.live.finished(&job);
     match executed {
         Executed::Verdict { verdict, artifacts } => {
             let j = job.clone();

@@ -1,5 +1,6 @@
 //! Executing jobs in the daemon: in-process workers ([`local`]) and the one path every verdict, local or
-//! from a remote worker, is recorded by ([`record`]).
+//! from a remote worker, is recorded by ([`record`]); the running steps' newest output lines ([`live`]).
 
+pub mod live;
 pub mod local;
 pub mod record;

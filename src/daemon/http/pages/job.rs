@@ -64,6 +64,9 @@ struct JobPage {
     published: String,
     /// A job still queued or running: the page reloads itself until it has a verdict.
     refresh: bool,
+    /// What an in-process worker is running for it now (`step 2/3 build for 12s`), and its newest lines.
+    running: String,
+    running_tail: String,
 }
 
 /// Text from a verdict for a page, with control characters made visible (see [`crate::text::inert`]).
@@ -202,7 +205,13 @@ pub(super) async fn job(State(shared): State<Arc<Shared>>, Path(id): Path<String
         ),
         (None, None) => Default::default(),
     };
+    let running = shared.live.running(&id);
     let page = JobPage {
+        running: running
+            .as_ref()
+            .map(|r| format!("{} for {}s", r.label, r.secs))
+            .unwrap_or_default(),
+        running_tail: running.map(|r| r.lines.join("\n")).unwrap_or_default(),
         state: view.info.state.name().to_string(),
         attempt: view.info.attempt,
         last_error: view.info.last_error.clone().unwrap_or_default(),
