@@ -257,6 +257,14 @@ impl Client {
         self.admin("POST", &path)
     }
 
+    /// `POST /v1/admin/recheck?target=` with an admin token: the recheck job queued.
+    pub fn admin_recheck(&self, target: &str) -> Result<QueuedJob, ClientError> {
+        self.admin(
+            "POST",
+            &format!("/v1/admin/recheck?target={}", encode(target)),
+        )
+    }
+
     /// An operator's request (no body) with the admin token, and its JSON answer.
     fn admin<T: DeserializeOwned>(&self, method: &str, path: &str) -> Result<T, ClientError> {
         let token = self.token.as_deref().ok_or_else(|| {

@@ -90,6 +90,7 @@ fn run(parsed: Cli) -> anyhow::Result<Exit> {
         Command::Status(args) => cli::status::run(args, &config),
         Command::Submit(args) => cli::submit::run(args, &config),
         Command::Jobs(args) => cli::jobs::run(args, &config),
+        Command::Recheck(args) => cli::recheck::run(args, &config),
         Command::Completions(_) | Command::Manpages(_) => unreachable!("handled above"),
     }
 }

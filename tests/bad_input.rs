@@ -402,7 +402,8 @@ fn every_command_has_a_one_line_summary() {
     }
 }
 
-/// `reprod completions bash` is a script bash loads whose completion of `reprod re` is `rebuild`;
+/// `reprod completions bash` is a script bash loads whose completion of `reprod reb` is `rebuild` (and of
+/// `reprod re`, `rebuild recheck`);
 /// `reprod manpages DIR` writes one page per command that groff renders without a warning, each naming
 /// the command as it is typed; neither needs (or reads) a configuration; a missing directory is exit 2.
 #[test]
@@ -418,10 +419,15 @@ fn completions_and_man_pages_come_from_the_command_definitions() {
     let script = dir.path().join("reprod.bash");
     std::fs::write(&script, &out.stdout).unwrap();
     let completed = sh(Command::new("bash").arg("-c").arg(format!(
-        "source {}; COMP_WORDS=(reprod re); COMP_CWORD=1; _reprod reprod re reprod; echo \"${{COMPREPLY[*]}}\"",
+        "source {}; COMP_WORDS=(reprod reb); COMP_CWORD=1; _reprod reprod reb reprod; echo \"${{COMPREPLY[*]}}\"",
         script.display()
     )));
     assert_eq!(completed.trim(), "rebuild");
+    let completed = sh(Command::new("bash").arg("-c").arg(format!(
+        "source {}; COMP_WORDS=(reprod re); COMP_CWORD=1; _reprod reprod re reprod; echo \"${{COMPREPLY[*]}}\"",
+        script.display()
+    )));
+    assert_eq!(completed.trim(), "rebuild recheck");
     for shell in ["zsh", "fish"] {
         assert!(r.run(&["completions", shell]).status.success(), "{shell}");
     }

@@ -1655,3 +1655,78 @@ fn a_running_jobs_page_shows_its_live_output_until_it_is_judged() {
         "{judged}"
     );
 }
+
+/// `reprod recheck`: an operator has a judged digest (or an image's newest digest) rebuilt again, without
+/// reusing the first rebuild, as a job of its own whose verdict joins the history beside the first; a
+/// target nothing decides, a missing or refused token are exit 2.
+#[test]
+fn recheck_rebuilds_what_was_judged_again_and_keeps_both_verdicts() {
+    let repo = Repo::hello();
+    let digests = reference(&repo);
+    let data = tempfile::tempdir().unwrap();
+    let admin = "operator-token-0123456789";
+    let d = Daemon::start(
+        data.path(),
+        &[("REPROD_SERVER_ADMIN_TOKENS", &format!("[{admin:?}]"))],
+    );
+    let (code, v) = d.submit(&hello_doc(&repo, &digests, "recheck", ""));
+    assert_eq!(code, 202, "{v}");
+    let first = v["jobs"][0]["id"].as_str().unwrap().to_string();
+    d.wait_job(&first, "done", Duration::from_secs(120));
+    let env = [("REPROD_ADMIN_TOKEN", admin)];
+    let (code, out, err) = cli(&["recheck", &digests[0], "--server", &d.url], &env);
+    assert_eq!(code, 0, "{out}{err}");
+    let again = out.trim().to_string();
+    assert!(again.starts_with(&format!("{first}.recheck-")), "{again}");
+    assert!(
+        err.contains(&format!("queued a recheck: {}/jobs/{again}", d.url)),
+        "{err}"
+    );
+    let done = d.wait_job(&again, "done", Duration::from_secs(120));
+    assert_eq!(done["verdict"]["status"], "reproducible", "{done:#}");
+    assert!(
+        done["verdict"]["reused_rebuild"].is_null(),
+        "a recheck reused the first rebuild: {done:#}"
+    );
+    assert!(!done["verdict"]["steps"].as_array().unwrap().is_empty());
+    let (_, lookup) = d.request("GET", &format!("/v1/verdicts/{}", digests[0]), None, None);
+    let jobs: Vec<&str> = lookup["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["job"].as_str().unwrap())
+        .collect();
+    assert_eq!(jobs, [again.as_str(), first.as_str()], "{lookup:#}");
+    // By image name: its newest digest's deciding document.
+    let (code, out, err) = cli(
+        &[
+            "recheck",
+            "example.invalid/hello",
+            "--server",
+            &d.url,
+            "--json",
+        ],
+        &env,
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let job: Value = serde_json::from_str(&out).unwrap();
+    assert!(job["id"]
+        .as_str()
+        .unwrap()
+        .starts_with(&format!("{first}.recheck-")));
+    // Nothing decides it, no token, another token: exit 2, saying why.
+    let (code, _, err) = cli(&["recheck", &unbuilt_digest('e'), "--server", &d.url], &env);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no verdict with a kept document decides"),
+        "{err}"
+    );
+    let (code, _, err) = cli(&["recheck", &digests[0], "--server", &d.url], &[]);
+    assert_eq!(code, 2);
+    assert!(err.contains("REPROD_ADMIN_TOKEN"), "{err}");
+    let (code, _, _) = cli(
+        &["recheck", &digests[0], "--server", &d.url],
+        &[("REPROD_ADMIN_TOKEN", "not-the-operator-token")],
+    );
+    assert_eq!(code, 2);
+}

@@ -16,6 +16,7 @@ pub mod docs;
 pub mod jobs;
 pub mod keygen;
 pub mod rebuild;
+pub mod recheck;
 pub mod scan;
 pub mod serve;
 pub mod status;
@@ -42,6 +43,7 @@ pub enum Command {
     Status(status::StatusArgs),
     Submit(submit::SubmitArgs),
     Jobs(jobs::JobsArgs),
+    Recheck(recheck::RecheckArgs),
     Completions(docs::CompletionsArgs),
     Manpages(docs::ManpagesArgs),
 }

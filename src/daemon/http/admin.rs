@@ -8,7 +8,7 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::Json;
-use reprod_jobs::{JobId, JobInfo, JobState, Operate, QueueError};
+use reprod_jobs::{JobId, JobInfo, JobState, Operate, Queue, QueueError};
 
 use super::auth::Admin;
 use super::error::ApiError;
@@ -140,4 +140,82 @@ fn failure(e: Blocking<QueueError>) -> ApiError {
         }
         e => ApiError::storage(e),
     }
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecheckQuery {
+    /// A digest (`sha256:…`), or an image name (its newest digest).
+    target: String,
+}
+
+/// `POST /v1/admin/recheck?target=DIGEST|NAME`: a fresh rebuild of the document whose verdict decides the
+/// digest (for a name, its newest digest), as a job of its own; its verdict joins the history.
+pub async fn recheck(
+    _: Admin,
+    State(shared): State<Arc<Shared>>,
+    Base(base): Base,
+    query: Result<Query<RecheckQuery>, QueryRejection>,
+) -> Result<(StatusCode, Json<QueuedJob>), ApiError> {
+    let Query(RecheckQuery { target }) = query.map_err(|e| {
+        ApiError::bad_parameter(format!(
+            "{}; the one parameter is `target`, a digest or an image name",
+            e.body_text()
+        ))
+    })?;
+    let n = target.chars().count();
+    if n == 0 || n > crate::store::MAX_IMAGE_NAME || target.chars().any(char::is_control) {
+        return Err(ApiError::bad_parameter(format!(
+            "target must be a digest or an image name of 1 to {} characters without control characters",
+            crate::store::MAX_IMAGE_NAME
+        )));
+    }
+    let t = target.clone();
+    let found = blocking(&shared, move |s| -> Result<_, crate::store::StoreError> {
+        let decided = if crate::verdict::is_sha256(&t) {
+            let history = s.store.history(&t)?;
+            crate::store::deciding(&history, &t, None).cloned()
+        } else {
+            s.store
+                .digests_under(&t, 200)?
+                .into_iter()
+                .next()
+                .map(|d| d.decided_by)
+        };
+        let Some(document) = decided.and_then(|r| r.provenance_sha256) else {
+            return Ok(None);
+        };
+        let document = format!("sha256:{document}");
+        Ok(s.store
+            .provenance(&document)?
+            .map(|bytes| (document, bytes)))
+    })
+    .await?;
+    let Some((document, payload)) = found else {
+        return Err(ApiError::not_found(
+            ErrorCode::NotFound,
+            format!(
+                "no verdict with a kept document decides {}",
+                crate::text::inert_line(&target)
+            ),
+        ));
+    };
+    let id = crate::daemon::work::recheck::job_id(&document, chrono::Utc::now());
+    let job = JobId(id.clone());
+    let info = blocking(&shared, move |s| {
+        s.queue.enqueue(reprod_jobs::NewJob {
+            id: job.clone(),
+            aliases: Vec::new(),
+            payload,
+            priority: 0,
+        })?;
+        s.queue
+            .get(&job)?
+            .ok_or_else(|| QueueError::UnknownJob(job.clone()))
+    })
+    .await
+    .map_err(failure)?;
+    shared.wake.notify_waiters();
+    tracing::info!(target: crate::daemon::JOBS, job = %id, "queued (a recheck asked by an operator)");
+    Ok((StatusCode::ACCEPTED, Json(view(&info, &base))))
 }

@@ -85,6 +85,7 @@ pub fn api_routes() -> Vec<ApiRoute> {
         r("get", "/v1/admin/jobs", get(admin::jobs)),
         r("post", "/v1/admin/jobs/{id}/cancel", post(admin::cancel)),
         r("post", "/v1/admin/jobs/{id}/retry", post(admin::retry)),
+        r("post", "/v1/admin/recheck", post(admin::recheck)),
         r("post", "/v1/worker/lease", post(worker_protocol::lease)),
         r(
             "post",

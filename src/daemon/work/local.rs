@@ -125,8 +125,10 @@ async fn run_job(
         .recipe
         .as_ref()
         .map(crate::provenance::Recipe::work_key);
-    // The same work already rebuilt for another document: judge this one against it.
+    // The same work already rebuilt for another document: judge this one against it (unless this is a
+    // recheck, whose point is to rebuild).
     let prior = match &work_key {
+        Some(_) if super::recheck::is_recheck(&job) => None,
         Some(key) => {
             let k = key.clone();
             match blocking(shared, move |s| s.store.prior_rebuild(&k)).await {

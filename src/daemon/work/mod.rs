@@ -3,4 +3,5 @@
 
 pub mod live;
 pub mod local;
+pub mod recheck;
 pub mod record;

@@ -55,7 +55,10 @@ pub fn record_verdict(
     }
     // The job has its verdict (whoever rebuilt it, or reused a rebuild, or found it could not): the step
     // images it was going to run in are no longer held for it.
-    crate::rebuild::images::settle(&shared.config.data_dir, job.trim_start_matches("sha256:"));
+    crate::rebuild::images::settle(
+        &shared.config.data_dir,
+        super::recheck::document_of(job).trim_start_matches("sha256:"),
+    );
     Ok(record)
 }
 
@@ -63,7 +66,7 @@ pub fn record_verdict(
 pub fn admit_stored(shared: &Shared, job: &str) -> Result<Admitted, String> {
     let document = shared
         .store
-        .provenance(job)
+        .provenance(super::recheck::document_of(job))
         .map_err(|e| e.to_string())?
         .ok_or_else(|| format!("job {job} has no stored document"))?;
     crate::examine::admit(
