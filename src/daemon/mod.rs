@@ -4,6 +4,7 @@
 pub mod exposition;
 pub mod http;
 pub mod intake;
+pub mod live;
 pub mod metrics;
 mod publisher;
 pub mod shared;

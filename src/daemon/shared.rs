@@ -35,7 +35,7 @@ pub struct Shared {
     /// and checked, so together they take at most this many times that.
     pub completions: tokio::sync::Semaphore,
     /// The newest output lines of the steps in-process workers are running, for the job pages.
-    pub live: super::work::live::LiveTails,
+    pub live: super::live::LiveTails,
 }
 
 /// How many remote workers' completions are read and checked at once.
