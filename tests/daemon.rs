@@ -214,7 +214,11 @@ fn submissions_need_a_token_are_queued_once_and_get_a_verdict() {
     let id = v["jobs"][0]["id"].as_str().unwrap().to_string();
     // The same document again is the same job.
     let (_, again) = d.submit(&doc);
-    assert_eq!(again["jobs"][0], json!({"id": id, "status": "duplicate"}));
+    assert_eq!(
+        again["jobs"][0],
+        json!({"id": id, "status": "duplicate", "url": format!("{}/v1/jobs/{id}", d.url),
+               "page": format!("{}/jobs/{id}", d.url)})
+    );
 
     let done = d.wait_job(&id, "done", Duration::from_secs(120));
     assert_eq!(done["verdict"]["status"], "reproducible", "{done:#}");
