@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::daemon::{hello_doc, reference, Daemon};
+use common::daemon::{reference, Daemon};
 use common::*;
 use serde_json::Value;
 
@@ -50,17 +50,42 @@ fn every_page_is_reachable_readable_at_both_widths_and_inert() {
     let data = tempfile::tempdir().unwrap();
     let mut jobs: Vec<(&str, String)> = Vec::new();
     let evil_job;
+    // An image in the local registry: rebuilt bit for bit, then a newer digest of it, published from a
+    // build that writes random bytes, which its rebuild does not give (and which the job page explains).
+    let pid = std::process::id();
+    let hello_name = format!("127.0.0.1:5000/reprod-site-{pid}/hello");
+    let hello_href = format!("/images/127.0.0.1:5000%2Freprod-site-{pid}%2Fhello");
+    let noisy = "#!/bin/sh\nset -e\ncd /workspace/source\n./build.sh \"built with $(head -c 8 /dev/urandom | od -An -tx1)\"\n";
+    let [original, _, _] = repo.reference_build(noisy);
+    sh(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--dest-tls-verify=false",
+        "--preserve-digests",
+        &format!(
+            "oci:{}",
+            repo.reference_checkout().join("out/hello").display()
+        ),
+        &format!("docker://{hello_name}:v2"),
+    ]));
     {
-        let d = Daemon::start(data.path(), &[]);
-        // An image rebuilt bit for bit, then a newer digest of it that its rebuild does not give.
-        jobs.push((
-            "reproducible",
-            judged(&d, &hello_doc(&repo, &digests, "good", ""), "reproducible"),
-        ));
-        let newer = repo.provenance(
-            vec![subject("example.invalid/hello", &unbuilt_digest('3'))],
-            &format!("{HELLO_SCRIPT}# newer\n"),
+        let d = Daemon::start(
+            data.path(),
+            &[
+                ("REPROD_IMAGES_FETCH_ORIGINALS", "true"),
+                ("REPROD_IMAGES_ORIGINALS_FROM", "[\"127.0.0.1:5000\"]"),
+                ("REPROD_IMAGES_INSECURE", "[\"127.0.0.1:5000\"]"),
+            ],
         );
+        let good = repo.provenance(
+            vec![
+                subject(&hello_name, &digests[0]),
+                subject("hello.txt", &digests[2]),
+            ],
+            &format!("{HELLO_SCRIPT}# good\n"),
+        );
+        jobs.push(("reproducible", judged(&d, &good, "reproducible")));
+        let newer = repo.provenance(vec![subject(&hello_name, &original)], noisy);
         jobs.push(("unreproducible", judged(&d, &newer, "unreproducible")));
         let broken = repo.provenance(
             vec![subject("example.invalid/broken", &digests[0])],
@@ -101,7 +126,7 @@ fn every_page_is_reachable_readable_at_both_widths_and_inert() {
     let (code, images) = page(&d, "/images");
     assert_eq!(code, 200);
     for name in [
-        "example.invalid/hello",
+        hello_name.as_str(),
         "example.invalid/broken",
         "example.invalid/unpinned",
         "example.invalid/refused",
@@ -118,13 +143,15 @@ fn every_page_is_reachable_readable_at_both_widths_and_inert() {
     );
     let (_, unrepro) = page(&d, "/images?status=unreproducible");
     assert!(
-        unrepro.contains(">example.invalid/hello</a> <span class=\"regression\">regression</span>"),
+        unrepro.contains(&format!(
+            ">{hello_name}</a> <span class=\"regression\">regression</span>"
+        )),
         "{unrepro}"
     );
     assert!(!unrepro.contains("example.invalid/broken"), "{unrepro}");
     let (_, search) = page(&d, "/images?q=BROK");
     assert!(
-        search.contains(">example.invalid/broken</a>") && !search.contains("example.invalid/hello"),
+        search.contains(">example.invalid/broken</a>") && !search.contains(&hello_name),
         "{search}"
     );
     let o = Command::new("curl")
@@ -148,7 +175,7 @@ fn every_page_is_reachable_readable_at_both_widths_and_inert() {
     );
 
     // The image page: each digest's status, the regression, the history strip.
-    let (_, hello) = page(&d, "/images/example.invalid%2Fhello");
+    let (_, hello) = page(&d, &hello_href);
     assert!(hello.contains("id=\"regression\""), "{hello}");
     assert!(
         hello.contains(&format!(
@@ -160,7 +187,7 @@ fn every_page_is_reachable_readable_at_both_widths_and_inert() {
     assert!(
         hello.contains(&format!(
             "{}</code></td><td class=\"status unreproducible\"",
-            unbuilt_digest('3')
+            original
         )),
         "{hello}"
     );
@@ -168,12 +195,19 @@ fn every_page_is_reachable_readable_at_both_widths_and_inert() {
     let (_, broken) = page(&d, "/images/example.invalid%2Fbroken");
     assert!(!broken.contains("id=\"regression\""), "{broken}");
     // The feed says it too.
-    let (_, feed) = page(&d, "/feed.atom?image=example.invalid/hello");
+    let (_, feed) = page(&d, &format!("/feed.atom?image={hello_name}"));
     assert!(
-        feed.contains("<title>regression: unreproducible: example.invalid/hello</title>"),
+        feed.contains(&format!(
+            "<title>regression: unreproducible: {hello_name}</title>"
+        )),
         "{feed}"
     );
     // The job page of the failed build shows its log tail; a job of every status renders.
+    let (_, differs) = page(&d, &format!("/jobs/{}", jobs[1].1));
+    assert!(
+        differs.contains("<pre class=\"diff\">") && differs.contains("+built with "),
+        "the unreproducible job's page shows no text diff:\n{differs}"
+    );
     let (_, failed) = page(&d, &format!("/jobs/{}", jobs[2].1));
     assert!(failed.contains("error: it broke"), "{failed}");
 
@@ -231,7 +265,7 @@ fn every_page_is_reachable_readable_at_both_widths_and_inert() {
         let mut wanted = vec![
             "/".to_string(),
             "/images".to_string(),
-            "/images/example.invalid%2Fhello".to_string(),
+            hello_href.clone(),
             "/images/example.invalid%2Fbroken".to_string(),
         ];
         wanted.extend(jobs.iter().map(|(_, id)| format!("/jobs/{id}")));
@@ -247,6 +281,28 @@ fn every_page_is_reachable_readable_at_both_widths_and_inert() {
                 .any(|p| p.starts_with("/images/example.invalid%2F%3Cscript")),
             "the hostile image's page not reached at {width} px: {paths:#?}"
         );
+    }
+    // The set a reader looks at first, under names that say what they show.
+    let curated = out.join("curated");
+    std::fs::create_dir_all(&curated).unwrap();
+    let mut wanted: Vec<(String, String)> = vec![
+        ("/".into(), "dashboard".into()),
+        ("/images".into(), "images".into()),
+        (hello_href.clone(), "image-regressed".into()),
+    ];
+    wanted.extend(
+        jobs.iter()
+            .map(|(status, id)| (format!("/jobs/{id}"), format!("job-{status}"))),
+    );
+    for (path, name) in &wanted {
+        for width in [390, 1280] {
+            let shot = pages
+                .iter()
+                .find(|p| p["path"] == path.as_str() && p["width"] == width)
+                .and_then(|p| p["shot"].as_str())
+                .unwrap_or_else(|| panic!("no screenshot of {path} at {width} px"));
+            std::fs::copy(shot, curated.join(format!("{name}-{width}.png"))).unwrap();
+        }
     }
     eprintln!("screenshots of {} pages in {}", pages.len(), out.display());
 }
