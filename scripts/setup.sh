@@ -9,7 +9,7 @@ set -euo pipefail
 
 REGISTRY="${REPROD_REGISTRY:-127.0.0.1:5000}"
 STATE_DIR="${REPROD_STATE_DIR:-/var/lib/reprod-dev}"
-PACKAGES=(libssl-dev pkg-config python3-venv docker.io docker-registry busybox-static skopeo umoci diffoscope-minimal git curl jq ca-certificates bc time chromium socat iproute2 wrk e2fsprogs mount mmdebstrap openssh-client openssh-server openssl podman groff-base)
+PACKAGES=(libssl-dev pkg-config python3-venv docker.io docker-registry apache2-utils busybox-static skopeo umoci diffoscope-minimal git curl jq ca-certificates bc time chromium socat iproute2 wrk e2fsprogs mount mmdebstrap openssh-client openssh-server openssl podman groff-base)
 
 log() { printf '[setup] %s\n' "$*" >&2; }
 die() { printf '[setup] error: %s\n' "$*" >&2; exit 1; }

@@ -213,3 +213,89 @@ fn verdicts_are_pushed_as_referrers_and_cosign_attestations_and_verify_independe
         "{page}"
     );
 }
+
+/// Credentials come from the `auths` of the Docker config `publish.docker_config` names: a registry that
+/// asks for them refuses the push without (the verdict waits, saying so), and takes it once they are
+/// there (after a restart, from the retry the store kept).
+#[test]
+fn a_registry_that_asks_for_credentials_gets_them_from_the_docker_config() {
+    use base64::Engine;
+    let registry = common::registry::AuthRegistry::start("publisher", "s3cret-publisher-pass");
+    let host = registry.host();
+    let repo = Repo::hello();
+    let digests = reference(&repo);
+    let image = format!("{host}/reprod-test/auth-{}", std::process::id());
+    let creds = format!("{}:{}", registry.user, registry.password);
+    sh(Command::new("skopeo").args([
+        "copy",
+        "--quiet",
+        "--preserve-digests",
+        "--dest-tls-verify=false",
+        "--dest-creds",
+        &creds,
+        &format!(
+            "oci:{}",
+            repo.reference_checkout().join("out/hello").display()
+        ),
+        &format!("docker://{image}:v1"),
+    ]));
+    let data = tempfile::tempdir().unwrap();
+    let docker_config = data.path().join("docker-config.json");
+    std::fs::write(&docker_config, r#"{"auths": {}}"#).unwrap();
+    let env = |registries: &str| {
+        vec![
+            ("REPROD_PUBLISH_ENABLED", "true".to_string()),
+            ("REPROD_PUBLISH_REGISTRIES", registries.to_string()),
+            ("REPROD_PUBLISH_INSECURE", registries.to_string()),
+            ("REPROD_PUBLISH_RETRY_BASE_SECS", "1".to_string()),
+            (
+                "REPROD_PUBLISH_DOCKER_CONFIG",
+                format!("{:?}", docker_config.display().to_string()),
+            ),
+        ]
+    };
+    let registries = format!("[{host:?}]");
+    let id = {
+        let vars = env(&registries);
+        let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let d = Daemon::start(data.path(), &vars);
+        let (code, v) =
+            d.submit(&repo.provenance(vec![subject(&image, &digests[0])], HELLO_SCRIPT));
+        assert_eq!(code, 202, "{v}");
+        let id = v["jobs"][0]["id"].as_str().unwrap().to_string();
+        d.wait_job(&id, "done", Duration::from_secs(120));
+        let p = wait_publication(&d, &id, "refused", |p| p["error"].is_string());
+        assert_eq!(p["state"], "pending", "{p:#}");
+        assert!(
+            p["error"].as_str().unwrap().contains("Not authorized"),
+            "{p:#}"
+        );
+        id
+    };
+    let auth = base64::engine::general_purpose::STANDARD.encode(&creds);
+    std::fs::write(
+        &docker_config,
+        format!(r#"{{"auths": {{"{host}": {{"auth": "{auth}"}}}}}}"#),
+    )
+    .unwrap();
+    let vars = env(&registries);
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let d = Daemon::start(data.path(), &vars);
+    let p = wait_publication(&d, &id, "published", |p| p["state"] == "published");
+    let hex = digests[0].trim_start_matches("sha256:");
+    let att: Value = serde_json::from_str(&sh(Command::new("skopeo").args([
+        "inspect",
+        "--raw",
+        "--tls-verify=false",
+        "--creds",
+        &creds,
+        &format!("docker://{image}:sha256-{hex}.att"),
+    ])))
+    .unwrap();
+    assert!(
+        !att["layers"].as_array().unwrap().is_empty(),
+        "{att:#} {p:#}"
+    );
+    // The secret is in no answer.
+    assert!(!d.job(&id).to_string().contains(&registry.password));
+}

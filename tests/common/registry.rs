@@ -96,3 +96,62 @@ pub fn push_image(repo: &str, tag: &str, layer: &[u8]) -> String {
         &manifest,
     )
 }
+
+/// A second registry on 127.0.0.1, plain HTTP, that asks for a user and password (htpasswd, bcrypt).
+pub struct AuthRegistry {
+    pub port: u16,
+    pub user: String,
+    pub password: String,
+    child: std::process::Child,
+    _dir: tempfile::TempDir,
+}
+
+impl AuthRegistry {
+    pub fn start(user: &str, password: &str) -> AuthRegistry {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = sh(Command::new("htpasswd").args(["-Bbn", user, password]));
+        std::fs::write(dir.path().join("htpasswd"), hash).unwrap();
+        let port = super::daemon::free_port();
+        let d = dir.path().display();
+        std::fs::write(
+            dir.path().join("config.yml"),
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {d}/data\n\
+                 http:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: reprod-test\n    path: {d}/htpasswd\n"
+            ),
+        )
+        .unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("starting docker-registry");
+        for _ in 0..100 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return AuthRegistry {
+                    port,
+                    user: user.into(),
+                    password: password.into(),
+                    child,
+                    _dir: dir,
+                };
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the registry with credentials did not listen on 127.0.0.1:{port}");
+    }
+
+    /// `127.0.0.1:<port>`
+    pub fn host(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for AuthRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
