@@ -121,7 +121,7 @@ impl AuthRegistry {
             ),
         )
         .unwrap();
-        let child = Command::new("docker-registry")
+        let mut child = Command::new("docker-registry")
             .arg("serve")
             .arg(dir.path().join("config.yml"))
             .stdout(std::process::Stdio::null())
@@ -140,6 +140,8 @@ impl AuthRegistry {
             }
             std::thread::sleep(std::time::Duration::from_millis(100));
         }
+        let _ = child.kill();
+        let _ = child.wait();
         panic!("the registry with credentials did not listen on 127.0.0.1:{port}");
     }
 
