@@ -1734,3 +1734,76 @@ fn recheck_rebuilds_what_was_judged_again_and_keeps_both_verdicts() {
     );
     assert_eq!(code, 2);
 }
+
+/// A recheck that no longer gives the bytes the first rebuild gave is drift: flagged on the image list,
+/// the image page and in the feed, while the bit-for-bit rebuild still decides the digest's status.
+#[test]
+fn a_recheck_that_differs_is_drift_and_the_proof_stands() {
+    let repo = Repo::hello();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // The toolchain "drifts" at `flip`: builds after it write other bytes.
+    let flip = now + 20;
+    let script = format!(
+        "#!/bin/sh\nset -e\ncd $(workspaces.source.path)\nif [ \"$(date +%s)\" -gt {flip} ]; then ./build.sh drifted; else ./build.sh; fi\n"
+    );
+    let [digest, _, _] =
+        repo.reference_build(&script.replace("$(workspaces.source.path)", "/workspace/source"));
+    let data = tempfile::tempdir().unwrap();
+    let admin = "operator-token-0123456789";
+    let d = Daemon::start(
+        data.path(),
+        &[("REPROD_SERVER_ADMIN_TOKENS", &format!("[{admin:?}]"))],
+    );
+    let name = "example.invalid/drifty";
+    let (code, v) = d.submit(&repo.provenance(vec![subject(name, &digest)], &script));
+    assert_eq!(code, 202, "{v}");
+    let first = v["jobs"][0]["id"].as_str().unwrap().to_string();
+    let done = d.wait_job(&first, "done", Duration::from_secs(120));
+    assert_eq!(done["verdict"]["status"], "reproducible", "{done:#}");
+    while std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        <= flip
+    {
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    let (code, out, err) = cli(
+        &["recheck", &digest, "--server", &d.url],
+        &[("REPROD_ADMIN_TOKEN", admin)],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let again = out.trim().to_string();
+    let done = d.wait_job(&again, "done", Duration::from_secs(120));
+    assert_eq!(done["verdict"]["status"], "unreproducible", "{done:#}");
+    let (_, lookup) = d.request("GET", &format!("/v1/verdicts/{digest}"), None, None);
+    assert_eq!(lookup["status"], "reproducible", "{lookup:#}");
+    assert_eq!(lookup["decided_by"]["job"], first.as_str());
+    let get = |path: &str| {
+        let o = Command::new("curl")
+            .args(["-sf", &format!("{}{path}", d.url)])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let images = get("/images");
+    assert!(
+        images.contains(&format!(
+            ">{name}</a> <a class=\"regression\" href=\"/jobs/{again}\">drift</a>"
+        )),
+        "{images}"
+    );
+    let page = get("/images/example.invalid%2Fdrifty");
+    assert!(
+        page.contains("id=\"drift\"") && !page.contains("id=\"regression\""),
+        "{page}"
+    );
+    let feed = get(&format!("/feed.atom?image={name}"));
+    assert!(
+        feed.contains(&format!("<title>drift: unreproducible: {name}</title>")),
+        "{feed}"
+    );
+}

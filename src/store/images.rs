@@ -10,11 +10,25 @@ pub struct DigestUnderName {
     pub digest: String,
     /// The verdict that decides the digest's status ([`deciding`], preferring verdicts under this name).
     pub decided_by: VerdictRecord,
+    /// The digest's newest verdict, under any name (a recheck's, when one ran since).
+    pub latest: VerdictRecord,
 }
 
 impl DigestUnderName {
     pub fn status(&self) -> Status {
         self.decided_by.status
+    }
+
+    /// Whether the digest drifted: it was rebuilt bit for bit, and a later rebuild of it (a recheck) differs
+    /// or fails. The proof stands (the status stays `reproducible`); the drift says its toolchain no longer
+    /// gives those bytes.
+    pub fn drifted(&self) -> bool {
+        self.decided_by.status == Status::Reproducible
+            && self.latest.seq > self.decided_by.seq
+            && matches!(
+                self.latest.status,
+                Status::Unreproducible | Status::BuildFailed
+            )
     }
 }
 
@@ -80,10 +94,13 @@ impl Store {
         let mut out = Vec::new();
         for digest in digests {
             let history = self.history(&digest)?;
-            if let Some(r) = deciding(&history, &digest, Some(name)) {
+            if let (Some(r), Some(latest)) =
+                (deciding(&history, &digest, Some(name)), history.first())
+            {
                 out.push(DigestUnderName {
                     digest,
                     decided_by: r.clone(),
+                    latest: latest.clone(),
                 });
             }
         }

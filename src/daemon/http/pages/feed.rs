@@ -74,23 +74,28 @@ pub(super) async fn feed(
     q.limit = FEED_ENTRIES;
     let found = blocking(&shared, move |s| -> Result<_, crate::store::StoreError> {
         let page = s.store.list(&q, crate::daemon::http::read::MAX_SCAN)?;
-        let mut regressions = std::collections::HashSet::new();
-        for r in page
-            .records
-            .iter()
-            .filter(|r| r.status == Status::Unreproducible)
-        {
+        // job → `regression` or `drift`
+        let mut flagged = std::collections::HashMap::new();
+        let failing = |r: &&crate::store::VerdictRecord| {
+            matches!(r.status, Status::Unreproducible | Status::BuildFailed)
+        };
+        for r in page.records.iter().filter(failing) {
             for name in r.images() {
                 let digests = s.store.digests_under(name, REGRESSION_SCAN)?;
-                if crate::store::regressed(&digests) && digests[0].decided_by.job == r.job {
-                    regressions.insert(r.job.clone());
+                if r.status == Status::Unreproducible
+                    && crate::store::regressed(&digests)
+                    && digests[0].decided_by.job == r.job
+                {
+                    flagged.insert(r.job.clone(), "regression");
+                } else if digests.iter().any(|d| d.drifted() && d.latest.job == r.job) {
+                    flagged.insert(r.job.clone(), "drift");
                 }
             }
         }
-        Ok((page, regressions))
+        Ok((page, flagged))
     })
     .await;
-    let (page, regressions) = match found {
+    let (page, flagged) = match found {
         Ok(p) => p,
         Err(e) => return unavailable(e),
     };
@@ -108,10 +113,9 @@ pub(super) async fn feed(
             };
             FeedEntry {
                 id: xml_text(&format!("{base}{}", job_href(&r.job))),
-                title: xml_text(&if regressions.contains(&r.job) {
-                    format!("regression: {}: {what}", r.status)
-                } else {
-                    format!("{}: {what}", r.status)
+                title: xml_text(&match flagged.get(&r.job) {
+                    Some(flag) => format!("{flag}: {}: {what}", r.status),
+                    None => format!("{}: {what}", r.status),
                 }),
                 link: xml_text(&format!("{base}{}", job_href(&r.job))),
                 updated: r.recorded_at.clone(),

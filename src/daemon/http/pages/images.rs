@@ -34,6 +34,8 @@ pub struct ImageRow {
     pub rebuilt: String,
     pub job_href: String,
     pub regression: bool,
+    /// The newest digest's latest rebuild (a recheck) differs or failed after a bit-for-bit one: its job.
+    pub drift_href: Option<String>,
 }
 
 #[derive(Template)]
@@ -72,6 +74,7 @@ pub(super) fn image_row(name: &str, digests: &[DigestUnderName]) -> Option<Image
         rebuilt: newest.decided_by.recorded_at.clone(),
         job_href: job_href(&newest.decided_by.job),
         regression: regressed(digests),
+        drift_href: newest.drifted().then(|| job_href(&newest.latest.job)),
     })
 }
 
@@ -181,6 +184,7 @@ struct ImagePage {
     feed_href: String,
     digests: Vec<ImageRow>,
     regression: bool,
+    drift: bool,
     strip: Chart,
     rows: Vec<Row>,
     older: Option<String>,
@@ -255,6 +259,7 @@ pub(super) async fn image(
             feed_href: format!("/feed.atom?image={}", encoded(&name)),
             digests: rows,
             regression: regressed(&digests),
+            drift: digests.iter().any(|d| d.drifted()),
             strip: history_strip(&strip, STRIP),
             rows: page.records.iter().map(Row::of).collect(),
             name,
