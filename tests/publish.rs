@@ -299,3 +299,51 @@ fn a_registry_that_asks_for_credentials_gets_them_from_the_docker_config() {
     // The secret is in no answer.
     assert!(!d.job(&id).to_string().contains(&registry.password));
 }
+
+/// A verdict that differs is published too: its FAILED summary next to the image, while its rebuild
+/// provenance, which names the digest reprod built (no image anyone published), is skipped saying so.
+#[test]
+fn an_unreproducible_verdict_publishes_its_failed_summary_and_skips_what_has_no_image() {
+    let repo = Repo::hello();
+    let noisy = NOISY_SCRIPT;
+    let [original, _, _] = repo.reference_build(noisy);
+    let name = format!("reprod-test/publish-differs-{}", std::process::id());
+    let image = format!("127.0.0.1:5000/{name}");
+    push_hello(&repo, &name, "v1");
+    let data = tempfile::tempdir().unwrap();
+    let d = publishing_daemon(data.path());
+    let (code, v) = d.submit(&repo.provenance(vec![subject(&image, &original)], noisy));
+    assert_eq!(code, 202, "{v}");
+    let id = v["jobs"][0]["id"].as_str().unwrap().to_string();
+    let done = d.wait_job(&id, "done", Duration::from_secs(180));
+    assert_eq!(done["verdict"]["status"], "unreproducible", "{done:#}");
+    let p = wait_publication(&d, &id, "settled", |p| {
+        p["state"] == "published" || p["state"] == "failed"
+    });
+    assert_eq!(p["state"], "published", "{p:#}");
+    assert_eq!(
+        p["pushed"][0]["image"],
+        format!("{image}@{original}").as_str()
+    );
+    assert_eq!(
+        p["pushed"][0]["referrers"].as_array().unwrap().len(),
+        1,
+        "{p:#}"
+    );
+    let skipped = p["skipped"].as_array().unwrap();
+    assert!(
+        skipped.iter().any(|s| s["reason"]
+            .as_str()
+            .unwrap()
+            .contains("a digest reprod built that the document did not record")),
+        "{p:#}"
+    );
+    let hex = original.trim_start_matches("sha256:");
+    let att = inspect_raw(&format!("{name}:sha256-{hex}.att"));
+    let layers = att["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 1, "{att:#}");
+    assert_eq!(
+        layers[0]["annotations"]["predicateType"],
+        "https://slsa.dev/verification_summary/v1"
+    );
+}

@@ -279,7 +279,7 @@ fn distroless_seed_parses_and_is_unrebuildable_with_a_precise_reason() {
 #[test]
 fn an_unreproducible_image_is_explained_by_diffing_the_original_from_the_registry() {
     let repo = Repo::hello();
-    let script = "#!/bin/sh\nset -e\ncd /workspace/source\n./build.sh \"built with $(head -c 8 /dev/urandom | od -An -tx1)\"\n";
+    let script = NOISY_SCRIPT;
     let [hello, _, _] = repo.reference_build(script);
     // Publish the original build, as the build system would have.
     // The rebuilt layout is annotated `hello`: the repository's last component pairs them.

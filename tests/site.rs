@@ -55,7 +55,7 @@ fn every_page_is_reachable_readable_at_both_widths_and_inert() {
     let pid = std::process::id();
     let hello_name = format!("127.0.0.1:5000/reprod-site-{pid}/hello");
     let hello_href = format!("/images/127.0.0.1:5000%2Freprod-site-{pid}%2Fhello");
-    let noisy = "#!/bin/sh\nset -e\ncd /workspace/source\n./build.sh \"built with $(head -c 8 /dev/urandom | od -An -tx1)\"\n";
+    let noisy = NOISY_SCRIPT;
     let [original, _, _] = repo.reference_build(noisy);
     sh(Command::new("skopeo").args([
         "copy",

@@ -121,9 +121,7 @@ impl PublishConfig {
     }
 
     fn checked(&self, repository: String) -> Destination {
-        if crate::oci::is_repository_name(repository_path(&repository))
-            && crate::oci::registry_of(&repository) != "docker.io"
-        {
+        if is_registry_repository(&repository) {
             Destination::Repository(repository)
         } else {
             Destination::NotPublished(format!(
@@ -143,6 +141,13 @@ impl PublishConfig {
         }
         out
     }
+}
+
+/// Whether `name` is `REGISTRY/REPOSITORY` with a repository name as the distribution spec allows.
+pub fn is_registry_repository(name: &str) -> bool {
+    crate::oci::is_repository_name(repository_path(name))
+        && crate::oci::registry_of(name) != "docker.io"
+        && name.contains('/')
 }
 
 /// The path part of `registry/path`.

@@ -172,12 +172,34 @@ fn is_not_found(e: &OciDistributionError) -> bool {
     }
 }
 
+/// What went wrong, in a fixed phrase: the record is public, and a registry's own error text (its bodies,
+/// realms, URLs) goes to this host's log only.
 fn failed(repository: &str, doing: &str, e: OciDistributionError) -> RegistryError {
-    let detail: String = crate::text::inert_line(&e.to_string())
-        .chars()
-        .take(400)
-        .collect();
-    RegistryError::Registry(format!("{doing} in {repository}: {detail}"))
+    tracing::warn!(repository, doing, error = %crate::text::inert_line(&e.to_string()), "registry");
+    let what = match &e {
+        OciDistributionError::UnauthorizedError { .. } => {
+            "Not authorized (check publish.docker_config)".to_string()
+        }
+        OciDistributionError::AuthenticationFailure(_) => {
+            "authentication failed (check publish.docker_config)".to_string()
+        }
+        OciDistributionError::ServerError { code, .. } => {
+            format!("the registry answered HTTP {code}")
+        }
+        OciDistributionError::RegistryError { envelope, .. } => {
+            let codes: Vec<String> = envelope
+                .errors
+                .iter()
+                .take(3)
+                .map(|x| format!("{:?}", x.code))
+                .collect();
+            format!("the registry refused it ({})", codes.join(", "))
+        }
+        OciDistributionError::RequestError(r) if r.is_timeout() => "no answer in time".to_string(),
+        OciDistributionError::RequestError(_) => "the registry could not be reached".to_string(),
+        _ => "the registry's answer did not follow the distribution protocol".to_string(),
+    };
+    RegistryError::Registry(format!("{doing} in {repository}: {what}"))
 }
 
 fn default_docker_config() -> Option<PathBuf> {

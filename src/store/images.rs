@@ -10,8 +10,11 @@ pub struct DigestUnderName {
     pub digest: String,
     /// The verdict that decides the digest's status ([`deciding`], preferring verdicts under this name).
     pub decided_by: VerdictRecord,
-    /// The digest's newest verdict, under any name (a recheck's, when one ran since).
+    /// The newest verdict about the digest from the same document as [`DigestUnderName::decided_by`] (a
+    /// recheck's, when one ran since): another document naming the digest cannot make it drift.
     pub latest: VerdictRecord,
+    /// When the digest was first judged under the name (a sequence number): the order of "newest".
+    pub first_seen: u64,
 }
 
 impl DigestUnderName {
@@ -66,7 +69,8 @@ impl Store {
         Ok(names)
     }
 
-    /// The digests recorded under `name` in its newest `scan` verdicts, newest first, each with the
+    /// The digests recorded under `name` in its newest `scan` verdicts, newest first by when each was first
+    /// judged under the name (a recheck of an old digest does not make it the newest), each with the
     /// verdict that decides it.
     pub fn digests_under(
         &self,
@@ -94,16 +98,31 @@ impl Store {
         let mut out = Vec::new();
         for digest in digests {
             let history = self.history(&digest)?;
-            if let (Some(r), Some(latest)) =
-                (deciding(&history, &digest, Some(name)), history.first())
-            {
-                out.push(DigestUnderName {
-                    digest,
-                    decided_by: r.clone(),
-                    latest: latest.clone(),
-                });
-            }
+            let Some(decided) = deciding(&history, &digest, Some(name)) else {
+                continue;
+            };
+            let latest = history
+                .iter()
+                .find(|r| r.provenance_sha256 == decided.provenance_sha256)
+                .unwrap_or(decided);
+            let first_seen = history
+                .iter()
+                .filter(|r| {
+                    r.subjects
+                        .iter()
+                        .any(|s| s.name == name && s.digest == digest)
+                })
+                .map(|r| r.seq)
+                .min()
+                .unwrap_or(decided.seq);
+            out.push(DigestUnderName {
+                digest,
+                decided_by: decided.clone(),
+                latest: latest.clone(),
+                first_seen,
+            });
         }
+        out.sort_by_key(|d| std::cmp::Reverse(d.first_seen));
         Ok(out)
     }
 }

@@ -398,6 +398,9 @@ pub fn chains_provenance(
     })
 }
 
+/// A hello build that writes random bytes into its output: a rebuild never gives the same image.
+pub const NOISY_SCRIPT: &str = "#!/bin/sh\nset -e\ncd /workspace/source\n./build.sh \"built with $(head -c 8 /dev/urandom | od -An -tx1)\"\n";
+
 /// The standard build script of the hello example.
 pub const HELLO_SCRIPT: &str = "#!/bin/sh\nset -e\ncd $(workspaces.source.path)\n./build.sh\n";
 

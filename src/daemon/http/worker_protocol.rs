@@ -168,12 +168,13 @@ pub async fn complete(
             ))
         }
     };
+    let job_id = done.job.clone();
     let (job, token) = (JobId(done.job), LeaseToken(done.token));
     let state = blocking(&shared, move |s| s.queue.complete(&job, &token, how))
         .await
         .map_err(queue_failure)?;
     if state != reprod_jobs::JobState::Done {
-        tracing::info!(target: crate::daemon::JOBS, worker = %worker.queue_name(), state = state.name(), "completed");
+        tracing::info!(target: crate::daemon::JOBS, worker = %worker.queue_name(), job = %job_id, state = state.name(), "completed");
     }
     Ok(Json(CompletionAnswer {
         state: state.name().to_string(),

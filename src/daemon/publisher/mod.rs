@@ -20,9 +20,17 @@ const BATCH: usize = 64;
 
 pub async fn run(shared: Arc<Shared>, publisher: Publisher, mut stop: watch::Receiver<bool>) {
     let every = Duration::from_millis(shared.config.server.poll_ms.clamp(200, 5000));
+    let publisher = Arc::new(publisher);
     loop {
-        if let Err(e) = round(&shared, &publisher, &stop).await {
-            tracing::error!(error = %e, "publisher: the store fails");
+        // A push in flight when the server stops is dropped: it is tried again after the restart, and
+        // pushing again writes the same bytes.
+        tokio::select! {
+            r = round(&shared, &publisher) => {
+                if let Err(e) = r {
+                    tracing::error!(error = %e, "publisher: the store fails");
+                }
+            }
+            _ = stop.wait_for(|s| *s) => return,
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
@@ -31,11 +39,7 @@ pub async fn run(shared: Arc<Shared>, publisher: Publisher, mut stop: watch::Rec
     }
 }
 
-async fn round(
-    shared: &Arc<Shared>,
-    publisher: &Publisher,
-    stop: &watch::Receiver<bool>,
-) -> Result<(), String> {
+async fn round(shared: &Arc<Shared>, publisher: &Arc<Publisher>) -> Result<(), String> {
     let now = unix_now();
     blocking(shared, move |s| s.store.take_up_publications(now, BATCH))
         .await
@@ -44,15 +48,19 @@ async fn round(
         .await
         .map_err(|e| e.to_string())?;
     for job in due {
-        if *stop.borrow() {
-            break;
+        // One job the store cannot read for is logged and waits; the others go on.
+        if let Err(e) = publish_one(shared, publisher, &job).await {
+            tracing::error!(job, error = %e, "publisher: cannot publish");
         }
-        publish_one(shared, publisher, &job).await?;
     }
     Ok(())
 }
 
-async fn publish_one(shared: &Arc<Shared>, publisher: &Publisher, job: &str) -> Result<(), String> {
+async fn publish_one(
+    shared: &Arc<Shared>,
+    publisher: &Arc<Publisher>,
+    job: &str,
+) -> Result<(), String> {
     let j = job.to_string();
     let (record, current, signed) = blocking(shared, move |s| -> Result<_, String> {
         let e = |e: crate::store::StoreError| e.to_string();
@@ -71,8 +79,30 @@ async fn publish_one(shared: &Arc<Shared>, publisher: &Publisher, job: &str) -> 
     })
     .await
     .map_err(|e| e.to_string())?;
-    let recorded_at = record.map(|r| r.recorded_at).unwrap_or_default();
-    let attempt = publisher.publish(job, &recorded_at, &signed).await;
+    let recorded_at = record
+        .as_ref()
+        .map(|r| r.recorded_at.clone())
+        .unwrap_or_default();
+    let recorded: Vec<(String, String)> = record
+        .iter()
+        .flat_map(|r| &r.subjects)
+        .map(|s| (s.name.clone(), s.digest.clone()))
+        .collect();
+    // In a task of its own: a registry client that panics on a hostile answer costs this attempt only.
+    let (p, j) = (publisher.clone(), job.to_string());
+    let attempt =
+        tokio::spawn(async move { p.publish(&j, &recorded_at, &signed, &recorded).await })
+            .await
+            .unwrap_or_else(|e| {
+                tracing::error!(job, error = %e, "publisher: the attempt ended abnormally");
+                Attempt {
+                error: Some(
+                    "the attempt ended abnormally in the registry client (this host's log says why)"
+                        .into(),
+                ),
+                ..Attempt::default()
+            }
+            });
     let next = settle(current, attempt, publisher, unix_now());
     let outcome = match (next.state, next.error.is_some()) {
         (PublicationState::Pending, _) => "retry",

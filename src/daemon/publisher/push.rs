@@ -49,10 +49,20 @@ impl Publisher {
         &self.config
     }
 
-    /// Publishes the statements of the verdict of `job`, recorded at `recorded_at`, within
-    /// `publish.timeout_secs`.
-    pub async fn publish(&self, job: &str, recorded_at: &str, signed: &[Signed]) -> Attempt {
+    /// Publishes the statements of the verdict of `job`, recorded at `recorded_at`, about the images the
+    /// document recorded (`recorded`: name, digest), each image within `publish.timeout_secs`. A statement
+    /// about another digest (the rebuild provenance of a rebuild that differs names what reprod built) has no
+    /// published image to be attached to, and is skipped saying so. Every image is tried; the errors are
+    /// joined.
+    pub async fn publish(
+        &self,
+        job: &str,
+        recorded_at: &str,
+        signed: &[Signed],
+        recorded: &[(String, String)],
+    ) -> Attempt {
         let mut attempt = Attempt::default();
+        let mut errors = Vec::new();
         let by_image = match self.by_image(signed) {
             Ok(m) => m,
             Err(e) => {
@@ -63,6 +73,13 @@ impl Publisher {
         let timeout = Duration::from_secs(self.config.timeout_secs);
         for ((name, digest), statements) in &by_image {
             let image = format!("{name}@{digest}");
+            if !recorded.iter().any(|(n, d)| n == name && d == digest) {
+                attempt.skipped.push(Skipped {
+                    image,
+                    reason: "a digest reprod built that the document did not record: no published image to attach it to".into(),
+                });
+                continue;
+            }
             let repository = match self.config.destination(name) {
                 Destination::Repository(r) => r,
                 Destination::NotPublished(reason) => {
@@ -98,11 +115,11 @@ impl Publisher {
                     repository,
                     referrers,
                 }),
-                Err(e) => {
-                    attempt.error = Some(format!("{image}: {e}"));
-                    return attempt;
-                }
+                Err(e) => errors.push(format!("{image}: {e}")),
             }
+        }
+        if !errors.is_empty() {
+            attempt.error = Some(errors.join("; "));
         }
         attempt
     }
@@ -208,7 +225,9 @@ impl Publisher {
     ) -> Result<Subject, String> {
         let own = name.strip_prefix("docker://").unwrap_or(name);
         let mut places = vec![repository.to_string()];
-        if own != repository && check_address(own, allowed).await.is_ok() {
+        // The name is the document's: only a well-formed repository is read, and only where pushes may go.
+        let well_formed = crate::publish::config::is_registry_repository(own);
+        if own != repository && well_formed && check_address(own, allowed).await.is_ok() {
             places.push(own.to_string());
         }
         for place in &places {

@@ -19,8 +19,11 @@ use crate::verdict::Status;
 /// Names per page of `/images`.
 const PAGE: usize = 50;
 /// Names looked at per request when a filter matches few: the page is then short, with a link onward.
-const MAX_NAMES_SCANNED: usize = 2000;
-/// Verdicts per name read to find its digests.
+/// Every name costs reads (its newest verdicts and its newest digests' histories), on a public page.
+const MAX_NAMES_SCANNED: usize = 500;
+/// Verdicts per name read for the list (its newest digest is among them).
+const LIST_SCAN: usize = 20;
+/// Verdicts per name read for its own page.
 const DIGEST_SCAN: usize = 200;
 /// Verdicts in an image page's history strip.
 const STRIP: usize = 60;
@@ -118,7 +121,7 @@ pub(super) async fn images(
                 scanned += 1;
                 let wanted_name = needle.is_empty() || name.to_lowercase().contains(&needle);
                 if wanted_name {
-                    let digests = s.store.digests_under(&name, DIGEST_SCAN)?;
+                    let digests = s.store.digests_under(&name, LIST_SCAN)?;
                     if let Some(row) = image_row(&name, &digests) {
                         if status.is_none_or(|x| x.as_str() == row.status) {
                             rows.push(row);
