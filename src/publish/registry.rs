@@ -44,13 +44,20 @@ impl Registries {
         } else {
             read_credentials(docker_config)?
         };
-        let client = Client::new(ClientConfig {
+        // `try_from`, not `new`: `new` falls back to a default client (HTTPS everywhere, no timeouts) when
+        // the configuration does not build, without a word.
+        let client = Client::try_from(ClientConfig {
             protocol: ClientProtocol::HttpsExcept(insecure.to_vec()),
             // Whole blobs in one request: envelopes are small, and it is one round trip fewer.
             use_monolithic_push: true,
             platform_resolver: None,
+            connect_timeout: Some(std::time::Duration::from_secs(10)),
+            read_timeout: Some(std::time::Duration::from_secs(60)),
             ..ClientConfig::default()
-        });
+        })
+        .map_err(|e| {
+            RegistryError::Registry(format!("the registry client cannot be set up: {e}"))
+        })?;
         Ok(Registries {
             client,
             credentials,
