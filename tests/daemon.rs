@@ -1621,13 +1621,7 @@ fn a_running_jobs_page_shows_its_live_output_until_it_is_judged() {
     let (code, v) = d.submit(&doc);
     assert_eq!(code, 202, "{v}");
     let id = v["jobs"][0]["id"].as_str().unwrap().to_string();
-    let page = || {
-        let o = Command::new("curl")
-            .args(["-sf", &format!("{}/jobs/{id}", d.url)])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
+    let page = || d.text(&format!("/jobs/{id}")).1;
     let deadline = Instant::now() + Duration::from_secs(60);
     let live = loop {
         let p = page();
@@ -1782,13 +1776,7 @@ fn a_recheck_that_differs_is_drift_and_the_proof_stands() {
     let (_, lookup) = d.request("GET", &format!("/v1/verdicts/{digest}"), None, None);
     assert_eq!(lookup["status"], "reproducible", "{lookup:#}");
     assert_eq!(lookup["decided_by"]["job"], first.as_str());
-    let get = |path: &str| {
-        let o = Command::new("curl")
-            .args(["-sf", &format!("{}{path}", d.url)])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&o.stdout).into_owned()
-    };
+    let get = |path: &str| d.text(path).1;
     let images = get("/images");
     assert!(
         images.contains(&format!(

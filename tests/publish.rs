@@ -205,7 +205,7 @@ fn verdicts_are_pushed_as_referrers_and_cosign_attestations_and_verify_independe
         assert_eq!(got.iter().filter(|g| *g == s).count(), 2);
     }
     // The job page says where it went.
-    let page = sh(Command::new("curl").args(["-sf", &format!("{}/jobs/{id}", d.url)]));
+    let (_, page) = d.text(&format!("/jobs/{id}"));
     assert!(
         page.contains(&format!(
             "<td id=\"published\">published to {image} (sha256-{hex}.att)"

@@ -283,18 +283,9 @@ fn an_unreproducible_image_is_explained_by_diffing_the_original_from_the_registr
     let [hello, _, _] = repo.reference_build(script);
     // Publish the original build, as the build system would have.
     // The rebuilt layout is annotated `hello`: the repository's last component pairs them.
-    let name = format!("127.0.0.1:5000/reprod-test-{}/hello", std::process::id());
-    sh(std::process::Command::new("skopeo").args([
-        "copy",
-        "--quiet",
-        "--dest-tls-verify=false",
-        "--preserve-digests",
-        &format!(
-            "oci:{}",
-            repo.reference_checkout().join("out/hello").display()
-        ),
-        &format!("docker://{name}:v1"),
-    ]));
+    let path = format!("reprod-test-{}/hello", std::process::id());
+    common::daemon::push_hello(&repo, &path, "v1");
+    let name = format!("127.0.0.1:5000/{path}");
     let prov = repo.provenance(vec![subject(&format!("{name}:v1"), &hello)], script);
     let (code, v, stderr) = Reprod::new()
         .with("REPROD_IMAGES_FETCH_ORIGINALS", "true")

@@ -9,22 +9,12 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
-use common::daemon::{reference, Daemon};
+use common::daemon::{push_hello, reference, Daemon};
 use common::*;
 use serde_json::Value;
 
 const EVIL: &str =
     "example.invalid/<script>document.body.setAttribute('data-pwned','yes')</script>";
-
-fn page(d: &Daemon, path: &str) -> (u16, String) {
-    let o = Command::new("curl")
-        .args(["-s", "-w", "\n%{http_code}", &format!("{}{path}", d.url)])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&o.stdout).into_owned();
-    let (body, code) = text.rsplit_once('\n').unwrap();
-    (code.trim().parse().unwrap(), body.to_string())
-}
 
 /// Submits `doc` and waits for its verdict; returns the job id.
 fn judged(d: &Daemon, doc: &Value, status: &str) -> String {
@@ -57,17 +47,7 @@ fn every_page_is_reachable_readable_at_both_widths_and_inert() {
     let hello_href = format!("/images/127.0.0.1:5000%2Freprod-site-{pid}%2Fhello");
     let noisy = NOISY_SCRIPT;
     let [original, _, _] = repo.reference_build(noisy);
-    sh(Command::new("skopeo").args([
-        "copy",
-        "--quiet",
-        "--dest-tls-verify=false",
-        "--preserve-digests",
-        &format!(
-            "oci:{}",
-            repo.reference_checkout().join("out/hello").display()
-        ),
-        &format!("docker://{hello_name}:v2"),
-    ]));
+    push_hello(&repo, &format!("reprod-site-{pid}/hello"), "v2");
     {
         let d = Daemon::start(
             data.path(),
@@ -123,7 +103,7 @@ fn every_page_is_reachable_readable_at_both_widths_and_inert() {
     jobs.push(("rejected", queued));
 
     // The image list: each name once with its newest digest's status; filters; a digest to its answer.
-    let (code, images) = page(&d, "/images");
+    let (code, images) = d.text("/images");
     assert_eq!(code, 200);
     for name in [
         hello_name.as_str(),
@@ -141,7 +121,7 @@ fn every_page_is_reachable_readable_at_both_widths_and_inert() {
         images.contains("example.invalid/&#60;script&#62;") && !images.contains("<script>"),
         "{images}"
     );
-    let (_, unrepro) = page(&d, "/images?status=unreproducible");
+    let (_, unrepro) = d.text("/images?status=unreproducible");
     assert!(
         unrepro.contains(&format!(
             ">{hello_name}</a> <span class=\"regression\">regression</span>"
@@ -149,7 +129,7 @@ fn every_page_is_reachable_readable_at_both_widths_and_inert() {
         "{unrepro}"
     );
     assert!(!unrepro.contains("example.invalid/broken"), "{unrepro}");
-    let (_, search) = page(&d, "/images?q=BROK");
+    let (_, search) = d.text("/images?q=BROK");
     assert!(
         search.contains(">example.invalid/broken</a>") && !search.contains(&hello_name),
         "{search}"
@@ -168,14 +148,11 @@ fn every_page_is_reachable_readable_at_both_widths_and_inert() {
     let redirect = String::from_utf8_lossy(&o.stdout).into_owned();
     // The deciding verdict: the newest bit-for-bit rebuild of that digest (the hostile-named image's).
     assert_eq!(redirect, format!("303 {}/jobs/{evil_job}", d.url));
-    assert_eq!(page(&d, "/images?status=bogus").0, 400);
-    assert_eq!(
-        page(&d, &format!("/images?q={}", unbuilt_digest('9'))).0,
-        404
-    );
+    assert_eq!(d.text("/images?status=bogus").0, 400);
+    assert_eq!(d.text(&format!("/images?q={}", unbuilt_digest('9'))).0, 404);
 
     // The image page: each digest's status, the regression, the history strip.
-    let (_, hello) = page(&d, &hello_href);
+    let (_, hello) = d.text(&hello_href);
     assert!(hello.contains("id=\"regression\""), "{hello}");
     assert!(
         hello.contains(&format!(
@@ -192,10 +169,10 @@ fn every_page_is_reachable_readable_at_both_widths_and_inert() {
         "{hello}"
     );
     assert_eq!(hello.matches("<rect ").count(), 2, "{hello}");
-    let (_, broken) = page(&d, "/images/example.invalid%2Fbroken");
+    let (_, broken) = d.text("/images/example.invalid%2Fbroken");
     assert!(!broken.contains("id=\"regression\""), "{broken}");
     // The feed says it too.
-    let (_, feed) = page(&d, &format!("/feed.atom?image={hello_name}"));
+    let (_, feed) = d.text(&format!("/feed.atom?image={hello_name}"));
     assert!(
         feed.contains(&format!(
             "<title>regression: unreproducible: {hello_name}</title>"
@@ -203,12 +180,12 @@ fn every_page_is_reachable_readable_at_both_widths_and_inert() {
         "{feed}"
     );
     // The job page of the failed build shows its log tail; a job of every status renders.
-    let (_, differs) = page(&d, &format!("/jobs/{}", jobs[1].1));
+    let (_, differs) = d.text(&format!("/jobs/{}", jobs[1].1));
     assert!(
         differs.contains("<pre class=\"diff\">") && differs.contains("+built with "),
         "the unreproducible job's page shows no text diff:\n{differs}"
     );
-    let (_, failed) = page(&d, &format!("/jobs/{}", jobs[2].1));
+    let (_, failed) = d.text(&format!("/jobs/{}", jobs[2].1));
     assert!(failed.contains("error: it broke"), "{failed}");
 
     // Chromium, in a namespace where only the daemon answers, from the dashboard, at both widths.

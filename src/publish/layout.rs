@@ -158,12 +158,12 @@ pub fn cosign_tag(digest: &str) -> String {
     format!("{}.att", referrers_tag(digest))
 }
 
-/// The referrers fallback index with `referrer` (a manifest pushed by [`referrer`]) listed: `existing` (the
-/// index the tag holds, if any) keeps every entry it had, in order. `None`: already listed.
-pub fn with_referrer(
+/// The referrers fallback index with `referrers` (manifests pushed by [`referrer`], each with its statement)
+/// listed: `existing` (the index the tag holds, if any) keeps every entry it had, in order. `None`: all are
+/// listed already.
+pub fn with_referrers(
     existing: Option<&Value>,
-    referrer: &Blob,
-    s: &Statement<'_>,
+    referrers: &[(Blob, &Statement<'_>)],
 ) -> Result<Option<Vec<u8>>, String> {
     let mut index = match existing {
         Some(v) => v.clone(),
@@ -175,17 +175,21 @@ pub fn with_referrer(
         .ok_or(
             "the referrers tag holds no image index (no `manifests` list); it is left as it is",
         )?;
-    if manifests
-        .iter()
-        .any(|m| m["digest"].as_str() == Some(referrer.digest.as_str()))
-    {
-        return Ok(None);
+    let mut added = false;
+    for (referrer, s) in referrers {
+        if manifests
+            .iter()
+            .any(|m| m["digest"].as_str() == Some(referrer.digest.as_str()))
+        {
+            continue;
+        }
+        let mut entry = referrer.descriptor();
+        entry.artifact_type = Some(ARTIFACT_TYPE.to_string());
+        entry.annotations = referrer_annotations(s);
+        manifests.push(serde_json::to_value(entry).map_err(|e| e.to_string())?);
+        added = true;
     }
-    let mut entry = referrer.descriptor();
-    entry.artifact_type = Some(ARTIFACT_TYPE.to_string());
-    entry.annotations = referrer_annotations(s);
-    manifests.push(serde_json::to_value(entry).map_err(|e| e.to_string())?);
-    Ok(Some(to_vec(&index)))
+    Ok(added.then(|| to_vec(&index)))
 }
 
 /// cosign's attestation image with `statements` among its layers: `existing` (the manifest the `.att` tag
@@ -311,10 +315,12 @@ mod tests {
 
     #[test]
     fn the_referrers_index_keeps_what_it_had_and_lists_each_referrer_once() {
-        let (_, first) = referrer(&subject(), &statement(b"one"));
+        let (one, two) = (statement(b"one"), statement(b"two"));
+        let (_, first) = referrer(&subject(), &one);
+        let (_, second) = referrer(&subject(), &two);
         let foreign = json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": [
             {"mediaType": OCI_MANIFEST, "digest": "sha256:00", "size": 1, "annotations": {"x": "y"}}]});
-        let index = with_referrer(Some(&foreign), &first, &statement(b"one"))
+        let index = with_referrers(Some(&foreign), &[(first.clone(), &one)])
             .unwrap()
             .unwrap();
         let v: Value = serde_json::from_slice(&index).unwrap();
@@ -322,10 +328,22 @@ mod tests {
         assert_eq!(v["manifests"][1]["digest"], first.digest.as_str());
         assert_eq!(v["manifests"][1]["artifactType"], ARTIFACT_TYPE);
         assert_eq!(
-            with_referrer(Some(&v), &first, &statement(b"one")).unwrap(),
+            with_referrers(Some(&v), &[(first.clone(), &one)]).unwrap(),
             None
         );
-        assert!(with_referrer(Some(&json!({"layers": []})), &first, &statement(b"one")).is_err());
+        // One listed already, one new: only the new one is added, once.
+        let both = with_referrers(Some(&v), &[(first.clone(), &one), (second.clone(), &two)])
+            .unwrap()
+            .unwrap();
+        let both: Value = serde_json::from_slice(&both).unwrap();
+        let digests: Vec<&str> = both["manifests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|m| m["digest"].as_str().unwrap())
+            .collect();
+        assert_eq!(digests, ["sha256:00", &first.digest, &second.digest]);
+        assert!(with_referrers(Some(&json!({"layers": []})), &[(first, &one)]).is_err());
     }
 
     #[test]

@@ -20,6 +20,12 @@ pub enum RegistryError {
     Credentials { path: String, detail: String },
 }
 
+impl From<RegistryError> for String {
+    fn from(e: RegistryError) -> String {
+        e.to_string()
+    }
+}
+
 /// One client for every push, with the credentials read at start.
 pub struct Registries {
     client: Client,

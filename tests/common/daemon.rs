@@ -139,6 +139,17 @@ impl Daemon {
         )
     }
 
+    /// GET `path` as text (a page, a feed): its status and body.
+    pub fn text(&self, path: &str) -> (u16, String) {
+        let o = Command::new("curl")
+            .args(["-s", "-w", "\n%{http_code}", &format!("{}{path}", self.url)])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        (code.trim().parse().unwrap_or(0), body.to_string())
+    }
+
     pub fn submit(&self, doc: &Value) -> (u16, Value) {
         self.request(
             "POST",

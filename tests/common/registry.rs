@@ -97,43 +97,34 @@ pub fn push_image(repo: &str, tag: &str, layer: &[u8]) -> String {
     )
 }
 
-/// A second registry on 127.0.0.1, plain HTTP, that asks for a user and password (htpasswd, bcrypt).
-pub struct AuthRegistry {
+/// A docker-registry process of a test's own on 127.0.0.1, serving the configuration `yaml` writes for
+/// its directory and port; killed when dropped.
+pub struct RegistryProcess {
     pub port: u16,
-    pub user: String,
-    pub password: String,
     child: std::process::Child,
     _dir: tempfile::TempDir,
 }
 
-impl AuthRegistry {
-    pub fn start(user: &str, password: &str) -> AuthRegistry {
-        let dir = tempfile::tempdir().unwrap();
-        let hash = sh(Command::new("htpasswd").args(["-Bbn", user, password]));
-        std::fs::write(dir.path().join("htpasswd"), hash).unwrap();
+impl RegistryProcess {
+    /// Starts it in `dir` (where the caller put what the configuration names) and waits until it listens.
+    pub fn start(
+        dir: tempfile::TempDir,
+        yaml: impl FnOnce(&str, u16) -> String,
+    ) -> RegistryProcess {
         let port = super::daemon::free_port();
-        let d = dir.path().display();
-        std::fs::write(
-            dir.path().join("config.yml"),
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {d}/data\n\
-                 http:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: reprod-test\n    path: {d}/htpasswd\n"
-            ),
-        )
-        .unwrap();
+        let config = dir.path().join("config.yml");
+        std::fs::write(&config, yaml(&dir.path().display().to_string(), port)).unwrap();
         let mut child = Command::new("docker-registry")
             .arg("serve")
-            .arg(dir.path().join("config.yml"))
+            .arg(&config)
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
             .expect("starting docker-registry");
         for _ in 0..100 {
             if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return AuthRegistry {
+                return RegistryProcess {
                     port,
-                    user: user.into(),
-                    password: password.into(),
                     child,
                     _dir: dir,
                 };
@@ -142,18 +133,44 @@ impl AuthRegistry {
         }
         let _ = child.kill();
         let _ = child.wait();
-        panic!("the registry with credentials did not listen on 127.0.0.1:{port}");
+        panic!("docker-registry did not listen on 127.0.0.1:{port}");
+    }
+}
+
+impl Drop for RegistryProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A second registry on 127.0.0.1, plain HTTP, that asks for a user and password (htpasswd, bcrypt).
+pub struct AuthRegistry {
+    pub user: String,
+    pub password: String,
+    process: RegistryProcess,
+}
+
+impl AuthRegistry {
+    pub fn start(user: &str, password: &str) -> AuthRegistry {
+        let dir = tempfile::tempdir().unwrap();
+        let hash = sh(Command::new("htpasswd").args(["-Bbn", user, password]));
+        std::fs::write(dir.path().join("htpasswd"), hash).unwrap();
+        let process = RegistryProcess::start(dir, |d, port| {
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {d}/data\n\
+                 http:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: reprod-test\n    path: {d}/htpasswd\n"
+            )
+        });
+        AuthRegistry {
+            user: user.into(),
+            password: password.into(),
+            process,
+        }
     }
 
     /// `127.0.0.1:<port>`
     pub fn host(&self) -> String {
-        format!("127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for AuthRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        format!("127.0.0.1:{}", self.process.port)
     }
 }

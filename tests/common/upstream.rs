@@ -208,8 +208,7 @@ pub struct TlsRegistry {
     pub name: String,
     pub port: u16,
     pub ca_pem: Vec<u8>,
-    child: std::process::Child,
-    _dir: tempfile::TempDir,
+    _process: super::registry::RegistryProcess,
 }
 
 impl TlsRegistry {
@@ -218,53 +217,22 @@ impl TlsRegistry {
         let (ca_pem, cert, key) = test_ca(name);
         std::fs::write(dir.path().join("cert.pem"), &cert).unwrap();
         std::fs::write(dir.path().join("key.pem"), &key).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let d = dir.path().display();
-        std::fs::write(
-            dir.path().join("config.yml"),
+        let process = super::registry::RegistryProcess::start(dir, |d, port| {
             format!(
                 "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {d}/data\n\
                  http:\n  addr: 127.0.0.1:{port}\n  tls:\n    certificate: {d}/cert.pem\n    key: {d}/key.pem\n"
-            ),
-        )
-        .unwrap();
-        let mut child = std::process::Command::new("docker-registry")
-            .arg("serve")
-            .arg(dir.path().join("config.yml"))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("starting docker-registry");
-        for _ in 0..100 {
-            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                return TlsRegistry {
-                    name: name.to_string(),
-                    port,
-                    ca_pem,
-                    child,
-                    _dir: dir,
-                };
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
+            )
+        });
+        TlsRegistry {
+            name: name.to_string(),
+            port: process.port,
+            ca_pem,
+            _process: process,
         }
-        let _ = child.kill();
-        let _ = child.wait();
-        panic!("docker-registry did not listen on 127.0.0.1:{port}");
     }
 
     /// `name:port`, as builds name it.
     pub fn host(&self) -> String {
         format!("{}:{}", self.name, self.port)
-    }
-}
-
-impl Drop for TlsRegistry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }

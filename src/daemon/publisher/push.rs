@@ -167,30 +167,27 @@ impl Publisher {
     ) -> Result<Vec<String>, String> {
         let allowed = self.config.allowed_registries();
         check_address(repository, &allowed).await?;
-        self.registries
-            .login(repository)
-            .await
-            .map_err(|e| e.to_string())?;
+        self.registries.login(repository).await?;
         let subject = self.subject(name, digest, repository, &allowed).await?;
-        let mut referrers = Vec::new();
+        let mut pushed = Vec::new();
         for s in statements {
             let (blobs, manifest) = layout::referrer(&subject, s);
             self.push_blobs(repository, &blobs).await?;
             self.registries
                 .push_manifest(repository, &manifest, None)
-                .await
-                .map_err(|e| e.to_string())?;
-            let tag = layout::referrers_tag(digest);
-            let existing = self.read_json(repository, &tag).await?;
-            if let Some(index) = layout::with_referrer(existing.as_ref(), &manifest, s)? {
-                let index = layout::Blob::new(layout::OCI_INDEX, index);
-                self.registries
-                    .push_manifest(repository, &index, Some(&tag))
-                    .await
-                    .map_err(|e| e.to_string())?;
-            }
-            referrers.push(manifest.digest);
+                .await?;
+            pushed.push((manifest, s));
         }
+        // The fallback index is read and written once for all of them.
+        let tag = layout::referrers_tag(digest);
+        let existing = self.read_json(repository, &tag).await?;
+        if let Some(index) = layout::with_referrers(existing.as_ref(), &pushed)? {
+            let index = layout::Blob::new(layout::OCI_INDEX, index);
+            self.registries
+                .push_manifest(repository, &index, Some(&tag))
+                .await?;
+        }
+        let referrers = pushed.into_iter().map(|(m, _)| m.digest).collect();
         let tag = layout::cosign_tag(digest);
         let existing = self.read_json(repository, &tag).await?;
         if let Some((blobs, manifest)) = layout::with_cosign_layers(existing.as_ref(), statements)?
@@ -198,18 +195,14 @@ impl Publisher {
             self.push_blobs(repository, &blobs).await?;
             self.registries
                 .push_manifest(repository, &manifest, Some(&tag))
-                .await
-                .map_err(|e| e.to_string())?;
+                .await?;
         }
         Ok(referrers)
     }
 
     async fn push_blobs(&self, repository: &str, blobs: &[layout::Blob]) -> Result<(), String> {
         for b in blobs {
-            self.registries
-                .push_blob(repository, b)
-                .await
-                .map_err(|e| e.to_string())?;
+            self.registries.push_blob(repository, b).await?;
         }
         Ok(())
     }
@@ -231,12 +224,7 @@ impl Publisher {
             places.push(own.to_string());
         }
         for place in &places {
-            let Some(m) = self
-                .registries
-                .manifest(place, digest)
-                .await
-                .map_err(|e| e.to_string())?
-            else {
+            let Some(m) = self.registries.manifest(place, digest).await? else {
                 continue;
             };
             if crate::oci::sha256_bytes(&m.bytes) != digest || m.bytes.len() > MAX_MANIFEST_BYTES {
@@ -268,12 +256,7 @@ impl Publisher {
         repository: &str,
         tag: &str,
     ) -> Result<Option<serde_json::Value>, String> {
-        let Some(m) = self
-            .registries
-            .manifest(repository, tag)
-            .await
-            .map_err(|e| e.to_string())?
-        else {
+        let Some(m) = self.registries.manifest(repository, tag).await? else {
             return Ok(None);
         };
         crate::json::parse(&m.bytes, MAX_MANIFEST_BYTES)
